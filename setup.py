@@ -1,0 +1,64 @@
+"""ament_python / setuptools build for mt_specialize.
+
+Works both under colcon (ROS 2 install: data files go to share/mt_specialize) and with plain
+``pip install -e .`` (pip-only users: data files are found next to the package, see
+``mt_specialize.paths``).
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "mt_specialize"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "bench"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*")),
+        ("share/" + package_name + "/urdf", glob("urdf/*.urdf")),
+        ("share/" + package_name + "/urdf/meshes", glob("urdf/meshes/*")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "torch==2.13.0",
+        "mujoco>=3.3",
+        "gymnasium[mujoco]>=1.0",
+        "pyyaml",
+        "safetensors",
+        "tensorboard",
+        "matplotlib",
+        "rich",
+        "imageio",
+    ],
+    extras_require={
+        "ros": [
+            "ros-rclpy",
+            "ros-rmw-fastrtps-cpp",
+            "ros-std-msgs",
+            "ros-sensor-msgs",
+            "ros-std-srvs",
+            "ros-visualization-msgs",
+            "ros-geometry-msgs",
+            "ros-diagnostic-msgs",
+        ],
+        "test": ["pytest", "pytest-timeout"],
+    },
+    zip_safe=True,
+    maintainer="mt_specialize developers",
+    maintainer_email="dev@mt-specialize.invalid",
+    description="Multi-task PPO with gradient-guided policy specialization, MuJoCo robots from URDF, ROS 2 nodes.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "mt-specialize = mt_specialize.cli:main",
+            "simulator = mt_specialize.nodes.simulator:main",
+            "learner = mt_specialize.nodes.learner:main",
+            "policy_server = mt_specialize.nodes.policy_server:main",
+        ],
+    },
+)
