@@ -1,0 +1,377 @@
+"""Split (partially per-task) networks for multi-task PPO.
+
+Shapes: ``T`` = number of tasks, ``B`` = samples per task, ``A`` = action dim. Networks are float32.
+
+Every policy entry (each weight, bias and log-std element) exists twice:
+
+* a **shared** value ``W_shared`` of the entry's logical shape, and
+* **per-task** copies ``W_task`` of shape ``(T, *shape)``,
+
+plus a boolean **split mask** buffer of the logical shape (``True`` = the entry is per-task).
+The weight task ``i`` actually uses (its *effective* weight) is::
+
+    W_eff[i] = where(mask, W_task[i], W_shared)
+
+and all tasks run in ONE batched computation (``torch.baddbmm`` over the task axis). There are no
+N network copies kept in sync by copying.
+
+Gradients / optimiser (read this before writing a trainer)
+----------------------------------------------------------
+Because of the ``where``, autograd gives a *shared* entry of ``W_shared`` the **sum of all tasks'
+gradients** and a *split* entry of ``W_task[i]`` **only task i's gradient**. The halves that are
+not used (entries of ``W_shared`` that are split, entries of ``W_task`` that are shared) receive a
+zero gradient. Adam still moves those unused halves through its momentum, but they never enter
+the forward pass, so only the *effective* weights matter and those are updated correctly: one
+optimiser over all parameters is fine. When nothing is split (all masks False, the joint phase)
+``W_task`` is not part of the graph at all (its ``.grad`` stays ``None`` and Adam skips it).
+
+Per-task gradients
+------------------
+During every grad-enabled forward, hooks are registered on the effective tensors (shape
+``(T, *shape)``). Their gradients are **accumulated** (like ``.grad``) into per-module buffers
+until :meth:`zero_per_task_grads` (also called by ``module.zero_grad()``). If the loss is a *sum*
+of per-task terms, ``per_task_grads()[name][i]`` is exactly task i's own gradient w.r.t. its
+effective parameter (with a mean over tasks it is that divided by T, which does not change the
+ranking of the gradient spread). Accumulating over an iteration's minibatches gives the sum over
+minibatches that the specialization score needs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "normc_",
+    "SplitLinear",
+    "SplitMLP",
+    "SplitGaussianPolicy",
+    "SplitValue",
+    "copy_adam_state_to_split",
+]
+
+def normc_(weight: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """In-place OpenAI-baselines ``normc_initializer`` for a weight stored as ``(in, out)``.
+
+    Draws a standard Gaussian (float64) and rescales every output unit's incoming weight column
+    (axis 0) to Euclidean norm ``gain``. Returns ``weight``.
+    """
+    with torch.no_grad():
+        w = torch.randn(weight.shape, dtype=torch.float64, generator=generator)
+        w *= gain / torch.sqrt((w**2).sum(dim=0, keepdim=True))
+        weight.copy_(w.to(weight.dtype))
+    return weight
+
+
+def _effective(shared: torch.Tensor, task: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(T, *shape) effective values ``where(mask, task, shared)``; a plain expand (no ``where``,
+    per-task tensor not in the graph) when nothing is split."""
+    if not bool(mask.any()):
+        return shared.expand(task.shape)
+    return torch.where(mask, task, shared)
+
+
+def _track(owner: nn.Module, name: str, eff: torch.Tensor) -> torch.Tensor:
+    """Register a hook accumulating d(loss)/d(eff) (T, *shape) into ``owner._task_grads[name]``."""
+    if owner.track_per_task_grads and torch.is_grad_enabled() and eff.requires_grad:
+        def hook(grad: torch.Tensor) -> None:
+            acc = owner._task_grads[name]
+            g = grad.detach()
+            owner._task_grads[name] = g.clone() if acc is None else acc + g
+        eff.register_hook(hook)
+    return eff
+
+
+class SplitLinear(nn.Module):
+    """Affine layer with per-entry split mask. ``forward(x (T,B,in)) -> (T,B,out)``.
+
+    Parameters: ``weight_shared (in,out)``, ``weight_task (T,in,out)``, ``bias_shared (out,)``,
+    ``bias_task (T,out)``; buffers ``weight_mask (in,out)`` and ``bias_mask (out,)`` (bool).
+    Init: normc(``gain``) weights, zero biases, per-task copies equal to the shared values.
+    """
+
+    def __init__(self, n_tasks: int, in_dim: int, out_dim: int, gain: float = 1.0):
+        super().__init__()
+        if n_tasks < 1 or in_dim < 1 or out_dim < 1:
+            raise ValueError(f"n_tasks, in_dim, out_dim must be >= 1, got {n_tasks}, {in_dim}, {out_dim}")
+        self.n_tasks, self.in_dim, self.out_dim = n_tasks, in_dim, out_dim
+        w = normc_(torch.empty(in_dim, out_dim), gain)
+        b = torch.zeros(out_dim)
+        self.weight_shared = nn.Parameter(w.clone())
+        self.weight_task = nn.Parameter(w.expand(n_tasks, in_dim, out_dim).clone())
+        self.bias_shared = nn.Parameter(b.clone())
+        self.bias_task = nn.Parameter(b.expand(n_tasks, out_dim).clone())
+        self.register_buffer("weight_mask", torch.zeros(in_dim, out_dim, dtype=torch.bool))
+        self.register_buffer("bias_mask", torch.zeros(out_dim, dtype=torch.bool))
+        self.track_per_task_grads = True
+        self._task_grads: dict[str, torch.Tensor | None] = {"weight": None, "bias": None}
+
+    # entries of this layer: local name -> (shared, task, mask buffer name)
+    def _entries(self):
+        return {
+            "weight": (self.weight_shared, self.weight_task, "weight_mask"),
+            "bias": (self.bias_shared, self.bias_task, "bias_mask"),
+        }
+
+    def effective_weight(self) -> torch.Tensor:
+        """(T, in, out) weights each task uses."""
+        return _effective(self.weight_shared, self.weight_task, self.weight_mask)
+
+    def effective_bias(self) -> torch.Tensor:
+        """(T, out) biases each task uses."""
+        return _effective(self.bias_shared, self.bias_task, self.bias_mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[0] != self.n_tasks or x.shape[2] != self.in_dim:
+            raise ValueError(
+                f"expected input (T={self.n_tasks}, B, in={self.in_dim}), got {tuple(x.shape)}")
+        w = _track(self, "weight", self.effective_weight())
+        b = _track(self, "bias", self.effective_bias())
+        return torch.baddbmm(b.unsqueeze(1), x, w)
+
+
+class _SplitModule(nn.Module):
+    """Common mask / per-task-gradient API over a set of named logical entries."""
+
+    def _named_entries(self) -> dict[str, tuple[nn.Module, str]]:
+        """name -> (owner module with shared/task/mask, local entry name)."""
+        raise NotImplementedError
+
+    def _entry_tensors(self, owner, local):
+        if isinstance(owner, SplitLinear):
+            shared, task, mask_name = owner._entries()[local]
+        else:
+            shared, task, mask_name = owner._split_entry()
+        return shared, task, mask_name
+
+    def param_shapes(self) -> dict[str, torch.Size]:
+        """Logical shape of each named entry (what ``random_split_masks`` needs)."""
+        return {n: self._entry_tensors(o, l)[0].shape for n, (o, l) in self._named_entries().items()}
+
+    def n_params(self) -> int:
+        """Number of logical entries |θ| (weights + biases [+ log-std]), each counted once."""
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    def split_masks(self) -> dict[str, torch.Tensor]:
+        """Copies of the boolean split masks keyed by stable name (True = per-task)."""
+        out = {}
+        for n, (o, l) in self._named_entries().items():
+            _, _, mname = self._entry_tensors(o, l)
+            out[n] = getattr(o, mname).clone()
+        return out
+
+    @torch.no_grad()
+    def set_split_masks(self, masks: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Install new split masks.
+
+        ``masks`` must have exactly the names of :meth:`split_masks`, each a bool tensor of the
+        entry's shape. Entries that become split get their per-task copies set to the current
+        shared value (per-task copies start from the joint values). Entries that become shared
+        again get the mean over tasks of their per-task values (not used by the algorithm).
+
+        If ``optimizer`` (Adam/AdamW) is given, newly split entries also inherit the shared
+        entry's Adam moments (``exp_avg``, ``exp_avg_sq``) so Adam state carries over; see
+        :func:`copy_adam_state_to_split`.
+        """
+        entries = self._named_entries()
+        missing = sorted(set(entries) - set(masks))
+        unknown = sorted(set(masks) - set(entries))
+        if missing or unknown:
+            raise ValueError(f"split masks: missing names {missing}, unknown names {unknown}")
+        for n, m in masks.items():
+            shared, _, _ = self._entry_tensors(*entries[n])
+            if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
+                raise ValueError(f"split mask {n!r} must be a torch.bool tensor, got "
+                                 f"{getattr(m, 'dtype', type(m))}")
+            if m.shape != shared.shape:
+                raise ValueError(f"split mask {n!r} has shape {tuple(m.shape)}, expected {tuple(shared.shape)}")
+        newly = {}
+        for n, m in masks.items():
+            owner, local = entries[n]
+            shared, task, mname = self._entry_tensors(owner, local)
+            old = getattr(owner, mname)
+            m = m.to(old.device)
+            became_split = m & ~old
+            became_shared = old & ~m
+            task.copy_(torch.where(became_split, shared.expand_as(task), task))
+            shared.copy_(torch.where(became_shared, task.mean(dim=0), shared))
+            old.copy_(m)
+            newly[n] = became_split
+        if optimizer is not None:
+            copy_adam_state_to_split(optimizer, self, newly)
+
+    def per_task_grads(self) -> dict[str, torch.Tensor]:
+        """name -> (T, *shape) gradient w.r.t. each task's effective entry, accumulated over the
+        backward passes since the last :meth:`zero_per_task_grads`. Raises if none recorded."""
+        out = {}
+        for n, (o, l) in self._named_entries().items():
+            g = o._task_grads[l]
+            if g is None:
+                raise RuntimeError(
+                    f"no per-task gradient recorded for {n!r}: run a grad-enabled forward and a "
+                    "backward pass first (and keep track_per_task_grads=True)")
+            out[n] = g.clone()
+        return out
+
+    def zero_per_task_grads(self) -> None:
+        """Reset the per-task gradient accumulators."""
+        for o, l in self._named_entries().values():
+            o._task_grads[l] = None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: D401
+        """``nn.Module.zero_grad`` that also resets the per-task gradient accumulators."""
+        super().zero_grad(set_to_none=set_to_none)
+        self.zero_per_task_grads()
+
+    def set_track_per_task_grads(self, flag: bool) -> None:
+        """Turn the per-task gradient hooks on/off (off saves a little time when not scoring)."""
+        for o, _ in self._named_entries().values():
+            o.track_per_task_grads = bool(flag)
+
+    def effective_params(self) -> dict[str, torch.Tensor]:
+        """name -> (T, *shape) effective values (detached copies), e.g. for tests / export."""
+        out = {}
+        for n, (o, l) in self._named_entries().items():
+            shared, task, mname = self._entry_tensors(o, l)
+            out[n] = _effective(shared, task, getattr(o, mname)).detach().clone()
+        return out
+
+
+class SplitMLP(_SplitModule):
+    """MLP with split masks. ``forward(x (T,B,in)) -> (T,B,out)``.
+
+    Hidden layers use ``activation`` (tanh); the output layer is linear. Init: normc with
+    ``hidden_gain`` for hidden layers and ``out_gain`` for the output layer, zero biases.
+    Entry names: ``"{i}.weight"``, ``"{i}.bias"`` for layer ``i`` (0-based), optionally prefixed.
+    """
+
+    def __init__(self, n_tasks: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (64, 64, 64),
+                 activation: Callable[[torch.Tensor], torch.Tensor] = torch.tanh,
+                 hidden_gain: float = 1.0, out_gain: float = 0.01, prefix: str = ""):
+        super().__init__()
+        self.n_tasks = n_tasks
+        self.activation = activation
+        self.prefix = prefix
+        dims = [in_dim, *hidden, out_dim]
+        self.layers = nn.ModuleList(
+            SplitLinear(n_tasks, dims[i], dims[i + 1], hidden_gain if i < len(dims) - 2 else out_gain)
+            for i in range(len(dims) - 1))
+
+    def _named_entries(self):
+        out = {}
+        for i, layer in enumerate(self.layers):
+            out[f"{self.prefix}{i}.weight"] = (layer, "weight")
+            out[f"{self.prefix}{i}.bias"] = (layer, "bias")
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = self.activation(h)
+        return h
+
+
+class _SplitLogStd(nn.Module):
+    """State-independent log-std: shared (A,), per-task (T,A), mask (A,). Init 0."""
+
+    def __init__(self, n_tasks: int, act_dim: int):
+        super().__init__()
+        self.log_std_shared = nn.Parameter(torch.zeros(act_dim))
+        self.log_std_task = nn.Parameter(torch.zeros(n_tasks, act_dim))
+        self.register_buffer("log_std_mask", torch.zeros(act_dim, dtype=torch.bool))
+        self.track_per_task_grads = True
+        self._task_grads: dict[str, torch.Tensor | None] = {"log_std": None}
+
+    def _split_entry(self):
+        return self.log_std_shared, self.log_std_task, "log_std_mask"
+
+    def forward(self) -> torch.Tensor:
+        """(T, A) effective log-std."""
+        eff = _effective(self.log_std_shared, self.log_std_task, self.log_std_mask)
+        return _track(self, "log_std", eff)
+
+
+class SplitGaussianPolicy(_SplitModule):
+    """Diagonal Gaussian policy; mean = :class:`SplitMLP` (3×64 tanh, normc 1.0 / 0.01),
+    state-independent log-std (init 0). Entry names: ``mean.{i}.weight``, ``mean.{i}.bias``,
+    ``log_std``."""
+
+    def __init__(self, n_tasks: int, obs_dim: int, act_dim: int, hidden: Sequence[int] = (64, 64, 64)):
+        super().__init__()
+        self.n_tasks, self.obs_dim, self.act_dim = n_tasks, obs_dim, act_dim
+        self.mean = SplitMLP(n_tasks, obs_dim, act_dim, hidden, hidden_gain=1.0, out_gain=0.01, prefix="mean.")
+        self.log_std = _SplitLogStd(n_tasks, act_dim)
+
+    def _named_entries(self):
+        out = self.mean._named_entries()
+        out["log_std"] = (self.log_std, "log_std")
+        return out
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (T,B,obs_dim) -> deterministic action (T,B,A)."""
+        return self.mean(obs)
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        """obs (T,B,obs_dim) -> Normal with loc (T,B,A) and scale (T,B,A)."""
+        mu = self.mean(obs)
+        std = self.log_std().exp().unsqueeze(1).expand_as(mu)
+        return torch.distributions.Normal(mu, std, validate_args=False)
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """obs (T,B,obs_dim), act (T,B,A) -> log-density (T,B), summed over action dims."""
+        return self.distribution(obs).log_prob(act).sum(-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        return self.distribution(obs)
+
+
+class SplitValue(_SplitModule):
+    """State-value network (3×64 tanh, normc 1.0 hidden / 1.0 output as baselines' value head).
+    ``forward(obs (T,B,obs_dim)) -> (T,B)``. Entry names: ``value.{i}.weight``, ``value.{i}.bias``."""
+
+    def __init__(self, n_tasks: int, obs_dim: int, hidden: Sequence[int] = (64, 64, 64)):
+        super().__init__()
+        self.n_tasks, self.obs_dim = n_tasks, obs_dim
+        self.net = SplitMLP(n_tasks, obs_dim, 1, hidden, hidden_gain=1.0, out_gain=1.0, prefix="value.")
+
+    def _named_entries(self):
+        return self.net._named_entries()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+@torch.no_grad()
+def copy_adam_state_to_split(optimizer: torch.optim.Optimizer, model: _SplitModule,
+                             newly_split: dict[str, torch.Tensor]) -> None:
+    """Let newly split entries inherit the shared entry's Adam moments.
+
+    For each name, at the entries where ``newly_split[name]`` is True, the per-task tensor's
+    ``exp_avg``/``exp_avg_sq`` are set to the shared tensor's values (broadcast over tasks). If the
+    per-task tensor has no Adam state yet (it was never in the graph during the joint phase), the
+    state is created with the shared tensor's ``step`` and zero moments elsewhere. No-op for
+    entries whose shared tensor has no state yet.
+    """
+    entries = model._named_entries()
+    for n, sel in newly_split.items():
+        if not bool(sel.any()):
+            continue
+        shared, task, _ = model._entry_tensors(*entries[n])
+        s_state = optimizer.state.get(shared)
+        if not s_state or "exp_avg" not in s_state:
+            continue
+        t_state = optimizer.state[task]
+        if "exp_avg" not in t_state:
+            t_state["step"] = s_state["step"].clone() if torch.is_tensor(s_state["step"]) else s_state["step"]
+            t_state["exp_avg"] = torch.zeros_like(task, memory_format=torch.preserve_format)
+            t_state["exp_avg_sq"] = torch.zeros_like(task, memory_format=torch.preserve_format)
+            if "max_exp_avg_sq" in s_state:
+                t_state["max_exp_avg_sq"] = torch.zeros_like(task, memory_format=torch.preserve_format)
+        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            if key in s_state and key in t_state:
+                t_state[key].copy_(torch.where(sel, s_state[key].expand_as(task), t_state[key]))
