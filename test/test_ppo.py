@@ -1,0 +1,106 @@
+"""PPO math against hand computations on tiny batches."""
+
+import math
+
+import pytest
+import torch
+
+from mt_specialize.ppo import (PPOConfig, clipped_surrogate, compute_gae, standardize_per_task,
+                               value_loss)
+
+G, L = 0.9, 0.5
+
+
+def t(x):
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def test_gae_no_done_hand():
+    r = t([[1.0], [2.0], [3.0]])
+    v = t([[0.5], [1.0], [1.5]])
+    nv = t([[1.0], [1.5], [2.0]])  # V(s1), V(s2), V(s3 = next obs)
+    f = torch.zeros(3, 1, dtype=torch.bool)
+    adv, ret = compute_gae(r, v, nv, f, f, gamma=G, lam=L)
+    d2 = 3 + G * 2.0 - 1.5
+    d1 = 2 + G * 1.5 - 1.0
+    d0 = 1 + G * 1.0 - 0.5
+    a2 = d2
+    a1 = d1 + G * L * a2
+    a0 = d0 + G * L * a1
+    torch.testing.assert_close(adv[:, 0], t([a0, a1, a2]))
+    torch.testing.assert_close(ret[:, 0], t([a0 + 0.5, a1 + 1.0, a2 + 1.5]))
+
+
+def test_gae_termination_vs_truncation():
+    # env 0: episode terminates at step 1; env 1: truncated at step 1 (V(final obs) = 7).
+    r = t([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    v = t([[0.5, 0.5], [1.0, 1.0], [4.0, 4.0]])
+    nv = t([[1.0, 1.0], [99.0, 7.0], [5.0, 5.0]])  # 99 must be ignored (terminated)
+    term = torch.tensor([[False, False], [True, False], [False, False]])
+    end = torch.tensor([[False, False], [True, True], [False, False]])
+    adv, ret = compute_gae(r, v, nv, term, end, gamma=G, lam=L)
+    a2 = 3 + G * 5 - 4
+    # terminated: no bootstrap, trace cut
+    a1_term = 2 - 1.0
+    a0_term = (1 + G * 1.0 - 0.5) + G * L * a1_term
+    # truncated: bootstrap from V(final obs) but trace cut
+    a1_trunc = 2 + G * 7.0 - 1.0
+    a0_trunc = (1 + G * 1.0 - 0.5) + G * L * a1_trunc
+    torch.testing.assert_close(adv[:, 0], t([a0_term, a1_term, a2]))
+    torch.testing.assert_close(adv[:, 1], t([a0_trunc, a1_trunc, a2]))
+    torch.testing.assert_close(ret, adv + v)
+
+
+def test_gae_shape_errors():
+    z = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="next_values"):
+        compute_gae(z, z, torch.zeros(3, 3), z.bool(), z.bool())
+
+
+def test_surrogate_clipped_and_unclipped():
+    # task 0: ratio inside the clip range; task 1: ratios outside (clipped for one sign only)
+    lp_old = t([[0.0, 0.0], [0.0, 0.0]])
+    lp_new = t([[math.log(1.1), math.log(0.9)], [math.log(1.5), math.log(1.5)]])
+    adv = t([[2.0, -1.0], [2.0, -1.0]])
+    loss = clipped_surrogate(lp_new, lp_old, adv, clip=0.2)
+    assert loss.shape == (2,)
+    task0 = -(1.1 * 2.0 + 0.9 * -1.0) / 2
+    # A>0, r=1.5 -> min(3.0, 1.2*2=2.4)=2.4 ; A<0, r=1.5 -> min(-1.5, -1.2) = -1.5 (unclipped)
+    task1 = -(2.4 + -1.5) / 2
+    torch.testing.assert_close(loss, t([task0, task1]))
+    # gradient is zero through the clipped sample
+    lp = lp_new.clone().requires_grad_()
+    clipped_surrogate(lp, lp_old, adv).sum().backward()
+    assert lp.grad[1, 0] == 0 and lp.grad[1, 1] != 0 and lp.grad[0, 0] != 0
+
+
+def test_value_loss():
+    v = t([[1.0, 2.0], [0.0, 0.0]])
+    r = t([[0.0, 4.0], [3.0, -1.0]])
+    torch.testing.assert_close(value_loss(v, r), t([(1 + 4) / 2, (9 + 1) / 2]))
+
+
+def test_standardize_per_task():
+    a = t([[1.0, 2.0, 3.0, 4.0], [10.0, 10.0, 30.0, 30.0]])
+    s = standardize_per_task(a)
+    m0, s0 = 2.5, math.sqrt(1.25)
+    torch.testing.assert_close(s[0], t([(x - m0) / s0 for x in (1, 2, 3, 4)]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s[1], t([-1.0, -1.0, 1.0, 1.0]), rtol=1e-5, atol=1e-6)
+    assert standardize_per_task(torch.ones(2, 3)).abs().max() == 0  # constant batch: no NaN
+    assert standardize_per_task(torch.randn(2, 3, 4)).shape == (2, 3, 4)
+
+
+def test_config_defaults_and_validation():
+    c = PPOConfig()
+    assert (c.clip, c.epochs, c.minibatch_per_task, c.lr, c.adam_eps) == (0.2, 10, 256, 3e-4, 1e-5)
+    assert (c.gamma, c.lam, c.entropy_coef, c.value_coef, c.max_grad_norm) == (0.99, 0.95, 0.0, 1.0, None)
+    assert c.lr_at(0.7) == 3e-4
+    lin = PPOConfig(lr_schedule="linear")
+    assert lin.lr_at(0.25) == pytest.approx(2.25e-4) and lin.lr_at(1.5) == 0.0
+    for kw, field in [({"clip": 0}, "clip"), ({"clip": 1.5}, "clip"), ({"epochs": 0}, "epochs"),
+                      ({"epochs": 2.5}, "epochs"), ({"lr": -1}, "lr"), ({"gamma": 1.1}, "gamma"),
+                      ({"lam": float("nan")}, "lam"), ({"max_grad_norm": 0}, "max_grad_norm"),
+                      ({"lr_schedule": "cosine"}, "lr_schedule"), ({"minibatch_per_task": 0}, "minibatch_per_task"),
+                      ({"entropy_coef": -0.1}, "entropy_coef")]:
+        with pytest.raises(ValueError, match=f"PPOConfig.{field}"):
+            PPOConfig(**kw)
