@@ -1,0 +1,198 @@
+"""Batched multi-task physics: T tasks x E envs stepped by one ``mujoco.rollout`` call per control step.
+
+This is the hot path of training. Every env's whole physics state lives in one array
+``state (T*E, nstate)`` (MuJoCo's ``mjSTATE_FULLPHYSICS`` layout: time, qpos, qvel); a control step
+hands all of them, with their models (tasks may use different robots of the same size signature),
+to MuJoCo's native multi-threaded rollout, which runs ``frame_skip`` substeps in C without the GIL.
+Rewards, terminations and observations are then computed with NumPy on whole task slices.
+
+Each control step starts MuJoCo's constraint solver from a zero warm-start (``initial_warmstart``),
+exactly as ``tasks.TaskEnv`` does, so a batched env and a single Gymnasium env given the same actions
+produce bit-identical trajectories, whatever the thread count and scheduling.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import mujoco
+import numpy as np
+from mujoco import rollout as mj_rollout
+
+from .tasks import TaskSpec
+
+_FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+@dataclass
+class StepResult:
+    """What one control step of ``MultiTaskVecEnv`` returns. T tasks, E envs per task.
+
+    obs:          (T, E, obs_dim) observation to act on next (after auto-reset of finished envs)
+    reward:       (T, E) reward of the step just taken
+    terminated:   (T, E) the task's termination rule fired (no bootstrap)
+    truncated:    (T, E) the horizon was reached without termination (bootstrap from final_obs)
+    final_obs:    (T, E, obs_dim) observation reached by the step, before any reset
+    finished:     per task, list of (return, length) of the episodes that ended this step
+    """
+
+    obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_obs: np.ndarray
+    finished: list[list[tuple[float, int]]] = field(default_factory=list)
+
+
+class MultiTaskVecEnv:
+    """T tasks x E envs of each, auto-resetting, stepped in one batched native call.
+
+    Args:
+        tasks: the T tasks (same observation and action sizes; models of one size signature).
+        envs_per_task: E, parallel envs per task.
+        seed: seeds the reset noise (one independent generator per task).
+        nthread: MuJoCo rollout threads (default: all cores, at most 2 per the machine here).
+    """
+
+    def __init__(self, tasks: Sequence[TaskSpec], envs_per_task: int, seed: int = 0,
+                 nthread: int | None = None):
+        if not tasks:
+            raise ValueError("MultiTaskVecEnv needs at least one task")
+        if envs_per_task < 1:
+            raise ValueError(f"envs_per_task must be >= 1, got {envs_per_task}")
+        self.tasks = list(tasks)
+        self.n_tasks = len(self.tasks)
+        self.envs_per_task = int(envs_per_task)
+        self.models = [task.build_model() for task in self.tasks]
+        first = self.models[0]
+        for task, model in zip(self.tasks, self.models):
+            sig = (model.nq, model.nv, model.nu, model.na)
+            if sig != (first.nq, first.nv, first.nu, first.na):
+                raise ValueError(
+                    f"task {task.name!r} has (nq, nv, nu, na) = {sig}, but {self.tasks[0].name!r} has "
+                    f"{(first.nq, first.nv, first.nu, first.na)}: tasks trained together need one size signature")
+        self.nq, self.nv, self.nu = first.nq, first.nv, first.nu
+        self.nstate = mujoco.mj_stateSize(first, _FULLPHYSICS)
+        if self.nstate != 1 + self.nq + self.nv:
+            raise ValueError(f"models with activations or plugins are not supported (state size {self.nstate})")
+        self.obs_dim = self.tasks[0].obs_dim
+        self.act_dim = self.nu
+        self.frame_skip = self.tasks[0].frame_skip
+        if any(t.frame_skip != self.frame_skip for t in self.tasks):
+            raise ValueError("all tasks of an experiment must share one frame_skip")
+        self.start_heights = [float(m.qpos0[1]) for m in self.models]
+
+        n = self.n_tasks * self.envs_per_task
+        self.nthread = int(nthread or min(2, os.cpu_count() or 1))
+        self._runner = mj_rollout.Rollout(nthread=self.nthread)
+        self._datas = [mujoco.MjData(first) for _ in range(self.nthread)]
+        self._batch_models = [m for m in self.models for _ in range(self.envs_per_task)]
+        self._chunk = max(1, -(-n // self.nthread))
+        self.state = np.zeros((n, self.nstate))
+        self._ctrl = np.zeros((n, self.frame_skip, self.nu))
+        self._out = np.zeros((n, self.frame_skip, self.nstate))
+        self._sensor = np.zeros((n, self.frame_skip, 0))
+        self._warmstart = np.zeros((n, self.nv))
+        self.episode_return = np.zeros((self.n_tasks, self.envs_per_task))
+        self.episode_length = np.zeros((self.n_tasks, self.envs_per_task), dtype=np.int64)
+        self._rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.n_tasks)]
+
+    # -- state views ------------------------------------------------------------------------------
+    def _qpos(self, state: np.ndarray) -> np.ndarray:
+        """(T, E, nq) view of qpos in a (T*E, nstate) state array."""
+        return state[:, 1:1 + self.nq].reshape(self.n_tasks, self.envs_per_task, self.nq)
+
+    def _qvel(self, state: np.ndarray) -> np.ndarray:
+        return state[:, 1 + self.nq:].reshape(self.n_tasks, self.envs_per_task, self.nv)
+
+    def observe(self, state: np.ndarray | None = None) -> np.ndarray:
+        """(T, E, obs_dim) observations of ``state`` (default: the current state)."""
+        state = self.state if state is None else state
+        qpos, qvel = self._qpos(state), self._qvel(state)
+        return np.stack([task.observation(qpos[i], qvel[i]) for i, task in enumerate(self.tasks)])
+
+    def _reset_envs(self, task_index: int, env_index: np.ndarray) -> None:
+        """Reset envs ``env_index`` of task ``task_index`` to a noisy initial state."""
+        qpos, qvel = self.tasks[task_index].sample_reset(self.models[task_index], self._rngs[task_index],
+                                                         len(env_index))
+        rows = task_index * self.envs_per_task + env_index
+        self.state[rows] = 0.0
+        self.state[rows, 1:1 + self.nq] = qpos
+        self.state[rows, 1 + self.nq:] = qvel
+        self.episode_return[task_index, env_index] = 0.0
+        self.episode_length[task_index, env_index] = 0
+
+    def reset(self) -> np.ndarray:
+        """Reset every env; returns obs (T, E, obs_dim)."""
+        every_env = np.arange(self.envs_per_task)
+        for i in range(self.n_tasks):
+            self._reset_envs(i, every_env)
+        return self.observe()
+
+    # -- stepping ---------------------------------------------------------------------------------
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Advance every env by one control step (frame_skip physics substeps).
+
+        actions: (T, E, act_dim), unclipped (MuJoCo clamps controls to [-1, 1]; the control cost
+        uses the unclipped value).
+        """
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.n_tasks, self.envs_per_task, self.act_dim):
+            raise ValueError(f"actions must have shape {(self.n_tasks, self.envs_per_task, self.act_dim)}, "
+                             f"got {actions.shape}")
+        self._ctrl[:] = actions.reshape(-1, 1, self.act_dim)
+        self._runner.rollout(self._batch_models, self._datas, self.state, self._ctrl, nstep=self.frame_skip,
+                             skip_checks=True, initial_warmstart=self._warmstart, state=self._out,
+                             sensordata=self._sensor, chunk_size=self._chunk)
+        new_state = self._out[:, -1]
+        x_before = self.state[:, 1].reshape(self.n_tasks, self.envs_per_task)
+        x_after = new_state[:, 1].reshape(self.n_tasks, self.envs_per_task)
+        qpos, qvel = self._qpos(new_state), self._qvel(new_state)
+        reward = np.empty((self.n_tasks, self.envs_per_task))
+        terminated = np.empty((self.n_tasks, self.envs_per_task), dtype=bool)
+        final_obs = np.empty((self.n_tasks, self.envs_per_task, self.obs_dim))
+        for i, task in enumerate(self.tasks):
+            reward[i] = task.reward(x_before[i], x_after[i], actions[i])
+            terminated[i] = task.terminated(qpos[i], qvel[i], self.start_heights[i])
+            final_obs[i] = task.observation(qpos[i], qvel[i])
+        self.state[:] = new_state
+        self.episode_return += reward
+        self.episode_length += 1
+        horizons = np.array([t.horizon for t in self.tasks])[:, None]
+        truncated = (self.episode_length >= horizons) & ~terminated
+        done = terminated | truncated
+        finished: list[list[tuple[float, int]]] = [[] for _ in range(self.n_tasks)]
+        obs = final_obs
+        if done.any():
+            obs = final_obs.copy()
+            for i in np.flatnonzero(done.any(axis=1)):
+                envs = np.flatnonzero(done[i])
+                finished[i] = [(float(self.episode_return[i, e]), int(self.episode_length[i, e])) for e in envs]
+                self._reset_envs(i, envs)
+                qpos_i = self._qpos(self.state)[i, envs]
+                qvel_i = self._qvel(self.state)[i, envs]
+                obs[i, envs] = self.tasks[i].observation(qpos_i, qvel_i)
+        return StepResult(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
+                          final_obs=final_obs, finished=finished)
+
+    # -- checkpointing ----------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """Everything needed to continue bit-identically: physics, episode counters, RNGs."""
+        return {
+            "physics": self.state.copy(),
+            "episode_return": self.episode_return.copy(),
+            "episode_length": self.episode_length.copy(),
+            "rng": [rng.bit_generator.state for rng in self._rngs],
+        }
+
+    def set_state(self, saved: dict) -> None:
+        physics = np.asarray(saved["physics"], dtype=np.float64)
+        if physics.shape != self.state.shape:
+            raise ValueError(f"saved env state has shape {physics.shape}, this env needs {self.state.shape} "
+                             f"(different tasks or envs_per_task?)")
+        self.state[:] = physics
+        self.episode_return[:] = np.asarray(saved["episode_return"])
+        self.episode_length[:] = np.asarray(saved["episode_length"])
+        for rng, rng_state in zip(self._rngs, saved["rng"]):
+            rng.bit_generator.state = rng_state

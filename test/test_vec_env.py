@@ -1,0 +1,117 @@
+"""The batched multi-task engine against the single Gymnasium env it must reproduce."""
+import numpy as np
+import pytest
+
+from mt_specialize.tasks import TaskEnv, get_task
+from mt_specialize.vec_env import MultiTaskVecEnv
+
+HOPPERS = ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
+
+
+def _random_actions(rng, n_steps, shape):
+    return rng.uniform(-1.5, 1.5, size=(n_steps, *shape))
+
+
+def test_batched_step_is_bit_identical_to_gymnasium_env():
+    """Same start state and actions: every batched env follows its TaskEnv exactly (rewards, obs, done)."""
+    tasks = [get_task(n) for n in HOPPERS]
+    venv = MultiTaskVecEnv(tasks, envs_per_task=2, seed=3, nthread=2)
+    venv.reset()
+    singles = []
+    for i, task in enumerate(tasks):
+        for e in range(2):
+            env = TaskEnv(task)
+            env.reset(seed=0)
+            row = i * 2 + e
+            env.unwrapped.data.qpos[:] = venv.state[row, 1:1 + venv.nq]
+            env.unwrapped.data.qvel[:] = venv.state[row, 1 + venv.nq:]
+            singles.append(env)
+    actions = _random_actions(np.random.default_rng(0), 40, (3, 2, 3))
+    alive = np.ones((3, 2), dtype=bool)
+    for a in actions:
+        result = venv.step(a)
+        for i in range(3):
+            for e in range(2):
+                if not alive[i, e]:
+                    continue
+                obs, reward, terminated, truncated, _ = singles[i * 2 + e].step(a[i, e])
+                np.testing.assert_array_equal(result.final_obs[i, e], obs)
+                assert result.reward[i, e] == reward
+                assert result.terminated[i, e] == terminated
+                if terminated or truncated:
+                    alive[i, e] = False
+    assert not alive.all(), "random actions should end some episodes within 40 steps"
+
+
+def test_thread_count_does_not_change_trajectories():
+    tasks = [get_task(n) for n in HOPPERS]
+    actions = _random_actions(np.random.default_rng(1), 60, (3, 4, 3))
+    runs = []
+    for nthread in (1, 2):
+        venv = MultiTaskVecEnv(tasks, envs_per_task=4, seed=5, nthread=nthread)
+        obs = [venv.reset()]
+        for a in actions:
+            obs.append(venv.step(a).obs)
+        runs.append(np.stack(obs))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_auto_reset_reports_finished_episodes_and_restarts():
+    venv = MultiTaskVecEnv([get_task("hopper_capsule")], envs_per_task=3, seed=0)
+    venv.reset()
+    start_height = venv.start_heights[0]
+    total_finished = 0
+    for _ in range(200):
+        result = venv.step(np.full((1, 3, 3), 1.0))  # full torque: falls quickly
+        for (ep_return, length), e in zip(result.finished[0], np.flatnonzero(result.terminated[0])):
+            assert length >= 1
+            # the env restarted near its initial height with a fresh counter
+            assert abs(result.obs[0, e, 0] - start_height) < 0.01
+            assert venv.episode_length[0, e] == 0
+        total_finished += len(result.finished[0])
+        np.testing.assert_array_equal(result.terminated | result.truncated,
+                                      venv.episode_length == 0)
+    assert total_finished > 3
+
+
+def test_episode_return_is_sum_of_step_rewards():
+    venv = MultiTaskVecEnv([get_task("hopper_capsule")], envs_per_task=1, seed=0)
+    venv.reset()
+    running = 0.0
+    for _ in range(300):
+        result = venv.step(np.full((1, 1, 3), 0.8))
+        running += result.reward[0, 0]
+        if result.finished[0]:
+            ep_return, length = result.finished[0][0]
+            assert ep_return == pytest.approx(running)
+            return
+    pytest.fail("episode never ended under constant full torque")
+
+
+def test_env_state_round_trip_continues_identically():
+    tasks = [get_task("biped_forward"), get_task("biped_backward")]
+    venv = MultiTaskVecEnv(tasks, envs_per_task=2, seed=9)
+    venv.reset()
+    rng = np.random.default_rng(2)
+    for a in _random_actions(rng, 20, (2, 2, 6)):
+        venv.step(a)
+    saved = venv.get_state()
+    later = _random_actions(rng, 30, (2, 2, 6))
+    first = [venv.step(a).obs for a in later]
+    other = MultiTaskVecEnv(tasks, envs_per_task=2, seed=123)
+    other.reset()
+    other.set_state(saved)
+    second = [other.step(a).obs for a in later]
+    np.testing.assert_array_equal(np.stack(first), np.stack(second))
+
+
+def test_bad_action_shape_is_a_clear_error():
+    venv = MultiTaskVecEnv([get_task("hopper_capsule")], envs_per_task=2)
+    venv.reset()
+    with pytest.raises(ValueError, match=r"actions must have shape \(1, 2, 3\)"):
+        venv.step(np.zeros((2, 3)))
+
+
+def test_tasks_with_different_sizes_are_refused():
+    with pytest.raises(ValueError, match="one size signature"):
+        MultiTaskVecEnv([get_task("hopper_capsule"), get_task("biped_forward")], envs_per_task=1)
