@@ -1,0 +1,95 @@
+"""Per-task running mean / variance observation normaliser (SPEC §5: clip ±5).
+
+Statistics are float64 and follow OpenAI baselines' ``RunningMeanStd`` (parallel-variance update
+of Chan et al., initial mean 0, var 1, count ``epsilon``), kept separately for each task.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["RunningMeanStd"]
+
+
+class RunningMeanStd:
+    """Per-task running statistics of tensors shaped ``(T, N, *shape)``.
+
+    Args:
+        n_tasks: T.
+        shape: per-sample shape, e.g. ``(obs_dim,)``.
+        clip: normalised values are clipped to ``[-clip, clip]``.
+        epsilon: initial count (pseudo-observation with mean 0, var 1), as baselines.
+        var_floor: ``normalize`` divides by ``sqrt(max(var, var_floor))``. The default 1e-2 is the
+            std floor 0.1 of baselines ppo1's ``MlpPolicy`` (the authors' code); it keeps an
+            (almost) constant observation component from being blown up to ±clip.
+
+    Attributes ``mean`` (T,*shape), ``var`` (T,*shape), ``count`` (T,): float64 tensors.
+    """
+
+    def __init__(self, n_tasks: int, shape: Sequence[int] | int, clip: float = 5.0, epsilon: float = 1e-4,
+                 var_floor: float = 1e-2):
+        if n_tasks < 1:
+            raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
+        if not clip > 0 or not epsilon > 0 or not var_floor >= 0:
+            raise ValueError(f"need clip > 0, epsilon > 0, var_floor >= 0; got {clip}, {epsilon}, {var_floor}")
+        self.n_tasks = int(n_tasks)
+        self.shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+        self.clip = float(clip)
+        self.var_floor = float(var_floor)
+        self.mean = torch.zeros((self.n_tasks, *self.shape), dtype=torch.float64)
+        self.var = torch.ones((self.n_tasks, *self.shape), dtype=torch.float64)
+        self.count = torch.full((self.n_tasks,), float(epsilon), dtype=torch.float64)
+
+    def _check(self, x) -> torch.Tensor:
+        x = torch.as_tensor(x)
+        if x.dim() != 2 + len(self.shape) or x.shape[0] != self.n_tasks or tuple(x.shape[2:]) != self.shape:
+            raise ValueError(f"expected (T={self.n_tasks}, N, *{self.shape}), got {tuple(x.shape)}")
+        return x
+
+    def update(self, x) -> None:
+        """Fold a batch ``x (T, N, *shape)`` into each task's statistics (N >= 1)."""
+        x = self._check(x).detach().to("cpu", torch.float64)
+        n = x.shape[1]
+        if n == 0:
+            return
+        b_mean = x.mean(dim=1)
+        b_var = x.var(dim=1, unbiased=False)
+        view = (self.n_tasks,) + (1,) * len(self.shape)
+        cnt = self.count.view(view)
+        tot = cnt + n
+        delta = b_mean - self.mean
+        new_mean = self.mean + delta * (n / tot)
+        m2 = self.var * cnt + b_var * n + delta**2 * cnt * n / tot
+        self.mean = new_mean
+        self.var = m2 / tot
+        self.count = self.count + n
+
+    @property
+    def std(self) -> torch.Tensor:
+        """(T, *shape) float64 ``sqrt(max(var, var_floor))`` used by :meth:`normalize`."""
+        return torch.sqrt(torch.clamp(self.var, min=self.var_floor))
+
+    def normalize(self, x) -> torch.Tensor:
+        """``x (T, N, *shape)`` -> float32 ``clip((x - mean) / std, ±clip)`` per task (same device as x)."""
+        x = self._check(x)
+        dev = x.device
+        view = (self.n_tasks, 1, *self.shape)
+        z = (x.to(torch.float64) - self.mean.to(dev).view(view)) / self.std.to(dev).view(view)
+        return z.clamp(-self.clip, self.clip).to(torch.float32)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for key, ref in (("mean", self.mean), ("var", self.var), ("count", self.count)):
+            if key not in state:
+                raise ValueError(f"RunningMeanStd state is missing {key!r}")
+            if tuple(state[key].shape) != tuple(ref.shape):
+                raise ValueError(f"RunningMeanStd state {key!r} has shape {tuple(state[key].shape)}, "
+                                 f"expected {tuple(ref.shape)}")
+        self.mean = state["mean"].detach().to("cpu", torch.float64).clone()
+        self.var = state["var"].detach().to("cpu", torch.float64).clone()
+        self.count = state["count"].detach().to("cpu", torch.float64).clone()

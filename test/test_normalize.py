@@ -1,0 +1,63 @@
+"""Per-task running normaliser against numpy over the concatenated data."""
+
+import numpy as np
+import pytest
+import torch
+
+from mt_specialize.normalize import RunningMeanStd
+
+
+def test_matches_numpy_per_task():
+    rng = np.random.default_rng(0)
+    T, D = 3, 4
+    rms = RunningMeanStd(T, (D,), epsilon=1e-20)  # negligible prior
+    chunks = []
+    for n in (5, 1, 17, 3):
+        # tasks with very different scales / offsets
+        x = rng.normal(size=(T, n, D)) * np.array([1.0, 10.0, 0.1])[:, None, None] + np.arange(T)[:, None, None] * 100
+        chunks.append(x)
+        rms.update(torch.as_tensor(x, dtype=torch.float32))
+    data = np.concatenate([c.astype(np.float32).astype(np.float64) for c in chunks], axis=1)
+    np.testing.assert_allclose(rms.mean.numpy(), data.mean(axis=1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(rms.var.numpy(), data.var(axis=1), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(rms.count.numpy(), np.full(T, 26.0), rtol=1e-9)
+    assert rms.mean.dtype == torch.float64
+
+
+def test_baselines_epsilon_prior():
+    # with the default epsilon the initial (mean 0, var 1) pseudo-sample has weight 1e-4
+    rms = RunningMeanStd(1, 2)
+    x = torch.tensor([[[1.0, 3.0], [3.0, 5.0]]])
+    rms.update(x)
+    tot = 2 + 1e-4
+    mean = np.array([2.0, 4.0]) * 2 / tot
+    np.testing.assert_allclose(rms.mean[0].numpy(), mean, rtol=1e-12)
+
+
+def test_normalize_clip_dtype_and_floor():
+    rms = RunningMeanStd(2, (2,), clip=5.0)
+    g = torch.Generator().manual_seed(0)
+    rms.update(torch.randn(2, 1000, 2, generator=g) * 3 + 1)
+    x = torch.tensor([[[1.0, 100.0]], [[1.0, -100.0]]])
+    z = rms.normalize(x)
+    assert z.dtype == torch.float32 and z.shape == (2, 1, 2)
+    expected = ((x.double() - rms.mean[:, None]) / rms.var.sqrt()[:, None]).clamp(-5, 5).float()
+    torch.testing.assert_close(z, expected)
+    assert z[0, 0, 1] == 5.0 and z[1, 0, 1] == -5.0
+    # constant component: std floored at 0.1 (ppo1), no blow-up
+    c = RunningMeanStd(1, 1)
+    c.update(torch.full((1, 50, 1), 2.0))
+    assert abs(float(c.normalize(torch.tensor([[[2.01]]])))) < 0.2
+
+
+def test_state_dict_and_errors():
+    rms = RunningMeanStd(2, 3)
+    rms.update(torch.randn(2, 10, 3))
+    other = RunningMeanStd(2, 3)
+    other.load_state_dict(rms.state_dict())
+    x = torch.randn(2, 4, 3)
+    assert torch.equal(other.normalize(x), rms.normalize(x))
+    with pytest.raises(ValueError, match="expected"):
+        rms.update(torch.randn(3, 10, 3))
+    with pytest.raises(ValueError, match="shape"):
+        RunningMeanStd(2, 4).load_state_dict(rms.state_dict())
