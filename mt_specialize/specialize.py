@@ -119,7 +119,7 @@ class GradientSpread:
             if not 0 <= int(k) < n:
                 raise ValueError(f"GradientSpread state key {key!r} beyond n_recorded={n}")
             spreads[int(k)][name] = v.detach().clone().to(torch.float64)
-        if n and any(list(s) != list(spreads[0]) for s in spreads):
+        if n and any(sorted(s) != sorted(spreads[0]) for s in spreads):
             raise ValueError("GradientSpread state: iterations have different parameter names")
         self._spreads = deque(spreads, maxlen=self.window)
 

@@ -1,0 +1,183 @@
+"""The ``mt-specialize`` command.
+
+    mt-specialize list                               experiments and their tasks
+    mt-specialize snapshot TASK PNG                  headless picture of a task's robot
+    mt-specialize train EXPERIMENT --method ours --jt 400k --sp 0.25 --seed 1 --samples 4M --out DIR
+    mt-specialize train --config run.yaml [--resume]
+    mt-specialize up | switch | record               ROS 2 graph for pip-only users (see docs/ros.md)
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .experiments import EXPERIMENTS
+
+    table = Table(title="experiments (mt-specialize train NAME)")
+    for column in ("experiment", "tasks", "batch / iteration", "budget (samples)"):
+        table.add_column(column)
+    for name, exp in EXPERIMENTS.items():
+        table.add_row(name, ", ".join(t.name for t in exp.tasks), f"{exp.batch_size:,}", f"{exp.budget:,}")
+    Console().print(table)
+    print("An experiment YAML file is accepted wherever a name is (see config/experiments/).")
+    return 0
+
+
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    from .render import render_task_png
+
+    path = render_task_png(args.task, args.png, width=args.width, height=args.height, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from .config import TrainConfig
+
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    overrides = {"experiment": args.experiment, "method": args.method, "jt": args.jt, "sp": args.sp,
+                 "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    return config
+
+
+class _Progress:
+    """A rich progress bar over samples with per-task returns (plain lines when not on a terminal)."""
+
+    def __init__(self, total: int, task_names: list[str], start: int = 0):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.names = task_names
+        self.live = self.console.is_terminal
+        self.progress = Progress(TextColumn("[bold]{task.fields[phase]}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[returns]}"),
+                                 console=self.console, disable=not self.live)
+        self.bar = self.progress.add_task("train", total=total, completed=start, phase="joint", returns="")
+        self.last_print = 0.0
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, row: dict) -> None:
+        returns = "  ".join(f"{n}: {_fmt(row[f'return/{n}'])}" for n in self.names)
+        rate = f"{row['samples_per_s']:,.0f} samples/s"
+        self.progress.update(self.bar, completed=row["samples"], phase=row["phase"], returns=f"{returns}  {rate}")
+        import time
+
+        if not self.live and time.monotonic() - self.last_print > 10:
+            self.last_print = time.monotonic()
+            print(f"[{row['phase']}] it {int(row['iteration'])}  samples {int(row['samples']):,}  "
+                  f"pooled {_fmt(row['return_pooled'])}  {returns}  {rate}", file=sys.stderr, flush=True)
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:7.1f}"
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .train import Interrupted, Trainer
+
+    config = _train_config(args)
+    out = Path(args.out) if args.out else Path("runs") / _default_run_name(config)
+    trainer = Trainer(config, out, resume=args.resume)
+    c = trainer.config
+    print(f"run {out}: {trainer.experiment.name} [{', '.join(trainer.task_names)}], method {c.method}, "
+          f"jt {c.jt:,}, sp {c.sp:g}, seed {c.seed}, {c.samples:,} samples, "
+          f"{trainer.batch:,} samples/iteration ({c.envs_per_task} envs x {trainer.steps} steps per task)",
+          file=sys.stderr)
+    with _Progress(c.samples, trainer.task_names, start=trainer.samples) as progress:
+        trainer.progress = progress
+        try:
+            summary = trainer.run()
+        except Interrupted as exc:
+            print(f"interrupted: {exc}", file=sys.stderr)
+            trainer.finish()
+            return 130
+    table = Table(title=f"{summary['experiment']} / {summary['method']}: mean return of the last 100 episodes")
+    table.add_column("task")
+    table.add_column("return", justify="right")
+    for name, value in summary["returns"].items():
+        table.add_row(name, _fmt(value))
+    table.add_row("[bold]pooled", _fmt(summary["return_pooled"]))
+    Console().print(table)
+    print(f"results: {out}/summary.json, curve: {out}/learning_curve.png, "
+          f"TensorBoard: tensorboard --logdir {out}/tb")
+    return 0
+
+
+def _default_run_name(config) -> str:
+    exp = Path(str(config.experiment)).stem
+    parts = [exp, config.method]
+    if config.method in ("ours", "random"):
+        parts += [f"jt{config.jt or '400k'}", f"sp{config.sp if config.sp is not None else 0.25}"]
+    return "_".join(str(p) for p in parts + [f"seed{config.seed}"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="experiments and their tasks")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("snapshot", help="render a task's robot headless to a PNG")
+    p.add_argument("task", help="task name (see `mt-specialize list`)")
+    p.add_argument("png", help="output PNG path")
+    p.add_argument("--width", type=int, default=480)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_snapshot)
+
+    p = sub.add_parser("train", help="train one run (joint -> split -> specialize, or a baseline)")
+    p.add_argument("experiment", nargs="?", help="built-in experiment name or experiment YAML file")
+    p.add_argument("--config", help="YAML file of TrainConfig settings (command-line flags override it)")
+    p.add_argument("--method", choices=["ours", "joint", "separate", "random", "append"])
+    p.add_argument("--jt", help="joint-training samples before the split, e.g. 400k")
+    p.add_argument("--sp", help="fraction of policy entries to split, in [0, 1]")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
+    p.add_argument("--envs-per-task", type=int, dest="envs_per_task")
+    p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    try:
+        from .ros_cli import add_ros_subcommands
+    except ImportError:  # ROS 2 not installed: the core CLI still works
+        pass
+    else:
+        add_ros_subcommands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"mt-specialize {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Training configuration: one dataclass, method defaults, validation with clear errors.
+
+A run is fully described by a ``TrainConfig``; it is written to ``RUN_DIR/config.yaml`` and a resumed
+run must match it. Sample counts accept suffixes: ``400k``, ``3M``, ``3_000_000``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .ppo import PPOConfig
+
+METHODS = ("ours", "joint", "separate", "random", "append")
+DEFAULT_JT = 400_000
+DEFAULT_SP = 0.25
+
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
+
+
+def parse_count(value: Any, what: str = "count") -> int:
+    """``400k`` -> 400000, ``3M`` -> 3000000, ``1.5M`` -> 1500000; ints pass through."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a sample count like 400k or 3M, got {value!r}")
+    if isinstance(value, int):
+        count = value
+    elif isinstance(value, float) and value.is_integer():
+        count = int(value)
+    else:
+        match = _COUNT.match(str(value).replace("_", ""))
+        if not match:
+            raise ValueError(f"{what} must be a sample count like 400k, 3M or 3000000, got {value!r}")
+        scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
+        number = float(match.group(1)) * scale
+        if not number.is_integer():
+            raise ValueError(f"{what} must be a whole number of samples, got {value!r}")
+        count = int(number)
+    if count < 0:
+        raise ValueError(f"{what} must be >= 0, got {value!r}")
+    return count
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (SPEC §5). ``None`` fields take the method's default.
+
+    experiment:     built-in experiment name or path to an experiment YAML file
+    method:         ours | joint | separate | random | append
+    jt:             joint-training samples before the split (ours, random); default 400k
+    sp:             fraction of policy entries split into per-task copies (ours, random); default 0.25
+    samples:        total env steps summed over tasks (default: the experiment's budget)
+    batch_size:     samples per iteration over all tasks (default: the experiment's)
+    envs_per_task:  parallel envs per task; the per-task batch is envs_per_task * steps
+    split_value:    split the value net too (default: only for ``separate``)
+    """
+
+    experiment: str = "three_hoppers"
+    method: str = "ours"
+    jt: int | None = None
+    sp: float | None = None
+    seed: int = 1
+    samples: int | None = None
+    batch_size: int | None = None
+    envs_per_task: int = 16
+    split_value: bool | None = None
+    score_window: int = 10
+    score_statistic: str = "variance"
+    checkpoint_every: int = 25
+    keep_checkpoints: int = 3
+    torch_threads: int = 1
+    physics_threads: int | None = None
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "TrainConfig":
+        """Build from a mapping (YAML); unknown keys are an error naming them and the allowed ones."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+        data = dict(data)
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {unknown}; allowed keys: {allowed}")
+        ppo_data = data.pop("ppo", None) or {}
+        if not isinstance(ppo_data, dict):
+            raise ValueError(f"{source}: 'ppo' must be a mapping of PPO settings")
+        ppo_allowed = [f.name for f in dataclasses.fields(PPOConfig)]
+        ppo_unknown = sorted(set(ppo_data) - set(ppo_allowed))
+        if ppo_unknown:
+            raise ValueError(f"{source}: unknown ppo key(s) {ppo_unknown}; allowed: {ppo_allowed}")
+        config = cls(**data, ppo=PPOConfig(**ppo_data))
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # -- validation and defaults --------------------------------------------------------------------
+    def resolved(self, experiment_budget: int, experiment_batch: int) -> "TrainConfig":
+        """A copy with method defaults filled in and every value checked (ValueError on bad input)."""
+        c = dataclasses.replace(self, ppo=dataclasses.replace(self.ppo))
+        if c.method not in METHODS:
+            raise ValueError(f"unknown method {c.method!r}; allowed methods: {list(METHODS)}")
+        c.samples = parse_count(c.samples if c.samples is not None else experiment_budget, "samples")
+        if c.samples <= 0:
+            raise ValueError("samples must be > 0")
+        c.batch_size = parse_count(c.batch_size if c.batch_size is not None else experiment_batch, "batch_size")
+        if c.jt is not None:
+            c.jt = parse_count(c.jt, "jt")
+        if c.sp is not None:
+            try:
+                c.sp = float(c.sp)
+            except (TypeError, ValueError):
+                raise ValueError(f"sp must be a number in [0, 1], got {c.sp!r}") from None
+            if not 0.0 <= c.sp <= 1.0:
+                raise ValueError(f"sp must be in [0, 1] (a fraction of the policy's entries), got {c.sp}")
+        fixed = {"joint": (None, 0.0), "separate": (0, 1.0), "append": (None, 0.0)}
+        if c.method in fixed:
+            want_jt, want_sp = fixed[c.method]
+            for name, given, want in (("jt", c.jt, want_jt), ("sp", c.sp, want_sp)):
+                if given is not None and want is not None and given != want:
+                    raise ValueError(f"method {c.method!r} fixes {name}={want}; got {name}={given} "
+                                     f"(use method 'ours' or 'random' to choose jt and sp)")
+            c.sp = want_sp
+            c.jt = c.samples if want_jt is None else want_jt
+        else:
+            c.jt = DEFAULT_JT if c.jt is None else c.jt
+            c.sp = DEFAULT_SP if c.sp is None else c.sp
+            if c.jt > c.samples:
+                raise ValueError(f"jt={c.jt} joint samples is beyond the budget samples={c.samples}")
+            if c.method == "ours" and c.jt == 0 and 0.0 < c.sp < 1.0:
+                raise ValueError("method 'ours' with jt=0 has no joint-training gradients to score; "
+                                 "use jt > 0, or sp=1 (that is method 'separate')")
+        if c.split_value is None:
+            c.split_value = c.method == "separate"
+        for name in ("envs_per_task", "score_window", "checkpoint_every", "keep_checkpoints", "torch_threads"):
+            value = getattr(c, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if c.physics_threads is not None and (not isinstance(c.physics_threads, int) or c.physics_threads < 1):
+            raise ValueError(f"physics_threads must be an integer >= 1 or null, got {c.physics_threads!r}")
+        if c.score_statistic not in ("variance", "std"):
+            raise ValueError(f"score_statistic must be 'variance' or 'std', got {c.score_statistic!r}")
+        if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
+        return c

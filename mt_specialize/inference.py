@@ -1,0 +1,87 @@
+"""Deterministic serving of a trained multi-task policy (no ROS; used by the policy-server node).
+
+``InferencePolicy.act(obs (R, obs_dim), task_index (R,))`` answers R robots, each with its own task,
+with one batched forward: the effective weights of every task are materialised once per loaded
+checkpoint (``where(mask, W_task, W_shared)``), so a request is a handful of NumPy matmuls.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .normalize import RunningMeanStd
+from .policy import SplitGaussianPolicy
+
+
+class InferencePolicy:
+    """Per-task mean actions of a split Gaussian policy, with per-task observation normalisation."""
+
+    def __init__(self, policy: SplitGaussianPolicy, obs_rms: RunningMeanStd, task_names: Sequence[str],
+                 obs_dim: int, append_task_id: bool = False, experiment: str = "", source: str = ""):
+        self.task_names = list(task_names)
+        self.obs_dim = int(obs_dim)
+        self.act_dim = int(policy.act_dim)
+        self.experiment = experiment
+        self.source = source
+        self.append_task_id = append_task_id
+        with torch.no_grad():
+            self._layers = [(w.numpy().astype(np.float64), b.numpy().astype(np.float64))
+                            for w, b in ((layer.effective_weight(), layer.effective_bias())
+                                           for layer in policy.mean.layers)]  # each (T, in, out), (T, out)
+        self._mean = obs_rms.mean.numpy().reshape(len(self.task_names), self.obs_dim)
+        self._std = obs_rms.std.numpy().reshape(len(self.task_names), self.obs_dim)
+        self._clip = float(obs_rms.clip)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> "InferencePolicy":
+        """Load a training checkpoint (verified; no pickle). Raises CheckpointError on a bad file."""
+        tensors, meta = ckpt.load_checkpoint(path)
+        try:
+            names, obs_dim, act_dim = meta["task_names"], int(meta["obs_dim"]), int(meta["act_dim"])
+            policy_in = int(meta.get("policy_in", obs_dim))
+            policy = SplitGaussianPolicy(len(names), policy_in, act_dim)
+            policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy/")})
+            obs_rms = RunningMeanStd(len(names), (obs_dim,))
+            obs_rms.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("obs_rms/")})
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"{path}: not a usable policy checkpoint ({exc})") from exc
+        return cls(policy, obs_rms, names, obs_dim, append_task_id=policy_in != obs_dim,
+                   experiment=meta.get("experiment", ""), source=str(path))
+
+    @classmethod
+    def random_init(cls, task_names: Sequence[str], obs_dim: int, act_dim: int, seed: int = 0) -> "InferencePolicy":
+        """An untrained policy (identity normalisation): for tests and demos."""
+        torch.manual_seed(seed)
+        policy = SplitGaussianPolicy(len(task_names), obs_dim, act_dim)
+        return cls(policy, RunningMeanStd(len(task_names), (obs_dim,)), task_names, obs_dim, source="random")
+
+    def task_index(self, name: str) -> int:
+        try:
+            return self.task_names.index(name)
+        except ValueError:
+            raise ValueError(f"unknown task {name!r}; this policy serves {self.task_names}") from None
+
+    def act(self, obs: np.ndarray, task_index: np.ndarray) -> np.ndarray:
+        """obs (R, obs_dim), task_index (R,) ints -> mean actions (R, act_dim), float64."""
+        obs = np.asarray(obs, dtype=np.float64)
+        task_index = np.asarray(task_index, dtype=np.int64)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"obs must have shape (R, {self.obs_dim}), got {obs.shape}")
+        if task_index.shape != (obs.shape[0],):
+            raise ValueError(f"task_index must have shape ({obs.shape[0]},), got {task_index.shape}")
+        if task_index.size and (task_index.min() < 0 or task_index.max() >= len(self.task_names)):
+            raise ValueError(f"task_index out of range [0, {len(self.task_names)})")
+        x = np.clip((obs - self._mean[task_index]) / self._std[task_index], -self._clip, self._clip)
+        if self.append_task_id:
+            x = np.concatenate([x, np.eye(len(self.task_names))[task_index]], axis=1)
+        x = x[:, None, :]  # (R, 1, in)
+        last = len(self._layers) - 1
+        for k, (w, b) in enumerate(self._layers):
+            x = x @ w[task_index] + b[task_index][:, None, :]
+            if k != last:
+                x = np.tanh(x)
+        return x[:, 0, :]

@@ -1,0 +1,507 @@
+"""Experiment runner: joint phase -> gradient score -> split -> specialization, baselines, resumable runs.
+
+A run directory holds (SPEC §8)::
+
+    config.yaml            resolved TrainConfig (a resumed run must match it)
+    metrics.csv            one row per iteration, per-task columns
+    tb/                    TensorBoard scalars (same figures)
+    checkpoints/           ckpt_<samples>.safetensors: weights, masks, normalisers, Adam, RNGs, env state
+    split.safetensors      the split masks and the gradient-spread score they came from
+    summary.json           final per-task returns
+    learning_curve.png     per-task and pooled return against samples
+
+One iteration: a batched rollout of ``steps`` control steps on T tasks x E envs, the observation
+normaliser update, GAE, then ``epochs`` passes of mixed-task minibatches (``minibatch_per_task`` samples
+of every task in each), one Adam step per minibatch.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .experiments import Experiment, get_experiment
+from .normalize import RunningMeanStd
+from .policy import SplitGaussianPolicy, SplitValue
+from .ppo import clipped_surrogate, compute_gae, standardize_per_task, value_loss
+from .specialize import GradientSpread, random_split_masks, select_split_masks
+from .vec_env import MultiTaskVecEnv
+
+RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
+CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
+
+
+class RunExistsError(ValueError):
+    """The output directory already holds a run and --resume was not given (nothing is overwritten)."""
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after writing a checkpoint."""
+
+
+@dataclass
+class IterationStats:
+    """Figures of one PPO update (means over its minibatches)."""
+
+    policy_loss: float
+    value_loss: float
+    approx_kl: float
+    clip_fraction: float
+
+
+def _one_hot(n_tasks: int, count: int) -> np.ndarray:
+    """(T, count, T) one-hot task ids, for the ``append`` baseline."""
+    return np.broadcast_to(np.eye(n_tasks, dtype=np.float32)[:, None, :], (n_tasks, count, n_tasks))
+
+
+class Trainer:
+    """Trains one run. ``Trainer(config, out_dir).run()``; ``resume=True`` continues an existing run.
+
+    progress: called after every iteration with the metrics row (dict); the CLI draws a progress bar
+    with it, the learner node publishes diagnostics.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+                 progress: Callable[[dict], None] | None = None):
+        self.experiment: Experiment = get_experiment(config.experiment)
+        self.config = config.resolved(self.experiment.budget, self.experiment.batch_size)
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.tasks = list(self.experiment.tasks)
+        self.task_names = [t.name for t in self.tasks]
+        c = self.config
+        T = self.n_tasks = len(self.tasks)
+        E = c.envs_per_task
+        self.steps = max(1, round(c.batch_size / (T * E)))
+        self.batch = T * E * self.steps
+        torch.set_num_threads(c.torch_threads)
+        self._prepare_out_dir(resume)
+
+        torch.manual_seed(c.seed)
+        self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads)
+        self.obs_dim = self.env.obs_dim
+        self.policy_in = self.obs_dim + (T if c.method == "append" else 0)
+        self.policy = SplitGaussianPolicy(T, self.policy_in, self.env.act_dim)
+        self.value = SplitValue(T, self.policy_in)
+        self.value.set_track_per_task_grads(False)
+        self.obs_rms = RunningMeanStd(T, (self.obs_dim,))
+        self.optimizer = torch.optim.Adam(list(self.policy.parameters()) + list(self.value.parameters()),
+                                          lr=c.ppo.lr, eps=c.ppo.adam_eps)
+        self.spread = GradientSpread(window=c.score_window, statistic=c.score_statistic)
+        self.rng = np.random.default_rng(np.random.SeedSequence([c.seed, 1]))
+        self.iteration = 0
+        self.samples = 0
+        self.split_done = False
+        self.task_returns = [collections.deque(maxlen=RETURN_WINDOW) for _ in range(T)]
+        self.task_lengths = [collections.deque(maxlen=RETURN_WINDOW) for _ in range(T)]
+        self.pooled_returns: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
+        self.obs = self.env.reset()
+        self._stop_signal: int | None = None
+        if resume:
+            self._load_latest()
+        self._tb = None
+
+    # -- run directory --------------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def _prepare_out_dir(self, resume: bool) -> None:
+        config_path = self.out_dir / "config.yaml"
+        mine = self.config.to_dict()
+        if resume:
+            if not config_path.is_file():
+                raise ValueError(f"cannot resume: {str(self.out_dir)!r} holds no run (no config.yaml)")
+            saved = yaml.safe_load(config_path.read_text())
+            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+            if diff:
+                details = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
+                raise ValueError(f"cannot resume {str(self.out_dir)!r} with a different config ({details})")
+            return
+        if config_path.exists() or (self.checkpoint_dir.exists() and any(self.checkpoint_dir.iterdir())):
+            raise RunExistsError(f"{str(self.out_dir)!r} already holds a run; pass --resume to continue it "
+                                 f"or choose another --out (nothing was overwritten)")
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = config_path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(mine, sort_keys=False))
+        os.replace(tmp, config_path)
+
+    # -- rollout --------------------------------------------------------------------------------------
+    def _policy_input(self, obs_norm: np.ndarray) -> np.ndarray:
+        """(T, N, obs_dim) normalised obs -> (T, N, policy_in) (one-hot appended for ``append``)."""
+        if self.config.method != "append":
+            return obs_norm
+        return np.concatenate([obs_norm, _one_hot(self.n_tasks, obs_norm.shape[1])], axis=-1)
+
+    def _normalize(self, obs: np.ndarray) -> np.ndarray:
+        """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±5)."""
+        return self._policy_input(self.obs_rms.normalize(torch.from_numpy(obs)).numpy())
+
+    def collect(self) -> dict:
+        """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)."""
+        S, T, E, A = self.steps, self.n_tasks, self.config.envs_per_task, self.env.act_dim
+        obs_buf = np.empty((S + 1, T, E, self.obs_dim))
+        act_buf = np.empty((S, T, E, A), dtype=np.float32)
+        rew_buf = np.empty((S, T, E))
+        term_buf = np.zeros((S, T, E), dtype=bool)
+        trunc_buf = np.zeros((S, T, E), dtype=bool)
+        truncated_obs: list[tuple[int, int, int, np.ndarray]] = []
+        with torch.no_grad():
+            std = torch.exp(self.policy.log_std()).numpy()[:, None, :]  # (T, 1, A)
+        noise = self.rng.standard_normal((S, T, E, A)).astype(np.float32)
+        for t in range(S):
+            obs_buf[t] = self.obs
+            with torch.no_grad():
+                mean = self.policy.mean_action(torch.from_numpy(self._normalize(self.obs))).numpy()
+            action = mean + std * noise[t]
+            act_buf[t] = action
+            result = self.env.step(action)
+            rew_buf[t], term_buf[t], trunc_buf[t] = result.reward, result.terminated, result.truncated
+            if result.truncated.any():
+                for i, e in zip(*np.nonzero(result.truncated)):
+                    truncated_obs.append((t, int(i), int(e), result.final_obs[i, e].copy()))
+            for i, finished in enumerate(result.finished):
+                for ep_return, ep_length in finished:
+                    self.task_returns[i].append(ep_return)
+                    self.task_lengths[i].append(ep_length)
+                    self.pooled_returns.append(ep_return)
+            self.obs = result.obs
+        obs_buf[S] = self.obs
+        return {"obs": obs_buf, "actions": act_buf, "rewards": rew_buf, "terminated": term_buf,
+                "truncated": trunc_buf, "truncated_obs": truncated_obs}
+
+    # -- update ---------------------------------------------------------------------------------------
+    def _to_task_major(self, x: np.ndarray) -> torch.Tensor:
+        """(S, T, E, ...) -> (T, S*E, ...) tensor (float32 for floats)."""
+        x = np.moveaxis(x, 1, 0)
+        x = x.reshape(x.shape[0], -1, *x.shape[3:])
+        tensor = torch.from_numpy(np.ascontiguousarray(x))
+        return tensor.float() if tensor.is_floating_point() else tensor
+
+    def prepare_batch(self, rollout: dict) -> dict:
+        """Normaliser update, values, GAE, per-task standardised advantages; tensors (T, N, ...)."""
+        S, T, E = self.steps, self.n_tasks, self.config.envs_per_task
+        raw = rollout["obs"]
+        self.obs_rms.update(torch.from_numpy(np.moveaxis(raw[:S], 1, 0).reshape(T, S * E, self.obs_dim)))
+        obs_all = torch.from_numpy(self._normalize(np.moveaxis(raw, 1, 0).reshape(T, (S + 1) * E, self.obs_dim)))
+        actions = self._to_task_major(rollout["actions"])
+        with torch.no_grad():
+            values_all = self.value(obs_all).reshape(T, S + 1, E)
+            obs = obs_all.reshape(T, S + 1, E, -1)[:, :S].reshape(T, S * E, -1)
+            old_logp = self.policy.log_prob(obs, actions)
+            next_values = values_all[:, 1:].clone()  # (T, S, E)
+            for t, i, e, final in rollout["truncated_obs"]:
+                final_in = torch.from_numpy(self._normalize(final[None, None].repeat(T, axis=0)))
+                next_values[i, t, e] = self.value(final_in)[i, 0]
+        values = values_all[:, :S].permute(1, 0, 2).reshape(S, T * E)
+        terminated = torch.from_numpy(rollout["terminated"].reshape(S, T * E))
+        episode_end = terminated | torch.from_numpy(rollout["truncated"].reshape(S, T * E))
+        advantages, returns = compute_gae(
+            torch.from_numpy(rollout["rewards"].reshape(S, T * E)).float(), values,
+            next_values.permute(1, 0, 2).reshape(S, T * E), terminated, episode_end,
+            gamma=self.config.ppo.gamma, lam=self.config.ppo.lam)
+        to_tn = lambda x: x.reshape(S, T, E).permute(1, 0, 2).reshape(T, S * E)  # noqa: E731
+        return {"obs": obs, "actions": actions, "old_logp": old_logp,
+                "advantages": standardize_per_task(to_tn(advantages)), "returns": to_tn(returns)}
+
+    def update(self, batch: dict, track_gradients: bool) -> IterationStats:
+        """``epochs`` passes over the batch in mixed-task minibatches; one Adam step each.
+
+        With ``track_gradients`` the per-task policy gradients are summed over the iteration's
+        minibatches and recorded in ``self.spread`` (the specialization score).
+        """
+        ppo = self.config.ppo
+        T, N = batch["advantages"].shape
+        n_minibatches = max(1, N // ppo.minibatch_per_task)
+        task_index = torch.arange(T)[:, None]
+        self.policy.set_track_per_task_grads(track_gradients)
+        self.policy.zero_per_task_grads()
+        sums = np.zeros(4)
+        count = 0
+        for group in self.optimizer.param_groups:
+            group["lr"] = ppo.lr_at(self.samples / self.config.samples)
+        for _ in range(ppo.epochs):
+            order = np.argsort(self.rng.random((T, N)), axis=1)
+            for chunk in np.array_split(np.arange(N), n_minibatches):
+                idx = torch.from_numpy(order[:, chunk])
+                obs = batch["obs"][task_index, idx]
+                logp = self.policy.log_prob(obs, batch["actions"][task_index, idx])
+                old_logp = batch["old_logp"][task_index, idx]
+                policy_loss = clipped_surrogate(logp, old_logp, batch["advantages"][task_index, idx], ppo.clip)
+                v_loss = value_loss(self.value(obs), batch["returns"][task_index, idx])
+                loss = policy_loss.mean() + ppo.value_coef * v_loss.mean()
+                if ppo.entropy_coef:
+                    loss = loss - ppo.entropy_coef * self.policy.distribution(obs).entropy().sum(-1).mean()
+                self.optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                if ppo.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], ppo.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    log_ratio = logp - old_logp
+                    sums += [policy_loss.mean().item(), v_loss.mean().item(),
+                             ((log_ratio.exp() - 1) - log_ratio).mean().item(),
+                             ((log_ratio.exp() - 1).abs() > ppo.clip).float().mean().item()]
+                count += 1
+        if track_gradients:  # per-task gradients summed over the iteration's minibatches (hooks)
+            self.spread.add(self.policy.per_task_grads())
+        return IterationStats(*(sums / max(count, 1)))
+
+    # -- specialization -------------------------------------------------------------------------------
+    def _split(self) -> None:
+        """Split the policy (and value net if asked) at the end of the joint phase; Adam state kept."""
+        c = self.config
+        shapes = {name: mask.shape for name, mask in self.policy.split_masks().items()}
+        if c.method == "random":
+            generator = torch.Generator().manual_seed(c.seed + 7919)
+            masks = random_split_masks(shapes, c.sp, generator)
+            score = None
+        elif c.sp >= 1.0:
+            masks = {name: torch.ones(shape, dtype=torch.bool) for name, shape in shapes.items()}
+            score = None
+        else:
+            if self.spread.n_recorded == 0:
+                raise RuntimeError("no gradient spread was recorded during the joint phase")
+            raw_score = self.spread.score()
+            score = {name: raw_score[name] for name in shapes}  # canonical order: ties break the same way
+            masks = select_split_masks(score, c.sp)
+        self._apply_masks(self.policy, masks)
+        if c.split_value:
+            self._apply_masks(self.value, {n: torch.ones(m.shape, dtype=torch.bool)
+                                           for n, m in self.value.split_masks().items()})
+        self.split_done = True
+        tensors = {f"mask/{k}": v.to(torch.uint8) for k, v in masks.items()}
+        if score is not None:
+            tensors.update({f"score/{k}": v.float() for k, v in score.items()})
+        n_split = int(sum(int(m.sum()) for m in masks.values()))
+        n_total = int(sum(m.numel() for m in masks.values()))
+        ckpt.save_checkpoint(self.out_dir / "split.safetensors", tensors,
+                             {"samples": self.samples, "iteration": self.iteration, "method": c.method,
+                              "sp": c.sp, "split_entries": n_split, "policy_entries": n_total})
+
+    def _apply_masks(self, net, masks: dict[str, torch.Tensor]) -> None:
+        """Set masks; newly split per-task copies start from the joint values and Adam moments."""
+        net.set_split_masks(masks, optimizer=self.optimizer)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def _state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors: dict[str, torch.Tensor] = {}
+        for prefix, module in (("policy", self.policy), ("value", self.value)):
+            for k, v in module.state_dict().items():
+                tensors[f"{prefix}/{k}"] = v.detach().clone()
+        for k, v in self.obs_rms.state_dict().items():
+            tensors[f"obs_rms/{k}"] = v
+        opt_tensors, opt_meta = ckpt.optimizer_state_to_tensors(self.optimizer.state_dict(), prefix="optim/")
+        tensors.update(opt_tensors)
+        for k, v in self.spread.state_dict().items():
+            tensors[f"spread/{k}"] = v
+        env_state = self.env.get_state()
+        tensors["env/physics"] = torch.from_numpy(env_state["physics"])
+        tensors["env/episode_return"] = torch.from_numpy(env_state["episode_return"])
+        tensors["env/episode_length"] = torch.from_numpy(env_state["episode_length"])
+        tensors["env/obs"] = torch.from_numpy(np.ascontiguousarray(self.obs))
+        tensors["torch_rng"] = torch.get_rng_state()
+        metadata = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "experiment": self.experiment.name,
+            "task_names": self.task_names,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.env.act_dim,
+            "policy_in": self.policy_in,
+            "iteration": self.iteration,
+            "samples": self.samples,
+            "split_done": self.split_done,
+            "optimizer": opt_meta,
+            "rng": self.rng.bit_generator.state,
+            "env_rng": env_state["rng"],
+            "task_returns": [list(d) for d in self.task_returns],
+            "task_lengths": [list(d) for d in self.task_lengths],
+            "pooled_returns": list(self.pooled_returns),
+        }
+        return tensors, metadata
+
+    def save(self) -> Path:
+        tensors, metadata = self._state_tensors()
+        path = self.checkpoint_dir / f"ckpt_{self.samples:012d}.safetensors"
+        ckpt.save_checkpoint(path, tensors, metadata)
+        old = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))[:-self.config.keep_checkpoints]
+        for stale in old:
+            stale.unlink(missing_ok=True)
+        return path
+
+    def _load_latest(self) -> None:
+        paths = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))
+        if not paths:
+            return  # interrupted before the first checkpoint: start over in the same directory
+        tensors, meta = ckpt.load_checkpoint(paths[-1])
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ckpt.CheckpointError(f"{paths[-1]}: not a training checkpoint of this version "
+                                       f"(format {meta.get('format')!r})")
+        group = lambda p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + "/")}  # noqa: E731
+        self.policy.load_state_dict(group("policy"))
+        self.value.load_state_dict(group("value"))
+        self.obs_rms.load_state_dict(group("obs_rms"))
+        self.optimizer.load_state_dict(ckpt.optimizer_state_from_tensors(tensors, meta["optimizer"], prefix="optim/"))
+        self.spread.load_state_dict(group("spread"))
+        self.env.set_state({"physics": tensors["env/physics"].numpy(),
+                            "episode_return": tensors["env/episode_return"].numpy(),
+                            "episode_length": tensors["env/episode_length"].numpy(), "rng": meta["env_rng"]})
+        self.obs = tensors["env/obs"].numpy().copy()
+        torch.set_rng_state(tensors["torch_rng"])
+        self.rng.bit_generator.state = meta["rng"]
+        self.iteration, self.samples, self.split_done = meta["iteration"], meta["samples"], meta["split_done"]
+        for d, values in zip(self.task_returns, meta["task_returns"]):
+            d.extend(values)
+        for d, values in zip(self.task_lengths, meta["task_lengths"]):
+            d.extend(values)
+        self.pooled_returns.extend(meta["pooled_returns"])
+        self._truncate_metrics(self.iteration)
+
+    # -- metrics --------------------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / "metrics.csv"
+
+    def _truncate_metrics(self, last_iteration: int) -> None:
+        """Drop CSV rows written after the checkpoint we resume from (they will be redone)."""
+        if not self.metrics_path.exists():
+            return
+        with open(self.metrics_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= last_iteration]
+        tmp = self.metrics_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, self.metrics_path)
+
+    def _row(self, stats: IterationStats, elapsed: float, rollout_time: float) -> dict:
+        row: dict = {"iteration": self.iteration, "samples": self.samples,
+                     "phase": "specialized" if self.split_done else "joint",
+                     "return_pooled": _mean(self.pooled_returns)}
+        for name, returns, lengths in zip(self.task_names, self.task_returns, self.task_lengths):
+            row[f"return/{name}"] = _mean(returns)
+            row[f"length/{name}"] = _mean(lengths)
+        row.update({"policy_loss": stats.policy_loss, "value_loss": stats.value_loss,
+                    "approx_kl": stats.approx_kl, "clip_fraction": stats.clip_fraction,
+                    "action_std": float(torch.exp(self.policy.log_std().detach()).mean()),
+                    "samples_per_s": self.batch / elapsed, "rollout_samples_per_s": self.batch / rollout_time})
+        return row
+
+    def _write_row(self, row: dict) -> None:
+        new_file = not self.metrics_path.exists()
+        with open(self.metrics_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration)
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and key not in ("iteration", "samples") and math.isfinite(value):
+                self._tb.add_scalar(key, value, self.samples)
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop_signal is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+
+    def run(self) -> dict:
+        """Train to the budget (or until SIGINT/SIGTERM, after a checkpoint). Returns the summary."""
+        c = self.config
+        handlers = {}
+        if threading_is_main():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            if c.jt == 0 and c.sp > 0 and not self.split_done:
+                self._split()
+            while self.samples < c.samples:
+                start = time.perf_counter()
+                rollout = self.collect()
+                rollout_time = time.perf_counter() - start
+                batch = self.prepare_batch(rollout)
+                track = c.method == "ours" and not self.split_done and c.sp > 0
+                stats = self.update(batch, track_gradients=track)
+                self.iteration += 1
+                self.samples += self.batch
+                row = self._row(stats, time.perf_counter() - start, rollout_time)
+                self._write_row(row)
+                if not self.split_done and c.sp > 0 and self.samples >= c.jt:
+                    self._split()
+                    self.save()
+                elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
+                    self.save()
+                if self.progress:
+                    self.progress(row)
+                if self._stop_signal is not None:
+                    self.save()
+                    raise Interrupted(f"stopped by signal {signal.Signals(self._stop_signal).name} at "
+                                      f"{self.samples} samples; continue with --resume")
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if self._tb is not None:
+                self._tb.flush()
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Write summary.json and learning_curve.png; return the summary."""
+        summary = {
+            "experiment": self.experiment.name, "method": self.config.method, "jt": self.config.jt,
+            "sp": self.config.sp, "seed": self.config.seed, "samples": self.samples,
+            "iterations": self.iteration, "return_pooled": _mean(self.pooled_returns),
+            "returns": {name: _mean(r) for name, r in zip(self.task_names, self.task_returns)},
+        }
+        tmp = self.out_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, self.out_dir / "summary.json")
+        from .plots import plot_run
+
+        plot_run(self.out_dir)
+        return summary
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def run_training(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+                 progress_callback: Callable[[dict], None] | None = None) -> dict:
+    """Train one run to its budget; the entry point for the CLI and the learner node."""
+    return Trainer(config, out_dir, resume=resume, progress=progress_callback).run()
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint file of a run directory, or None."""
+    paths = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.safetensors"))
+    return paths[-1] if paths else None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the CLI: mt-specialize train ...")

@@ -1,0 +1,212 @@
+"""The experiment runner: split schedule, baselines, resumable runs, bad input."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mt_specialize import checkpoint as ckpt
+from mt_specialize.config import TrainConfig, parse_count
+from mt_specialize.train import Interrupted, RunExistsError, Trainer, latest_checkpoint
+
+TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
+
+
+@pytest.fixture
+def tiny_experiment(tmp_path):
+    """Three hoppers, 3 x 4 envs x 32 steps = 384 samples per iteration."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\nbatch_size: 384\nbudget: 3840\n"
+                    "tasks: [hopper_capsule, hopper_box, hopper_ellipsoid]\n")
+    return str(path)
+
+
+def _config(experiment, **kw):
+    base = dict(experiment=experiment, envs_per_task=4, seed=3, checkpoint_every=2)
+    base.update(kw)
+    config = TrainConfig(**{k: v for k, v in base.items() if k != "ppo"})
+    config.ppo.minibatch_per_task = 64
+    config.ppo.epochs = 2
+    return config
+
+
+def _metrics(run_dir):
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+
+def test_parse_count():
+    assert parse_count("400k") == 400_000
+    assert parse_count("3M") == 3_000_000
+    assert parse_count("1.5M") == 1_500_000
+    assert parse_count(2048) == 2048
+    with pytest.raises(ValueError, match="sample count"):
+        parse_count("lots")
+
+
+def test_ours_splits_top_fraction_at_jt_and_specializes(tiny_experiment, tmp_path):
+    trainer = Trainer(_config(tiny_experiment, method="ours", jt=1536, sp=0.25), tmp_path / "run")
+    shared_before = trainer.policy.effective_params()
+    summary = trainer.run()
+    rows = _metrics(tmp_path / "run")
+    assert [r["phase"] for r in rows] == ["joint"] * 4 + ["specialized"] * 6  # split after 4 x 384 >= 1536
+    tensors, meta = ckpt.load_checkpoint(tmp_path / "run" / "split.safetensors")
+    n_total = trainer.policy.n_params()
+    assert meta["split_entries"] == round(0.25 * n_total)
+    assert meta["samples"] == 1536
+    masks = trainer.policy.split_masks()
+    assert sum(int(m.sum()) for m in masks.values()) == round(0.25 * n_total)
+    # the saved score selects exactly the installed mask: split entries score >= every shared entry
+    scores = torch.cat([tensors[f"score/{k}"].flatten() for k in masks])
+    flat_mask = torch.cat([masks[k].flatten() for k in masks])
+    assert scores[flat_mask].min() >= scores[~flat_mask].max()
+    effective = trainer.policy.effective_params()
+    for name, mask in masks.items():
+        values = effective[name]
+        assert torch.equal(values[:, ~mask], values[0:1, ~mask].expand_as(values[:, ~mask])), name
+        if mask.any():  # specialized entries moved apart after the split
+            assert not torch.equal(values[0][mask], values[1][mask]), name
+    assert not torch.equal(effective["mean.0.weight"], shared_before["mean.0.weight"])
+    assert summary["samples"] == 3840 and set(summary["returns"]) == {"hopper_capsule", "hopper_box",
+                                                                      "hopper_ellipsoid"}
+    assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 1000
+    assert any((tmp_path / "run" / "tb").iterdir())
+
+
+def test_sp_zero_is_exactly_joint_training(tiny_experiment, tmp_path):
+    Trainer(_config(tiny_experiment, method="ours", jt=1536, sp=0.0), tmp_path / "ours").run()
+    Trainer(_config(tiny_experiment, method="joint"), tmp_path / "joint").run()
+    ours, joint = _metrics(tmp_path / "ours"), _metrics(tmp_path / "joint")
+    assert ours == joint
+    assert all(r["phase"] == "joint" for r in ours)
+
+
+def test_separate_shares_no_policy_or_value_entry(tiny_experiment, tmp_path):
+    trainer = Trainer(_config(tiny_experiment, method="separate", samples=768), tmp_path / "sep")
+    trainer.run()
+    for net in (trainer.policy, trainer.value):
+        assert all(bool(m.all()) for m in net.split_masks().values())
+    assert all(r["phase"] == "specialized" for r in _metrics(tmp_path / "sep"))
+
+
+def test_random_split_has_the_same_count_as_ours(tiny_experiment, tmp_path):
+    trainer = Trainer(_config(tiny_experiment, method="random", jt=768, sp=0.05, samples=1152), tmp_path / "r")
+    trainer.run()
+    n_split = sum(int(m.sum()) for m in trainer.policy.split_masks().values())
+    assert n_split == round(0.05 * trainer.policy.n_params())
+
+
+def test_append_adds_one_hot_task_input(tiny_experiment, tmp_path):
+    trainer = Trainer(_config(tiny_experiment, method="append", samples=384), tmp_path / "a")
+    assert trainer.policy_in == trainer.obs_dim + 3
+    trainer.run()
+    assert not any(bool(m.any()) for m in trainer.policy.split_masks().values())
+
+
+def test_same_seed_same_metrics_different_seed_different(tiny_experiment, tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        Trainer(_config(tiny_experiment, method="joint", samples=768, seed=seed), tmp_path / name).run()
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    assert _metrics(tmp_path / "a") != _metrics(tmp_path / "c")
+
+
+def test_sigint_then_resume_matches_uninterrupted_run(tiny_experiment, tmp_path):
+    config = _config(tiny_experiment, method="ours", jt=1536, sp=0.25)
+    Trainer(config, tmp_path / "full").run()
+
+    def interrupt_at_iteration_5(row):
+        if row["iteration"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = Trainer(config, tmp_path / "cut", progress=interrupt_at_iteration_5)
+    with pytest.raises(Interrupted, match="--resume"):
+        trainer.run()
+    assert latest_checkpoint(tmp_path / "cut").name == f"ckpt_{5 * 384:012d}.safetensors"
+    assert len(_metrics(tmp_path / "cut")) == 5
+    Trainer(config, tmp_path / "cut", resume=True).run()
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
+
+
+def test_kill_9_between_checkpoints_then_resume(tiny_experiment, tmp_path):
+    """A hard kill loses only the iterations since the last checkpoint; the resumed run matches."""
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "mt_specialize.cli", "train", tiny_experiment, "--method", "joint",
+            "--seed", "3", "--envs-per-task", "4", "--samples", "7680", "--out", str(out),
+            "--config", str(tmp_path / "cfg.yaml")]
+    (tmp_path / "cfg.yaml").write_text("checkpoint_every: 2\nppo: {minibatch_per_task: 64, epochs: 2}\n")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and latest_checkpoint(out) is None:
+        time.sleep(0.05)
+    while time.time() < deadline and len(_metrics(out)) < 3:  # past the first checkpoint (iteration 2)
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert latest_checkpoint(out) is not None
+    done_before_kill = len(_metrics(out))
+    assert done_before_kill < 20, "the run finished before it could be killed"
+    resume = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resume.returncode == 0, resume.stderr
+    config = TrainConfig.from_yaml(tmp_path / "cfg.yaml")
+    config.experiment, config.method, config.seed, config.envs_per_task, config.samples = (
+        tiny_experiment, "joint", 3, 4, 7680)
+    Trainer(config, tmp_path / "reference").run()
+    assert _metrics(out) == _metrics(tmp_path / "reference")
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(method="magic"), "unknown method 'magic'"),
+    (dict(sp=1.5), r"sp must be in \[0, 1\]"),
+    (dict(sp=-0.1), r"sp must be in \[0, 1\]"),
+    (dict(jt="10M"), "beyond the budget"),
+    (dict(experiment="four_hoppers"), "four_hoppers"),
+    (dict(method="separate", sp=0.5), "fixes sp"),
+])
+def test_bad_settings_are_refused(tiny_experiment, tmp_path, kw, message):
+    kw.setdefault("experiment", tiny_experiment)
+    with pytest.raises(ValueError, match=message):
+        Trainer(_config(**kw), tmp_path / "bad")
+    assert not (tmp_path / "bad" / "config.yaml").exists()
+
+
+def test_config_with_unknown_key_names_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("experiment: three_hoppers\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\].*allowed keys"):
+        TrainConfig.from_yaml(path)
+    path.write_text("ppo: {clip_range: 0.3}\n")
+    with pytest.raises(ValueError, match="clip_range"):
+        TrainConfig.from_yaml(path)
+
+
+def test_existing_run_is_never_overwritten(tiny_experiment, tmp_path):
+    config = _config(tiny_experiment, method="joint", samples=768)
+    Trainer(config, tmp_path / "run").run()
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    with pytest.raises(RunExistsError, match="--resume"):
+        Trainer(config, tmp_path / "run")
+    other = _config(tiny_experiment, method="joint", samples=768, seed=9)
+    with pytest.raises(ValueError, match="different config"):
+        Trainer(other, tmp_path / "run", resume=True)
+    after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert before == after
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_resume_from_damaged_checkpoint_is_a_clear_error(tiny_experiment, tmp_path, damage):
+    config = _config(tiny_experiment, method="joint", samples=768)
+    Trainer(config, tmp_path / "run").run()
+    path = latest_checkpoint(tmp_path / "run")
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointError, match=path.name):
+        Trainer(config, tmp_path / "run", resume=True)
