@@ -1,0 +1,272 @@
+"""Tasks: robot + reward + termination (SPEC section 4), vectorised, and one-env Gymnasium wrappers.
+
+Gymnasium ids (registered when this module is imported; ``gym.make(id)``):
+
+==============================  ====================  =================================
+id                              task                  robot
+==============================  ====================  =================================
+``mt_specialize/HopperCapsule-v0``    ``hopper_capsule``    capsule hopper, hop forward
+``mt_specialize/HopperBox-v0``        ``hopper_box``        box hopper (scale 1.1)
+``mt_specialize/HopperEllipsoid-v0``  ``hopper_ellipsoid``  ellipsoid hopper (scale 1.2)
+``mt_specialize/BipedForward-v0``     ``biped_forward``     biped, reward +vx
+``mt_specialize/BipedBackward-v0``    ``biped_backward``    biped, reward -vx
+``mt_specialize/HopperTorso{3,8,14,15}-v0``  ``hopper_torso{3,8,14,15}``  capsule hopper, torso kg
+==============================  ====================  =================================
+
+Each env step: ``data.ctrl[:] = action; data.qacc_warmstart[:] = 0; mj_step(nstep=frame_skip)``.
+The zero warm-start makes a step a pure function of (qpos, qvel, action), which the batched engine
+(``mujoco.rollout``) relies on to be bit-identical to this env.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from mt_specialize import robots
+
+FAMILIES = ("hopper", "biped")
+# hopper termination (Gymnasium Hopper's healthy ranges, height relative to the start height)
+HOPPER_STATE_LIMIT = 100.0  # |concat(qpos, qvel)[2:]| must stay below
+HOPPER_ANGLE_LIMIT = 0.2  # rad, |torso angle| must stay below
+HOPPER_MIN_HEIGHT_RATIO = 0.56  # torso height must stay above this times the start height
+# biped termination
+BIPED_HEIGHT_RANGE = (0.8, 2.0)  # m, open interval for the torso height
+BIPED_ANGLE_LIMIT = 1.0  # rad
+VELOCITY_CLIP = 10.0  # observation clip for qvel
+DEFAULT_CTRL_COST = {"hopper": 1e-3, "biped": 0.1}
+DEFAULT_ALIVE_BONUS = 1.0
+
+
+def _finite(name: str, value, *, positive: bool = False, nonneg: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (positive and v <= 0) or (nonneg and v < 0):
+        what = "positive" if positive else "non-negative" if nonneg else "finite"
+        raise ValueError(f"{name} must be a {what} finite number, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: a robot (built-in name or URDF path), reward and termination of its family.
+
+    direction: +1 rewards +x velocity, -1 rewards -x velocity. torso_mass (kg) / mass_scale modify
+    the robot (see ``robots.build_model``). dt = timestep * frame_skip (s).
+    """
+
+    name: str
+    robot: str
+    family: str = "hopper"
+    direction: int = 1
+    alive_bonus: float = DEFAULT_ALIVE_BONUS
+    ctrl_cost: float = DEFAULT_CTRL_COST["hopper"]
+    torso_mass: float | None = None
+    mass_scale: float = 1.0
+    frame_skip: int = 4
+    horizon: int = 1000
+    reset_noise: float = 0.005
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"task {self.name!r}: family {self.family!r}, allowed {list(FAMILIES)}")
+        if isinstance(self.direction, bool) or self.direction not in (1, -1):
+            raise ValueError(f"task {self.name!r}: direction {self.direction!r}, allowed +1 or -1")
+        _finite(f"task {self.name!r}: alive_bonus", self.alive_bonus)
+        _finite(f"task {self.name!r}: ctrl_cost", self.ctrl_cost, nonneg=True)
+        _finite(f"task {self.name!r}: mass_scale", self.mass_scale, positive=True)
+        _finite(f"task {self.name!r}: reset_noise", self.reset_noise, nonneg=True)
+        if self.torso_mass is not None:
+            _finite(f"task {self.name!r}: torso_mass", self.torso_mass, positive=True)
+        for key in ("frame_skip", "horizon"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"task {self.name!r}: {key} must be a positive integer, got {value!r}")
+        if not isinstance(self.robot, str):
+            object.__setattr__(self, "robot", str(self.robot))
+        robots.get_robot(self.robot)  # unknown robot names fail here
+
+    def build_model(self) -> mujoco.MjModel:
+        """A fresh compiled MuJoCo model of this task's robot."""
+        return robots.build_model(self.robot, torso_mass=self.torso_mass, mass_scale=self.mass_scale)
+
+    def _model_info(self) -> dict:
+        if not self._cache:
+            model = self.build_model()
+            self._cache.update(nq=model.nq, nv=model.nv, nu=model.nu, timestep=model.opt.timestep,
+                               start_height=float(model.qpos0[1]), qpos0=model.qpos0.copy())
+        return self._cache
+
+    @property
+    def obs_dim(self) -> int:
+        """qpos[1:] and qvel: nq - 1 + nv."""
+        info = self._model_info()
+        return info["nq"] - 1 + info["nv"]
+
+    @property
+    def act_dim(self) -> int:
+        return self._model_info()["nu"]
+
+    @property
+    def dt(self) -> float:
+        """Control period (s) = timestep * frame_skip."""
+        return self._model_info()["timestep"] * self.frame_skip
+
+    @property
+    def start_height(self) -> float:
+        """Torso height (m) at qpos0, the reference of the hopper's height termination."""
+        return self._model_info()["start_height"]
+
+    def observation(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """(N, obs_dim) = [qpos[:, 1:], clip(qvel, -10, 10)] from qpos (N, nq), qvel (N, nv)."""
+        qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+        return np.concatenate([qpos[..., 1:], np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
+
+    def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """(N,) = direction * vx + alive_bonus - ctrl_cost * |action|^2; x in m, action (N, nu) unclipped."""
+        velocity = (np.asarray(x_after, dtype=np.float64) - np.asarray(x_before, dtype=np.float64)) / self.dt
+        ctrl = np.sum(np.square(np.asarray(action, dtype=np.float64)), axis=-1)
+        return self.direction * velocity + self.alive_bonus - self.ctrl_cost * ctrl
+
+    def terminated(self, qpos: np.ndarray, qvel: np.ndarray, start_height: float | None = None) -> np.ndarray:
+        """bool (N,): the family's termination rule on qpos (N, nq), qvel (N, nv).
+
+        start_height (m, default this task's) scales the hopper's minimum torso height.
+        """
+        qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+        if start_height is None:
+            start_height = self.start_height
+        state = np.concatenate([qpos, qvel], axis=-1)
+        bad = ~np.all(np.isfinite(state), axis=-1)
+        height, angle = qpos[..., 1], qpos[..., 2]
+        with np.errstate(invalid="ignore"):
+            if self.family == "hopper":
+                bad |= np.any(np.abs(state[..., 2:]) >= HOPPER_STATE_LIMIT, axis=-1)
+                bad |= np.abs(angle) >= HOPPER_ANGLE_LIMIT
+                bad |= height <= HOPPER_MIN_HEIGHT_RATIO * start_height
+            else:
+                low, high = BIPED_HEIGHT_RANGE
+                bad |= (height <= low) | (height >= high)
+                bad |= np.abs(angle) >= BIPED_ANGLE_LIMIT
+        return bad
+
+    def sample_reset(self, model: mujoco.MjModel, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Initial states: qpos (n, nq) = qpos0 + U(+-reset_noise), then qvel (n, nv) = U(+-reset_noise)."""
+        noise = self.reset_noise
+        qpos = model.qpos0[None, :] + rng.uniform(-noise, noise, size=(n, model.nq))
+        qvel = rng.uniform(-noise, noise, size=(n, model.nv))
+        return qpos, qvel
+
+
+def _hopper(name: str, robot: str, **kw) -> TaskSpec:
+    return TaskSpec(name, robot, "hopper", 1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["hopper"], **kw)
+
+
+TORSO_MASSES = (3, 8, 14, 15)  # kg, the torso-mass experiments' hoppers
+TASKS: dict[str, TaskSpec] = {
+    "hopper_capsule": _hopper("hopper_capsule", "hopper_capsule"),
+    "hopper_box": _hopper("hopper_box", "hopper_box"),
+    "hopper_ellipsoid": _hopper("hopper_ellipsoid", "hopper_ellipsoid"),
+    "biped_forward": TaskSpec("biped_forward", "biped", "biped", 1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["biped"]),
+    "biped_backward": TaskSpec("biped_backward", "biped", "biped", -1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["biped"]),
+    **{f"hopper_torso{m}": _hopper(f"hopper_torso{m}", "hopper_capsule", torso_mass=float(m))
+       for m in TORSO_MASSES},
+}
+
+ENV_IDS: dict[str, str] = {
+    "hopper_capsule": "mt_specialize/HopperCapsule-v0",
+    "hopper_box": "mt_specialize/HopperBox-v0",
+    "hopper_ellipsoid": "mt_specialize/HopperEllipsoid-v0",
+    "biped_forward": "mt_specialize/BipedForward-v0",
+    "biped_backward": "mt_specialize/BipedBackward-v0",
+    **{f"hopper_torso{m}": f"mt_specialize/HopperTorso{m}-v0" for m in TORSO_MASSES},
+}
+
+
+def get_task(name: str | TaskSpec) -> TaskSpec:
+    """The built-in task ``name`` (a TaskSpec passes through); ValueError lists the allowed names."""
+    if isinstance(name, TaskSpec):
+        return name
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}: allowed are {sorted(TASKS)}")
+    return TASKS[name]
+
+
+class TaskEnv(gym.Env):
+    """One environment of one task. Observation (obs_dim,) float64; action (act_dim,) in [-1, 1]."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 125}
+
+    def __init__(self, task: str | TaskSpec = "hopper_capsule", render_mode: str | None = None,
+                 width: int = 480, height: int = 480):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode {render_mode!r}, allowed {[None, *self.metadata['render_modes']]}")
+        self.task = get_task(task)
+        self.model = self.task.build_model()
+        self.data = mujoco.MjData(self.model)
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.task.dt))}
+        self._size = (width, height)
+        self._renderer = None
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.task.act_dim,), np.float32)
+        self._steps = 0
+
+    def _obs(self) -> np.ndarray:
+        return self.task.observation(self.data.qpos[None], self.data.qvel[None])[0]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        qpos, qvel = self.task.sample_reset(self.model, self.np_random, 1)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:], self.data.qvel[:] = qpos[0], qvel[0]
+        mujoco.mj_forward(self.model, self.data)
+        self._steps = 0
+        return self._obs(), {"x_position": float(self.data.qpos[0])}
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64).reshape(self.task.act_dim)
+        x_before = float(self.data.qpos[0])
+        self.data.ctrl[:] = action
+        self.data.qacc_warmstart[:] = 0
+        mujoco.mj_step(self.model, self.data, nstep=self.task.frame_skip)
+        x_after = float(self.data.qpos[0])
+        self._steps += 1
+        reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None])[0])
+        terminated = bool(self.task.terminated(self.data.qpos[None], self.data.qvel[None])[0])
+        truncated = self._steps >= self.task.horizon
+        info = {"x_position": x_after, "x_velocity": (x_after - x_before) / self.task.dt}
+        return self._obs(), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from mt_specialize import render
+
+        if self._renderer is None:
+            self._renderer = render.make_renderer(self.model, *self._size)
+        return render.render_data(self._renderer, self.model, self.data)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def register_envs() -> None:
+    """Register every ENV_IDS entry with Gymnasium (idempotent)."""
+    for task, env_id in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="mt_specialize.tasks:TaskEnv", kwargs={"task": task})
+
+
+register_envs()
