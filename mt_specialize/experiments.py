@@ -1,0 +1,172 @@
+"""Experiments: named task sets with a batch size (samples per PPO iteration, all tasks together,
+split equally among them) and a sample budget (SPEC section 4).
+
+``get_experiment`` takes a built-in name or a YAML file::
+
+    name: heavy_vs_user          # optional, default: the file's stem
+    batch_size: 4000             # required, samples per iteration over all tasks
+    budget: 3000000              # optional, default 3_000_000 samples
+    tasks:
+      - hopper_capsule           # a built-in task name (mt_specialize.tasks.TASKS)
+      - name: heavy_capsule      # or a task defined here
+        robot: hopper_capsule    # built-in robot or a URDF path relative to this YAML file
+        family: hopper           # hopper | biped (default: the built-in robot's family)
+        direction: 1             # +1 / -1 (default +1)
+        torso_mass: 6.0          # kg (default: the URDF's)
+        mass_scale: 1.0          # every link's mass and inertia (default 1)
+        alive_bonus: 1.0         # default 1
+        ctrl_cost: 0.001         # default: 1e-3 hopper, 0.1 biped
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from mt_specialize import robots
+from mt_specialize.tasks import DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST, FAMILIES, TASKS, TaskSpec, get_task
+
+DEFAULT_BUDGET = 3_000_000  # samples, Table I
+EXPERIMENT_KEYS = ("name", "batch_size", "budget", "tasks")
+TASK_KEYS = ("name", "robot", "family", "direction", "torso_mass", "mass_scale", "alive_bonus", "ctrl_cost")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named set of tasks trained together; batch_size and budget in samples (all tasks)."""
+
+    name: str
+    tasks: tuple[TaskSpec, ...]
+    batch_size: int
+    budget: int = DEFAULT_BUDGET
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if not self.tasks:
+            raise ValueError(f"experiment {self.name!r}: tasks must not be empty")
+        for key in ("batch_size", "budget"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"experiment {self.name!r}: {key} must be a positive integer, got {value!r}")
+        if self.batch_size < len(self.tasks):
+            raise ValueError(f"experiment {self.name!r}: batch_size {self.batch_size} is smaller than "
+                             f"the number of tasks {len(self.tasks)}")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment {self.name!r}: task names must be unique, got {names}")
+        dims = {(t.name, t.obs_dim, t.act_dim) for t in self.tasks}
+        if len({d[1:] for d in dims}) != 1:
+            raise ValueError(f"experiment {self.name!r}: all tasks need the same observation/action "
+                             f"dims, got (name, obs_dim, act_dim) = {sorted(dims)}")
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    @property
+    def samples_per_task(self) -> int:
+        """Samples of each task per iteration: batch_size // number of tasks."""
+        return self.batch_size // len(self.tasks)
+
+
+def _builtin(name: str, tasks: tuple[str, ...], batch_size: int) -> Experiment:
+    return Experiment(name, tuple(TASKS[t] for t in tasks), batch_size, DEFAULT_BUDGET)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "three_hoppers": _builtin("three_hoppers", ("hopper_capsule", "hopper_box", "hopper_ellipsoid"), 4000),
+    "biped_fwd_bwd": _builtin("biped_fwd_bwd", ("biped_forward", "biped_backward"), 8000),
+    **{f"torso_mass_{m}": _builtin(f"torso_mass_{m}", ("hopper_torso15", f"hopper_torso{m}"), 4000)
+       for m in (3, 8, 14)},
+}
+
+
+def _robot_family(robot: str) -> str | None:
+    return robots.ROBOTS[robot].family if robot in robots.ROBOTS else None
+
+
+def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
+    unknown = sorted(set(entry) - set(TASK_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed {list(TASK_KEYS)}")
+    for key in ("name", "robot"):
+        if key not in entry:
+            raise ValueError(f"{where}: missing required key {key!r}")
+    name, robot = entry["name"], entry["robot"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: name must be a non-empty string, got {name!r}")
+    if not isinstance(robot, str) or not robot:
+        raise ValueError(f"{where}: robot must be a built-in robot {sorted(robots.ROBOTS)} or a URDF path, "
+                         f"got {robot!r}")
+    if robot not in robots.ROBOTS:
+        if not robot.lower().endswith(".urdf"):
+            raise ValueError(f"{where}: unknown robot {robot!r}; allowed {sorted(robots.ROBOTS)} or a path "
+                             "to a .urdf file (relative to the YAML file)")
+        path = Path(robot).expanduser()
+        robot = str((base_dir / path).resolve() if not path.is_absolute() else path)
+        if not Path(robot).is_file():
+            raise ValueError(f"{where}: URDF file not found: {robot}")
+    family = entry.get("family", _robot_family(robot))
+    if family not in FAMILIES:
+        raise ValueError(f"{where}: family {family!r}; allowed {list(FAMILIES)} (required for a URDF robot)")
+    kwargs = {key: entry[key] for key in ("direction", "torso_mass", "mass_scale", "alive_bonus") if key in entry}
+    kwargs.setdefault("alive_bonus", DEFAULT_ALIVE_BONUS)
+    kwargs["ctrl_cost"] = entry.get("ctrl_cost", DEFAULT_CTRL_COST[family])
+    try:
+        task = TaskSpec(name=name, robot=robot, family=family, **kwargs)
+        task.obs_dim  # compile the model now: URDF errors surface here, with the task's name
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return task
+
+
+def load_experiment_yaml(path: str | Path) -> Experiment:
+    """Parse and validate an experiment YAML file (format in the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"experiment file not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"malformed experiment YAML {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"experiment YAML {path}: expected a mapping with keys {list(EXPERIMENT_KEYS)}")
+    unknown = sorted(set(doc) - set(EXPERIMENT_KEYS))
+    if unknown:
+        raise ValueError(f"experiment YAML {path}: unknown key(s) {unknown}; allowed {list(EXPERIMENT_KEYS)}")
+    for key in ("batch_size", "tasks"):
+        if key not in doc:
+            raise ValueError(f"experiment YAML {path}: missing required key {key!r}")
+    entries = doc["tasks"]
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"experiment YAML {path}: tasks must be a non-empty list of task names or mappings")
+    tasks = []
+    for i, entry in enumerate(entries):
+        where = f"experiment YAML {path}: tasks[{i}]"
+        if isinstance(entry, str):
+            try:
+                tasks.append(get_task(entry))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        elif isinstance(entry, dict):
+            tasks.append(_task_from_mapping(entry, path.parent, where))
+        else:
+            raise ValueError(f"{where}: expected a task name or a mapping with keys {list(TASK_KEYS)}, "
+                             f"got {entry!r}")
+    try:
+        return Experiment(str(doc.get("name", path.stem)), tuple(tasks), doc["batch_size"],
+                          doc.get("budget", DEFAULT_BUDGET))
+    except ValueError as exc:
+        raise ValueError(f"experiment YAML {path}: {exc}") from None
+
+
+def get_experiment(name_or_path: str | Path) -> Experiment:
+    """A built-in experiment by name, or one loaded from a YAML file path."""
+    if isinstance(name_or_path, str) and name_or_path in EXPERIMENTS:
+        return EXPERIMENTS[name_or_path]
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or text.lower().endswith((".yaml", ".yml")):
+        return load_experiment_yaml(Path(text).expanduser())
+    raise ValueError(f"unknown experiment {text!r}: allowed are {sorted(EXPERIMENTS)} or a path to a "
+                     ".yaml experiment file")
