@@ -159,16 +159,22 @@ def test_sample_reset_noise():
 def test_step_is_zero_warmstart_mj_step():
     env = TaskEnv("hopper_capsule")
     env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(100):  # land: contacts make the constraint solver (and its warm-start) matter
+        env.step(np.zeros(3))
+        if env.data.ncon > 0:
+            break
+    assert env.data.ncon > 0
     model, data = env.model, mujoco.MjData(env.model)
-    data.qpos[:], data.qvel[:] = env.data.qpos, env.data.qvel
-    data.qacc_warmstart[:] = 123.0  # stale warm-start must not matter
-    action = np.array([0.3, -0.7, 0.9])
-    env.step(action)
-    data.ctrl[:] = action
-    data.qacc_warmstart[:] = 0
-    mujoco.mj_step(model, data, nstep=4)
-    np.testing.assert_array_equal(env.data.qpos, data.qpos)
-    np.testing.assert_array_equal(env.data.qvel, data.qvel)
+    for _ in range(5):
+        data.qpos[:], data.qvel[:] = env.data.qpos, env.data.qvel
+        data.qacc_warmstart[:] = 0
+        action = rng.uniform(-1, 1, 3)
+        env.step(action)
+        data.ctrl[:] = action
+        mujoco.mj_step(model, data, nstep=4)
+        np.testing.assert_array_equal(env.data.qpos, data.qpos)
+        np.testing.assert_array_equal(env.data.qvel, data.qvel)
 
 
 def test_truncation_at_horizon():
@@ -200,3 +206,18 @@ def test_render_rgb_array():
     frame = env.render()
     env.close()
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and frame.std() > 0
+
+
+def test_render_frames_and_png(tmp_path):
+    pytest.importorskip("imageio")
+    from mt_specialize.render import render_frames, render_task_png
+
+    task = get_task("biped_forward")
+    qpos = np.tile(task.build_model().qpos0, (2, 1))
+    qpos[1, 0] += 0.5  # camera tracks the torso: moving it changes only the floor pattern
+    qpos[1, 3] = -1.0  # bent right hip
+    frames = render_frames(task, qpos, width=64, height=64)
+    assert len(frames) == 2 and frames[0].shape == (64, 64, 3) and frames[0].dtype == np.uint8
+    assert not np.array_equal(frames[0], frames[1])
+    path = render_task_png("hopper_box", tmp_path / "box.png", width=32, height=32)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
