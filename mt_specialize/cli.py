@@ -131,6 +131,38 @@ def _default_run_name(config) -> str:
     return "_".join(str(p) for p in parts + [f"seed{config.seed}"])
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .config import parse_count
+    from .reproduce import paper_grid, reproduce, select
+
+    specs = select(paper_grid(), args.only)
+    samples = parse_count(args.samples, "samples") if args.samples else None
+    if args.list:
+        from .reproduce import run_status
+
+        for spec in specs:
+            status, reached = run_status(Path(args.root) / spec.name)
+            print(f"{status:>8} {reached:>10,}  {spec.name}")
+        return 0
+    print(f"{len(specs)} runs under {args.root} ({args.workers or 'all'} workers"
+          f"{', Ray at ' + args.ray_address if args.ray_address else ''}); finished runs are skipped, "
+          f"interrupted ones resumed", file=sys.stderr)
+    try:
+        results = reproduce(args.root, specs, samples=samples, workers=args.workers, ray_address=args.ray_address)
+    except KeyboardInterrupt:
+        print("interrupted: every running run wrote a checkpoint; run the same command to continue",
+              file=sys.stderr)
+        return 130
+    failed = {k: v for k, v in results.items() if v.startswith("failed")}
+    for name, outcome in failed.items():
+        print(f"{name}: {outcome}", file=sys.stderr)
+    if args.report:
+        from .report import write_report
+
+        write_report(args.root, args.report)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("reproduce", help="the paper's grid of runs (resumable), then the report")
+    p.add_argument("--root", default="runs/paper", help="where the grid's run directories go")
+    p.add_argument("--only", action="append", help="glob(s) over run names, e.g. 'three_hoppers/*' or "
+                   "'*/joint/*' (repeatable)")
+    p.add_argument("--samples", help="budget per run (default: each experiment's, 3M)")
+    p.add_argument("--workers", type=int, help="runs at once (default: one per core)")
+    p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
+    p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
+    p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
+    p.set_defaults(func=_cmd_reproduce)
 
     try:
         from .ros_cli import add_ros_subcommands

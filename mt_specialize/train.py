@@ -43,6 +43,9 @@ from .vec_env import MultiTaskVecEnv
 
 RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
 CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
+# Settings a resumed run may change: they do not change any result (the physics is bit-identical
+# for any thread count, tests/test_vec_env.py), only speed and bookkeeping.
+RESULT_NEUTRAL_SETTINGS = {"physics_threads", "checkpoint_every", "keep_checkpoints"}
 
 
 class RunExistsError(ValueError):
@@ -127,7 +130,8 @@ class Trainer:
             if not config_path.is_file():
                 raise ValueError(f"cannot resume: {str(self.out_dir)!r} holds no run (no config.yaml)")
             saved = yaml.safe_load(config_path.read_text())
-            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+            diff = {k: (saved.get(k), v) for k, v in mine.items()
+                    if saved.get(k) != v and k not in RESULT_NEUTRAL_SETTINGS}
             if diff:
                 details = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
                 raise ValueError(f"cannot resume {str(self.out_dir)!r} with a different config ({details})")

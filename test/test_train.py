@@ -12,6 +12,7 @@ import torch
 
 from mt_specialize import checkpoint as ckpt
 from mt_specialize.config import TrainConfig, parse_count
+from mt_specialize.specialize import n_split_entries
 from mt_specialize.train import Interrupted, RunExistsError, Trainer, latest_checkpoint
 
 TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
@@ -57,10 +58,10 @@ def test_ours_splits_top_fraction_at_jt_and_specializes(tiny_experiment, tmp_pat
     assert [r["phase"] for r in rows] == ["joint"] * 4 + ["specialized"] * 6  # split after 4 x 384 >= 1536
     tensors, meta = ckpt.load_checkpoint(tmp_path / "run" / "split.safetensors")
     n_total = trainer.policy.n_params()
-    assert meta["split_entries"] == round(0.25 * n_total)
+    assert meta["split_entries"] == n_split_entries(n_total, 0.25)
     assert meta["samples"] == 1536
     masks = trainer.policy.split_masks()
-    assert sum(int(m.sum()) for m in masks.values()) == round(0.25 * n_total)
+    assert sum(int(m.sum()) for m in masks.values()) == n_split_entries(n_total, 0.25)
     # the saved score selects exactly the installed mask: split entries score >= every shared entry
     scores = torch.cat([tensors[f"score/{k}"].flatten() for k in masks])
     flat_mask = torch.cat([masks[k].flatten() for k in masks])
@@ -98,7 +99,7 @@ def test_random_split_has_the_same_count_as_ours(tiny_experiment, tmp_path):
     trainer = Trainer(_config(tiny_experiment, method="random", jt=768, sp=0.05, samples=1152), tmp_path / "r")
     trainer.run()
     n_split = sum(int(m.sum()) for m in trainer.policy.split_masks().values())
-    assert n_split == round(0.05 * trainer.policy.n_params())
+    assert n_split == n_split_entries(trainer.policy.n_params(), 0.05)
 
 
 def test_append_adds_one_hot_task_input(tiny_experiment, tmp_path):

@@ -1,0 +1,227 @@
+"""The paper's comparison as a resumable grid of runs (Table I, Figs. 3, 5, 6).
+
+Every run is an ordinary training run directory under ``ROOT/<experiment>/<variant>/seed<N>``;
+finished runs (``summary.json`` at the budget) are skipped, interrupted ones resumed from their last
+checkpoint. Runs execute in local worker processes (as many as cores, one physics thread each) or on
+an existing Ray cluster (``--ray-address``), with the same code path.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+PAPER_SEEDS = (1, 2, 3)
+JT_GRID = (80_000, 400_000, 800_000)
+SP_GRID = (0.05, 0.25, 0.50)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid: experiment, method, (jt, sp) for ours/random, seed."""
+
+    experiment: str
+    method: str
+    seed: int
+    jt: int | None = None
+    sp: float | None = None
+
+    @property
+    def variant(self) -> str:
+        """``ours_jt400k_sp25``, ``random_jt400k_sp25``, ``joint``, ``separate``, ``append``."""
+        if self.method in ("ours", "random"):
+            return f"{self.method}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}"
+        return self.method
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}/{self.variant}/seed{self.seed}"
+
+    def config(self, samples: int | None = None, physics_threads: int | None = None):
+        from .config import TrainConfig
+
+        return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed, jt=self.jt,
+                           sp=self.sp, samples=samples, physics_threads=physics_threads)
+
+
+def _main_cells(experiment: str, seeds: Iterable[int]) -> list[RunSpec]:
+    cells = []
+    for seed in seeds:
+        cells += [RunSpec(experiment, "ours", seed, 400_000, 0.25), RunSpec(experiment, "joint", seed),
+                  RunSpec(experiment, "separate", seed), RunSpec(experiment, "random", seed, 400_000, 0.25),
+                  RunSpec(experiment, "append", seed)]
+    return cells
+
+
+def paper_grid(seeds: Iterable[int] = PAPER_SEEDS) -> list[RunSpec]:
+    """All runs of the paper's comparison, most important first (issue order)."""
+    seeds = list(seeds)
+    grid = _main_cells("three_hoppers", seeds) + _main_cells("biped_fwd_bwd", seeds)
+    for experiment in ("three_hoppers", "biped_fwd_bwd"):
+        for seed in seeds:
+            grid += [RunSpec(experiment, "ours", seed, jt, sp) for jt in JT_GRID for sp in SP_GRID
+                     if (jt, sp) != (400_000, 0.25)]
+    for experiment in ("torso_mass_3", "torso_mass_8", "torso_mass_14"):
+        for seed in seeds:
+            grid += [RunSpec(experiment, "ours", seed, 400_000, 0.25), RunSpec(experiment, "joint", seed),
+                     RunSpec(experiment, "separate", seed)]
+    return grid
+
+
+def select(grid: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
+    """Keep runs whose name matches any ``--only`` glob (e.g. ``three_hoppers/*``, ``*/joint/*``)."""
+    if not only:
+        return grid
+    kept = [spec for spec in grid if any(fnmatch.fnmatch(spec.name, pattern) or pattern in spec.name
+                                         for pattern in only)]
+    if not kept:
+        raise ValueError(f"--only {only} matches no run; run names look like {grid[0].name!r}")
+    return kept
+
+
+def run_status(run_dir: Path) -> tuple[str, int]:
+    """('done' | 'partial' | 'new', samples reached)."""
+    summary = run_dir / "summary.json"
+    config = run_dir / "config.yaml"
+    if summary.exists() and config.exists():
+        import yaml
+
+        data = json.loads(summary.read_text())
+        if data.get("samples", 0) >= int(yaml.safe_load(config.read_text())["samples"]):
+            return "done", int(data["samples"])
+    if config.exists():
+        metrics = run_dir / "metrics.csv"
+        samples = 0
+        if metrics.exists():
+            lines = metrics.read_text().strip().splitlines()
+            if len(lines) > 1:
+                samples = int(float(lines[-1].split(",")[1]))
+        return "partial", samples
+    return "new", 0
+
+
+def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int | None) -> dict:
+    """Train (or resume) one cell; returns its summary, or {'interrupted': ...}. Runs in a worker."""
+    from .train import Interrupted, Trainer
+
+    run_dir = Path(root) / spec.name
+    resume = (run_dir / "config.yaml").exists()
+    trainer = Trainer(spec.config(samples, physics_threads), run_dir, resume=resume)
+    try:
+        return trainer.run()
+    except Interrupted as exc:
+        return {"interrupted": str(exc), "run": spec.name}
+
+
+def reproduce(root: str | Path, specs: list[RunSpec], *, samples: int | None = None, workers: int | None = None,
+              ray_address: str | None = None, show_progress: bool = True) -> dict[str, str]:
+    """Run every pending cell; returns name -> 'done' | 'interrupted' | 'failed: ...'."""
+    root = Path(root)
+    workers = workers or os.cpu_count() or 1
+    pending = [s for s in specs if run_status(root / s.name)[0] != "done"]
+    results = {s.name: "done" for s in specs if s not in pending}
+    physics_threads = 1 if workers > 1 else None
+    progress = _GridProgress(root, specs, samples) if show_progress else None
+    if ray_address:
+        return _reproduce_ray(root, pending, samples, ray_address, results, progress)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_one, s, str(root), samples, physics_threads): s for s in pending}
+        try:
+            while futures:
+                done, _ = wait(futures, timeout=5.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    spec = futures.pop(future)
+                    results[spec.name] = _outcome(future)
+                if progress:
+                    progress.update(results)
+        except KeyboardInterrupt:  # workers got the SIGINT too: they checkpoint and stop
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            if progress:
+                progress.close(results)
+    return results
+
+
+def _outcome(future) -> str:
+    try:
+        result = future.result()
+    except Exception as exc:  # a failed run is reported, the grid goes on
+        return f"failed: {type(exc).__name__}: {exc}"
+    return "interrupted" if "interrupted" in result else "done"
+
+
+def _reproduce_ray(root, pending, samples, address, results, progress):
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError("--ray-address needs Ray: pip install 'ray[default]'") from exc
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_one)
+    refs = {remote.remote(s, str(root), samples, 1): s for s in pending}
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=5.0)
+            for ref in ready:
+                spec = refs.pop(ref)
+                try:
+                    result = ray.get(ref)
+                    results[spec.name] = "interrupted" if "interrupted" in result else "done"
+                except Exception as exc:  # noqa: BLE001 - reported per run
+                    results[spec.name] = f"failed: {exc}"
+            if progress:
+                progress.update(results)
+    finally:
+        if progress:
+            progress.close(results)
+    return results
+
+
+class _GridProgress:
+    """One bar for the whole grid (samples over all runs) and a line per finished run."""
+
+    def __init__(self, root: Path, specs: list[RunSpec], samples: int | None):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from .experiments import get_experiment
+
+        self.root, self.specs = root, specs
+        self.budget = {s.name: samples or get_experiment(s.experiment).budget for s in specs}
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("grid"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[runs]}"), console=self.console,
+                                 disable=not self.console.is_terminal)
+        self.progress.start()
+        self.bar = self.progress.add_task("grid", total=sum(self.budget.values()), runs="")
+        self.reported: set[str] = set()
+        self.last_line = 0.0
+        self.update({})
+
+    def update(self, results: dict[str, str]) -> None:
+        done_samples = 0
+        n_done = 0
+        for spec in self.specs:
+            status, reached = run_status(self.root / spec.name)
+            done_samples += min(reached, self.budget[spec.name])
+            n_done += status == "done"
+        runs = f"{n_done}/{len(self.specs)} runs done"
+        self.progress.update(self.bar, completed=done_samples, runs=runs)
+        for name, outcome in results.items():
+            if name not in self.reported:
+                self.reported.add(name)
+                self.progress.console.print(f"{outcome:>11}  {name}")
+        if not self.console.is_terminal and time.monotonic() - self.last_line > 60:
+            self.last_line = time.monotonic()
+            total = sum(self.budget.values())
+            print(f"grid: {done_samples:,}/{total:,} samples, {runs}", flush=True)
+
+    def close(self, results: dict[str, str]) -> None:
+        self.update(results)
+        self.progress.stop()
