@@ -11,7 +11,7 @@ from mt_specialize import robots, urdf_gen
 from mt_specialize.paths import URDF_DIR
 from mt_specialize.robots import ROBOTS, RobotSpec, build_model
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "config" / "experiments"
 HOPPERS = ("hopper_capsule", "hopper_box", "hopper_ellipsoid")
 SPEC_START_HEIGHTS = {"hopper_capsule": 1.25, "hopper_box": 1.371, "hopper_ellipsoid": 1.492, "biped": 1.25}
 SPEC_MASSES = {  # SPEC section 4, kg
