@@ -163,6 +163,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.root, args.out, gaits=not args.no_gifs)
+    print(f"wrote {path} and figures in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
     p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("report", help="Table I, learning-curve figures and gait GIFs from the grid's runs")
+    p.add_argument("--root", default="runs/paper")
+    p.add_argument("--out", default="results")
+    p.add_argument("--no-gifs", action="store_true")
+    p.set_defaults(func=_cmd_report)
 
     try:
         from .ros_cli import add_ros_subcommands

@@ -1,0 +1,243 @@
+"""Table I and Figs. 3, 5, 6 from the grid's run directories (``mt-specialize reproduce``).
+
+Reads ``ROOT/<experiment>/<variant>/seed<N>/metrics.csv`` and writes into ``OUT``::
+
+    table1.md                 the paper's Table I beside ours (mean ± std over seeds), per-task returns
+    fig3_three_hoppers.png    learning curves, mean over seeds with a min–max band
+    fig5_biped_fwd_bwd.png
+    fig6_torso_mass.png       three panels: torso 3 / 8 / 14 kg vs 15 kg
+    gaits/<task>.gif          each task's final policy (ours, jt=400k sp=25%, seed 1)
+
+The number is the paper's: mean episode return, all tasks pooled, last 100 episodes, at 3M samples
+(the first iteration at or past 3M). Runs that have not reached 3M are left out of the mean and
+counted in the ``partial`` column, so a partial table says so.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .plots import plt, read_metrics
+
+TABLE_AT = 3_000_000
+
+# Table I of the paper (mean final performance over 3 seeds, DART simulator).
+PAPER_TABLE_I = {
+    "joint": (1601.94, 877.80),
+    "separate": (2240.07, 966.65),
+    "random_jt400k_sp25": (1994.28, 2154.09),
+    "append": (1603.91, 800.59),
+    "ours_jt80k_sp5": (2516.05, 1804.13),
+    "ours_jt80k_sp25": (2447.45, 1407.69),
+    "ours_jt80k_sp50": (2541.31, 2681.31),
+    "ours_jt400k_sp5": (2407.68, 2773.29),
+    "ours_jt400k_sp25": (2635.56, 2671.23),
+    "ours_jt400k_sp50": (2302.74, 2381.18),
+    "ours_jt800k_sp5": (2076.98, 1931.47),
+    "ours_jt800k_sp25": (2227.95, 2438.77),
+    "ours_jt800k_sp50": (2242.20, 2562.53),
+}
+ROW_LABELS = {
+    "joint": "sp=0%", "separate": "jt=0, sp=100%", "random_jt400k_sp25": "jt=400k, sp=25% random",
+    "append": "append",
+}
+
+
+def _label(variant: str) -> str:
+    if variant in ROW_LABELS:
+        return ROW_LABELS[variant]
+    _, jt, sp = variant.split("_")
+    return f"jt={jt[2:]}, sp={sp[2:]}%"
+
+
+def collect_runs(root: str | Path) -> dict[str, dict[str, dict[int, list[dict]]]]:
+    """experiment -> variant -> seed -> metrics rows (runs with at least one row)."""
+    root = Path(root)
+    runs: dict = {}
+    for metrics in sorted(root.glob("*/*/seed*/metrics.csv")):
+        seed_dir = metrics.parent
+        rows = read_metrics(seed_dir)
+        if rows:
+            experiment, variant = seed_dir.parent.parent.name, seed_dir.parent.name
+            runs.setdefault(experiment, {}).setdefault(variant, {})[int(seed_dir.name[4:])] = rows
+    return runs
+
+
+def value_at(rows: list[dict], key: str, samples: int = TABLE_AT) -> float | None:
+    """``key`` at the first iteration with samples >= ``samples``; None if the run is not there yet."""
+    for row in rows:
+        if row["samples"] >= samples:
+            return row[key]
+    return None
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
+
+
+def table_one(runs: dict) -> str:
+    """Markdown Table I: paper vs ours for three_hoppers and biped_fwd_bwd."""
+    experiments = ("three_hoppers", "biped_fwd_bwd")
+    lines = ["| method | 3 Hoppers (paper) | 3 Hoppers (ours) | Biped (paper) | Biped (ours) |",
+             "|---|---:|---:|---:|---:|"]
+    for variant, paper in PAPER_TABLE_I.items():
+        cells = []
+        for k, experiment in enumerate(experiments):
+            seeds = runs.get(experiment, {}).get(variant, {})
+            values = [v for v in (value_at(rows, "return_pooled") for rows in seeds.values()) if v is not None]
+            partial = len(seeds) - len(values)
+            note = f" ({len(values)} seeds" + (f", {partial} partial" if partial else "") + ")" if seeds else ""
+            cells += [f"{paper[k]:.2f}", _cell(values) + note]
+        lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_task_table(runs: dict, experiment: str) -> str:
+    variants = runs.get(experiment, {})
+    if not variants:
+        return ""
+    task_keys = [k for k in next(iter(next(iter(variants.values())).values()))[0] if k.startswith("return/")]
+    header = "| method | " + " | ".join(k.split("/", 1)[1] for k in task_keys) + " |"
+    lines = [header, "|---|" + "---:|" * len(task_keys)]
+    for variant in sorted(variants, key=_variant_order):
+        cells = []
+        for key in task_keys:
+            values = [v for v in (value_at(rows, key) for rows in variants[variant].values()) if v is not None]
+            cells.append(_cell(values))
+        lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _variant_order(variant: str) -> int:
+    order = list(PAPER_TABLE_I)
+    return order.index(variant) if variant in order else len(order)
+
+
+def plot_curves(ax, variants: dict, key: str = "return_pooled", only: list[str] | None = None) -> None:
+    """Mean over seeds (line) with the min–max band over seeds (shade), against samples."""
+    for variant in sorted(variants, key=_variant_order):
+        if only and variant not in only:
+            continue
+        seeds = list(variants[variant].values())
+        n = min(len(rows) for rows in seeds)
+        x = np.array([r["samples"] for r in seeds[0][:n]]) / 1e6
+        y = np.array([[r[key] for r in rows[:n]] for rows in seeds])
+        mean = np.nanmean(y, axis=0)
+        line, = ax.plot(x, mean, lw=1.4, label=f"{_label(variant)} (n={len(seeds)})")
+        if len(seeds) > 1:
+            ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("samples (millions)")
+    ax.set_ylabel("mean episode return (pooled)")
+    ax.grid(alpha=0.3)
+
+
+MAIN_VARIANTS = ["ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append"]
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_suffix(".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_figures(runs: dict, out: Path) -> list[Path]:
+    written = []
+    for number, experiment in ((3, "three_hoppers"), (5, "biped_fwd_bwd")):
+        if experiment not in runs:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        plot_curves(axes[0], runs[experiment], only=MAIN_VARIANTS)
+        axes[0].set_title(f"{experiment}: ours (jt=400k, sp=25%) vs baselines")
+        plot_curves(axes[1], runs[experiment], only=[v for v in runs[experiment] if v.startswith("ours_")])
+        axes[1].set_title(f"{experiment}: jt × sp grid")
+        for ax in axes:
+            ax.legend(fontsize=7)
+        path = out / f"fig{number}_{experiment}.png"
+        _save(fig, path)
+        written.append(path)
+    torso = [e for e in ("torso_mass_3", "torso_mass_8", "torso_mass_14") if e in runs]
+    if torso:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False)
+        for ax, experiment in zip(axes[0], ("torso_mass_3", "torso_mass_8", "torso_mass_14")):
+            if experiment in runs:
+                plot_curves(ax, runs[experiment])
+                ax.legend(fontsize=7)
+            ax.set_title(f"{experiment.split('_')[-1]} kg vs 15 kg torso")
+        path = out / "fig6_torso_mass.png"
+        _save(fig, path)
+        written.append(path)
+    return written
+
+
+def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
+    """A GIF of each task's final policy (ours jt=400k sp=25%, seed 1, newest checkpoint)."""
+    import imageio.v3 as iio
+
+    from .experiments import get_experiment
+    from .inference import InferencePolicy
+    from .render import render_frames
+    from .tasks import TaskEnv
+    from .train import latest_checkpoint
+
+    written = []
+    (out / "gaits").mkdir(parents=True, exist_ok=True)
+    for run_dir in sorted(root.glob("*/ours_jt400k_sp25/seed1")):
+        path = latest_checkpoint(run_dir)
+        if path is None:
+            continue
+        policy = InferencePolicy.from_checkpoint(path)
+        for index, task in enumerate(get_experiment(run_dir.parent.parent.name).tasks):
+            env = TaskEnv(task)
+            obs, _ = env.reset(seed=0)
+            qpos = [env.unwrapped.data.qpos.copy()]
+            for _ in range(steps):
+                obs, _, terminated, truncated, _ = env.step(policy.act(obs[None], np.array([index]))[0])
+                qpos.append(env.unwrapped.data.qpos.copy())
+                if terminated or truncated:
+                    break
+            frames = render_frames(task, qpos[::2], width=320, height=240)
+            gif = out / "gaits" / f"{run_dir.parent.parent.name}_{task.name}.gif"
+            iio.imwrite(gif, np.stack(frames), duration=16, loop=0)
+            written.append(gif)
+    return written
+
+
+def write_report(root: str | Path, out: str | Path, gaits: bool = True) -> Path:
+    """Write table1.md, the figures and (optionally) gait GIFs; returns the table path."""
+    root, out = Path(root), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = collect_runs(root)
+    n_runs = sum(len(seeds) for variants in runs.values() for seeds in variants.values())
+    n_done = sum(value_at(rows, "return_pooled") is not None
+                 for variants in runs.values() for seeds in variants.values() for rows in seeds.values())
+    parts = [
+        "# Table I reproduced",
+        "",
+        f"Generated by `mt-specialize report --root {root} --out {out}` from {n_runs} run directories, "
+        f"{n_done} of them at or past {TABLE_AT:,} samples." + (" **Partial: the grid is still running.**"
+                                                                 if n_done < n_runs or n_runs < 105 else ""),
+        "",
+        "Mean episode return (all tasks pooled, last 100 episodes) at 3M samples; mean ± std over the seeds "
+        "that reached 3M (n in brackets). Paper: DART simulator, OpenAI Baselines PPO; ours: MuJoCo, this "
+        "package.",
+        "",
+        table_one(runs),
+    ]
+    for experiment in sorted(runs):
+        parts += ["", f"## Per-task returns at 3M samples: {experiment}", "", per_task_table(runs, experiment)]
+    figures = write_figures(runs, out)
+    parts += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    if gaits:
+        gifs = write_gaits(root, out)
+        parts += ["", "## Gaits (ours, jt=400k sp=25%, seed 1)", ""] + [f"![{p.stem}](gaits/{p.name})" for p in gifs]
+    table = out / "table1.md"
+    tmp = table.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(parts) + "\n")
+    os.replace(tmp, table)
+    return table
