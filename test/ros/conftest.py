@@ -1,0 +1,177 @@
+"""Fixtures for the ROS 2 integration tests: real rclpy processes, DDS kept on loopback.
+
+Every test run uses its own ``ROS_DOMAIN_ID`` (derived from the pid) and
+``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; this is set before rclpy is initialised in this
+process and passed to every node process the tests start.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+# --- keep DDS on this machine, one domain per test run (before any rclpy.init) ----------------
+DOMAIN_ID = 1 + os.getpid() % 100
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
+os.environ.setdefault("HOME", tempfile.gettempdir())
+os.environ.pop("ROS_LOCALHOST_ONLY", None)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def node_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+    return env
+
+
+def write_params(path: Path, node: str, params: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({node: {"ros__parameters": params}}))
+    return path
+
+
+class NodeProcess:
+    """A node started as ``python -m mt_specialize.nodes.<module>`` with a params file."""
+
+    def __init__(self, module: str, params: dict, tmp: Path, node: str | None = None):
+        self.name = module
+        pfile = write_params(tmp / f"{module}_{time.monotonic_ns()}.yaml", f"/{node or module}", params)
+        self.log_path = tmp / f"{module}_{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"mt_specialize.nodes.{module}", "--ros-args", "--params-file", str(pfile)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=node_env(), cwd=str(tmp), start_new_session=True)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """start_node(module, params, node=None) -> NodeProcess; all are stopped after the test."""
+    procs: list[NodeProcess] = []
+
+    def _start(module: str, params: dict, node: str | None = None) -> NodeProcess:
+        p = NodeProcess(module, params, tmp_path, node)
+        procs.append(p)
+        return p
+
+    yield _start
+    for p in procs:
+        p.stop()
+
+
+class Probe:
+    """An rclpy node in the test process, spun by hand (EventsExecutor)."""
+
+    def __init__(self, name: str = "test_probe"):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = make_executor_for(self.context)
+        self.executor.add_node(self.node)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
+
+    def spin_until(self, predicate, timeout: float = 10.0, what: str = "condition") -> None:
+        end = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > end:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def call(self, client, request, timeout: float = 10.0):
+        future = client.call_async(request)
+        self.spin_until(future.done, timeout, f"a response from {client.srv_name}")
+        return future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def make_executor_for(context):
+    try:
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    except Exception:  # pragma: no cover
+        from rclpy.executors import SingleThreadedExecutor
+
+        return SingleThreadedExecutor(context=context)
+
+
+@pytest.fixture
+def probe():
+    node = Probe(f"test_probe_{os.getpid()}")
+    yield node
+    node.close()
+
+
+def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: int = 0) -> Path:
+    """A policy checkpoint in the trainer's format whose tasks all differ (every weight split,
+    per-task weights random), for the policy-server tests."""
+    import torch
+
+    from mt_specialize.checkpoint import save_checkpoint
+    from mt_specialize.normalize import RunningMeanStd
+    from mt_specialize.policy import SplitGaussianPolicy
+
+    gen = torch.Generator().manual_seed(seed)
+    policy = SplitGaussianPolicy(len(task_names), obs_dim, act_dim)
+    state = policy.state_dict()
+    for key, value in state.items():
+        if key.endswith("_mask"):
+            state[key] = torch.ones_like(value)
+        elif key.endswith("weight_task"):
+            state[key] = torch.randn(value.shape, generator=gen) / value.shape[-2] ** 0.5
+        elif key.endswith("bias_task"):
+            state[key] = 0.1 * torch.randn(value.shape, generator=gen)
+    policy.load_state_dict(state)
+    rms = RunningMeanStd(len(task_names), (obs_dim,))
+    tensors = {f"policy/{k}": v.detach().clone() for k, v in policy.state_dict().items()}
+    tensors.update({f"obs_rms/{k}": v.detach().clone() for k, v in rms.state_dict().items()})
+    save_checkpoint(path, tensors, {"task_names": list(task_names), "obs_dim": obs_dim, "act_dim": act_dim,
+                                    "policy_in": obs_dim, "experiment": "test"})
+    return path
+
+
+@pytest.fixture
+def checkpoint_factory(tmp_path):
+    """checkpoint_factory(name, task_names, obs_dim, act_dim, seed=0) -> Path of a new checkpoint."""
+
+    def _make(name: str, task_names, obs_dim: int, act_dim: int, seed: int = 0) -> Path:
+        return make_checkpoint(tmp_path / name, task_names, obs_dim, act_dim, seed)
+
+    return _make

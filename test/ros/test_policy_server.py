@@ -1,0 +1,181 @@
+"""Policy server as a real process; this test process plays the simulator (observation in,
+commands out) so every answer can be checked against the checkpoint's own InferencePolicy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from mt_specialize.inference import InferencePolicy
+from mt_specialize.nodes.common import CONTROL_QOS, LATCHED_QOS, array_msg
+
+pytestmark = pytest.mark.timeout(90)
+
+TASKS = ["hopper_capsule", "hopper_box"]
+OBS_DIM, ACT_DIM = 11, 3
+
+
+class FakeRobot:
+    """Publishes observations for one robot namespace and collects the commands."""
+
+    def __init__(self, probe, robot: str):
+        self.probe = probe
+        self.commands: list[np.ndarray] = []
+        self.pub = probe.node.create_publisher(Float64MultiArray, f"/{robot}/observation", CONTROL_QOS)
+        self.sub = probe.node.create_subscription(
+            Float64MultiArray, f"/{robot}/commands", lambda m: self.commands.append(np.array(m.data)), CONTROL_QOS)
+
+    def warm_up(self, obs: np.ndarray, timeout: float = 20.0) -> None:
+        """Publish until the server answers (discovery done, weights loaded), then drain."""
+        self.probe.spin_until(lambda: self.pub.get_subscription_count() > 0 and self.sub.get_publisher_count() > 0,
+                              timeout, "the policy server's observation/commands endpoints")
+        for _ in range(int(timeout / 0.25)):
+            self.pub.publish(array_msg(obs))
+            self.probe.spin_for(0.25)
+            if self.commands:
+                break
+        assert self.commands, "the policy server never answered an observation"
+        self.probe.spin_for(0.3)
+        self.commands.clear()
+
+    def ask(self, obs: np.ndarray, timeout: float = 10.0) -> np.ndarray:
+        n = len(self.commands)
+        self.pub.publish(array_msg(obs))
+        self.probe.spin_until(lambda: len(self.commands) > n, timeout, "a command")
+        assert len(self.commands) == n + 1
+        return self.commands[-1]
+
+
+def _param_msg(name: str, value: str) -> ParameterMsg:
+    return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+
+
+def _set_param(probe, name: str, value: str):
+    client = probe.node.create_client(SetParameters, "/policy_server/set_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+    return probe.call(client, SetParameters.Request(parameters=[_param_msg(name, value)])).results[0]
+
+
+def _get_param(probe, name: str):
+    client = probe.node.create_client(GetParameters, "/policy_server/get_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+    return probe.call(client, GetParameters.Request(names=[name])).values[0].string_value
+
+
+def _expected(policy: InferencePolicy, obs: np.ndarray, task: str) -> np.ndarray:
+    return policy.act(obs[None], np.array([policy.task_names.index(task)]))[0]
+
+
+def test_switch_service_and_task_parameter(probe, start_node, checkpoint_factory):
+    ckpt = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=0)
+    policy = InferencePolicy.from_checkpoint(ckpt)
+    server = start_node("policy_server", {"checkpoint": str(ckpt), "robots": ["r1"], "tasks": ["hopper_capsule"]})
+    robot = FakeRobot(probe, "r1")
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=OBS_DIM)
+    robot.warm_up(obs)
+
+    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_capsule"), atol=1e-9)
+    assert not np.allclose(_expected(policy, obs, "hopper_capsule"), _expected(policy, obs, "hopper_box"))
+
+    # Trigger service: the very next observation is served by the other task's weights.
+    switch = probe.node.create_client(Trigger, "/r1/switch_to_hopper_box")
+    assert switch.wait_for_service(timeout_sec=10.0)
+    response = probe.call(switch, Trigger.Request())
+    assert response.success, response.message
+    obs = rng.normal(size=OBS_DIM)
+    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_box"), atol=1e-9)
+    assert _get_param(probe, "task.r1") == "hopper_box"
+
+    # An unknown task: no such service; the parameter path refuses with the allowed tasks.
+    assert not probe.node.create_client(Trigger, "/r1/switch_to_biped_forward").wait_for_service(timeout_sec=1.0)
+    result = _set_param(probe, "task.r1", "biped_forward")
+    assert not result.successful
+    assert "biped_forward" in result.reason and "hopper_capsule" in result.reason and "hopper_box" in result.reason
+    obs = rng.normal(size=OBS_DIM)
+    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_box"), atol=1e-9)
+    assert _get_param(probe, "task.r1") == "hopper_box"
+
+    # The parameter path switches too.
+    assert _set_param(probe, "task.r1", "hopper_capsule").successful
+    obs = rng.normal(size=OBS_DIM)
+    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_capsule"), atol=1e-9)
+    assert server.alive()
+
+
+def test_bad_observations_get_the_safe_command(probe, start_node, checkpoint_factory):
+    ckpt = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM)
+    policy = InferencePolicy.from_checkpoint(ckpt)
+    server = start_node("policy_server", {"checkpoint": str(ckpt), "robots": ["r1"], "tasks": ["hopper_box"]})
+    robot = FakeRobot(probe, "r1")
+    good = np.linspace(-1, 1, OBS_DIM)
+    robot.warm_up(good)
+
+    np.testing.assert_array_equal(robot.ask(np.ones(5)), np.zeros(ACT_DIM))            # too short
+    np.testing.assert_array_equal(robot.ask(np.ones(OBS_DIM + 3)), np.zeros(ACT_DIM))  # too long
+    bad = good.copy()
+    bad[3] = np.nan
+    np.testing.assert_array_equal(robot.ask(bad), np.zeros(ACT_DIM))                   # NaN
+    bad[3] = np.inf
+    np.testing.assert_array_equal(robot.ask(bad), np.zeros(ACT_DIM))                   # inf
+    np.testing.assert_array_equal(robot.ask(np.zeros(0)), np.zeros(ACT_DIM))           # empty
+    np.testing.assert_allclose(robot.ask(good), _expected(policy, good, "hopper_box"), atol=1e-9)
+    assert server.alive()
+    log = server.log()
+    assert "rejected" in log and "expected 11 values" in log
+
+
+def test_checkpoint_topic_hot_reload(probe, start_node, checkpoint_factory, tmp_path):
+    a = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=1)
+    b = checkpoint_factory("b.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=2)
+    pa, pb = InferencePolicy.from_checkpoint(a), InferencePolicy.from_checkpoint(b)
+    topic = probe.node.create_publisher(String, "/checkpoint", LATCHED_QOS)
+    topic.publish(String(data=str(a)))  # latched: the server, started later, still gets it
+    server = start_node("policy_server", {"checkpoint": "", "robots": ["r1"]})
+    robot = FakeRobot(probe, "r1")
+    obs = np.linspace(-0.5, 0.5, OBS_DIM)
+    robot.warm_up(obs)
+    # default task: the first of the checkpoint (the robot's name is no task)
+    np.testing.assert_allclose(robot.ask(obs), _expected(pa, obs, "hopper_capsule"), atol=1e-9)
+
+    topic.publish(String(data=str(b)))
+    want = _expected(pb, obs, "hopper_capsule")
+    probe.spin_until(lambda: np.allclose(robot.ask(obs), want, atol=1e-9), 10.0, "the server to serve b")
+
+    # a corrupt file and a missing one are refused; b keeps serving
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b.read_bytes()[:-100] + b"\0" * 100)
+    for path in (corrupt, tmp_path / "missing.safetensors"):
+        topic.publish(String(data=str(path)))
+        probe.spin_until(lambda p=path: f"refused checkpoint '{p}'" in server.log(), 10.0, "the refusal")
+        np.testing.assert_allclose(robot.ask(obs), want, atol=1e-9)
+    # and through the parameter: refused with the reason
+    result = _set_param(probe, "checkpoint", str(corrupt))
+    assert not result.successful and "not loaded" in result.reason
+    np.testing.assert_allclose(robot.ask(obs), want, atol=1e-9)
+    assert server.alive()
+
+
+def test_batched_serving_of_several_robots(probe, start_node, checkpoint_factory):
+    """Three robots, each on its own task, answered by one batched call per tick."""
+    names = ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
+    ckpt = checkpoint_factory("a.safetensors", names, OBS_DIM, ACT_DIM)
+    policy = InferencePolicy.from_checkpoint(ckpt)
+    robots = ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
+    start_node("policy_server", {"checkpoint": str(ckpt), "robots": robots, "rate_mode": "batched"})
+    fakes = [FakeRobot(probe, r) for r in robots]
+    rng = np.random.default_rng(3)
+    for f in fakes:
+        f.warm_up(rng.normal(size=OBS_DIM))
+    for _ in range(20):
+        obs = [rng.normal(size=OBS_DIM) for _ in fakes]
+        counts = [len(f.commands) for f in fakes]
+        for f, o in zip(fakes, obs):
+            f.pub.publish(array_msg(o))
+        probe.spin_until(lambda: all(len(f.commands) > c for f, c in zip(fakes, counts)), 10.0, "3 commands")
+        for f, o, task in zip(fakes, obs, names):  # robot named after a task runs that task
+            np.testing.assert_allclose(f.commands[-1], _expected(policy, o, task), atol=1e-9)
