@@ -166,7 +166,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    path = write_report(args.root, args.out, gaits=not args.no_gifs)
+    from .config import parse_count
+
+    path = write_report(args.root, args.out, gaits=not args.no_gifs, at=parse_count(args.at, "--at"))
     print(f"wrote {path} and figures in {args.out}")
     return 0
 
@@ -215,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs/paper")
     p.add_argument("--out", default="results")
     p.add_argument("--no-gifs", action="store_true")
+    p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as the paper)")
     p.set_defaults(func=_cmd_report)
 
     try:

@@ -1,0 +1,109 @@
+"""The paper grid: composition, filters, skip/resume, report, and a Ray head on loopback."""
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mt_specialize.reproduce import RunSpec, paper_grid, reproduce, run_status, select
+from mt_specialize.report import write_report
+from mt_specialize.train import Interrupted, Trainer
+
+ONE_ITERATION = 3984  # three_hoppers: 3 tasks x 16 envs x 83 steps
+
+
+def _rows(run_dir):
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if not k.endswith("samples_per_s")} for r in csv.DictReader(f)]
+
+
+def test_paper_grid_has_every_cell_of_the_paper():
+    grid = paper_grid()
+    names = [s.name for s in grid]
+    assert len(names) == len(set(names)) == 105  # 2 x 5 x 3 main + 2 x 8 x 3 sweep + 3 x 3 x 3 torso
+    assert names[:5] == ["three_hoppers/ours_jt400k_sp25/seed1", "three_hoppers/joint/seed1",
+                         "three_hoppers/separate/seed1", "three_hoppers/random_jt400k_sp25/seed1",
+                         "three_hoppers/append/seed1"]
+    sweep = {s.variant for s in grid if s.experiment == "biped_fwd_bwd" and s.method == "ours"}
+    assert sweep == {f"ours_jt{jt}k_sp{sp}" for jt in (80, 400, 800) for sp in (5, 25, 50)}
+    torso = {(s.experiment, s.method) for s in grid if s.experiment.startswith("torso_mass")}
+    assert torso == {(e, m) for e in ("torso_mass_3", "torso_mass_8", "torso_mass_14")
+                     for m in ("ours", "joint", "separate")}
+
+
+def test_only_filters_by_glob_and_refuses_a_filter_matching_nothing():
+    grid = paper_grid()
+    picked = select(grid, ["biped_fwd_bwd/*/seed2", "*/append/*"])
+    assert {s.name for s in picked} == (
+        {s.name for s in grid if s.experiment == "biped_fwd_bwd" and s.seed == 2}
+        | {s.name for s in grid if s.method == "append"})
+    with pytest.raises(ValueError, match="matches no run"):
+        select(grid, ["four_hoppers/*"])
+
+
+def test_local_grid_runs_skips_finished_and_resumes_interrupted(tmp_path):
+    root = tmp_path / "grid"
+    joint, append = RunSpec("three_hoppers", "joint", 1), RunSpec("three_hoppers", "append", 2)
+
+    def stop_after_first_iteration(row):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):  # an interrupted run: one of its two iterations done
+        Trainer(joint.config(2 * ONE_ITERATION), root / joint.name, progress=stop_after_first_iteration).run()
+    assert run_status(root / joint.name) == ("partial", ONE_ITERATION)
+    first_row = _rows(root / joint.name)[0]
+
+    results = reproduce(root, [joint, append], samples=2 * ONE_ITERATION, workers=2, show_progress=False)
+    assert results == {joint.name: "done", append.name: "done"}
+    assert run_status(root / joint.name) == ("done", 2 * ONE_ITERATION)
+    rows = _rows(root / joint.name)
+    assert len(rows) == 2 and rows[0] == first_row  # resumed, not restarted
+
+    summary = root / append.name / "summary.json"
+    stamp = summary.stat().st_mtime_ns
+    assert reproduce(root, [joint, append], samples=2 * ONE_ITERATION, workers=2, show_progress=False) == results
+    assert summary.stat().st_mtime_ns == stamp  # finished runs are skipped
+
+    table = write_report(root, tmp_path / "results", gaits=False, at=2 * ONE_ITERATION).read_text()
+    joint_line = next(line for line in table.splitlines() if line.startswith("| sp=0% |"))
+    assert "1601.94" in joint_line and "(1 seeds)" in joint_line
+    assert "| append | 1603.91 |" in table
+    assert (tmp_path / "results" / "fig3_three_hoppers.png").stat().st_size > 1000
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_grid_on_a_local_ray_head_on_loopback(tmp_path):
+    pytest.importorskip("ray")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0",
+               # Ray otherwise swaps 127.0.0.1 for the machine's "remotely reachable" address
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    port = _free_port()
+    ray_bin = Path(sys.executable).parent / "ray"
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # AF_UNIX socket paths must stay < 108 bytes
+    start = subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                            f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=120)
+    assert start.returncode == 0, start.stderr
+    try:
+        code = ("import sys; from mt_specialize.reproduce import RunSpec, reproduce; "
+                f"r = reproduce({str(tmp_path / 'grid')!r}, [RunSpec('three_hoppers', 'separate', 1)], "
+                f"samples={ONE_ITERATION}, ray_address='127.0.0.1:{port}', show_progress=False); "
+                "print(r); sys.exit(0 if set(r.values()) == {'done'} else 1)")
+        driver = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert driver.returncode == 0, driver.stdout + driver.stderr
+        assert "127.0.0.1" in driver.stderr and "192." not in driver.stderr
+        assert run_status(tmp_path / "grid" / "three_hoppers/separate/seed1")[0] == "done"
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
