@@ -1,0 +1,192 @@
+"""Simulator node (and simulator + policy server) as real processes on loopback."""
+from __future__ import annotations
+
+import signal
+
+import mujoco
+import numpy as np
+import pytest
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from mt_specialize.inference import InferencePolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from mt_specialize.nodes.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS
+
+#: the probe records whole streams: a deep queue so nothing is dropped while it is busy
+RECORD_QOS = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
+from mt_specialize.tasks import get_task
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def _state(model: mujoco.MjModel, js: JointState) -> tuple[np.ndarray, np.ndarray]:
+    """Full qpos, qvel of a planar robot from its joint_states (root joints included)."""
+    qpos, qvel = np.zeros(model.nq), np.zeros(model.nv)
+    for name, p, v in zip(js.name, js.position, js.velocity):
+        j = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+        assert j >= 0, name
+        qpos[model.jnt_qposadr[j]], qvel[model.jnt_dofadr[j]] = p, v
+    return qpos, qvel
+
+
+def _dedupe(seq):
+    out = []
+    for x in seq:
+        if not out or not np.array_equal(out[-1], x):
+            out.append(x)
+    return out
+
+
+def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, checkpoint_factory):
+    task = get_task("hopper_capsule")
+    ckpt = checkpoint_factory("p.safetensors", ["hopper_capsule", "hopper_box"], 11, 3, seed=4)
+    policy = InferencePolicy.from_checkpoint(ckpt)
+    obs, cmds, states = [], [], []
+    node = probe.node
+    subs = [node.create_subscription(Float64MultiArray, "/hopper_capsule/observation",
+                                     lambda m: obs.append(np.array(m.data)), RECORD_QOS),
+            node.create_subscription(Float64MultiArray, "/hopper_capsule/commands",
+                                     lambda m: cmds.append(np.array(m.data)), RECORD_QOS),
+            node.create_subscription(JointState, "/hopper_capsule/joint_states", states.append, RECORD_QOS)]
+    sim = start_node("simulator", {"tasks": ["hopper_capsule"], "mode": "lockstep", "seed": 3,
+                                   "markers_rate_hz": 0.0})
+    probe.spin_until(lambda: subs[0].get_publisher_count() and subs[2].get_publisher_count(), 20.0,
+                     "the simulator's topics")
+    probe.spin_until(lambda: len(obs) > 0, 10.0, "the first observation")
+    server = start_node("policy_server", {"checkpoint": str(ckpt), "robots": ["hopper_capsule"]})
+    probe.spin_until(lambda: len(cmds) >= 400, 60.0, "400 commands")
+    server.proc.send_signal(signal.SIGINT)  # keep spinning while it stops: the probe must not drop
+    probe.spin_until(lambda: not server.alive(), 10.0, "the policy server to stop")
+    probe.spin_for(0.5)
+    assert sim.alive()
+
+    O = _dedupe(obs)  # before the server came up, the pending observation was re-published
+    # the probe may have missed the first commands (discovery): align on content
+    first = [j for j, o in enumerate(O) if np.allclose(policy.act(o[None], np.array([0]))[0], cmds[0], atol=1e-9)]
+    assert first, "the first command answers none of the observations"
+    j0 = first[0]
+    assert len(O) - j0 - len(cmds) == 1, "observations and commands do not pair up one to one"
+    expected = policy.act(np.stack(O[j0:j0 + len(cmds)]), np.zeros(len(cmds), dtype=int))
+    np.testing.assert_allclose(np.stack(cmds), expected, atol=1e-9)
+    assert "without a pending observation" not in sim.log()
+
+    # the simulator's state follows the commands: replay each step in our own MuJoCo model
+    model = task.build_model()
+    data = mujoco.MjData(model)
+    S = [_state(model, js) for js in states]
+    S_obs = [task.observation(q[None], v[None])[0] for q, v in S]
+    obs_index = {o.tobytes(): i for i, o in enumerate(O)}
+    matched = resets = 0
+    for k in range(len(S) - 1):
+        m = obs_index.get(S_obs[k].tobytes(), -1) - j0  # the command answering this state
+        if not 0 <= m < len(cmds):
+            continue
+        data.qpos[:], data.qvel[:] = S[k]
+        data.ctrl[:] = np.clip(cmds[m], -1, 1)
+        data.qacc_warmstart[:] = 0
+        mujoco.mj_step(model, data, nstep=4)
+        if np.array_equal(data.qpos, S[k + 1][0]) and np.array_equal(data.qvel, S[k + 1][1]):
+            matched += 1
+        else:  # only a reset may break the chain: the task's termination rule fired
+            assert task.terminated(data.qpos[None], data.qvel[None], float(model.qpos0[1]))[0], f"step {m}"
+            resets += 1
+    assert matched >= 300 and matched > 5 * resets, (matched, resets)
+
+
+def test_robot_description_reaches_a_late_subscriber(probe, start_node):
+    start_node("simulator", {"tasks": ["hopper_box", "biped_forward"], "namespaces": ["a", "b"],
+                             "mode": "lockstep"})
+    probe.spin_for(3.0)  # the description was published long before we subscribe
+    got = {}
+    for ns in ("a", "b"):
+        probe.node.create_subscription(String, f"/{ns}/robot_description",
+                                       lambda m, ns=ns: got.__setitem__(ns, m.data), LATCHED_QOS)
+    probe.spin_until(lambda: len(got) == 2, 20.0, "both robot descriptions")
+    assert '<robot name="hopper_box"' in got["a"] and '<robot name="biped"' in got["b"]
+    for text in got.values():  # planar root added for robot_state_publisher
+        assert '<joint name="rootx" type="prismatic">' in text and '<link name="world"/>' in text
+
+
+def test_markers_match_mujoco_geoms(probe, start_node):
+    tasks = ["hopper_box", "hopper_ellipsoid", "biped_forward"]
+    spacing = 2.0
+    states = {t: {} for t in tasks}
+    markers = {t: {} for t in tasks}
+    for t in tasks:
+        probe.node.create_subscription(JointState, f"/{t}/joint_states",
+                                       lambda m, t=t: states[t].__setitem__(_stamp(m), m), STATE_QOS)
+        probe.node.create_subscription(MarkerArray, f"/{t}/markers",
+                                       lambda m, t=t: markers[t].__setitem__(_stamp(m.markers[0]), m), STATE_QOS)
+    start_node("simulator", {"tasks": tasks, "mode": "realtime", "markers_rate_hz": 1000.0,
+                             "robot_spacing": spacing})
+
+    def paired():
+        return all(len(set(states[t]) & set(markers[t])) >= 20 for t in tasks)
+
+    probe.spin_until(paired, 30.0, "joint_states and markers with equal stamps")
+    seen_types = set()
+    for i, t in enumerate(tasks):
+        task = get_task(t)
+        model = task.build_model()
+        data = mujoco.MjData(model)
+        for stamp in sorted(set(states[t]) & set(markers[t]))[-20:]:
+            data.qpos[:], data.qvel[:] = _state(model, states[t][stamp])
+            mujoco.mj_kinematics(model, data)
+            by_id = {mk.id: mk for mk in markers[t][stamp].markers}
+            drawn = [g for g in range(model.ngeom) if model.geom_bodyid[g] != 0]
+            assert {3 * g for g in drawn} <= set(by_id)
+            for g in drawn:
+                mk = by_id[3 * g]
+                assert mk.header.frame_id == "world" and mk.ns == f"{t}/geoms"
+                pos = data.geom_xpos[g] + np.array([0.0, i * spacing, 0.0])
+                np.testing.assert_allclose([mk.pose.position.x, mk.pose.position.y, mk.pose.position.z], pos,
+                                           atol=1e-9)
+                q = np.zeros(4)
+                mujoco.mju_mat2Quat(q, data.geom_xmat[g])
+                got = np.array([mk.pose.orientation.w, mk.pose.orientation.x, mk.pose.orientation.y,
+                                mk.pose.orientation.z])
+                assert min(np.abs(got - q).max(), np.abs(got + q).max()) < 1e-9
+                size, gtype = model.geom_size[g], int(model.geom_type[g])
+                scale = np.array([mk.scale.x, mk.scale.y, mk.scale.z])
+                if gtype == int(mujoco.mjtGeom.mjGEOM_BOX):
+                    assert mk.type == Marker.CUBE
+                    np.testing.assert_allclose(scale, 2 * size, atol=1e-12)
+                elif gtype == int(mujoco.mjtGeom.mjGEOM_ELLIPSOID):
+                    assert mk.type == Marker.SPHERE
+                    np.testing.assert_allclose(scale, 2 * size, atol=1e-12)
+                elif gtype == int(mujoco.mjtGeom.mjGEOM_CAPSULE):
+                    assert mk.type == Marker.CYLINDER
+                    np.testing.assert_allclose(scale, [2 * size[0], 2 * size[0], 2 * size[1]], atol=1e-12)
+                    axis = data.geom_xmat[g].reshape(3, 3)[:, 2]
+                    for k, sign in ((1, 1.0), (2, -1.0)):
+                        cap = by_id[3 * g + k]
+                        assert cap.type == Marker.SPHERE
+                        np.testing.assert_allclose(
+                            [cap.pose.position.x, cap.pose.position.y, cap.pose.position.z],
+                            pos + sign * size[1] * axis, atol=1e-9)
+                seen_types.add(gtype)
+                rgba = model.geom_rgba[g] if model.geom_matid[g] < 0 else model.mat_rgba[model.geom_matid[g]]
+                np.testing.assert_allclose([mk.color.r, mk.color.g, mk.color.b], rgba[:3], atol=1e-6)
+    assert int(mujoco.mjtGeom.mjGEOM_BOX) in seen_types and int(mujoco.mjtGeom.mjGEOM_ELLIPSOID) in seen_types
+
+
+def test_bad_commands_do_not_crash_the_simulator(probe, start_node):
+    pub = probe.node.create_publisher(Float64MultiArray, "/hopper_capsule/commands", CONTROL_QOS)
+    obs = []
+    probe.node.create_subscription(Float64MultiArray, "/hopper_capsule/observation",
+                                   lambda m: obs.append(np.array(m.data)), CONTROL_QOS)
+    sim = start_node("simulator", {"tasks": ["hopper_capsule"], "mode": "lockstep", "resend_after": 0.3})
+    probe.spin_until(lambda: pub.get_subscription_count() > 0 and obs, 20.0, "the simulator")
+    for bad in ([1.0], [np.nan, 0.0, 0.0], [0.0] * 7):
+        n = len(obs)
+        pub.publish(Float64MultiArray(data=bad))
+        probe.spin_until(lambda n=n: len(obs) > n, 10.0, "the next observation")
+    assert sim.alive()
+    assert "applying zeros" in sim.log()
