@@ -1,0 +1,238 @@
+"""Learner node: runs a training run (the core's ``train.run_training``) in a worker thread.
+
+Parameters: ``experiment`` (built-in name or YAML path), ``method`` (ours | joint | separate | random
+| append), ``jt`` and ``samples`` (sample counts: 400000, "400k", "3M"; empty = the method's /
+experiment's default), ``sp`` (fraction in [0, 1]; negative = default), ``seed``, ``out_dir`` (run
+directory; empty = ``runs/<experiment>_<method>_seed<seed>``), ``resume`` (continue the run in
+``out_dir`` if there is one, else start it).
+
+Publishes:
+  ``~/progress``   diagnostic_msgs/DiagnosticArray after every iteration: phase, iteration, samples,
+                   per-task mean return (and the pooled one), samples/s; level ERROR with the reason
+                   if a parameter is bad or training fails (the node stays up; fix the parameter with
+                   ``ros2 param set`` and training starts).
+  ``checkpoint``   std_msgs/String, transient local: the path of each new checkpoint file.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from mt_specialize.nodes.common import LATCHED_QOS, STATE_QOS, run_node
+
+OK, ERROR = DiagnosticStatus.OK, DiagnosticStatus.ERROR
+PARAMS = ("experiment", "method", "jt", "sp", "seed", "samples", "out_dir", "resume")
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapter to the core trainer: the only place that knows its API.
+# ---------------------------------------------------------------------------------------------
+def make_config(params: dict):
+    """Node parameters -> a validated ``TrainConfig`` (ValueError with the reason if bad)."""
+    from mt_specialize.config import TrainConfig
+    from mt_specialize.experiments import get_experiment
+
+    kwargs = {"experiment": str(params["experiment"]), "method": str(params["method"]),
+              "seed": int(params["seed"])}
+    if not kwargs["experiment"]:
+        raise ValueError("parameter experiment is empty")
+    for key in ("jt", "samples"):
+        v = params.get(key)
+        if v is not None and str(v).strip() not in ("", "-1"):
+            kwargs[key] = v if isinstance(v, int) else str(v).strip()
+    sp = params.get("sp")
+    if sp is not None and str(sp).strip() != "" and float(sp) >= 0:
+        kwargs["sp"] = float(sp)
+    config = TrainConfig(**kwargs)
+    try:
+        experiment = get_experiment(config.experiment)
+    except Exception as exc:
+        raise ValueError(f"experiment {config.experiment!r}: {exc}") from None
+    config.resolved(experiment.budget, experiment.batch_size)  # raises ValueError on a bad value
+    return config, experiment
+
+
+def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.Event) -> dict:
+    """Train to the budget; ``progress(row: dict)`` after each iteration; a set ``stop`` makes the
+    trainer write a checkpoint and return early (``train.Interrupted``)."""
+    from mt_specialize import train
+
+    trainer = train.Trainer(config, out_dir, resume=resume)
+
+    def on_progress(row: dict) -> None:
+        progress(row)
+        if stop.is_set():  # the trainer checks this right after the callback: save, Interrupted
+            trainer._stop_signal = signal.SIGTERM
+
+    trainer.progress = on_progress
+    return trainer.run()
+
+
+def newest_checkpoint(out_dir: Path) -> Path | None:
+    paths = sorted((Path(out_dir) / "checkpoints").glob("ckpt_*.safetensors"))
+    return paths[-1] if paths else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The node
+# ---------------------------------------------------------------------------------------------
+class LearnerNode(Node):
+    """See the module docstring."""
+
+    def __init__(self, **kwargs):
+        super().__init__("learner", **kwargs)
+        from diagnostic_msgs.msg import DiagnosticArray
+        from std_msgs.msg import String
+
+        dyn = ParameterDescriptor(dynamic_typing=True)
+        self.declare_parameter("experiment", "three_hoppers")
+        self.declare_parameter("method", "ours")
+        self.declare_parameter("jt", "", dyn)
+        self.declare_parameter("sp", -1.0, dyn)
+        self.declare_parameter("seed", 1)
+        self.declare_parameter("samples", "", dyn)
+        self.declare_parameter("out_dir", "")
+        self.declare_parameter("resume", False)
+        self.declare_parameter("autostart", True)
+
+        self._String = String
+        self._progress_pub = self.create_publisher(DiagnosticArray, "~/progress", STATE_QOS)
+        self._ckpt_pub = self.create_publisher(String, "checkpoint", LATCHED_QOS)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status = ("starting", OK, {})          # (message, level, values)
+        self._last_row: dict = {}
+        self._last_ckpt: Path | None = None
+        self.out_dir: Path | None = None
+        self.add_post_set_parameters_callback(self._on_params_set)
+        self._timer = self.create_timer(1.0, self._on_timer)
+        if self.get_parameter("autostart").value:
+            self._start()
+
+    # -- status -------------------------------------------------------------------------------
+    def _params(self) -> dict:
+        return {k: self.get_parameter(k).value for k in PARAMS}
+
+    def _set_status(self, message: str, level: bytes, values: dict | None = None) -> None:
+        with self._lock:
+            self._status = (message, level, dict(values or {}))
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        with self._lock:
+            message, level, values = self._status
+        st = DiagnosticStatus(level=level, name=f"{self.get_name()}: training",
+                              message=message, hardware_id="mt_specialize")
+        st.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self._progress_pub.publish(arr)
+
+    def _error(self, reason: str) -> None:
+        self.get_logger().error(reason)
+        self._set_status(reason, ERROR, {"phase": "error", "reason": reason})
+
+    # -- training -------------------------------------------------------------------------------
+    def _start(self) -> bool:
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        params = self._params()
+        try:
+            config, experiment = make_config(params)
+        except Exception as exc:
+            self._error(f"bad parameter: {exc}")
+            return False
+        out = str(params["out_dir"] or "")
+        self.out_dir = Path(out) if out else Path("runs") / f"{experiment.name}_{config.method}_seed{config.seed}"
+        self._stop.clear()
+        resume = bool(params["resume"]) and (self.out_dir / "config.yaml").is_file()
+        self._last_ckpt = None  # re-publish the newest checkpoint of a resumed run at once
+        self._set_status("training started", OK, {"phase": "starting", "experiment": experiment.name,
+                                                 "method": config.method, "out_dir": str(self.out_dir)})
+        self.get_logger().info(f"training {experiment.name} ({config.method}, seed {config.seed}) "
+                               f"into {self.out_dir}")
+        self._thread = threading.Thread(target=self._worker, args=(config, self.out_dir, resume),
+                                        name="training", daemon=True)
+        self._thread.start()
+        return True
+
+    def _worker(self, config, out_dir: Path, resume: bool) -> None:
+        ok = OK
+        try:
+            summary = run_training(config, out_dir, resume, self._on_progress, self._stop)
+        except Exception as exc:
+            name = type(exc).__name__
+            if name == "Interrupted":
+                self._set_status(f"stopped: {exc}", ok, {**self._values(self._last_row), "phase": "stopped"})
+                self.get_logger().info(f"training stopped: {exc}")
+            else:
+                self._error(f"training failed: {name}: {exc}")
+            return
+        self._check_checkpoint()
+        values = {**self._values(self._last_row), "phase": "done"}
+        for k, v in (summary or {}).get("returns", {}).items():
+            values[f"return/{k}"] = _fmt(v)
+        self._set_status("training finished", ok, values)
+        self.get_logger().info(f"training finished: {summary}")
+
+    @staticmethod
+    def _values(row: dict) -> dict:
+        keep = {}
+        for k, v in row.items():
+            if k in ("phase", "iteration", "samples", "return_pooled", "samples_per_s") or k.startswith("return/"):
+                keep[k] = _fmt(v)
+        return keep
+
+    def _on_progress(self, row: dict) -> None:
+        """Called by the trainer (worker thread) after every iteration."""
+        self._last_row = dict(row)
+        self._set_status(f"{row.get('phase', '?')}: iteration {row.get('iteration')}, "
+                         f"{row.get('samples')} samples", OK, self._values(row))
+        self._check_checkpoint()
+
+    def _check_checkpoint(self) -> None:
+        if self.out_dir is None:
+            return
+        path = newest_checkpoint(self.out_dir)
+        if path is not None and path != self._last_ckpt:
+            self._last_ckpt = path
+            self._ckpt_pub.publish(self._String(data=str(path.resolve())))
+            self.get_logger().info(f"new checkpoint {path}")
+
+    # -- callbacks ------------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        self._publish_status()  # late subscribers see the state, errors included
+
+    def _on_params_set(self, params) -> None:
+        if any(p.name in PARAMS for p in params) and (self._thread is None or not self._thread.is_alive()):
+            self._start()
+
+    def close(self) -> None:
+        """Ask the trainer to checkpoint and stop; wait a little for it."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=30.0)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def main(args=None) -> int:
+    return run_node(LearnerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Learner node as a real process: bad parameters are reported, not fatal; a tiny run publishes
+progress and its checkpoint, which a policy server then serves."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from std_msgs.msg import Float64MultiArray, String
+
+from mt_specialize.inference import InferencePolicy
+from mt_specialize.nodes.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS, array_msg
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def _values(status) -> dict:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
+    statuses = []
+    paths = []
+    probe.node.create_subscription(DiagnosticArray, "/learner/progress",
+                                   lambda m: statuses.extend(m.status), STATE_QOS)
+    probe.node.create_subscription(String, "/checkpoint", lambda m: paths.append(m.data), LATCHED_QOS)
+    out = tmp_path / "run"
+    learner = start_node("learner", {"experiment": "no_such_experiment", "method": "joint", "seed": 2,
+                                     "samples": "4000", "out_dir": str(out)})
+
+    def error_with(text):
+        return any(s.level == DiagnosticStatus.ERROR and text in s.message for s in statuses)
+
+    probe.spin_until(lambda: error_with("no_such_experiment"), 30.0, "an ERROR diagnostic naming the experiment")
+    assert learner.alive()
+    assert "no_such_experiment" in learner.log()
+
+    client = probe.node.create_client(SetParameters, "/learner/set_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+
+    def set_param(name, value):
+        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        return probe.call(client, SetParameters.Request(parameters=[ParameterMsg(name=name, value=v)])).results[0]
+
+    assert set_param("method", "bogus").successful          # stored; validated when training starts
+    statuses.clear()
+    assert set_param("experiment", "three_hoppers").successful
+    probe.spin_until(lambda: error_with("bogus"), 20.0, "an ERROR diagnostic naming the method")
+    assert learner.alive()
+
+    # fix it: the run starts, reports progress and publishes its checkpoint
+    statuses.clear()
+    assert set_param("method", "joint").successful
+    probe.spin_until(lambda: paths, 100.0, "a checkpoint path")
+    ckpt = Path(paths[-1])
+    assert ckpt.is_file() and ckpt.parent == (out / "checkpoints").resolve()
+    probe.spin_until(lambda: any(_values(s).get("iteration") == "1" for s in statuses), 10.0, "progress")
+    row = next(_values(s) for s in statuses if _values(s).get("iteration") == "1")
+    assert row["phase"] == "joint" and int(row["samples"]) > 0
+    assert {"return/hopper_capsule", "return/hopper_box", "return/hopper_ellipsoid"} <= set(row)
+    assert learner.alive()
+
+    # the policy server picks the checkpoint up from the (latched) topic and serves it
+    start_node("policy_server", {"robots": ["hopper_box"]})
+    cmds = []
+    pub = probe.node.create_publisher(Float64MultiArray, "/hopper_box/observation", CONTROL_QOS)
+    probe.node.create_subscription(Float64MultiArray, "/hopper_box/commands",
+                                   lambda m: cmds.append(np.array(m.data)), CONTROL_QOS)
+    obs = np.linspace(-1, 1, 11)
+    for _ in range(80):
+        pub.publish(array_msg(obs))
+        probe.spin_for(0.25)
+        if cmds:
+            break
+    policy = InferencePolicy.from_checkpoint(ckpt)
+    want = policy.act(obs[None], np.array([policy.task_names.index("hopper_box")]))[0]
+    np.testing.assert_allclose(cmds[-1], want, atol=1e-9)
