@@ -1,0 +1,368 @@
+"""The ROS 2 sub-commands of ``mt-specialize``: ``up``, ``switch``, ``record``.
+
+``add_ros_subcommands(subparsers)`` registers them on an argparse sub-parsers object; each sets
+``func`` to a function ``(args) -> int`` (the exit code). rclpy is imported only when a command runs.
+
+All three keep DDS on this machine unless the user chose otherwise: ``ROS_AUTOMATIC_DISCOVERY_RANGE``
+defaults to ``LOCALHOST`` (the PyPI wheels ignore ``ROS_LOCALHOST_ONLY``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NODES = ("simulator", "policy_server", "learner")
+
+
+# ---------------------------------------------------------------------------------------------
+# argparse
+# ---------------------------------------------------------------------------------------------
+def add_ros_subcommands(subparsers) -> None:
+    """Register ``up``, ``switch`` and ``record`` on an argparse sub-parsers object."""
+    from mt_specialize.paths import CONFIG_DIR
+
+    up = subparsers.add_parser(
+        "up", help="start the simulator, policy-server and learner nodes and supervise them",
+        description="Start the three ROS 2 nodes (python -m mt_specialize.nodes.<node> --ros-args "
+                    "--params-file CONFIG_DIR/<node>.yaml) and supervise them: Ctrl-C / SIGTERM stops "
+                    "them all; if one dies it is reported with its exit code and the others are stopped. "
+                    "The pip-only equivalent of `ros2 launch mt_specialize training.launch.py`.")
+    up.add_argument("--config-dir", type=Path, default=CONFIG_DIR,
+                    help=f"directory with simulator.yaml, policy_server.yaml, learner.yaml (default {CONFIG_DIR})")
+    up.add_argument("--no-learner", action="store_true", help="do not start the learner (serve a checkpoint)")
+    up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
+    up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
+    up.add_argument("--stop-timeout", type=float, default=5.0, metavar="S",
+                    help="seconds a node gets to exit after SIGINT before SIGTERM, then SIGKILL (default 5)")
+    up.set_defaults(func=cmd_up)
+
+    sw = subparsers.add_parser(
+        "switch", help="switch the task that drives a robot (policy-server service call)",
+        description="Call /ROBOT/switch_to_TASK (std_srvs/Trigger). If there is no such service, the "
+                    "policy server's task.ROBOT parameter is set instead, which refuses unknown tasks "
+                    "with the list of allowed ones. Exit 1 on refusal.")
+    sw.add_argument("robot", help="robot namespace, e.g. biped")
+    sw.add_argument("task", help="task name, e.g. biped_backward")
+    sw.add_argument("--server", default="/policy_server", help="policy-server node name (default /policy_server)")
+    sw.add_argument("--timeout", type=float, default=5.0, metavar="S", help="discovery timeout (default 5 s)")
+    sw.set_defaults(func=cmd_switch)
+
+    rec = subparsers.add_parser(
+        "record", help="record joint_states and markers to an MCAP file (Foxglove, ros2 bag play)",
+        description="Subscribe to every robot's joint_states and markers (or --topics) and write the "
+                    "serialized CDR messages with their ros2msg schemas to an MCAP file.")
+    rec.add_argument("out", type=Path, help="output file, e.g. run.mcap")
+    rec.add_argument("--duration", type=float, required=True, metavar="S", help="seconds to record")
+    rec.add_argument("--topics", nargs="+", metavar="TOPIC",
+                     help="topics to record (default: all */joint_states and */markers found)")
+    rec.add_argument("--discovery", type=float, default=2.0, metavar="S",
+                     help="seconds to wait for publishers before subscribing (default 2)")
+    rec.set_defaults(func=cmd_record)
+
+
+def _ros_env() -> dict:
+    from mt_specialize.nodes.common import local_ros_env
+
+    return local_ros_env()
+
+
+# ---------------------------------------------------------------------------------------------
+# up
+# ---------------------------------------------------------------------------------------------
+def node_command(node: str, config_dir: Path, overrides: dict | None = None) -> list[str]:
+    """``python -m mt_specialize.nodes.<node> --ros-args --params-file <dir>/<node>.yaml [-p k:=v]...``"""
+    cmd = [sys.executable, "-m", f"mt_specialize.nodes.{node}", "--ros-args"]
+    params = Path(config_dir) / f"{node}.yaml"
+    if params.is_file():
+        cmd += ["--params-file", str(params)]
+    for key, value in (overrides or {}).items():
+        cmd += ["-p", f"{key}:={value}"]
+    return cmd
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def stop_children(procs: dict[str, subprocess.Popen], timeout: float, log=print) -> None:
+    """SIGINT every running child, then SIGTERM after ``timeout``, then SIGKILL after 3 s more."""
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        alive = {n: p for n, p in procs.items() if p.poll() is None}
+        if not alive:
+            return
+        if sig != signal.SIGINT:
+            log(f"mt-specialize up: {', '.join(alive)} still running: sending {sig.name}")
+        for p in alive.values():
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(p.poll() is None for p in alive.values()):
+            time.sleep(0.05)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config_dir = Path(args.config_dir)
+    if not config_dir.is_dir():
+        print(f"mt-specialize up: config directory {config_dir} does not exist", file=sys.stderr)
+        return 2
+    nodes = [n for n in NODES if not (n == "learner" and args.no_learner)]
+    overrides: dict[str, dict] = {n: {} for n in nodes}
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint).expanduser().resolve()
+        if not ckpt.is_file():
+            print(f"mt-specialize up: checkpoint {ckpt} does not exist", file=sys.stderr)
+            return 2
+        overrides["policy_server"]["checkpoint"] = str(ckpt)
+    if args.mode:
+        overrides["simulator"]["mode"] = args.mode
+
+    env = _ros_env()
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    procs: dict[str, subprocess.Popen] = {}
+    code = 0
+    try:
+        for node in nodes:
+            # own session: a terminal Ctrl-C reaches only us, and we stop the nodes in order
+            procs[node] = subprocess.Popen(node_command(node, config_dir, overrides[node]), env=env,
+                                           start_new_session=True)
+            print(f"mt-specialize up: started {node} (pid {procs[node].pid})", flush=True)
+        print(f"mt-specialize up: ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, discovery "
+              f"{env['ROS_AUTOMATIC_DISCOVERY_RANGE']}; Ctrl-C stops all nodes", flush=True)
+        while True:
+            if received:
+                name = signal.Signals(received[0]).name
+                print(f"mt-specialize up: {name} received, stopping {', '.join(procs)}", flush=True)
+                code = 128 + received[0]
+                break
+            dead = [(n, p.returncode) for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                for n, rc in dead:
+                    print(f"mt-specialize up: node {n} exited ({_describe_exit(rc)}); stopping the others",
+                          file=sys.stderr, flush=True)
+                rc = dead[0][1]
+                code = rc if rc > 0 else 1
+                break
+            time.sleep(0.1)
+    finally:
+        stop_children(procs, args.stop_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
+# switch
+# ---------------------------------------------------------------------------------------------
+def cmd_switch(args: argparse.Namespace) -> int:
+    os.environ.update({k: v for k, v in _ros_env().items() if k not in os.environ})
+    import rclpy
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from std_srvs.srv import Trigger
+
+    from mt_specialize.nodes.common import clean_ns
+    from mt_specialize.nodes.policy_server import service_name_part
+
+    robot = clean_ns(args.robot)
+    rclpy.init(args=[])
+    node = rclpy.create_node(f"mt_specialize_switch_{os.getpid()}")
+    try:
+        def call(client, request):
+            future = client.call_async(request)
+            rclpy.spin_until_future_complete(node, future, timeout_sec=args.timeout)
+            if not future.done():
+                raise TimeoutError(f"no response from {client.srv_name} within {args.timeout} s")
+            return future.result()
+
+        trigger = node.create_client(Trigger, f"/{robot}/switch_to_{service_name_part(args.task)}")
+        if trigger.wait_for_service(timeout_sec=min(args.timeout, 2.0)):
+            response = call(trigger, Trigger.Request())
+            print(response.message)
+            return 0 if response.success else 1
+        # no such service: ask the parameter, which says why (unknown task / robot)
+        server = "/" + clean_ns(args.server)
+        params = node.create_client(SetParameters, f"{server}/set_parameters")
+        if not params.wait_for_service(timeout_sec=args.timeout):
+            print(f"no service /{robot}/switch_to_{args.task} and no policy server {server} found "
+                  f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); is it running?", file=sys.stderr)
+            return 1
+        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=args.task)
+        result = call(params, SetParameters.Request(
+            parameters=[Parameter(name=f"task.{robot}", value=value)])).results[0]
+        if not result.successful:
+            print(f"refused: {result.reason}", file=sys.stderr)
+            return 1
+        print(f"robot {robot} now runs task {args.task}")
+        return 0
+    except TimeoutError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# record (MCAP, ros2msg schemas, CDR payloads: opens in Foxglove and with `ros2 bag play`)
+# ---------------------------------------------------------------------------------------------
+_PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
+               "uint32", "int64", "uint64", "string", "wstring"}
+
+
+def _msg_file(type_name: str) -> Path:
+    """``pkg/msg/Name`` -> path of its .msg file (ament index, else the interpreter's share/)."""
+    pkg, _, name = type_name.split("/")
+    roots = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        roots.append(Path(get_package_share_directory(pkg)))
+    except Exception:
+        pass
+    roots += [Path(p) / "share" / pkg for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    roots.append(Path(sys.prefix) / "share" / pkg)
+    for root in roots:
+        path = root / "msg" / f"{name}.msg"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"cannot find the definition of {type_name} (looked in {[str(r) for r in roots]})")
+
+
+def _field_types(text: str, pkg: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        token = line.split()[0]  # constants ("uint8 ARROW=0") are always primitive types
+        base = token.split("[", 1)[0].split("<=", 1)[0]
+        if base in _PRIMITIVES:
+            continue
+        parts = base.split("/")
+        out.append(f"{parts[0]}/msg/{parts[-1]}" if len(parts) > 1 else f"{pkg}/msg/{base}")
+    return out
+
+
+def ros2msg_schema(type_name: str) -> str:
+    """The complete ``ros2msg`` definition of ``pkg/msg/Name``: its .msg text, then every nested
+    type's, each after a line of 80 '=' and ``MSG: pkg/msg/Name`` (rosbag2's encoding)."""
+    main = _msg_file(type_name).read_text()
+    parts, seen = [main.rstrip("\n")], {type_name}
+    queue = _field_types(main, type_name.split("/")[0])
+    while queue:
+        dep = queue.pop(0)
+        if dep in seen:
+            continue
+        seen.add(dep)
+        text = _msg_file(dep).read_text()
+        parts.append("=" * 80 + f"\nMSG: {dep}\n" + text.rstrip("\n"))
+        queue += _field_types(text, dep.split("/")[0])
+    return "\n".join(parts) + "\n"
+
+
+def message_class(type_name: str):
+    """``pkg/msg/Name`` -> the Python message class."""
+    import importlib
+
+    pkg, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    os.environ.update({k: v for k, v in _ros_env().items() if k not in os.environ})
+    try:
+        from mcap.writer import CompressionType, Writer
+    except ImportError:
+        print("mt-specialize record needs the 'mcap' package: pip install mcap", file=sys.stderr)
+        return 2
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from mt_specialize.nodes.common import make_executor
+
+    if args.duration <= 0:
+        print("--duration must be > 0", file=sys.stderr)
+        return 2
+    rclpy.init(args=[])
+    node = rclpy.create_node(f"mt_specialize_record_{os.getpid()}")
+    executor = make_executor()
+    executor.add_node(node)
+    stop: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        end = time.monotonic() + args.discovery
+        while time.monotonic() < end and not stop:
+            executor.spin_once(timeout_sec=0.05)
+        found = dict((n, t[0]) for n, t in node.get_topic_names_and_types() if t)
+        if args.topics:
+            wanted = ["/" + t.lstrip("/") for t in args.topics]
+            missing = [t for t in wanted if t not in found]
+            if missing:
+                print(f"no publisher for {missing} (ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')})",
+                      file=sys.stderr)
+                return 1
+        else:
+            wanted = sorted(n for n, t in found.items()
+                            if (n.endswith("/joint_states") and t == "sensor_msgs/msg/JointState")
+                            or (n.endswith("/markers") and t == "visualization_msgs/msg/MarkerArray"))
+            if not wanted:
+                print("found no */joint_states or */markers topic to record; is the simulator running "
+                      f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')})?", file=sys.stderr)
+                return 1
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        counts = {t: 0 for t in wanted}
+        with open(args.out, "wb") as stream:
+            writer = Writer(stream, compression=CompressionType.ZSTD)
+            writer.start(profile="ros2", library="mt_specialize record")
+            channels = {}
+            for topic in wanted:
+                type_name = found[topic]
+                schema = writer.register_schema(name=type_name, encoding="ros2msg",
+                                                data=ros2msg_schema(type_name).encode())
+                channels[topic] = writer.register_channel(topic=topic, message_encoding="cdr", schema_id=schema)
+            seq = [0]
+
+            def on_message(data: bytes, topic: str) -> None:
+                now = time.time_ns()
+                writer.add_message(channel_id=channels[topic], log_time=now, publish_time=now,
+                                   data=bytes(data), sequence=seq[0])
+                seq[0] += 1
+                counts[topic] += 1
+
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            subs = [node.create_subscription(message_class(found[t]), t, lambda d, t=t: on_message(d, t), qos,
+                                             raw=True) for t in wanted]
+            print(f"recording {', '.join(wanted)} for {args.duration:g} s to {args.out}", flush=True)
+            end = time.monotonic() + args.duration
+            while time.monotonic() < end and not stop:
+                executor.spin_once(timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
+            for s in subs:
+                node.destroy_subscription(s)
+            writer.finish()
+        print(f"wrote {sum(counts.values())} messages to {args.out}: "
+              + ", ".join(f"{t} {n}" for t, n in counts.items()))
+        return 0 if not stop else 128 + stop[0]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown()

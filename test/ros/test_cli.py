@@ -1,0 +1,173 @@
+"""``mt-specialize up`` / ``switch`` / ``record`` as real processes on loopback."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.timeout(120)
+
+CLI = [sys.executable, "-m", "mt_specialize.cli"]
+
+
+def _config_dir(tmp: Path, *, sim=None, server=None, learner=None) -> Path:
+    """A config dir like config/ with some parameters replaced."""
+    d = tmp / "config"
+    d.mkdir(exist_ok=True)
+    base = {
+        "simulator": {"tasks": ["biped_forward"], "namespaces": ["biped"], "mode": "realtime"},
+        "policy_server": {"checkpoint": "", "robots": ["biped"], "tasks": ["biped_forward"]},
+        # an unknown experiment: the learner idles with an ERROR diagnostic (no CPU-heavy training)
+        "learner": {"experiment": "no_such_experiment", "out_dir": str(tmp / "run")},
+    }
+    for name, extra in (("simulator", sim), ("policy_server", server), ("learner", learner)):
+        base[name].update(extra or {})
+        (d / f"{name}.yaml").write_text(yaml.safe_dump({name: {"ros__parameters": base[name]}}))
+    return d
+
+
+class Up:
+    def __init__(self, tmp: Path, *args: str):
+        self.log_path = tmp / f"up_{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "w")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(CLI + ["up", *args], stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=str(tmp), start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while text not in self.log():
+            assert self.proc.poll() is None or text in self.log(), f"up exited early:\n{self.log()}"
+            assert time.monotonic() < end, f"timed out waiting for {text!r}:\n{self.log()}"
+            time.sleep(0.1)
+
+    def children(self) -> dict[str, int]:
+        return {m.group(1): int(m.group(2)) for m in re.finditer(r"started (\w+) \(pid (\d+)\)", self.log())}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        for pid in self.children().values():  # never leave a node behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+@pytest.fixture
+def up(tmp_path):
+    started = []
+
+    def _up(*args):
+        u = Up(tmp_path, *args)
+        started.append(u)
+        return u
+
+    yield _up
+    for u in started:
+        u.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_up_stops_every_child_on_sigterm(up, tmp_path):
+    u = up("--config-dir", str(_config_dir(tmp_path)))
+    u.wait_for("Ctrl-C stops all nodes")
+    u.wait_for("[simulator]: simulating")  # the nodes are up
+    u.wait_for("[policy_server]: serving")
+    children = u.children()
+    assert set(children) == {"simulator", "policy_server", "learner"}
+    u.proc.send_signal(signal.SIGTERM)
+    assert u.proc.wait(30) == 128 + signal.SIGTERM
+    assert all(_gone(pid) for pid in children.values()), u.log()
+    assert "SIGTERM received" in u.log()
+
+
+def test_up_reports_a_dead_node_and_stops_the_others(up, tmp_path):
+    u = up("--config-dir", str(_config_dir(tmp_path)), "--no-learner")
+    u.wait_for("[simulator]: simulating")
+    u.wait_for("[policy_server]: serving")
+    children = u.children()
+    assert set(children) == {"simulator", "policy_server"}
+    os.kill(children["simulator"], signal.SIGKILL)
+    assert u.proc.wait(30) != 0
+    assert "node simulator exited (killed by signal SIGKILL)" in u.log()
+    assert _gone(children["policy_server"])
+
+
+def test_up_reports_a_node_that_fails_at_start(up, tmp_path):
+    u = up("--config-dir", str(_config_dir(tmp_path, sim={"tasks": ["no_such_task"], "namespaces": []})),
+           "--no-learner")
+    assert u.proc.wait(60) == 1
+    log = u.log()
+    assert "node simulator exited (exit code 1)" in log and "no_such_task" in log
+    assert all(_gone(pid) for pid in u.children().values())
+
+
+def test_switch_and_record_against_up(up, tmp_path, checkpoint_factory):
+    ckpt = checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6)
+    u = up("--config-dir", str(_config_dir(tmp_path)), "--no-learner", "--checkpoint", str(ckpt))
+    u.wait_for("[policy_server]: serving")
+
+    ok = subprocess.run(CLI + ["switch", "biped", "biped_backward"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "now runs task biped_backward" in ok.stdout
+    u.wait_for("robot biped now runs task biped_backward")
+
+    bad = subprocess.run(CLI + ["switch", "biped", "moonwalk"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "moonwalk" in bad.stderr and "biped_forward" in bad.stderr and "biped_backward" in bad.stderr
+
+    out = tmp_path / "rec.mcap"
+    rec = subprocess.run(CLI + ["record", str(out), "--duration", "2"], capture_output=True, text=True,
+                         timeout=60)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    _check_mcap(out)
+
+
+def _check_mcap(path: Path) -> None:
+    from mcap.reader import make_reader
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import JointState
+    from visualization_msgs.msg import MarkerArray
+
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        header = reader.get_header()
+        assert header.profile == "ros2"
+        counts: dict[str, int] = {}
+        for schema, channel, message in reader.iter_messages():
+            assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            if channel.topic == "/biped/joint_states":
+                assert schema.name == "sensor_msgs/msg/JointState"
+                assert b"MSG: std_msgs/msg/Header" in schema.data
+                js = deserialize_message(message.data, JointState)
+                assert js.name[:3] == ["rootx", "rootz", "rooty"] and len(js.position) == 9
+            elif channel.topic == "/biped/markers":
+                assert schema.name == "visualization_msgs/msg/MarkerArray"
+                ma = deserialize_message(message.data, MarkerArray)
+                assert ma.markers and ma.markers[0].header.frame_id == "world"
+    assert counts.get("/biped/joint_states", 0) > 100  # 125 Hz for 2 s
+    assert counts.get("/biped/markers", 0) > 20        # 30 Hz
