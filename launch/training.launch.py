@@ -1,0 +1,91 @@
+"""Launch the mt_specialize nodes on a ROS 2 install.
+
+    ros2 launch mt_specialize training.launch.py                      # train + serve + simulate
+    ros2 launch mt_specialize training.launch.py learner:=false checkpoint:=/abs/ckpt.safetensors
+    ros2 launch mt_specialize training.launch.py rviz:=true
+
+Starts the simulator, policy_server and learner nodes with config/<node>.yaml (override the directory
+with config_dir:=...), and for every robot of config/simulator.yaml a robot_state_publisher (in the
+robot's namespace, TF frames prefixed with "<robot>/") plus a static transform world -> <robot>/world
+that puts the robots side by side like the markers. rviz2 with config/mt_specialize.rviz if rviz:=true.
+
+pip-only users (no launch/rviz2): `mt-specialize up` starts the same three nodes.
+"""
+import os
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "mt_specialize"
+
+
+def _params(config_dir, node):
+    path = os.path.join(config_dir, f"{node}.yaml")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    for key in (node, f"/{node}", "/**"):
+        if key in data:
+            return path, data[key].get("ros__parameters", {})
+    return path, {}
+
+
+def _robot_description(task_name):
+    """The URDF the simulator publishes (planar root joints added), for robot_state_publisher."""
+    from mt_specialize.nodes.simulator import urdf_text, with_planar_root
+    from mt_specialize.tasks import get_task
+
+    return with_planar_root(urdf_text(get_task(task_name)))
+
+
+def _nodes(context):
+    config_dir = LaunchConfiguration("config_dir").perform(context)
+    checkpoint = LaunchConfiguration("checkpoint").perform(context)
+    sim_file, sim = _params(config_dir, "simulator")
+    server_file, _ = _params(config_dir, "policy_server")
+    learner_file, _ = _params(config_dir, "learner")
+
+    actions = [
+        Node(package=PACKAGE, executable="simulator", name="simulator", output="screen",
+             parameters=[sim_file]),
+        Node(package=PACKAGE, executable="policy_server", name="policy_server", output="screen",
+             parameters=[server_file] + ([{"checkpoint": checkpoint}] if checkpoint else [])),
+        Node(package=PACKAGE, executable="learner", name="learner", output="screen",
+             parameters=[learner_file], condition=IfCondition(LaunchConfiguration("learner"))),
+    ]
+
+    tasks = list(sim.get("tasks", ["hopper_capsule"]))
+    namespaces = [ns.strip("/") for ns in (sim.get("namespaces") or tasks)]
+    spacing = float(sim.get("robot_spacing", 1.5))
+    for i, (task, ns) in enumerate(zip(tasks, namespaces)):
+        actions.append(Node(
+            package="robot_state_publisher", executable="robot_state_publisher", namespace=ns,
+            name="robot_state_publisher", output="screen",
+            parameters=[{"robot_description": _robot_description(task), "frame_prefix": f"{ns}/"}]))
+        actions.append(Node(
+            package="tf2_ros", executable="static_transform_publisher", name=f"world_to_{ns}",
+            arguments=["--x", "0", "--y", str(i * spacing), "--z", "0",
+                       "--frame-id", "world", "--child-frame-id", f"{ns}/world"]))
+
+    actions.append(Node(
+        package="rviz2", executable="rviz2", name="rviz2", output="screen",
+        arguments=["-d", os.path.join(get_package_share_directory(PACKAGE), "config", "mt_specialize.rviz")],
+        condition=IfCondition(LaunchConfiguration("rviz"))))
+    return actions
+
+
+def generate_launch_description():
+    share = get_package_share_directory(PACKAGE)
+    return LaunchDescription([
+        DeclareLaunchArgument("config_dir", default_value=os.path.join(share, "config"),
+                              description="directory with simulator.yaml, policy_server.yaml, learner.yaml"),
+        DeclareLaunchArgument("learner", default_value="true", description="start the learner node"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="checkpoint for the policy server (default: the learner's)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
+        OpaqueFunction(function=_nodes),
+    ])
