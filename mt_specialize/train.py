@@ -71,6 +71,12 @@ def _one_hot(n_tasks: int, count: int) -> np.ndarray:
     return np.broadcast_to(np.eye(n_tasks, dtype=np.float32)[:, None, :], (n_tasks, count, n_tasks))
 
 
+def _gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``x (T, N, ...)`` with task i's rows in the order ``order[i]`` (``x[arange(T)[:, None], order]``)."""
+    index = order.reshape(*order.shape, *(1,) * (x.dim() - 2)).expand(*order.shape, *x.shape[2:])
+    return torch.gather(x, 1, index)
+
+
 class Trainer:
     """Trains one run. ``Trainer(config, out_dir).run()``; ``resume=True`` continues an existing run.
 
@@ -231,22 +237,22 @@ class Trainer:
         ppo = self.config.ppo
         T, N = batch["advantages"].shape
         n_minibatches = max(1, N // ppo.minibatch_per_task)
-        task_index = torch.arange(T)[:, None]
         self.policy.set_track_per_task_grads(track_gradients)
         self.policy.zero_per_task_grads()
         sums = np.zeros(4)
         count = 0
         for group in self.optimizer.param_groups:
             group["lr"] = ppo.lr_at(self.samples / self.config.samples)
+            group["foreach"] = True  # one loop over all tensors: bit-identical on CPU, ~2x faster step
+        keys = ("obs", "actions", "old_logp", "advantages", "returns")
         for _ in range(ppo.epochs):
-            order = np.argsort(self.rng.random((T, N)), axis=1)
+            order = torch.from_numpy(np.argsort(self.rng.random((T, N)), axis=1))
+            shuffled = [_gather_rows(batch[key], order) for key in keys]  # one gather per epoch, not per minibatch
             for chunk in np.array_split(np.arange(N), n_minibatches):
-                idx = torch.from_numpy(order[:, chunk])
-                obs = batch["obs"][task_index, idx]
-                logp = self.policy.log_prob(obs, batch["actions"][task_index, idx])
-                old_logp = batch["old_logp"][task_index, idx]
-                policy_loss = clipped_surrogate(logp, old_logp, batch["advantages"][task_index, idx], ppo.clip)
-                v_loss = value_loss(self.value(obs), batch["returns"][task_index, idx])
+                obs, actions, old_logp, advantages, returns = (x[:, chunk[0]:chunk[-1] + 1] for x in shuffled)
+                logp = self.policy.log_prob(obs, actions)
+                policy_loss = clipped_surrogate(logp, old_logp, advantages, ppo.clip)
+                v_loss = value_loss(self.value(obs), returns)
                 loss = policy_loss.mean() + ppo.value_coef * v_loss.mean()
                 if ppo.entropy_coef:
                     loss = loss - ppo.entropy_coef * self.policy.distribution(obs).entropy().sum(-1).mean()
