@@ -77,6 +77,27 @@ def _gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, index)
 
 
+class _NumpyTanh(torch.autograd.Function):
+    """tanh computed by NumPy's float32 kernel: several times faster than this CPU torch build's on
+    the small (T, batch, 64) tensors of training (bench/README.md). The gradient is torch's own
+    ``tanh_backward``, (1 - y^2) * grad."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = torch.from_numpy(np.tanh(x.detach().numpy()))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def _fast_tanh(x: torch.Tensor) -> torch.Tensor:
+    return _NumpyTanh.apply(x)
+
+
 class Trainer:
     """Trains one run. ``Trainer(config, out_dir).run()``; ``resume=True`` continues an existing run.
 
@@ -107,6 +128,7 @@ class Trainer:
         self.policy = SplitGaussianPolicy(T, self.policy_in, self.env.act_dim)
         self.value = SplitValue(T, self.policy_in)
         self.value.set_track_per_task_grads(False)
+        self.policy.mean.activation = self.value.net.activation = _fast_tanh  # same function, faster kernel
         self.obs_rms = RunningMeanStd(T, (self.obs_dim,))
         self.optimizer = torch.optim.Adam(list(self.policy.parameters()) + list(self.value.parameters()),
                                           lr=c.ppo.lr, eps=c.ppo.adam_eps)
@@ -161,6 +183,30 @@ class Trainer:
         """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±5)."""
         return self._policy_input(self.obs_rms.normalize(torch.from_numpy(obs)).numpy())
 
+    def _rollout_policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        """NumPy float32 forward of the mean action, raw obs (T, E, obs_dim) -> (T, E, A), for the rollout.
+
+        The effective weights ``where(mask, W_task, W_shared)`` and the normaliser statistics are
+        materialised once per iteration (they do not change during a rollout): a control step is then
+        a few small matmuls with no torch dispatch or autograd bookkeeping.
+        """
+        with torch.no_grad():
+            layers = [(layer.effective_weight().numpy().copy(), layer.effective_bias().numpy()[:, None, :].copy())
+                      for layer in self.policy.mean.layers]  # (T, in, out), (T, 1, out) float32
+        rms = self.obs_rms
+        mean, std = rms.mean.numpy()[:, None, :], rms.std.numpy()[:, None, :]  # (T, 1, obs_dim) float64
+        last = len(layers) - 1
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            x = self._policy_input(np.clip((obs - mean) / std, -rms.clip, rms.clip).astype(np.float32))
+            for k, (w, b) in enumerate(layers):
+                x = x @ w + b
+                if k != last:
+                    x = np.tanh(x)
+            return x
+
+        return act
+
     def collect(self) -> dict:
         """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)."""
         S, T, E, A = self.steps, self.n_tasks, self.config.envs_per_task, self.env.act_dim
@@ -172,12 +218,11 @@ class Trainer:
         truncated_obs: list[tuple[int, int, int, np.ndarray]] = []
         with torch.no_grad():
             std = torch.exp(self.policy.log_std()).numpy()[:, None, :]  # (T, 1, A)
+        mean_action = self._rollout_policy()
         noise = self.rng.standard_normal((S, T, E, A)).astype(np.float32)
         for t in range(S):
             obs_buf[t] = self.obs
-            with torch.no_grad():
-                mean = self.policy.mean_action(torch.from_numpy(self._normalize(self.obs))).numpy()
-            action = mean + std * noise[t]
+            action = mean_action(self.obs) + std * noise[t]
             act_buf[t] = action
             result = self.env.step(action)
             rew_buf[t], term_buf[t], trunc_buf[t] = result.reward, result.terminated, result.truncated
