@@ -1,0 +1,231 @@
+"""Observation -> command round trip through the policy server, next to a bare rclpy echo.
+
+    .venv/bin/python bench/serve_latency.py [--seconds 5] [--rates 125 500] [--robots 1 3]
+
+This process plays the simulator: every control tick it publishes one observation per robot on
+``/r<i>/observation`` and times the matching ``/r<i>/commands`` (p50 / p99 / max, microseconds).
+The answering process is, in turn:
+  * ``echo``      a bare rclpy node (EventsExecutor) that republishes each observation as the command;
+  * ``batched``   the policy server, ``rate_mode: batched`` (one act() for all robots of a tick);
+  * ``immediate`` the policy server, ``rate_mode: immediate`` (one act() per observation).
+All on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of their own. A benchmark, not
+a test: the figures depend on the machine and its load, and are printed with the ratios to echo.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 80))
+os.environ.setdefault("HOME", tempfile.gettempdir())
+
+OBS_DIM, ACT_DIM = 11, 3
+TASKS = ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
+
+ECHO = r"""
+import sys, rclpy
+from std_msgs.msg import Float64MultiArray
+from rclpy.experimental import EventsExecutor
+from mt_specialize.nodes.common import CONTROL_QOS
+rclpy.init()
+node = rclpy.create_node("echo")
+pubs, subs = [], []
+for i in range(int(sys.argv[1])):
+    pub = node.create_publisher(Float64MultiArray, f"r{i}/commands", CONTROL_QOS)
+    subs.append(node.create_subscription(Float64MultiArray, f"r{i}/observation",
+                                         lambda m, pub=pub: pub.publish(m), CONTROL_QOS))
+    pubs.append(pub)
+ex = EventsExecutor(); ex.add_node(node)
+try:
+    while rclpy.ok():
+        ex.spin_once(timeout_sec=0.1)
+except BaseException:
+    pass
+"""
+
+
+def make_checkpoint(path: Path) -> Path:
+    import torch
+
+    from mt_specialize.checkpoint import save_checkpoint
+    from mt_specialize.normalize import RunningMeanStd
+    from mt_specialize.policy import SplitGaussianPolicy
+
+    torch.manual_seed(0)
+    policy = SplitGaussianPolicy(len(TASKS), OBS_DIM, ACT_DIM)
+    rms = RunningMeanStd(len(TASKS), (OBS_DIM,))
+    tensors = {f"policy/{k}": v.detach().clone() for k, v in policy.state_dict().items()}
+    tensors.update({f"obs_rms/{k}": v.detach().clone() for k, v in rms.state_dict().items()})
+    save_checkpoint(path, tensors, {"task_names": TASKS, "obs_dim": OBS_DIM, "act_dim": ACT_DIM,
+                                    "policy_in": OBS_DIM, "experiment": "bench"})
+    return path
+
+
+def start_answerer(kind: str, n_robots: int, tmp: Path, ckpt: Path) -> subprocess.Popen:
+    if kind == "echo":
+        cmd = [sys.executable, "-c", ECHO, str(n_robots)]
+    else:
+        import yaml
+
+        params = tmp / f"server_{kind}.yaml"
+        params.write_text(yaml.safe_dump({"policy_server": {"ros__parameters": {
+            "checkpoint": str(ckpt), "robots": [f"r{i}" for i in range(n_robots)],
+            "tasks": TASKS[:n_robots], "rate_mode": kind}}}))
+        cmd = [sys.executable, "-m", "mt_specialize.nodes.policy_server", "--ros-args", "--params-file", str(params),
+               "--log-level", "warn"]
+    return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Driver:
+    """Publishes observations at a fixed rate and times the commands.
+
+    Every tick's observation differs (its first entry moves), and the command each one should get
+    is known in advance (identity for the echo, the checkpoint's policy for the server), so every
+    command is matched to the observation it answers even when answers come late or are lost."""
+
+    def __init__(self, n_robots: int, kind: str, policy, tag: str):
+        import rclpy
+        from std_msgs.msg import Float64MultiArray
+
+        from mt_specialize.nodes.common import CONTROL_QOS, make_executor
+
+        self.n = n_robots
+        self.kind, self.policy = kind, policy
+        self.node = rclpy.create_node(f"bench_driver_{tag}")
+        self.executor = make_executor()
+        self.executor.add_node(self.node)
+        self.pubs = [self.node.create_publisher(Float64MultiArray, f"r{i}/observation", CONTROL_QOS)
+                     for i in range(n_robots)]
+        self.subs = [self.node.create_subscription(Float64MultiArray, f"r{i}/commands",
+                                                   lambda m, i=i: self._on_command(i, m), CONTROL_QOS)
+                     for i in range(n_robots)]
+        self.base = np.random.default_rng(0).normal(size=(n_robots, OBS_DIM))
+        self.waiting: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n_robots)]
+        self.lat: list[int] = []
+
+    def _obs(self, i: int, k: int) -> np.ndarray:
+        o = self.base[i].copy()
+        o[0] += 1e-3 * (k % 2000)
+        return o
+
+    def _expected(self, i: int, obs: np.ndarray) -> np.ndarray:
+        if self.kind == "echo":
+            return obs
+        return self.policy.act(obs[None], np.array([i]))[0]
+
+    def _on_command(self, i: int, msg) -> None:
+        now = time.perf_counter_ns()
+        cands = self.waiting[i]
+        if not cands:
+            return
+        cmd = np.asarray(msg.data)
+        dist = [np.abs(cmd - want).max() if want.shape == cmd.shape else np.inf for _, want in cands]
+        j = int(np.argmin(dist))
+        if dist[j] < 1e-9:
+            self.lat.append(now - cands[j][0])
+            del cands[:j + 1]  # older ones will not be answered any more
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.05)
+            if all(p.get_subscription_count() for p in self.pubs) and all(s.get_publisher_count() for s in self.subs):
+                answered, total = self.run(50.0, 0.5)
+                if answered == total:
+                    return
+        raise RuntimeError("the answering node did not come up")
+
+    def run(self, rate: float, seconds: float) -> tuple[int, int]:
+        """Publish for ``seconds`` at ``rate``; latencies (ns) of the answered ones in ``self.lat``."""
+        from mt_specialize.nodes.common import array_msg
+
+        period = 1.0 / rate
+        ticks = int(seconds * rate)
+        obs = [[self._obs(i, k) for k in range(ticks)] for i in range(self.n)]
+        want = [[self._expected(i, o) for o in obs[i]] for i in range(self.n)]
+        msgs = [[array_msg(o) for o in obs[i]] for i in range(self.n)]
+        self.lat = []
+        self.waiting = [[] for _ in range(self.n)]
+        t0 = time.perf_counter()
+        for k in range(ticks):
+            for i in range(self.n):
+                self.waiting[i].append((time.perf_counter_ns(), want[i][k]))
+                del self.waiting[i][:-50]
+                self.pubs[i].publish(msgs[i][k])
+            deadline = t0 + (k + 1) * period
+            while (remaining := deadline - time.perf_counter()) > 0:
+                if not any(self.waiting):
+                    time.sleep(remaining)  # all answered: idle until the next tick
+                    break
+                self.executor.spin_once(timeout_sec=remaining)
+        end = time.perf_counter() + 0.2  # late answers still count (their latency shows it)
+        while any(self.waiting) and time.perf_counter() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+        return len(self.lat), ticks * self.n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per configuration")
+    ap.add_argument("--rates", type=float, nargs="+", default=[125.0, 500.0])
+    ap.add_argument("--robots", type=int, nargs="+", default=[1, 3])
+    ap.add_argument("--kinds", nargs="+", default=["echo", "batched", "immediate"])
+    args = ap.parse_args()
+
+    import rclpy
+
+    rclpy.init()
+    tmp = Path(tempfile.mkdtemp(prefix="serve_latency_"))
+    ckpt = make_checkpoint(tmp / "bench.safetensors")
+    from mt_specialize.inference import InferencePolicy
+
+    policy = InferencePolicy.from_checkpoint(ckpt)
+    rows = []
+    print(f"# ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {args.seconds:g} s per row, {os.cpu_count()} cores")
+    print(f"{'answerer':>10} {'robots':>6} {'rate Hz':>7} {'answered':>11} {'p50 us':>8} {'p99 us':>8} {'max us':>8}")
+    try:
+        for kind in args.kinds:
+            for n in args.robots:
+                proc = start_answerer(kind, n, tmp, ckpt)
+                driver = Driver(n, kind, policy, f"{kind}_{n}")
+                try:
+                    driver.wait_ready()
+                    for rate in args.rates:
+                        driver.run(rate, 1.0)  # warm-up
+                        answered, expected = driver.run(rate, args.seconds)
+                        lat = np.array(driver.lat, dtype=np.float64) / 1e3
+                        p50, p99, mx = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) if lat.size \
+                            else (float("nan"),) * 3
+                        rows.append((kind, n, rate, p50, p99, mx))
+                        print(f"{kind:>10} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>8.0f} {p99:>8.0f} "
+                              f"{mx:>8.0f}", flush=True)
+                finally:
+                    driver.node.destroy_node()
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+    finally:
+        rclpy.shutdown()
+    echo = {(n, r): p50 for k, n, r, p50, _, _ in rows if k == "echo"}
+    if echo:
+        print("\np50 ratio to the bare echo (same robots, same rate):")
+        for k, n, r, p50, _, _ in rows:
+            if k != "echo" and (n, r) in echo:
+                print(f"  {k:>9} robots={n} {r:>4.0f} Hz: {p50 / echo[(n, r)]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
