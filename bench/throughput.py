@@ -1,0 +1,271 @@
+"""Training throughput: ours vs Stable-Baselines3 PPO vs the MuJoCo physics bound, in one run.
+
+Prints (SPEC section 9: ratios measured in one run, on one machine):
+
+(a) our training throughput (samples/s over whole iterations: rollout + GAE + PPO update) with the
+    paper's PPO settings, joint phase and specialized phase separately, per experiment; also the
+    rollout-only rate and an *estimate* of the wall time of a 3M-sample run (jt = 400k joint samples,
+    the rest specialized; checkpoint and metrics writing not included);
+(b) Stable-Baselines3 PPO on the capsule hopper (``TaskEnv("hopper_capsule")``), same network
+    (separate 3x64 tanh policy and value nets) and PPO settings (n_steps 4096, 10 epochs,
+    minibatch 256, lr 3e-4, gamma .99, lambda .95, clip .2, entropy 0), same torch thread count;
+(c) the physics bound: single-core ``mujoco.mj_step`` calls/s on the experiment's models
+    (``task.build_model()``), replaying states and actions recorded during (a) (zero warm-start,
+    frame skip 4, as training does), as a Python loop of mj_step and as a 1-thread ``mujoco.rollout``
+    (no Python per step); the faster is the bound, given as env steps/s = calls/s / 4;
+(d) ratios: ours / SB3, and our rollout / (physics bound x physics threads used).
+
+Usage: ``python bench/throughput.py [--samples 24k] [--sb3-samples N] [--experiments ...] [--json]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+import mujoco
+import numpy as np
+import torch
+from mujoco import rollout as mj_rollout
+
+from mt_specialize.config import DEFAULT_JT, TrainConfig, parse_count
+from mt_specialize.experiments import get_experiment
+from mt_specialize.tasks import TaskEnv
+from mt_specialize.train import Trainer
+
+RUN_SAMPLES = 3_000_000  # the Table I budget the wall-time estimate is for
+_FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+
+# -- (a) ours ------------------------------------------------------------------------------------------
+def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | None, torch_threads: int,
+               record_steps: int) -> dict:
+    """Run ``Trainer.run`` through a short joint phase and a short specialized phase.
+
+    One warm-up iteration per phase is run and not counted. Env states and actions of the joint phase
+    are recorded (every step, evenly thinned to ``record_steps`` env steps) for the physics bound.
+    """
+    exp = get_experiment(experiment)
+    probe = TrainConfig(experiment=experiment).resolved(exp.budget, exp.batch_size)
+    n_tasks = len(exp.tasks)
+    steps = max(1, round(probe.batch_size / (n_tasks * probe.envs_per_task)))
+    batch = n_tasks * probe.envs_per_task * steps
+    iters = max(1, -(-samples_per_phase // batch))
+    jt = (1 + iters) * batch
+    config = TrainConfig(experiment=experiment, method="ours", seed=1, jt=jt, samples=jt + (1 + iters) * batch,
+                         physics_threads=physics_threads, torch_threads=torch_threads, checkpoint_every=10**6)
+    rows: list[dict] = []
+    out = tempfile.mkdtemp(prefix="mt_bench_")
+    try:
+        trainer = Trainer(config, out, progress=rows.append)
+        env = trainer.env
+        recorded: list[tuple[np.ndarray, np.ndarray]] = []
+        plain_step = env.step
+
+        def recording_step(actions):
+            if not trainer.split_done:
+                recorded.append((env.state.copy(), np.asarray(actions, dtype=np.float64).reshape(env.state.shape[0], -1)))
+            return plain_step(actions)
+
+        env.step = recording_step
+        start = time.perf_counter()
+        trainer.run()
+        wall = time.perf_counter() - start
+        nthread = env.nthread
+        models = env.models
+        envs_per_task = env.envs_per_task
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+    def phase(name: str) -> dict:
+        timed = [r for r in rows if r["phase"] == name][1:]  # first iteration of each phase: warm-up
+        seconds = sum(batch / r["samples_per_s"] for r in timed)
+        rollout_seconds = sum(batch / r["rollout_samples_per_s"] for r in timed)
+        return {"iterations": len(timed), "samples": batch * len(timed),
+                "samples_per_s": batch * len(timed) / seconds,
+                "rollout_samples_per_s": batch * len(timed) / rollout_seconds,
+                "update_seconds_per_iteration": (seconds - rollout_seconds) / len(timed)}
+
+    joint, spec = phase("joint"), phase("specialized")
+    estimate = DEFAULT_JT / joint["samples_per_s"] + (RUN_SAMPLES - DEFAULT_JT) / spec["samples_per_s"]
+    # physics replay set: (model index, state, action) evenly thinned over the joint phase
+    states = np.concatenate([s for s, _ in recorded])
+    actions = np.concatenate([a for _, a in recorded])
+    model_index = np.tile(np.repeat(np.arange(len(models)), envs_per_task), len(recorded))
+    keep = np.linspace(0, len(states) - 1, min(record_steps, len(states))).astype(int)
+    return {"experiment": experiment, "batch": batch, "physics_threads": nthread, "torch_threads": torch_threads,
+            "joint": joint, "specialized": spec, "wall_seconds": wall,
+            "estimated_3M_run_minutes": estimate / 60.0,
+            "_replay": (models, model_index[keep], states[keep], actions[keep])}
+
+
+# -- (c) physics bound ---------------------------------------------------------------------------------
+def bench_physics(models, model_index: np.ndarray, states: np.ndarray, actions: np.ndarray,
+                  frame_skip: int = 4, repeats: int = 3) -> dict:
+    """Single-core physics rate replaying training's (state, action) pairs as training steps them
+    (set state, zero warm-start, ``frame_skip`` substeps).
+
+    Two ways: a Python loop of ``mujoco.mj_step`` calls, and ``mujoco.rollout`` with one thread (the
+    same substeps in C, no Python per step). The bound is the faster of the two; best of ``repeats``
+    passes each (the pass least disturbed by other processes).
+    """
+    datas = [mujoco.MjData(m) for m in models]
+    n = len(states)
+
+    def python_loop():
+        for k, state, action in zip(model_index, states, actions):
+            model, data = models[k], datas[k]
+            mujoco.mj_setState(model, data, state, _FULLPHYSICS)
+            data.ctrl[:] = action
+            data.qacc_warmstart[:] = 0
+            mujoco.mj_step(model, data, nstep=frame_skip)
+
+    batch_models = [models[k] for k in model_index]
+    control = np.repeat(actions[:, None, :], frame_skip, axis=1)
+    warmstart = np.zeros((n, models[0].nv))
+    runner = mj_rollout.Rollout(nthread=1)
+
+    def native_rollout():
+        runner.rollout(batch_models, [datas[0]], states, control, nstep=frame_skip, skip_checks=True,
+                       initial_warmstart=warmstart)
+
+    best = {"mj_step_loop": float("inf"), "rollout_1_thread": float("inf")}
+    for _ in range(repeats):
+        for name, run in (("mj_step_loop", python_loop), ("rollout_1_thread", native_rollout)):
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    rates = {f"{name}_mj_step_per_s": n * frame_skip / seconds for name, seconds in best.items()}
+    bound = max(rates.values())
+    return {"env_steps": n, **rates, "mj_step_per_s": bound, "env_steps_per_s": bound / frame_skip}
+
+
+# -- (b) Stable-Baselines3 -----------------------------------------------------------------------------
+def bench_sb3(samples: int, torch_threads: int) -> dict:
+    try:
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.callbacks import BaseCallback
+    except ImportError:
+        return {"skipped": "stable-baselines3 is not installed (pip install stable-baselines3)"}
+
+    class Clock(BaseCallback):
+        """Wall time spent collecting rollouts (the rest of learn() is the update)."""
+
+        def __init__(self):
+            super().__init__()
+            self.rollout_seconds = 0.0
+            self._t = 0.0
+
+        def _on_rollout_start(self) -> None:
+            self._t = time.perf_counter()
+
+        def _on_rollout_end(self) -> None:
+            self.rollout_seconds += time.perf_counter() - self._t
+
+        def _on_step(self) -> bool:
+            return True
+
+    torch.set_num_threads(torch_threads)
+    n_steps = 4096
+    model = PPO("MlpPolicy", TaskEnv("hopper_capsule"), n_steps=n_steps, batch_size=256, n_epochs=10,
+                learning_rate=3e-4, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.0,
+                policy_kwargs=dict(net_arch=dict(pi=[64, 64, 64], vf=[64, 64, 64]), activation_fn=torch.nn.Tanh),
+                device="cpu", seed=1, verbose=0)
+    clock = Clock()
+    start = time.perf_counter()
+    model.learn(total_timesteps=samples, callback=clock)
+    seconds = time.perf_counter() - start
+    done = int(model.num_timesteps)
+    return {"version": __import__("stable_baselines3").__version__, "n_steps": n_steps, "samples": done,
+            "samples_per_s": done / seconds, "rollout_samples_per_s": done / clock.rollout_seconds,
+            "torch_threads": torch_threads}
+
+
+# -- report --------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiments", nargs="+", default=["three_hoppers", "biped_fwd_bwd"],
+                        help="experiments to time (the first is compared with SB3; default: %(default)s)")
+    parser.add_argument("--samples", default="24k",
+                        help="samples timed per phase (joint, specialized) per experiment, plus one warm-up "
+                             "iteration each (default: %(default)s)")
+    parser.add_argument("--sb3-samples", default=None,
+                        help="SB3 samples (rounded up to whole 4096-step rollouts; default: as many as ours timed "
+                             "on the first experiment; 0 skips SB3)")
+    parser.add_argument("--physics-steps", default="20k",
+                        help="env steps replayed for the physics bound, per experiment (default: %(default)s)")
+    parser.add_argument("--physics-threads", type=int, default=None,
+                        help="our MuJoCo rollout threads (default: the trainer's default, min(2, cores))")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch threads for ours and SB3 (default: %(default)s, the TrainConfig default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
+    args = parser.parse_args(argv)
+    samples = parse_count(args.samples, "--samples")
+    physics_steps = parse_count(args.physics_steps, "--physics-steps")
+
+    load_before = os.getloadavg()
+    report: dict = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                                "python": platform.python_version(), "torch": torch.__version__,
+                                "mujoco": mujoco.__version__, "numpy": np.__version__}}
+    ours = {}
+    for name in args.experiments:
+        result = bench_ours(name, samples, args.physics_threads, args.torch_threads, physics_steps)
+        result["physics_bound"] = bench_physics(*result.pop("_replay"))
+        bound = result["physics_bound"]["env_steps_per_s"] * result["physics_threads"]
+        for phase in ("joint", "specialized"):
+            result[phase]["rollout_over_physics_bound_x_cores"] = result[phase]["rollout_samples_per_s"] / bound
+        ours[name] = result
+    report["ours"] = ours
+    first = ours[args.experiments[0]]
+    sb3_samples = (parse_count(args.sb3_samples, "--sb3-samples") if args.sb3_samples is not None
+                   else first["joint"]["samples"] + first["specialized"]["samples"])
+    if sb3_samples > 0:
+        report["sb3"] = bench_sb3(sb3_samples, args.torch_threads)
+        if "samples_per_s" in report["sb3"]:
+            sb3 = report["sb3"]["samples_per_s"]
+            report["ratios_vs_sb3"] = {f"{name}/{phase}": ours[name][phase]["samples_per_s"] / sb3
+                                       for name in ours for phase in ("joint", "specialized")}
+    report["load_average"] = {"before": load_before, "after": os.getloadavg()}
+
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    m = report["machine"]
+    print(f"machine: {m['cpus']} cpus ({m['processor']}), torch {m['torch']}, mujoco {m['mujoco']}; "
+          f"load average before {load_before[0]:.2f}, after {report['load_average']['after'][0]:.2f} "
+          f"(other processes compete for the cores: compare the ratios, measured in this one run)")
+    for name, r in ours.items():
+        pb = r["physics_bound"]
+        print(f"\n[{name}] batch {r['batch']}, physics threads {r['physics_threads']}, torch threads {r['torch_threads']}")
+        for phase in ("joint", "specialized"):
+            p = r[phase]
+            print(f"  (a) ours {phase:<11}: {p['samples_per_s']:8,.0f} samples/s over {p['iterations']} iterations "
+                  f"(rollout alone {p['rollout_samples_per_s']:,.0f}/s, update {p['update_seconds_per_iteration']:.2f} "
+                  f"s/iteration)")
+        print(f"  (c) physics bound     : {pb['mj_step_per_s']:8,.0f} mj_step/s = {pb['env_steps_per_s']:,.0f} env steps/s "
+              f"single core ({pb['env_steps']:,} recorded training steps replayed; Python mj_step loop "
+              f"{pb['mj_step_loop_mj_step_per_s']:,.0f}/s, 1-thread mujoco.rollout {pb['rollout_1_thread_mj_step_per_s']:,.0f}/s)")
+        for phase in ("joint", "specialized"):
+            print(f"  (d) rollout / (bound x {r['physics_threads']} cores), {phase:<11}: "
+                  f"{r[phase]['rollout_over_physics_bound_x_cores']:.0%}")
+        print(f"      3M-sample run (jt {DEFAULT_JT // 1000}k): ~{r['estimated_3M_run_minutes']:.1f} min "
+              f"(ESTIMATE from the per-phase throughput above; checkpoints/metrics not included)")
+    if "sb3" in report:
+        s = report["sb3"]
+        if "skipped" in s:
+            print(f"\n(b) SB3: skipped, {s['skipped']}")
+        else:
+            print(f"\n(b) SB3 {s['version']} PPO, hopper_capsule: {s['samples_per_s']:,.0f} samples/s over {s['samples']:,} "
+                  f"samples (rollout alone {s['rollout_samples_per_s']:,.0f}/s; torch threads {s['torch_threads']})")
+            for key, ratio in report["ratios_vs_sb3"].items():
+                print(f"(d) ours/SB3 {key}: {ratio:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
