@@ -67,9 +67,12 @@ def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.
     trainer = train.Trainer(config, out_dir, resume=resume)
 
     def on_progress(row: dict) -> None:
-        progress(row)
         if stop.is_set():  # the trainer checks this right after the callback: save, Interrupted
             trainer._stop_signal = signal.SIGTERM
+        try:
+            progress(row)
+        except Exception:  # publishing must never break training (e.g. during shutdown)
+            pass
 
     trainer.progress = on_progress
     return trainer.run()
@@ -127,6 +130,12 @@ class LearnerNode(Node):
         self._publish_status()
 
     def _publish_status(self) -> None:
+        try:
+            self._publish_status_unsafe()
+        except Exception:  # context already shut down (the worker thread may outlive it briefly)
+            pass
+
+    def _publish_status_unsafe(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
         with self._lock:
@@ -206,8 +215,11 @@ class LearnerNode(Node):
         path = newest_checkpoint(self.out_dir)
         if path is not None and path != self._last_ckpt:
             self._last_ckpt = path
-            self._ckpt_pub.publish(self._String(data=str(path.resolve())))
-            self.get_logger().info(f"new checkpoint {path}")
+            try:
+                self._ckpt_pub.publish(self._String(data=str(path.resolve())))
+                self.get_logger().info(f"new checkpoint {path}")
+            except Exception:  # context already shut down
+                pass
 
     # -- callbacks ------------------------------------------------------------------------------
     def _on_timer(self) -> None:
