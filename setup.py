@@ -46,6 +46,7 @@ setup(
             "ros-visualization-msgs",
             "ros-geometry-msgs",
             "ros-diagnostic-msgs",
+            "mcap>=1.1",
         ],
         "test": ["pytest", "pytest-timeout", "ray"],
         "cluster": ["ray"],

@@ -77,27 +77,6 @@ def _gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, index)
 
 
-class _NumpyTanh(torch.autograd.Function):
-    """tanh computed by NumPy's float32 kernel: several times faster than this CPU torch build's on
-    the small (T, batch, 64) tensors of training (bench/README.md). The gradient is torch's own
-    ``tanh_backward``, (1 - y^2) * grad."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = torch.from_numpy(np.tanh(x.detach().numpy()))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-def _fast_tanh(x: torch.Tensor) -> torch.Tensor:
-    return _NumpyTanh.apply(x)
-
-
 class Trainer:
     """Trains one run. ``Trainer(config, out_dir).run()``; ``resume=True`` continues an existing run.
 
@@ -128,7 +107,6 @@ class Trainer:
         self.policy = SplitGaussianPolicy(T, self.policy_in, self.env.act_dim)
         self.value = SplitValue(T, self.policy_in)
         self.value.set_track_per_task_grads(False)
-        self.policy.mean.activation = self.value.net.activation = _fast_tanh  # same function, faster kernel
         self.obs_rms = RunningMeanStd(T, (self.obs_dim,))
         self.optimizer = torch.optim.Adam(list(self.policy.parameters()) + list(self.value.parameters()),
                                           lr=c.ppo.lr, eps=c.ppo.adam_eps)
@@ -475,10 +453,15 @@ class Trainer:
                 self._tb.add_scalar(key, value, self.samples)
 
     # -- main loop ------------------------------------------------------------------------------------
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop at the end of the current iteration, after a checkpoint (thread-safe; the learner
+        node calls it). ``run`` then raises ``Interrupted``."""
+        self._stop_signal = signum
+
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is not None:  # second signal: stop now
             raise KeyboardInterrupt
-        self._stop_signal = signum
+        self.request_stop(signum)
 
     def run(self) -> dict:
         """Train to the budget (or until SIGINT/SIGTERM, after a checkpoint). Returns the summary."""

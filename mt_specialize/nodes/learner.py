@@ -68,7 +68,7 @@ def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.
 
     def on_progress(row: dict) -> None:
         if stop.is_set():  # the trainer checks this right after the callback: save, Interrupted
-            trainer._stop_signal = signal.SIGTERM
+            trainer.request_stop(signal.SIGTERM)
         try:
             progress(row)
         except Exception:  # publishing must never break training (e.g. during shutdown)
