@@ -60,8 +60,8 @@ def add_ros_subcommands(subparsers) -> None:
     rec.add_argument("--duration", type=float, required=True, metavar="S", help="seconds to record")
     rec.add_argument("--topics", nargs="+", metavar="TOPIC",
                      help="topics to record (default: all */joint_states and */markers found)")
-    rec.add_argument("--discovery", type=float, default=2.0, metavar="S",
-                     help="seconds to wait for publishers before subscribing (default 2)")
+    rec.add_argument("--discovery", type=float, default=10.0, metavar="S",
+                     help="at most this many seconds to wait for publishers (default 10)")
     rec.set_defaults(func=cmd_record)
 
 
@@ -308,21 +308,33 @@ def cmd_record(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        def discovered() -> tuple[dict, list]:
+            found = dict((n, t[0]) for n, t in node.get_topic_names_and_types() if t)
+            if args.topics:
+                return found, [t for t in ("/" + t.lstrip("/") for t in args.topics) if t in found]
+            return found, sorted(n for n, t in found.items()
+                                 if (n.endswith("/joint_states") and t == "sensor_msgs/msg/JointState")
+                                 or (n.endswith("/markers") and t == "visualization_msgs/msg/MarkerArray"))
+
+        # Wait until the publishers appear (at most --discovery s), then a short settle so every
+        # robot's topics are in.
         end = time.monotonic() + args.discovery
-        while time.monotonic() < end and not stop:
+        settle_end = None
+        while time.monotonic() < (settle_end or end) and not stop:
             executor.spin_once(timeout_sec=0.05)
-        found = dict((n, t[0]) for n, t in node.get_topic_names_and_types() if t)
+            found, wanted = discovered()
+            complete = len(wanted) == len(args.topics) if args.topics else bool(wanted)
+            if complete and settle_end is None:
+                settle_end = min(end, time.monotonic() + 0.5)
+        found, wanted = discovered()
         if args.topics:
-            wanted = ["/" + t.lstrip("/") for t in args.topics]
-            missing = [t for t in wanted if t not in found]
+            missing = [t for t in ("/" + t.lstrip("/") for t in args.topics) if t not in found]
             if missing:
                 print(f"no publisher for {missing} (ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')})",
                       file=sys.stderr)
                 return 1
+            wanted = ["/" + t.lstrip("/") for t in args.topics]
         else:
-            wanted = sorted(n for n, t in found.items()
-                            if (n.endswith("/joint_states") and t == "sensor_msgs/msg/JointState")
-                            or (n.endswith("/markers") and t == "visualization_msgs/msg/MarkerArray"))
             if not wanted:
                 print("found no */joint_states or */markers topic to record; is the simulator running "
                       f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')})?", file=sys.stderr)
