@@ -109,7 +109,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             summary = trainer.run()
         except Interrupted as exc:
             print(f"interrupted: {exc}", file=sys.stderr)
-            trainer.finish()
             return 130
     table = Table(title=f"{summary['experiment']} / {summary['method']}: mean return of the last 100 episodes")
     table.add_column("task")

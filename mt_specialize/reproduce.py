@@ -107,15 +107,19 @@ def run_status(run_dir: Path) -> tuple[str, int]:
 
 def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int | None) -> dict:
     """Train (or resume) one cell; returns its summary, or {'interrupted': ...}. Runs in a worker."""
-    from .train import Interrupted, Trainer
+    from .train import Interrupted, RunBusyError, Trainer
 
     run_dir = Path(root) / spec.name
-    resume = (run_dir / "config.yaml").exists()
-    trainer = Trainer(spec.config(samples, physics_threads), run_dir, resume=resume)
+    if run_status(run_dir)[0] == "done":  # finished since the grid was planned
+        return {"run": spec.name}
     try:
+        trainer = Trainer(spec.config(samples, physics_threads), run_dir,
+                          resume=(run_dir / "config.yaml").exists())
         return trainer.run()
     except Interrupted as exc:
         return {"interrupted": str(exc), "run": spec.name}
+    except RunBusyError as exc:
+        return {"busy": str(exc), "run": spec.name}
 
 
 def reproduce(root: str | Path, specs: list[RunSpec], *, samples: int | None = None, workers: int | None = None,
@@ -154,6 +158,12 @@ def _outcome(future) -> str:
         result = future.result()
     except Exception as exc:  # a failed run is reported, the grid goes on
         return f"failed: {type(exc).__name__}: {exc}"
+    return _summarize(result)
+
+
+def _summarize(result: dict) -> str:
+    if "busy" in result:
+        return "busy"  # another process trains it: the next `reproduce` picks it up if unfinished
     return "interrupted" if "interrupted" in result else "done"
 
 
@@ -171,8 +181,7 @@ def _reproduce_ray(root, pending, samples, address, results, progress):
             for ref in ready:
                 spec = refs.pop(ref)
                 try:
-                    result = ray.get(ref)
-                    results[spec.name] = "interrupted" if "interrupted" in result else "done"
+                    results[spec.name] = _summarize(ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - reported per run
                     results[spec.name] = f"failed: {exc}"
             if progress:

@@ -52,6 +52,10 @@ class RunExistsError(ValueError):
     """The output directory already holds a run and --resume was not given (nothing is overwritten)."""
 
 
+class RunBusyError(ValueError):
+    """Another process is training in this run directory right now."""
+
+
 class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after writing a checkpoint."""
 
@@ -98,8 +102,17 @@ class Trainer:
         self.steps = max(1, round(c.batch_size / (T * E)))
         self.batch = T * E * self.steps
         torch.set_num_threads(c.torch_threads)
-        self._prepare_out_dir(resume)
+        self._lock = _RunLock(self.out_dir)
+        try:
+            self._prepare_out_dir(resume)
+            self._build(resume)
+        except BaseException:
+            self._lock.release()
+            raise
 
+    def _build(self, resume: bool) -> None:
+        """Env, networks, optimiser, normaliser, RNGs; then the last checkpoint when resuming."""
+        c, T, E = self.config, self.n_tasks, self.config.envs_per_task
         torch.manual_seed(c.seed)
         self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads)
         self.obs_dim = self.env.obs_dim
@@ -123,6 +136,10 @@ class Trainer:
         if resume:
             self._load_latest()
         self._tb = None
+
+    def close(self) -> None:
+        """Release the run directory (``run`` does it when it returns or raises)."""
+        self._lock.release()
 
     # -- run directory --------------------------------------------------------------------------------
     @property
@@ -493,14 +510,16 @@ class Trainer:
                     self.progress(row)
                 if self._stop_signal is not None:
                     self.save()
+                    self.finish()  # summary and curve of the run so far
                     raise Interrupted(f"stopped by signal {signal.Signals(self._stop_signal).name} at "
                                       f"{self.samples} samples; continue with --resume")
+            return self.finish()
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             if self._tb is not None:
                 self._tb.flush()
-        return self.finish()
+            self.close()
 
     def finish(self) -> dict:
         """Write summary.json and learning_curve.png; return the summary."""
@@ -517,6 +536,27 @@ class Trainer:
 
         plot_run(self.out_dir)
         return summary
+
+
+class _RunLock:
+    """An exclusive ``flock`` on RUN_DIR/.lock for the trainer's life: two processes never write
+    one run (e.g. ``reproduce`` reaching a cell a separate command is still training)."""
+
+    def __init__(self, run_dir: Path):
+        import fcntl
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(run_dir / ".lock", "a")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise RunBusyError(f"{str(run_dir)!r} is being trained by another process (it holds "
+                               f"{run_dir / '.lock'}); nothing was changed") from None
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing the descriptor drops the flock
 
 
 def threading_is_main() -> bool:

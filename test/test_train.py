@@ -13,7 +13,7 @@ import torch
 from mt_specialize import checkpoint as ckpt
 from mt_specialize.config import TrainConfig, parse_count
 from mt_specialize.specialize import n_split_entries
-from mt_specialize.train import Interrupted, RunExistsError, Trainer, latest_checkpoint
+from mt_specialize.train import Interrupted, RunBusyError, RunExistsError, Trainer, latest_checkpoint
 
 TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
 
@@ -211,3 +211,12 @@ def test_resume_from_damaged_checkpoint_is_a_clear_error(tiny_experiment, tmp_pa
     path.write_bytes(bytes(data))
     with pytest.raises(ckpt.CheckpointError, match=path.name):
         Trainer(config, tmp_path / "run", resume=True)
+
+
+def test_a_run_directory_in_use_is_refused_and_released_after(tiny_experiment, tmp_path):
+    config = _config(tiny_experiment, method="joint", samples=768)
+    first = Trainer(config, tmp_path / "run")
+    with pytest.raises(RunBusyError, match="another process"):
+        Trainer(config, tmp_path / "run", resume=True)
+    first.run()  # releases the directory when it returns
+    Trainer(config, tmp_path / "run", resume=True).close()
