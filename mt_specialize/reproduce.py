@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int 
     try:
         trainer = Trainer(spec.config(samples, physics_threads), run_dir,
                           resume=(run_dir / "config.yaml").exists())
-        return trainer.run()
+        return trainer.run(stop_signals=(signal.SIGTERM,))  # the driver stops workers with SIGTERM
     except Interrupted as exc:
         return {"interrupted": str(exc), "run": spec.name}
     except RunBusyError as exc:
@@ -133,24 +134,42 @@ def reproduce(root: str | Path, specs: list[RunSpec], *, samples: int | None = N
     progress = _GridProgress(root, specs, samples) if show_progress else None
     if ray_address:
         return _reproduce_ray(root, pending, samples, ray_address, results, progress)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_one, s, str(root), samples, physics_threads): s for s in pending}
-        try:
-            while futures:
-                done, _ = wait(futures, timeout=5.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    spec = futures.pop(future)
-                    results[spec.name] = _outcome(future)
-                if progress:
-                    progress.update(results)
-        except KeyboardInterrupt:  # workers got the SIGINT too: they checkpoint and stop
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
+    queue = list(pending)
+    futures: dict = {}
+    previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    try:
+        while queue or futures:
+            while queue and len(futures) < workers:  # one run per worker: nothing queued behind it
+                spec = queue.pop(0)
+                futures[pool.submit(run_one, spec, str(root), samples, physics_threads)] = spec
+            done, _ = wait(futures, timeout=5.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[futures.pop(future).name] = _outcome(future)
             if progress:
-                progress.close(results)
+                progress.update(results)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every running run checkpoints, then stops
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the trainer saves at the end of its iteration
+        for future in list(futures):
+            results[futures.pop(future).name] = _outcome(future)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        signal.signal(signal.SIGTERM, previous_term)
+        if progress:
+            progress.close(results)
     return results
+
+
+def _ignore_sigint() -> None:
+    """Grid workers ignore the terminal's Ctrl-C; the driver stops them with one SIGTERM each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _outcome(future) -> str:

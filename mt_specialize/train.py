@@ -480,12 +480,13 @@ class Trainer:
             raise KeyboardInterrupt
         self.request_stop(signum)
 
-    def run(self) -> dict:
-        """Train to the budget (or until SIGINT/SIGTERM, after a checkpoint). Returns the summary."""
+    def run(self, stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict:
+        """Train to the budget, or until one of ``stop_signals`` (then after a checkpoint, raising
+        ``Interrupted``). Returns the summary."""
         c = self.config
         handlers = {}
         if threading_is_main():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in stop_signals:
                 handlers[sig] = signal.signal(sig, self._on_signal)
         try:
             if c.jt == 0 and c.sp > 0 and not self.split_done:

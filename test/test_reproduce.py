@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,37 @@ def test_grid_on_a_local_ray_head_on_loopback(tmp_path):
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_ctrl_c_checkpoints_running_cells_and_starts_no_other(tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group: every running cell stops after a
+    checkpoint, no queued cell starts, the command exits 130; the same command then resumes."""
+    root = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "mt_specialize.cli", "reproduce", "--root", str(root), "--workers", "2",
+           "--samples", "400k", "--report", "", "--only", "three_hoppers/*/seed1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(root.glob("*/*/seed1/metrics.csv"))) < 2:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    started = sorted(p.parent for p in root.glob("*/*/seed1/config.yaml"))
+    assert len(started) == 2, started  # two workers, two cells; the other three never started
+    for run_dir in started:
+        status, reached = run_status(run_dir)
+        assert status == "partial" and reached > 0
+        assert list((run_dir / "checkpoints").glob("ckpt_*.safetensors")), "stopped without a checkpoint"
+        assert not (run_dir / ".lock").exists() or not _locked(run_dir / ".lock")
+
+
+def _locked(path):
+    import fcntl
+
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
