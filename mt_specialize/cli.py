@@ -172,6 +172,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .inference import InferencePolicy
+    from .train import latest_checkpoint
+
+    source = Path(args.source)
+    if source.is_dir():
+        found = latest_checkpoint(source)
+        if found is None:
+            raise ValueError(f"{source} holds no checkpoints/ckpt_*.safetensors")
+        source = found
+    path = InferencePolicy.export(source, args.out)
+    policy = InferencePolicy.from_checkpoint(path)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes): tasks {policy.task_names}, from {source}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
     p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("export", help="a small serving checkpoint (policy + normaliser) from a run")
+    p.add_argument("source", help="a run directory (its newest checkpoint) or a checkpoint file")
+    p.add_argument("out", help="output .safetensors file")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="Table I, learning-curve figures and gait GIFs from the grid's runs")
     p.add_argument("--root", default="runs/paper")

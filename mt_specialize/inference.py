@@ -17,6 +17,9 @@ from .normalize import RunningMeanStd
 from .policy import SplitGaussianPolicy
 
 
+POLICY_FORMAT = "mt_specialize/policy/1"
+
+
 class InferencePolicy:
     """Per-task mean actions of a split Gaussian policy, with per-task observation normalisation."""
 
@@ -51,6 +54,20 @@ class InferencePolicy:
             raise ckpt.CheckpointError(f"{path}: not a usable policy checkpoint ({exc})") from exc
         return cls(policy, obs_rms, names, obs_dim, append_task_id=policy_in != obs_dim,
                    experiment=meta.get("experiment", ""), source=str(path))
+
+    @staticmethod
+    def export(checkpoint: str | Path, out: str | Path) -> Path:
+        """Write the serving part of a training checkpoint (policy weights and masks, observation
+        normaliser, task names) to ``out``: a small file for deployment, loadable by
+        ``from_checkpoint``. Optimiser, value net and env state are left out."""
+        tensors, meta = ckpt.load_checkpoint(checkpoint)
+        kept = {k: v for k, v in tensors.items() if k.startswith(("policy/", "obs_rms/"))}
+        if not any(k.startswith("policy/") for k in kept):
+            raise ckpt.CheckpointError(f"{checkpoint}: holds no policy weights")
+        keys = ("experiment", "task_names", "obs_dim", "act_dim", "policy_in", "samples", "iteration")
+        metadata = {k: meta[k] for k in keys if k in meta}
+        metadata.update(format=POLICY_FORMAT, source=str(checkpoint), config=meta.get("config", {}))
+        return ckpt.save_checkpoint(out, kept, metadata)
 
     @classmethod
     def random_init(cls, task_names: Sequence[str], obs_dim: int, act_dim: int, seed: int = 0) -> "InferencePolicy":
