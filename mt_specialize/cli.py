@@ -188,6 +188,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gait(args: argparse.Namespace) -> int:
+    from .gait import play, write_animation
+    from .inference import InferencePolicy
+    from .train import latest_checkpoint
+
+    source = Path(args.checkpoint)
+    if source.is_dir():
+        source = latest_checkpoint(source) or source
+    policy = InferencePolicy.from_checkpoint(source)
+    schedule = [(0, args.task)]
+    if args.switch_to:
+        schedule.append((args.switch_at, args.switch_to))
+    episode = play(policy, args.task, schedule, args.steps, seed=args.seed)
+    path = write_animation(args.task, episode.qpos, args.out, width=args.width, height=args.height)
+    x = episode.qpos[:, 0]
+    print(f"wrote {path}: {len(episode.task_index)} control steps ({episode.ended_by}), return "
+          f"{episode.episode_return:.1f}, torso x from {x[0]:.2f} m to {x[-1]:.2f} m")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -227,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
     p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("gait", help="render a trained policy's gait headless to GIF/MP4 (optional task switch)")
+    p.add_argument("checkpoint", help="checkpoint file or run directory")
+    p.add_argument("task", help="task (robot, termination) to run, and the first task driving it")
+    p.add_argument("out", help="output .gif or .mp4")
+    p.add_argument("--steps", type=int, default=500, help="control steps (125 per second)")
+    p.add_argument("--switch-to", help="switch the driving task at --switch-at, e.g. biped_backward")
+    p.add_argument("--switch-at", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.set_defaults(func=_cmd_gait)
 
     p = sub.add_parser("export", help="a small serving checkpoint (policy + normaliser) from a run")
     p.add_argument("source", help="a run directory (its newest checkpoint) or a checkpoint file")

@@ -177,34 +177,21 @@ def write_figures(runs: dict, out: Path) -> list[Path]:
 
 def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
     """A GIF of each task's final policy (ours jt=400k sp=25%, seed 1, newest checkpoint)."""
-    import imageio.v3 as iio
-
     from .experiments import get_experiment
+    from .gait import play, write_animation
     from .inference import InferencePolicy
-    from .render import render_frames
-    from .tasks import TaskEnv
     from .train import latest_checkpoint
 
     written = []
-    (out / "gaits").mkdir(parents=True, exist_ok=True)
     for run_dir in sorted(root.glob("*/ours_jt400k_sp25/seed1")):
         path = latest_checkpoint(run_dir)
         if path is None:
             continue
         policy = InferencePolicy.from_checkpoint(path)
-        for index, task in enumerate(get_experiment(run_dir.parent.parent.name).tasks):
-            env = TaskEnv(task)
-            obs, _ = env.reset(seed=0)
-            qpos = [env.unwrapped.data.qpos.copy()]
-            for _ in range(steps):
-                obs, _, terminated, truncated, _ = env.step(policy.act(obs[None], np.array([index]))[0])
-                qpos.append(env.unwrapped.data.qpos.copy())
-                if terminated or truncated:
-                    break
-            frames = render_frames(task, qpos[::2], width=320, height=240)
-            gif = out / "gaits" / f"{run_dir.parent.parent.name}_{task.name}.gif"
-            iio.imwrite(gif, np.stack(frames), duration=16, loop=0)
-            written.append(gif)
+        experiment = run_dir.parent.parent.name
+        for task in get_experiment(experiment).tasks:
+            episode = play(policy, task.name, [(0, task.name)], steps)
+            written.append(write_animation(task.name, episode.qpos, out / "gaits" / f"{experiment}_{task.name}.gif"))
     return written
 
 

@@ -1,0 +1,72 @@
+"""Gaits of a trained policy, rendered headless to GIF or MP4 (no ROS needed).
+
+``play`` runs the deterministic policy in a task's Gymnasium env and may switch which task's
+weights drive the robot mid-episode (what the policy server's switch service does on a robot);
+``write_animation`` renders the poses and writes the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .inference import InferencePolicy
+from .tasks import TaskEnv, get_task
+
+CONTROL_DT = 0.008  # s per control step (timestep 0.002 x frame skip 4)
+
+
+@dataclass
+class Episode:
+    """qpos (S+1, nq) of every control step, the task index driving each step (S,), total reward."""
+
+    qpos: np.ndarray
+    task_index: np.ndarray
+    episode_return: float
+    ended_by: str  # 'steps' | 'terminated' | 'truncated'
+
+
+def play(policy: InferencePolicy, env_task: str, schedule: list[tuple[int, str]], steps: int,
+         seed: int = 0) -> Episode:
+    """Run ``steps`` control steps of ``env_task`` (its robot, termination and reward).
+
+    schedule: [(step, task name), ...] sorted by step, the first at step 0: from that step on the
+    named task's weights drive the robot, e.g. ``[(0, 'biped_forward'), (300, 'biped_backward')]``.
+    """
+    if not schedule or schedule[0][0] != 0:
+        raise ValueError("the schedule must start at step 0, e.g. [(0, 'biped_forward')]")
+    indices = [(start, policy.task_index(name)) for start, name in schedule]
+    env = TaskEnv(get_task(env_task))
+    obs, _ = env.reset(seed=seed)
+    qpos = [env.unwrapped.data.qpos.copy()]
+    used, total, ended_by = [], 0.0, "steps"
+    for step in range(steps):
+        index = max(i for start, i in indices if start <= step)
+        obs, reward, terminated, truncated, _ = env.step(policy.act(obs[None], np.array([index]))[0])
+        qpos.append(env.unwrapped.data.qpos.copy())
+        used.append(index)
+        total += reward
+        if terminated or truncated:
+            ended_by = "terminated" if terminated else "truncated"
+            break
+    return Episode(np.array(qpos), np.array(used), total, ended_by)
+
+
+def write_animation(task: str, qpos: np.ndarray, path: str | Path, *, every: int = 2, width: int = 320,
+                    height: int = 240) -> Path:
+    """Render every ``every``-th pose to a GIF or MP4 (by suffix) playing at real time."""
+    import imageio.v3 as iio
+
+    from .render import render_frames
+
+    path = Path(path)
+    if path.suffix.lower() not in (".gif", ".mp4"):
+        raise ValueError(f"{path}: choose a .gif or .mp4 file name")
+    frames = np.stack(render_frames(task, qpos[::every], width=width, height=height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, frames, duration=1000 * CONTROL_DT * every, loop=0)
+    else:
+        iio.imwrite(path, frames, fps=round(1 / (CONTROL_DT * every)))
+    return path

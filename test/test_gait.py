@@ -1,0 +1,31 @@
+"""Rendering a policy's gait, with a mid-episode task switch."""
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from mt_specialize.gait import play, write_animation
+from mt_specialize.inference import InferencePolicy
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return InferencePolicy.random_init(["biped_forward", "biped_backward"], obs_dim=17, act_dim=6, seed=2)
+
+
+def test_switch_changes_the_driving_task_at_the_given_step(policy):
+    episode = play(policy, "biped_forward", [(0, "biped_forward"), (5, "biped_backward")], steps=12)
+    n = len(episode.task_index)
+    assert list(episode.task_index[:5]) == [0] * 5 and set(episode.task_index[5:]) <= {1}
+    assert episode.qpos.shape == (n + 1, 9)
+    with pytest.raises(ValueError, match="unknown task 'moonwalk'"):
+        play(policy, "biped_forward", [(0, "moonwalk")], steps=3)
+
+
+def test_animation_has_one_frame_per_rendered_pose(policy, tmp_path):
+    episode = play(policy, "biped_forward", [(0, "biped_forward")], steps=8)
+    path = write_animation("biped_forward", episode.qpos, tmp_path / "g.gif", every=2, width=64, height=48)
+    frames = iio.imread(path, index=None)
+    assert frames.shape[0] == len(episode.qpos[::2]) and frames.shape[1:3] == (48, 64)
+    assert np.ptp(frames) > 0  # not a blank image
+    with pytest.raises(ValueError, match=r"\.gif or \.mp4"):
+        write_animation("biped_forward", episode.qpos, tmp_path / "g.png")
