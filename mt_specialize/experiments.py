@@ -86,13 +86,18 @@ def _robot_family(robot: str) -> str | None:
     return robots.ROBOTS[robot].family if robot in robots.ROBOTS else None
 
 
-def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
-    unknown = sorted(set(entry) - set(TASK_KEYS))
+def _check_keys(mapping: dict, allowed, required, where: str) -> None:
+    """ValueError naming unknown keys (with the allowed ones) or the first missing required key."""
+    unknown = sorted(set(mapping) - set(allowed))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed {list(TASK_KEYS)}")
-    for key in ("name", "robot"):
-        if key not in entry:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed {list(allowed)}")
+    for key in required:
+        if key not in mapping:
             raise ValueError(f"{where}: missing required key {key!r}")
+
+
+def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
+    _check_keys(entry, TASK_KEYS, ("name", "robot"), where)
     name, robot = entry["name"], entry["robot"]
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: name must be a non-empty string, got {name!r}")
@@ -132,12 +137,7 @@ def load_experiment_yaml(path: str | Path) -> Experiment:
         raise ValueError(f"malformed experiment YAML {path}: {exc}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"experiment YAML {path}: expected a mapping with keys {list(EXPERIMENT_KEYS)}")
-    unknown = sorted(set(doc) - set(EXPERIMENT_KEYS))
-    if unknown:
-        raise ValueError(f"experiment YAML {path}: unknown key(s) {unknown}; allowed {list(EXPERIMENT_KEYS)}")
-    for key in ("batch_size", "tasks"):
-        if key not in doc:
-            raise ValueError(f"experiment YAML {path}: missing required key {key!r}")
+    _check_keys(doc, EXPERIMENT_KEYS, ("batch_size", "tasks"), f"experiment YAML {path}")
     entries = doc["tasks"]
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"experiment YAML {path}: tasks must be a non-empty list of task names or mappings")
