@@ -36,13 +36,15 @@ def play(policy: InferencePolicy, env_task: str, schedule: list[tuple[int, str]]
     """
     if not schedule or schedule[0][0] != 0:
         raise ValueError("the schedule must start at step 0, e.g. [(0, 'biped_forward')]")
+    if any(b[0] <= a[0] for a, b in zip(schedule, schedule[1:])):
+        raise ValueError(f"schedule steps must increase: {schedule}")
     indices = [(start, policy.task_index(name)) for start, name in schedule]
     env = TaskEnv(get_task(env_task))
     obs, _ = env.reset(seed=seed)
     qpos = [env.unwrapped.data.qpos.copy()]
     used, total, ended_by = [], 0.0, "steps"
     for step in range(steps):
-        index = max(i for start, i in indices if start <= step)
+        index = [i for start, i in indices if start <= step][-1]  # the latest entry that has started
         obs, reward, terminated, truncated, _ = env.step(policy.act(obs[None], np.array([index]))[0])
         qpos.append(env.unwrapped.data.qpos.copy())
         used.append(index)

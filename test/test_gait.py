@@ -17,6 +17,10 @@ def test_switch_changes_the_driving_task_at_the_given_step(policy):
     n = len(episode.task_index)
     assert list(episode.task_index[:5]) == [0] * 5 and set(episode.task_index[5:]) <= {1}
     assert episode.qpos.shape == (n + 1, 9)
+    back_first = play(policy, "biped_forward", [(0, "biped_backward"), (4, "biped_forward")], steps=8)
+    assert list(back_first.task_index[:4]) == [1] * 4 and set(back_first.task_index[4:]) <= {0}
+    with pytest.raises(ValueError, match="must increase"):
+        play(policy, "biped_forward", [(0, "biped_forward"), (0, "biped_backward")], steps=3)
     with pytest.raises(ValueError, match="unknown task 'moonwalk'"):
         play(policy, "biped_forward", [(0, "moonwalk")], steps=3)
 
