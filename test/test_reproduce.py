@@ -73,7 +73,7 @@ def test_local_grid_runs_skips_finished_and_resumes_interrupted(tmp_path):
 
     table = write_report(root, tmp_path / "results", gaits=False, at=2 * ONE_ITERATION).read_text()
     joint_line = next(line for line in table.splitlines() if line.startswith("| sp=0% |"))
-    assert "1601.94" in joint_line and "(1 seeds)" in joint_line
+    assert "1601.94" in joint_line and "(1 seed)" in joint_line
     assert "| append | 1603.91 |" in table
     assert (tmp_path / "results" / "fig3_three_hoppers.png").stat().st_size > 1000
 
