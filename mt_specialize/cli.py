@@ -136,6 +136,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     specs = select(paper_grid(), args.only)
     samples = parse_count(args.samples, "samples") if args.samples else None
+    if args.archive:
+        from .reproduce import restore_grid
+
+        restored = restore_grid(args.archive, args.root)
+        if restored:
+            print(f"restored {len(restored)} runs from {args.archive}", file=sys.stderr)
     if args.list:
         from .reproduce import run_status
 
@@ -152,6 +158,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print("interrupted: every running run wrote a checkpoint; run the same command to continue",
               file=sys.stderr)
         return 130
+    finally:
+        if args.archive:
+            from .reproduce import archive_grid
+
+            archive_grid(args.root, args.archive)
     failed = {k: v for k, v in results.items() if v.startswith("failed")}
     for name, outcome in failed.items():
         print(f"{name}: {outcome}", file=sys.stderr)
@@ -160,6 +171,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
         write_report(args.root, args.report)
     return 1 if failed else 0
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from .reproduce import archive_grid
+
+    names = archive_grid(args.root, args.to)
+    print(f"archived {len(names)} runs of {args.root} into {args.to}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -246,7 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
     p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
+    p.add_argument("--archive", help="restore runs from this directory first and archive into it at the end "
+                   "(configs, metrics, summaries, unfinished runs' newest checkpoint): the grid in git")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("archive", help="copy a grid's results and resume points to a small directory (for git)")
+    p.add_argument("--root", default="runs/paper")
+    p.add_argument("--to", default="results/grid")
+    p.set_defaults(func=_cmd_archive)
 
     p = sub.add_parser("gait", help="render a trained policy's gait headless to GIF/MP4 (optional task switch)")
     p.add_argument("checkpoint", help="checkpoint file or run directory")

@@ -208,8 +208,8 @@ def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
 
     written = []
     for run_dir in sorted(root.glob("*/ours_jt400k_sp25/seed1")):
-        path = latest_checkpoint(run_dir)
-        if path is None:
+        path = latest_checkpoint(run_dir) or (run_dir / "policy.safetensors")  # archived grids keep the latter
+        if not path.exists():
             continue
         policy = InferencePolicy.from_checkpoint(path)
         experiment = run_dir.parent.parent.name

@@ -253,3 +253,76 @@ class _GridProgress:
     def close(self, results: dict[str, str]) -> None:
         self.update(results)
         self.progress.stop()
+
+
+# -- carrying the grid across machines and sessions -----------------------------------------------
+ARCHIVED_FILES = ("config.yaml", "metrics.csv", "summary.json", "split.safetensors")
+GAIT_CELL = "ours_jt400k_sp25/seed1"  # its final policy is kept (slim) for the report's gait GIFs
+
+
+def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
+    """Copy what the grid's results and its continuation need into ``archive`` (small, git-friendly).
+
+    Per cell: config.yaml, metrics.csv (whole lines only), summary.json, split.safetensors; for an
+    unfinished cell also its newest checkpoint, so ``restore_grid`` + ``reproduce`` continue it
+    elsewhere. TensorBoard files and older checkpoints stay behind. Returns the cells archived.
+    """
+    from .train import latest_checkpoint
+
+    root, archive = Path(root), Path(archive)
+    archived = []
+    for config in sorted(root.glob("*/*/seed*/config.yaml")):
+        run_dir = config.parent
+        name = str(run_dir.relative_to(root))
+        target = archive / name
+        status, reached = run_status(run_dir)
+        if run_status(target) == (status, reached) and status == "done":
+            continue  # already archived
+        target.mkdir(parents=True, exist_ok=True)
+        newest = latest_checkpoint(run_dir)
+        for stale in (target / "checkpoints").glob("ckpt_*.safetensors"):
+            if newest is None or stale.name != newest.name or status == "done":
+                stale.unlink()
+        if status != "done" and newest is not None and not (target / "checkpoints" / newest.name).exists():
+            (target / "checkpoints").mkdir(exist_ok=True)
+            _atomic_copy(newest, target / "checkpoints" / newest.name)
+        if status == "done" and newest is not None and name.endswith(GAIT_CELL):
+            from .inference import InferencePolicy
+
+            InferencePolicy.export(newest, target / "policy.safetensors")  # for the report's gaits
+        for file in ARCHIVED_FILES:
+            if (run_dir / file).exists():
+                data = (run_dir / file).read_bytes()
+                if file == "metrics.csv":  # the trainer may be appending: whole lines only
+                    data = data[: data.rfind(b"\n") + 1]
+                _atomic_write(target / file, data)
+        archived.append(name)
+    return archived
+
+
+def restore_grid(archive: str | Path, root: str | Path) -> list[str]:
+    """Copy archived cells into ``root`` where ``root`` has none or fewer samples; returns them."""
+    import shutil
+
+    archive, root = Path(archive), Path(root)
+    restored = []
+    for config in sorted(archive.glob("*/*/seed*/config.yaml")):
+        source = config.parent
+        name = str(source.relative_to(archive))
+        if run_status(source)[1] <= run_status(root / name)[1] and (root / name / "config.yaml").exists():
+            continue
+        if (root / name).exists():
+            shutil.rmtree(root / name)
+        shutil.copytree(source, root / name)
+        restored.append(name)
+    return restored
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    _atomic_write(target, source.read_bytes())

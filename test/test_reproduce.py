@@ -142,3 +142,31 @@ def _locked(path):
         except BlockingIOError:
             return True
     return False
+
+
+def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
+    """The archive (what goes to git) carries an unfinished cell to another machine, where it resumes
+    to the same metrics as a run that was never interrupted."""
+    spec = RunSpec("three_hoppers", "joint", 1)
+    budget = 3 * ONE_ITERATION
+    Trainer(spec.config(budget), tmp_path / "full" / spec.name).run()
+
+    def stop_after_two(row):
+        if row["iteration"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        Trainer(spec.config(budget), tmp_path / "a" / spec.name, progress=stop_after_two).run()
+    from mt_specialize.reproduce import archive_grid, restore_grid
+
+    assert archive_grid(tmp_path / "a", tmp_path / "archive") == [spec.name]
+    kept = sorted(p.relative_to(tmp_path / "archive" / spec.name).as_posix()
+                  for p in (tmp_path / "archive" / spec.name).rglob("*") if p.is_file())
+    assert kept == ["checkpoints/ckpt_000000007968.safetensors", "config.yaml", "metrics.csv", "summary.json"]
+    assert restore_grid(tmp_path / "archive", tmp_path / "b") == [spec.name]
+    assert reproduce(tmp_path / "b", [spec], samples=budget, workers=1, show_progress=False) == {spec.name: "done"}
+    assert _rows(tmp_path / "b" / spec.name) == _rows(tmp_path / "full" / spec.name)
+    # finished cells are archived without checkpoints, and restoring never replaces a run that is ahead
+    archive_grid(tmp_path / "b", tmp_path / "archive")
+    assert not list((tmp_path / "archive" / spec.name).glob("checkpoints/*"))
+    assert restore_grid(tmp_path / "archive", tmp_path / "b") == []
