@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 
 import gymnasium as gym
 import mujoco

@@ -63,7 +63,9 @@ def test_auto_reset_reports_finished_episodes_and_restarts():
     total_finished = 0
     for _ in range(200):
         result = venv.step(np.full((1, 3, 3), 1.0))  # full torque: falls quickly
-        for (ep_return, length), e in zip(result.finished[0], np.flatnonzero(result.terminated[0])):
+        ended = np.flatnonzero(result.terminated[0] | result.truncated[0])
+        assert len(ended) == len(result.finished[0])
+        for (_, length), e in zip(result.finished[0], ended):
             assert length >= 1
             # the env restarted near its initial height with a fresh counter
             assert abs(result.obs[0, e, 0] - start_height) < 0.01

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import signal
 import threading
-import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticStatus
