@@ -61,3 +61,13 @@ def test_bad_requests_and_files_are_clear_errors(trained_run, tmp_path):
         InferencePolicy.from_checkpoint(other)
     with pytest.raises(ckpt.CheckpointError, match="no policy weights"):
         InferencePolicy.export(other, tmp_path / "out.safetensors")
+
+
+def test_a_robots_action_does_not_depend_on_who_shares_the_call(trained_run):
+    _, path = trained_run
+    policy = InferencePolicy.from_checkpoint(path)
+    obs = np.random.default_rng(5).normal(size=(400, 11))
+    tasks = np.random.default_rng(6).integers(0, 2, size=400)
+    together = policy.act(obs, tasks)
+    alone = np.stack([policy.act(obs[i:i + 1], tasks[i:i + 1])[0] for i in range(400)])
+    np.testing.assert_array_equal(together, alone)
