@@ -1,8 +1,11 @@
-"""Deterministic serving of a trained multi-task policy (no ROS; used by the policy-server node).
+"""Deterministic NumPy forward of a multi-task policy: serving, gaits, and the training rollout.
 
-``InferencePolicy.act(obs (R, obs_dim), task_index (R,))`` answers R robots, each with its own task,
-with one batched forward: the effective weights of every task are materialised once per loaded
-checkpoint (``where(mask, W_task, W_shared)``), so a request is a handful of NumPy matmuls.
+The effective weights of every task (``where(mask, W_task, W_shared)``) and the normaliser statistics
+are materialised once (per loaded checkpoint, or per training iteration), so a request is a handful
+of float32 NumPy matmuls with no torch dispatch:
+``act(obs (R, obs_dim), task_index (R,))`` for R robots each with its own task (the policy server;
+float64), ``mean_actions(obs (T, N, obs_dim))`` for N envs of every task (the trainer's rollout;
+float32, as the networks).
 """
 from __future__ import annotations
 
@@ -31,13 +34,33 @@ class InferencePolicy:
         self.experiment = experiment
         self.source = source
         self.append_task_id = append_task_id
-        with torch.no_grad():
-            self._layers = [(w.numpy().astype(np.float64), b.numpy().astype(np.float64))
-                            for w, b in ((layer.effective_weight(), layer.effective_bias())
-                                           for layer in policy.mean.layers)]  # each (T, in, out), (T, out)
-        self._mean = obs_rms.mean.numpy().reshape(len(self.task_names), self.obs_dim)
-        self._std = obs_rms.std.numpy().reshape(len(self.task_names), self.obs_dim)
+        with torch.no_grad():  # (T, in, out) and (T, 1, out) float32
+            self._layers = [(layer.effective_weight().numpy().copy(), layer.effective_bias().numpy()[:, None, :].copy())
+                            for layer in policy.mean.layers]
+        # act() serves robots in float64: results do not depend on how many robots share a call
+        self._layers64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in self._layers]
+        n_tasks = len(self.task_names)
+        self._mean = obs_rms.mean.numpy().reshape(n_tasks, 1, self.obs_dim)  # float64
+        self._std = obs_rms.std.numpy().reshape(n_tasks, 1, self.obs_dim)
         self._clip = float(obs_rms.clip)
+        self._task_ids = np.eye(n_tasks, dtype=np.float32)
+
+    def _forward(self, x: np.ndarray, weights) -> np.ndarray:
+        """Hidden tanh layers and a linear output over float32 inputs x (..., 1 or N, in)."""
+        last = len(weights) - 1
+        for k, (w, b) in enumerate(weights):
+            x = x @ w + b
+            if k != last:
+                x = np.tanh(x)
+        return x
+
+    def mean_actions(self, obs: np.ndarray) -> np.ndarray:
+        """obs (T, N, obs_dim) raw, row t of task t -> mean actions (T, N, act_dim) float32."""
+        x = np.clip((obs - self._mean) / self._std, -self._clip, self._clip).astype(np.float32)
+        if self.append_task_id:
+            ids = np.broadcast_to(self._task_ids[:, None, :], (x.shape[0], x.shape[1], len(self.task_names)))
+            x = np.concatenate([x, ids], axis=-1)
+        return self._forward(x, self._layers)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "InferencePolicy":
@@ -92,13 +115,8 @@ class InferencePolicy:
             raise ValueError(f"task_index must have shape ({obs.shape[0]},), got {task_index.shape}")
         if task_index.size and (task_index.min() < 0 or task_index.max() >= len(self.task_names)):
             raise ValueError(f"task_index out of range [0, {len(self.task_names)})")
-        x = np.clip((obs - self._mean[task_index]) / self._std[task_index], -self._clip, self._clip)
-        if self.append_task_id:
-            x = np.concatenate([x, np.eye(len(self.task_names))[task_index]], axis=1)
-        x = x[:, None, :]  # (R, 1, in)
-        last = len(self._layers) - 1
-        for k, (w, b) in enumerate(self._layers):
-            x = x @ w[task_index] + b[task_index][:, None, :]
-            if k != last:
-                x = np.tanh(x)
-        return x[:, 0, :]
+        x = np.clip((obs[:, None, :] - self._mean[task_index]) / self._std[task_index], -self._clip, self._clip)
+        if self.append_task_id:  # x: (R, 1, obs_dim) float64
+            x = np.concatenate([x, self._task_ids[task_index][:, None, :].astype(np.float64)], axis=-1)
+        weights = [(w[task_index], b[task_index]) for w, b in self._layers64]  # (R, in, out), (R, 1, out)
+        return self._forward(x, weights)[:, 0, :]

@@ -53,3 +53,37 @@ def plot_run(run_dir: str | Path) -> Path | None:
     plt.close(fig)
     os.replace(tmp, out)
     return out
+
+
+def plot_split(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
+    """Bar chart of the fraction of each policy tensor that was split (RUN_DIR/split.safetensors),
+    written to ``out`` (default RUN_DIR/split.png)."""
+    from .checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    path = run_dir / "split.safetensors"
+    if not path.exists():
+        return None
+    tensors, meta = load_checkpoint(path)
+    names = [k[len("mask/"):] for k in tensors if k.startswith("mask/")]
+    order = sorted(names, key=lambda n: (n.split(".")[0], int(n.split(".")[1]) if n.count(".") else 0, n))
+    fractions = [float(tensors[f"mask/{n}"].float().mean()) for n in order]
+    sizes = [tensors[f"mask/{n}"].numel() for n in order]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    bars = ax.bar(range(len(order)), fractions, color="tab:green")
+    for bar, size in zip(bars, sizes):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{size}", ha="center", va="bottom", fontsize=7)
+    ax.axhline(meta["split_entries"] / meta["policy_entries"], color="grey", ls="--", lw=1)
+    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("fraction split (per task)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{'/'.join(run_dir.parts[-3:])}: {meta['method']}, sp={meta['sp']:g} at {meta['samples']:,} samples "
+                 f"({meta['split_entries']:,} of {meta['policy_entries']:,} entries; numbers: tensor sizes)",
+                 fontsize=8)
+    fig.tight_layout()
+    out = Path(out) if out else run_dir / "split.png"
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

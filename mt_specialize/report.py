@@ -170,7 +170,7 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_figures(runs: dict, out: Path) -> list[Path]:
+def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
     written = []
     for number, experiment in ((3, "three_hoppers"), (5, "biped_fwd_bwd")):
         if experiment not in runs:
@@ -185,6 +185,12 @@ def write_figures(runs: dict, out: Path) -> list[Path]:
         path = out / f"fig{number}_{experiment}.png"
         _save(fig, path)
         written.append(path)
+    from .plots import plot_split
+
+    for run_dir in sorted(Path(root).glob("*/ours_jt400k_sp25/seed1")):  # which weights the score split
+        path = plot_split(run_dir, out / f"split_{run_dir.parent.parent.name}_seed1.png")
+        if path:
+            written.append(path)
     torso = [e for e in ("torso_mass_3", "torso_mass_8", "torso_mass_14") if e in runs]
     if torso:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False)
@@ -248,7 +254,7 @@ def write_report(root: str | Path, out: str | Path, gaits: bool = True, at: int 
         parts += ["", f"## Per-task returns at {at:,} samples: {experiment}", "",
                   per_task_table(runs, experiment, at)]
     parts += ["", DIFFERENCES]
-    figures = write_figures(runs, out)
+    figures = write_figures(runs, out, root)
     parts += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     if gaits:
         gifs = write_gaits(root, out)

@@ -35,6 +35,7 @@ import yaml
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .experiments import Experiment, get_experiment
+from .inference import InferencePolicy
 from .normalize import RunningMeanStd
 from .policy import SplitGaussianPolicy, SplitValue
 from .ppo import clipped_surrogate, compute_gae, standardize_per_task, value_loss
@@ -178,30 +179,6 @@ class Trainer:
         """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±5)."""
         return self._policy_input(self.obs_rms.normalize(torch.from_numpy(obs)).numpy())
 
-    def _rollout_policy(self) -> Callable[[np.ndarray], np.ndarray]:
-        """NumPy float32 forward of the mean action, raw obs (T, E, obs_dim) -> (T, E, A), for the rollout.
-
-        The effective weights ``where(mask, W_task, W_shared)`` and the normaliser statistics are
-        materialised once per iteration (they do not change during a rollout): a control step is then
-        a few small matmuls with no torch dispatch or autograd bookkeeping.
-        """
-        with torch.no_grad():
-            layers = [(layer.effective_weight().numpy().copy(), layer.effective_bias().numpy()[:, None, :].copy())
-                      for layer in self.policy.mean.layers]  # (T, in, out), (T, 1, out) float32
-        rms = self.obs_rms
-        mean, std = rms.mean.numpy()[:, None, :], rms.std.numpy()[:, None, :]  # (T, 1, obs_dim) float64
-        last = len(layers) - 1
-
-        def act(obs: np.ndarray) -> np.ndarray:
-            x = self._policy_input(np.clip((obs - mean) / std, -rms.clip, rms.clip).astype(np.float32))
-            for k, (w, b) in enumerate(layers):
-                x = x @ w + b
-                if k != last:
-                    x = np.tanh(x)
-            return x
-
-        return act
-
     def collect(self) -> dict:
         """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)."""
         S, T, E, A = self.steps, self.n_tasks, self.config.envs_per_task, self.env.act_dim
@@ -213,7 +190,9 @@ class Trainer:
         truncated_obs: list[tuple[int, int, int, np.ndarray]] = []
         with torch.no_grad():
             std = torch.exp(self.policy.log_std()).numpy()[:, None, :]  # (T, 1, A)
-        mean_action = self._rollout_policy()
+        # weights and normaliser are fixed during a rollout: materialise them once (NumPy float32 forward)
+        mean_action = InferencePolicy(self.policy, self.obs_rms, self.task_names, self.obs_dim,
+                                      append_task_id=self.config.method == "append").mean_actions
         noise = self.rng.standard_normal((S, T, E, A)).astype(np.float32)
         for t in range(S):
             obs_buf[t] = self.obs
@@ -342,6 +321,9 @@ class Trainer:
         ckpt.save_checkpoint(self.out_dir / "split.safetensors", tensors,
                              {"samples": self.samples, "iteration": self.iteration, "method": c.method,
                               "sp": c.sp, "split_entries": n_split, "policy_entries": n_total})
+        from .plots import plot_split
+
+        plot_split(self.out_dir)
 
     def _apply_masks(self, net, masks: dict[str, torch.Tensor]) -> None:
         """Set masks; newly split per-task copies start from the joint values and Adam moments."""

@@ -76,6 +76,7 @@ def test_ours_splits_top_fraction_at_jt_and_specializes(tiny_experiment, tmp_pat
     assert summary["samples"] == 3840 and set(summary["returns"]) == {"hopper_capsule", "hopper_box",
                                                                       "hopper_ellipsoid"}
     assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "split.png").stat().st_size > 1000
     assert any((tmp_path / "run" / "tb").iterdir())
 
 

@@ -84,21 +84,29 @@ def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, che
     S = [_state(model, js) for js in states]
     S_obs = [task.observation(q[None], v[None])[0] for q, v in S]
     obs_index = {o.tobytes(): i for i, o in enumerate(O)}
-    matched = resets = 0
+    def replay(state, commands):
+        data.qpos[:], data.qvel[:] = state
+        for command in commands:
+            data.ctrl[:] = np.clip(command, -1, 1)
+            data.qacc_warmstart[:] = 0
+            mujoco.mj_step(model, data, nstep=4)
+        return data.qpos.copy(), data.qvel.copy()
+
+    same = lambda a, b: np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # noqa: E731
+    matched = resets = dropped = 0
     for k in range(len(S) - 1):
         m = obs_index.get(S_obs[k].tobytes(), -1) - j0  # the command answering this state
         if not 0 <= m < len(cmds):
             continue
-        data.qpos[:], data.qvel[:] = S[k]
-        data.ctrl[:] = np.clip(cmds[m], -1, 1)
-        data.qacc_warmstart[:] = 0
-        mujoco.mj_step(model, data, nstep=4)
-        if np.array_equal(data.qpos, S[k + 1][0]) and np.array_equal(data.qvel, S[k + 1][1]):
+        after = replay(S[k], [cmds[m]])
+        if same(after, S[k + 1]):
             matched += 1
-        else:  # only a reset may break the chain: the task's termination rule fired
-            assert task.terminated(data.qpos[None], data.qvel[None], float(model.qpos0[1]))[0], f"step {m}"
-            resets += 1
-    assert matched >= 300 and matched > 5 * resets, (matched, resets)
+        elif task.terminated(after[0][None], after[1][None], float(model.qpos0[1]))[0]:
+            resets += 1  # the task's termination rule fired: the simulator reset the robot
+        else:  # the probe missed a joint_states message (KEEP_LAST 10 while it was busy)
+            assert m + 1 < len(cmds) and same(replay(S[k], cmds[m:m + 2]), S[k + 1]), f"step {m}"
+            dropped += 1
+    assert matched >= 300 and matched > 5 * resets and dropped <= 0.05 * matched, (matched, resets, dropped)
 
 
 def test_robot_description_reaches_a_late_subscriber(probe, start_node):
