@@ -41,7 +41,13 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace):
     from .config import TrainConfig
 
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    saved = Path(args.out or "") / "config.yaml"
+    if args.config:
+        config = TrainConfig.from_yaml(args.config)
+    elif args.resume and args.out and saved.is_file():  # continue with the run's own settings
+        config = TrainConfig.from_yaml(saved)
+    else:
+        config = TrainConfig()
     overrides = {"experiment": args.experiment, "method": args.method, "jt": args.jt, "sp": args.sp,
                  "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task}
     for key, value in overrides.items():
@@ -253,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
     p.add_argument("--envs-per-task", type=int, dest="envs_per_task")
     p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(with its saved config.yaml unless --config is given)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("reproduce", help="the paper's grid of runs (resumable), then the report")

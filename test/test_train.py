@@ -152,7 +152,8 @@ def test_kill_9_between_checkpoints_then_resume(tiny_experiment, tmp_path):
     assert latest_checkpoint(out) is not None
     done_before_kill = len(_metrics(out))
     assert done_before_kill < 20, "the run finished before it could be killed"
-    resume = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    resume = subprocess.run([sys.executable, "-m", "mt_specialize.cli", "train", "--out", str(out), "--resume"],
+                            capture_output=True, text=True, timeout=300)  # the run's own config.yaml
     assert resume.returncode == 0, resume.stderr
     config = TrainConfig.from_yaml(tmp_path / "cfg.yaml")
     config.experiment, config.method, config.seed, config.envs_per_task, config.samples = (
