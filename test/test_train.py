@@ -222,3 +222,20 @@ def test_a_run_directory_in_use_is_refused_and_released_after(tiny_experiment, t
         Trainer(config, tmp_path / "run", resume=True)
     first.run()  # releases the directory when it returns
     Trainer(config, tmp_path / "run", resume=True).close()
+
+
+def test_the_split_itself_changes_no_action_or_value(tiny_experiment, tmp_path):
+    """Per-task copies start from the joint values: splitting alone leaves every task's policy as it was."""
+    trainer = Trainer(_config(tiny_experiment, method="ours", jt=768, sp=0.5, split_value=True), tmp_path / "r")
+    for _ in range(2):  # joint iterations, as run() does them
+        trainer.update(trainer.prepare_batch(trainer.collect()), track_gradients=True)
+        trainer.samples += trainer.batch
+    obs = torch.randn(3, 40, trainer.policy_in)
+    with torch.no_grad():
+        actions, values = trainer.policy.mean_action(obs), trainer.value(obs)
+    trainer._split()
+    with torch.no_grad():
+        assert torch.equal(trainer.policy.mean_action(obs), actions)
+        assert torch.equal(trainer.value(obs), values)
+    assert any(bool(m.any()) for m in trainer.policy.split_masks().values())
+    trainer.close()
