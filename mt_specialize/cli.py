@@ -199,29 +199,32 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .inference import InferencePolicy
-    from .train import latest_checkpoint
 
-    source = Path(args.source)
-    if source.is_dir():
-        found = latest_checkpoint(source)
-        if found is None:
-            raise ValueError(f"{source} holds no checkpoints/ckpt_*.safetensors")
-        source = found
+    source = _checkpoint_path(args.source)
     path = InferencePolicy.export(source, args.out)
     policy = InferencePolicy.from_checkpoint(path)
     print(f"wrote {path} ({path.stat().st_size:,} bytes): tasks {policy.task_names}, from {source}")
     return 0
 
 
+def _checkpoint_path(source: str) -> Path:
+    """A checkpoint file, or a run directory's newest checkpoint (ValueError if it has none)."""
+    from .train import latest_checkpoint
+
+    path = Path(source)
+    if path.is_dir():
+        found = latest_checkpoint(path) or (path / "policy.safetensors")  # archived grid cells keep the latter
+        if not found.exists():
+            raise ValueError(f"{path} holds no checkpoints/ckpt_*.safetensors")
+        return found
+    return path
+
+
 def _cmd_gait(args: argparse.Namespace) -> int:
     from .gait import play, write_animation
     from .inference import InferencePolicy
-    from .train import latest_checkpoint
 
-    source = Path(args.checkpoint)
-    if source.is_dir():
-        source = latest_checkpoint(source) or source
-    policy = InferencePolicy.from_checkpoint(source)
+    policy = InferencePolicy.from_checkpoint(_checkpoint_path(args.checkpoint))
     schedule = [(0, args.task)]
     if args.switch_to:
         schedule.append((args.switch_at, args.switch_to))
