@@ -126,36 +126,18 @@ class TaskSpec:
 
     def observation(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
         """(N, obs_dim) = [qpos[:, 1:], clip(qvel, -10, 10)] from qpos (N, nq), qvel (N, nv)."""
-        qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
-        return np.concatenate([qpos[..., 1:], np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
+        return observation(qpos, qvel)
 
     def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray) -> np.ndarray:
         """(N,) = direction * vx + alive_bonus - ctrl_cost * |action|^2; x in m, action (N, nu) unclipped."""
-        velocity = (np.asarray(x_after, dtype=np.float64) - np.asarray(x_before, dtype=np.float64)) / self.dt
-        ctrl = np.sum(np.square(np.asarray(action, dtype=np.float64)), axis=-1)
-        return self.direction * velocity + self.alive_bonus - self.ctrl_cost * ctrl
+        return reward(x_before, x_after, action, self.direction, self.alive_bonus, self.ctrl_cost, self.dt)
 
     def terminated(self, qpos: np.ndarray, qvel: np.ndarray, start_height: float | None = None) -> np.ndarray:
         """bool (N,): the family's termination rule on qpos (N, nq), qvel (N, nv).
 
         start_height (m, default this task's) scales the hopper's minimum torso height.
         """
-        qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
-        if start_height is None:
-            start_height = self.start_height
-        state = np.concatenate([qpos, qvel], axis=-1)
-        bad = ~np.all(np.isfinite(state), axis=-1)
-        height, angle = qpos[..., 1], qpos[..., 2]
-        with np.errstate(invalid="ignore"):
-            if self.family == "hopper":
-                bad |= np.any(np.abs(state[..., 2:]) >= HOPPER_STATE_LIMIT, axis=-1)
-                bad |= np.abs(angle) >= HOPPER_ANGLE_LIMIT
-                bad |= height <= HOPPER_MIN_HEIGHT_RATIO * start_height
-            else:
-                low, high = BIPED_HEIGHT_RANGE
-                bad |= (height <= low) | (height >= high)
-                bad |= np.abs(angle) >= BIPED_ANGLE_LIMIT
-        return bad
+        return terminated(self.family, qpos, qvel, self.start_height if start_height is None else start_height)
 
     def sample_reset(self, model: mujoco.MjModel, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Initial states: qpos (n, nq) = qpos0 + U(+-reset_noise), then qvel (n, nv) = U(+-reset_noise)."""
@@ -163,6 +145,48 @@ class TaskSpec:
         qpos = model.qpos0[None, :] + rng.uniform(-noise, noise, size=(n, model.nq))
         qvel = rng.uniform(-noise, noise, size=(n, model.nv))
         return qpos, qvel
+
+
+# -- the formulas, on arrays of any leading shape (one task's (N, ...) or T tasks' (T, E, ...) with
+# per-task parameters shaped (T, 1)); TaskSpec's methods and the batched engine both call these. ----
+def observation(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    """(..., nq - 1 + nv) = [qpos[..., 1:], clip(qvel, -10, 10)] from qpos (..., nq), qvel (..., nv)."""
+    qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+    return np.concatenate([qpos[..., 1:], np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
+
+
+def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt) -> np.ndarray:
+    """(...) = direction * vx + alive_bonus - ctrl_cost * |action|^2.
+
+    x_before, x_after (...) in m; action (..., nu) unclipped; dt (s) the control period; the
+    parameters are scalars or arrays broadcasting against (...).
+    """
+    velocity = (np.asarray(x_after, dtype=np.float64) - np.asarray(x_before, dtype=np.float64)) / dt
+    ctrl = np.sum(np.square(np.asarray(action, dtype=np.float64)), axis=-1)
+    return direction * velocity + alive_bonus - ctrl_cost * ctrl
+
+
+def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height) -> np.ndarray:
+    """bool (...): ``family``'s termination rule on qpos (..., nq), qvel (..., nv).
+
+    start_height (m; scalar or broadcasting against (...)) scales the hopper's minimum torso height.
+    """
+    qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+    state = np.concatenate([qpos, qvel], axis=-1)
+    bad = ~np.all(np.isfinite(state), axis=-1)
+    height, angle = qpos[..., 1], qpos[..., 2]
+    with np.errstate(invalid="ignore"):
+        if family == "hopper":
+            bad |= np.any(np.abs(state[..., 2:]) >= HOPPER_STATE_LIMIT, axis=-1)
+            bad |= np.abs(angle) >= HOPPER_ANGLE_LIMIT
+            bad |= height <= HOPPER_MIN_HEIGHT_RATIO * np.asarray(start_height)
+        elif family == "biped":
+            low, high = BIPED_HEIGHT_RANGE
+            bad |= (height <= low) | (height >= high)
+            bad |= np.abs(angle) >= BIPED_ANGLE_LIMIT
+        else:
+            raise ValueError(f"unknown family {family!r}, allowed {list(FAMILIES)}")
+    return bad
 
 
 def _hopper(name: str, robot: str, **kw) -> TaskSpec:

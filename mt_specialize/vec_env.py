@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
+from . import tasks as task_rules
 from .tasks import TaskSpec
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -82,13 +83,25 @@ class MultiTaskVecEnv:
         if any(t.frame_skip != self.frame_skip for t in self.tasks):
             raise ValueError("all tasks of an experiment must share one frame_skip")
         self.start_heights = [float(m.qpos0[1]) for m in self.models]
+        # per-task parameters shaped (T, 1), so each rule runs once over all tasks' (T, E) arrays
+        column = lambda values: np.array(values, dtype=np.float64)[:, None]  # noqa: E731
+        self._direction = column([t.direction for t in self.tasks])
+        self._alive_bonus = column([t.alive_bonus for t in self.tasks])
+        self._ctrl_cost = column([t.ctrl_cost for t in self.tasks])
+        self._dt = column([t.dt for t in self.tasks])
+        self._start_height = column(self.start_heights)
+        self._horizon = np.array([t.horizon for t in self.tasks])[:, None]
+        families = sorted({t.family for t in self.tasks})
+        self._family_rows = {f: np.array([i for i, t in enumerate(self.tasks) if t.family == f]) for f in families}
 
         n = self.n_tasks * self.envs_per_task
         self.nthread = int(nthread or min(2, os.cpu_count() or 1))
         self._runner = mj_rollout.Rollout(nthread=self.nthread)
         self._datas = [mujoco.MjData(first) for _ in range(self.nthread)]
         self._batch_models = [m for m in self.models for _ in range(self.envs_per_task)]
-        self._chunk = max(1, -(-n // self.nthread))
+        # several chunks per thread balance the threads' load (envs differ in contacts): measured
+        # 10-20 % faster than one chunk per thread for 32-48 envs on 2 threads; results do not depend on it
+        self._chunk = max(1, -(-n // (4 * self.nthread)))
         self.state = np.zeros((n, self.nstate))
         self._ctrl = np.zeros((n, self.frame_skip, self.nu))
         self._out = np.zeros((n, self.frame_skip, self.nstate))
@@ -109,8 +122,17 @@ class MultiTaskVecEnv:
     def observe(self, state: np.ndarray | None = None) -> np.ndarray:
         """(T, E, obs_dim) observations of ``state`` (default: the current state)."""
         state = self.state if state is None else state
-        qpos, qvel = self._qpos(state), self._qvel(state)
-        return np.stack([task.observation(qpos[i], qvel[i]) for i, task in enumerate(self.tasks)])
+        return task_rules.observation(self._qpos(state), self._qvel(state))
+
+    def _terminated(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """bool (T, E): each task's termination rule on qpos (T, E, nq), qvel (T, E, nv)."""
+        if len(self._family_rows) == 1:
+            (family,) = self._family_rows
+            return task_rules.terminated(family, qpos, qvel, self._start_height)
+        out = np.empty(qpos.shape[:2], dtype=bool)
+        for family, rows in self._family_rows.items():
+            out[rows] = task_rules.terminated(family, qpos[rows], qvel[rows], self._start_height[rows])
+        return out
 
     def _reset_envs(self, task_index: int, env_index: np.ndarray) -> None:
         """Reset envs ``env_index`` of task ``task_index`` to a noisy initial state."""
@@ -149,18 +171,14 @@ class MultiTaskVecEnv:
         x_before = self.state[:, 1].reshape(self.n_tasks, self.envs_per_task)
         x_after = new_state[:, 1].reshape(self.n_tasks, self.envs_per_task)
         qpos, qvel = self._qpos(new_state), self._qvel(new_state)
-        reward = np.empty((self.n_tasks, self.envs_per_task))
-        terminated = np.empty((self.n_tasks, self.envs_per_task), dtype=bool)
-        final_obs = np.empty((self.n_tasks, self.envs_per_task, self.obs_dim))
-        for i, task in enumerate(self.tasks):
-            reward[i] = task.reward(x_before[i], x_after[i], actions[i])
-            terminated[i] = task.terminated(qpos[i], qvel[i], self.start_heights[i])
-            final_obs[i] = task.observation(qpos[i], qvel[i])
+        reward = task_rules.reward(x_before, x_after, actions, self._direction, self._alive_bonus,
+                                   self._ctrl_cost, self._dt)
+        terminated = self._terminated(qpos, qvel)
+        final_obs = task_rules.observation(qpos, qvel)
         self.state[:] = new_state
         self.episode_return += reward
         self.episode_length += 1
-        horizons = np.array([t.horizon for t in self.tasks])[:, None]
-        truncated = (self.episode_length >= horizons) & ~terminated
+        truncated = (self.episode_length >= self._horizon) & ~terminated
         done = terminated | truncated
         finished: list[list[tuple[float, int]]] = [[] for _ in range(self.n_tasks)]
         obs = final_obs
@@ -172,7 +190,7 @@ class MultiTaskVecEnv:
                 self._reset_envs(i, envs)
                 qpos_i = self._qpos(self.state)[i, envs]
                 qvel_i = self._qvel(self.state)[i, envs]
-                obs[i, envs] = self.tasks[i].observation(qpos_i, qvel_i)
+                obs[i, envs] = task_rules.observation(qpos_i, qvel_i)
         return StepResult(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
                           final_obs=final_obs, finished=finished)
 
