@@ -14,6 +14,7 @@ counted in the ``partial`` column, so a partial table says so.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -42,6 +43,12 @@ PAPER_TABLE_I = {
 ROW_LABELS = {
     "joint": "sp=0%", "separate": "jt=0, sp=100%", "random_jt400k_sp25": "jt=400k, sp=25% random",
     "append": "append",
+}
+
+
+METHOD_NAMES = {
+    "ours_jt400k_sp25": "ours (jt=400k, sp=25%)", "joint": "joint (sp=0%)", "separate": "separate",
+    "random_jt400k_sp25": "random split (jt=400k, sp=25%)", "append": "append (one-hot task id)",
 }
 
 
@@ -110,6 +117,60 @@ def per_task_table(runs: dict, experiment: str, at: int = TABLE_AT) -> str:
             values = [v for v in (value_at(rows, key, at) for rows in variants[variant].values()) if v is not None]
             cells.append(_cell(values))
         lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def permutation_p_value(a: list[float], b: list[float]) -> float:
+    """Two-sided exact permutation test of mean(a) - mean(b): the fraction of the C(n_a + n_b, n_a)
+    relabellings of the pooled values whose |difference of means| is at least the observed one.
+
+    Seeds are the unit (one value per run). With 3 seeds against 3 the smallest possible p is
+    2/20 = 0.1: three seeds cannot show a difference at the 5 % level, however large.
+    """
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if not a or not b:
+        raise ValueError("permutation_p_value needs at least one value on each side")
+    pooled = a + b
+    observed = abs(np.mean(a) - np.mean(b))
+    total = sum(pooled)
+    count = extreme = 0
+    for chosen in itertools.combinations(range(len(pooled)), len(a)):
+        sum_a = sum(pooled[i] for i in chosen)
+        diff = abs(sum_a / len(a) - (total - sum_a) / len(b))
+        extreme += diff >= observed - 1e-9 * max(1.0, observed)
+        count += 1
+    return extreme / count
+
+
+def _values_at(seeds: dict[int, list[dict]], key: str, at: int) -> list[float]:
+    return [v for v in (value_at(rows, key, at) for rows in seeds.values()) if v is not None]
+
+
+def comparison_table(runs: dict, experiment: str, at: int = TABLE_AT,
+                     reference: str = "ours_jt400k_sp25") -> str:
+    """Markdown: each main method's pooled return at ``at`` against ``reference`` (difference of means
+    over seeds, exact permutation p), and the methods ranked by our means beside the paper's ranking."""
+    variants = runs.get(experiment, {})
+    ours = _values_at(variants.get(reference, {}), "return_pooled", at)
+    column = ("three_hoppers", "biped_fwd_bwd").index(experiment)
+    lines = [f"| method | seeds | mean | {METHOD_NAMES[reference]} minus method | permutation p |",
+             "|---|---:|---:|---:|---:|"]
+    means = {}
+    for variant in MAIN_VARIANTS:
+        values = _values_at(variants.get(variant, {}), "return_pooled", at)
+        if values:
+            means[variant] = float(np.mean(values))
+        if variant == reference or not values:
+            lines.append(f"| {METHOD_NAMES[variant]} | {len(values)} | {_cell(values).split(' ±')[0]} | | |")
+            continue
+        diff = f"{np.mean(ours) - np.mean(values):+.1f}" if ours else "–"
+        p = f"{permutation_p_value(ours, values):.2f}" if ours else "–"
+        lines.append(f"| {METHOD_NAMES[variant]} | {len(values)} | {np.mean(values):.1f} | {diff} | {p} |")
+    ranked = sorted(means, key=means.get, reverse=True)
+    paper = sorted(MAIN_VARIANTS, key=lambda v: PAPER_TABLE_I[v][column], reverse=True)
+    lines += ["", "Ranking by mean (best first), ours: " + " > ".join(METHOD_NAMES[v] for v in ranked)
+              + (" (methods without a run at this budget left out)" if len(ranked) < len(MAIN_VARIANTS) else ""),
+              "", "Ranking in the paper: " + " > ".join(METHOD_NAMES[v] for v in paper)]
     return "\n".join(lines)
 
 
@@ -253,6 +314,10 @@ def write_report(root: str | Path, out: str | Path, gaits: bool = True, at: int 
         "",
         table_one(runs, at),
     ]
+    for experiment in ("three_hoppers", "biped_fwd_bwd"):
+        if experiment in runs:
+            parts += ["", f"## Ours (jt=400k, sp=25%) against each baseline at {at:,} samples: {experiment}", "",
+                      comparison_table(runs, experiment, at)]
     for experiment in sorted(runs):
         parts += ["", f"## Per-task returns at {at:,} samples: {experiment}", "",
                   per_task_table(runs, experiment, at)]

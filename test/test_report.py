@@ -1,0 +1,43 @@
+"""Report statistics: exact permutation test and the ours-vs-baselines table, on hand-made runs."""
+import pytest
+
+from mt_specialize.report import comparison_table, permutation_p_value, table_one
+
+
+def test_permutation_p_value_by_hand():
+    # 3 vs 3 completely separated: only the observed split and its mirror are as extreme: 2 of 20
+    assert permutation_p_value([10, 11, 12], [0, 1, 2]) == pytest.approx(0.1)
+    assert permutation_p_value([1, 2, 3], [1, 2, 3]) == 1.0
+    # [1, 2] vs [3]: splits {1,2}|3 -> 1.5, {1,3}|2 -> 0, {2,3}|1 -> 1.5: 2 of 3 at least 1.5
+    assert permutation_p_value([1, 2], [3]) == pytest.approx(2 / 3)
+    # order does not matter; a single outlier seed does not make a difference "significant"
+    assert permutation_p_value([0, 1, 2], [10, 11, 12]) == pytest.approx(0.1)
+    assert permutation_p_value([100, 0, 0], [1, 1, 1]) > 0.5
+    with pytest.raises(ValueError, match="at least one value"):
+        permutation_p_value([], [1.0])
+
+
+def _rows(final: float, until: int = 3_000_000):
+    """metrics rows rising linearly to ``final`` at 3M samples, logged every 1M up to ``until``."""
+    return [{"samples": s, "return_pooled": final * s / 3_000_000} for s in range(1_000_000, until + 1, 1_000_000)]
+
+
+def test_comparison_table_differences_p_values_and_rankings():
+    runs = {"three_hoppers": {
+        "ours_jt400k_sp25": {1: _rows(1000), 2: _rows(1100), 3: _rows(1200)},
+        "joint": {1: _rows(500), 2: _rows(600), 3: _rows(700)},
+        "append": {1: _rows(1500), 2: _rows(1600)},
+        "separate": {1: _rows(900, until=2_000_000)},  # not at 3M yet: left out
+    }}
+    table = comparison_table(runs, "three_hoppers")
+    assert "| joint (sp=0%) | 3 | 600.0 | +500.0 | 0.10 |" in table
+    assert "| append (one-hot task id) | 2 | 1550.0 | -450.0 | 0.10 |" in table
+    assert "| separate | 0 | – | | |" in table
+    ours_rank = next(line for line in table.splitlines() if line.startswith("Ranking by mean")).split(": ", 1)[1]
+    assert ours_rank.index("append") < ours_rank.index("ours") < ours_rank.index("joint")
+    assert "left out" in ours_rank
+    paper_rank = next(line for line in table.splitlines() if line.startswith("Ranking in the paper"))
+    assert paper_rank.startswith("Ranking in the paper: ours (jt=400k, sp=25%) > separate")
+    # Table I counts the partial run as partial, not in the mean
+    separate_row = next(line for line in table_one(runs).splitlines() if line.startswith("| jt=0, sp=100% |"))
+    assert "– (0 seeds, 1 partial)" in separate_row
