@@ -4,16 +4,27 @@
 
 This process plays the simulator: every control tick it publishes one observation per robot on
 ``/r<i>/observation`` and times the matching ``/r<i>/commands`` (p50 / p99 / max, microseconds).
+The round trip runs from just before ``publish`` to the start of the command's callback here (so
+it includes this process's own dispatch, the same for every answerer; the EventsExecutor of rclpy
+9.1 fails on callbacks taking a MessageInfo, so the DDS arrival time is not available). ``late``
+counts answers later than the period, plus unanswered observations. ``other%`` is the CPU used by
+processes other than this one and the answerer during the row, in % of one core: a row with
+foreign load is not an idle-machine figure, rerun it.
 The answering process is, in turn:
   * ``echo``      a bare rclpy node (EventsExecutor) that republishes each observation as the command;
   * ``batched``   the policy server, ``rate_mode: batched`` (one act() for all robots of a tick);
   * ``immediate`` the policy server, ``rate_mode: immediate`` (one act() per observation).
 All on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of their own. A benchmark, not
 a test: the figures depend on the machine and its load, and are printed with the ratios to echo.
+
+Fair to both answerers: the echo freezes its start-up heap like the policy server
+(``common.freeze_heap``, run by ``run_node``), and this process freezes its heap and turns the
+cyclic GC off while it publishes and times (its pauses are the instrument's, not the answerer's).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import subprocess
@@ -35,7 +46,7 @@ ECHO = r"""
 import sys, rclpy
 from std_msgs.msg import Float64MultiArray
 from rclpy.experimental import EventsExecutor
-from mt_specialize.nodes.common import CONTROL_QOS
+from mt_specialize.nodes.common import CONTROL_QOS, freeze_heap
 rclpy.init()
 node = rclpy.create_node("echo")
 pubs, subs = [], []
@@ -45,6 +56,7 @@ for i in range(int(sys.argv[1])):
                                          lambda m, pub=pub: pub.publish(m), CONTROL_QOS))
     pubs.append(pub)
 ex = EventsExecutor(); ex.add_node(node)
+freeze_heap()  # as run_node does for the policy server
 try:
     while rclpy.ok():
         ex.spin_once(timeout_sec=0.1)
@@ -109,8 +121,9 @@ class Driver:
                                                    lambda m, i=i: self._on_command(i, m), CONTROL_QOS)
                      for i in range(n_robots)]
         self.base = np.random.default_rng(0).normal(size=(n_robots, OBS_DIM))
+        # per robot: (time.perf_counter_ns() at publish, expected command) of the unanswered ones
         self.waiting: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n_robots)]
-        self.lat: list[int] = []
+        self.lat: list[int] = []  # ns
 
     def _obs(self, i: int, k: int) -> np.ndarray:
         o = self.base[i].copy()
@@ -155,22 +168,41 @@ class Driver:
         msgs = [[array_msg(o) for o in obs[i]] for i in range(self.n)]
         self.lat = []
         self.waiting = [[] for _ in range(self.n)]
-        t0 = time.perf_counter()
-        for k in range(ticks):
-            for i in range(self.n):
-                self.waiting[i].append((time.perf_counter_ns(), want[i][k]))
-                del self.waiting[i][:-50]
-                self.pubs[i].publish(msgs[i][k])
-            deadline = t0 + (k + 1) * period
-            while (remaining := deadline - time.perf_counter()) > 0:
-                if not any(self.waiting):
-                    time.sleep(remaining)  # all answered: idle until the next tick
-                    break
-                self.executor.spin_once(timeout_sec=remaining)
-        end = time.perf_counter() + 0.2  # late answers still count (their latency shows it)
-        while any(self.waiting) and time.perf_counter() < end:
-            self.executor.spin_once(timeout_sec=0.01)
+        gc.collect()
+        gc.disable()  # the driver's own GC pauses would be charged to the answerer
+        try:
+            t0 = time.perf_counter()
+            for k in range(ticks):
+                for i in range(self.n):
+                    self.waiting[i].append((time.perf_counter_ns(), want[i][k]))
+                    del self.waiting[i][:-50]
+                    self.pubs[i].publish(msgs[i][k])
+                deadline = t0 + (k + 1) * period
+                while (remaining := deadline - time.perf_counter()) > 0:
+                    if not any(self.waiting):
+                        time.sleep(remaining)  # all answered: idle until the next tick
+                        break
+                    self.executor.spin_once(timeout_sec=remaining)
+            end = time.perf_counter() + 0.2  # late answers still count (their latency shows it)
+            while any(self.waiting) and time.perf_counter() < end:
+                self.executor.spin_once(timeout_sec=0.01)
+        finally:
+            gc.enable()
         return len(self.lat), ticks * self.n
+
+
+def foreign_jiffies(own: set[int]) -> int:
+    """CPU time (jiffies) used so far by every process not in ``own`` (from /proc/<pid>/stat)."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) not in own:
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
+            except (OSError, ValueError, IndexError):
+                pass  # gone meanwhile
+    return total
 
 
 def main() -> int:
@@ -189,9 +221,14 @@ def main() -> int:
     from mt_specialize.inference import InferencePolicy
 
     policy = InferencePolicy.from_checkpoint(ckpt)
+    from mt_specialize.nodes.common import freeze_heap
+
+    freeze_heap()  # torch & co.: ~180 000 objects a full collection would walk (50-280 ms)
+    hz = os.sysconf("SC_CLK_TCK")
     rows = []
-    print(f"# ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {args.seconds:g} s per row, {os.cpu_count()} cores")
-    print(f"{'answerer':>10} {'robots':>6} {'rate Hz':>7} {'answered':>11} {'p50 us':>8} {'p99 us':>8} {'max us':>8}")
+    print(f"# ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {args.seconds:g} s per row, {os.cpu_count()} cores; us")
+    print(f"{'answerer':>10} {'robots':>6} {'rate Hz':>7} {'answered':>11} {'p50':>6} {'p99':>6} {'max':>6} "
+          f"{'late':>5} {'other%':>6}")
     try:
         for kind in args.kinds:
             for n in args.robots:
@@ -201,13 +238,17 @@ def main() -> int:
                     driver.wait_ready()
                     for rate in args.rates:
                         driver.run(rate, 1.0)  # warm-up
+                        own = {os.getpid(), proc.pid}
+                        j0, t0 = foreign_jiffies(own), time.monotonic()
                         answered, expected = driver.run(rate, args.seconds)
+                        other = 100 * (foreign_jiffies(own) - j0) / (hz * (time.monotonic() - t0))
                         lat = np.array(driver.lat, dtype=np.float64) / 1e3
+                        late = int((lat > 1e6 / rate).sum()) + expected - answered
                         p50, p99, mx = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) if lat.size \
                             else (float("nan"),) * 3
                         rows.append((kind, n, rate, p50, p99, mx))
-                        print(f"{kind:>10} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>8.0f} {p99:>8.0f} "
-                              f"{mx:>8.0f}", flush=True)
+                        print(f"{kind:>10} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>6.0f} {p99:>6.0f} "
+                              f"{mx:>6.0f} {late:>5} {other:>6.0f}", flush=True)
                 finally:
                     driver.node.destroy_node()
                     proc.send_signal(signal.SIGINT)
@@ -220,10 +261,10 @@ def main() -> int:
         rclpy.shutdown()
     echo = {(n, r): p50 for k, n, r, p50, _, _ in rows if k == "echo"}
     if echo:
-        print("\np50 ratio to the bare echo (same robots, same rate):")
+        print("\np50 against the bare echo (same robots, same rate):")
         for k, n, r, p50, _, _ in rows:
             if k != "echo" and (n, r) in echo:
-                print(f"  {k:>9} robots={n} {r:>4.0f} Hz: {p50 / echo[(n, r)]:.2f}x")
+                print(f"  {k:>9} robots={n} {r:>4.0f} Hz: {p50 - echo[(n, r)]:+5.0f} us ({p50 / echo[(n, r)]:.2f}x)")
     return 0
 
 

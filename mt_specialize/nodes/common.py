@@ -4,6 +4,8 @@ Only this package's ``nodes`` and ``ros_cli`` modules import ROS; the learning c
 """
 from __future__ import annotations
 
+import array
+import gc
 import os
 import sys
 from pathlib import Path
@@ -88,13 +90,22 @@ def array_msg(values: np.ndarray, label: str = "data"):
     msg = Float64MultiArray()
     v = np.ascontiguousarray(values, dtype=np.float64).ravel()
     msg.layout.dim = [MultiArrayDimension(label=label, size=v.size, stride=v.size)]
-    msg.data = v.tolist()
+    set_array_data(msg, v)
     return msg
 
 
+def set_array_data(msg, values: np.ndarray) -> None:
+    """Fill ``msg.data`` (a float64 sequence) from a float64 vector. An ``array('d')`` is taken
+    as is by the generated setter; a list would be checked element by element."""
+    msg.data = array.array("d", np.ascontiguousarray(values, dtype=np.float64).tobytes())
+
+
 def array_from_msg(msg) -> np.ndarray:
-    """Float64MultiArray -> float64 vector (honours ``layout.data_offset``)."""
-    data = np.asarray(msg.data, dtype=np.float64)
+    """Float64MultiArray -> float64 vector (honours ``layout.data_offset``); a view of the
+    message's ``array('d')`` (no copy) when it has one."""
+    data = msg.data
+    data = np.frombuffer(data, dtype=np.float64) if isinstance(data, array.array) and data.typecode == "d" \
+        else np.asarray(data, dtype=np.float64)
     off = int(msg.layout.data_offset)
     return data[off:] if off else data
 
@@ -103,7 +114,7 @@ def check_vector(v: np.ndarray, n: int) -> str | None:
     """None if ``v`` is a finite vector of length ``n``, else the reason it is not."""
     if v.ndim != 1 or v.size != n:
         return f"expected {n} values, got {v.size}"
-    if not np.all(np.isfinite(v)):
+    if not np.isfinite(v).all():
         return "non-finite values (NaN/inf)"
     return None
 
@@ -123,6 +134,18 @@ def string_list_param(node: Node, name: str, default: Sequence[str] = ()) -> lis
 # ---------------------------------------------------------------------------------------------
 # Main loop
 # ---------------------------------------------------------------------------------------------
+def freeze_heap() -> None:
+    """Collect once, then move every object alive now out of the cyclic GC's reach (``gc.freeze``).
+
+    Importing torch / numpy / rclpy leaves ~180 000 tracked objects; without this each full
+    (generation 2) collection walks all of them: 50-280 ms pauses measured in the policy server
+    and the benchmark (docs/ros.md, Latency). Afterwards a collection only walks the objects made
+    since, a few microseconds. Objects that die later are still freed by reference counting.
+    Called after start-up and after each checkpoint load."""
+    gc.collect()
+    gc.freeze()
+
+
 def make_executor():
     """``EventsExecutor`` (about 4x lower pub/sub latency than the default one, measured here),
     falling back to the single-threaded executor on rclpy versions without it."""
@@ -153,6 +176,7 @@ def run_node(factory: Callable[[], Node], args: Iterable[str] | None = None) -> 
         node = factory()
         executor = make_executor()
         executor.add_node(node)
+        freeze_heap()
         try:
             # Not executor.spin(): the EventsExecutor's spin() does not return when SIGINT/SIGTERM
             # shut the context down (measured with rclpy 9.1); spin_once with a timeout does.

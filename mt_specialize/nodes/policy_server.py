@@ -36,10 +36,11 @@ from mt_specialize.nodes.common import (
     LATCHED_QOS,
     WARN_THROTTLE_S,
     array_from_msg,
-    array_msg,
     check_vector,
     clean_ns,
+    freeze_heap,
     run_node,
+    set_array_data,
     string_list_param,
 )
 
@@ -69,9 +70,10 @@ class PolicyServerNode(Node):
 
     def __init__(self, policy=None, **kwargs):
         super().__init__("policy_server", **kwargs)
-        from std_msgs.msg import Float64MultiArray, String
+        from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 
         self._Float64MultiArray = Float64MultiArray
+        self._MultiArrayDimension = MultiArrayDimension
         ckpt = str(self.declare_parameter(
             "checkpoint", "", ParameterDescriptor(description="checkpoint path (hot-loaded when set)")).value)
         topic = str(self.declare_parameter("checkpoint_topic", "checkpoint").value)
@@ -114,8 +116,9 @@ class PolicyServerNode(Node):
         n = len(self.robots)
         self._obs = [None] * n            # latest observation not answered yet (np.ndarray)
         self._bad = [None] * n            # reason it is malformed, or None
-        self._fresh = np.zeros(n, dtype=bool)
-        self._last_seen = np.full(n, -1e9)
+        self._fresh = [False] * n         # observation received, not answered yet
+        self._last_seen = [-1e9] * n      # time.monotonic() of the last observation
+        self._cmd_msgs = [Float64MultiArray() for _ in range(n)]  # reused for every command
         self.served = np.zeros(n, dtype=np.int64)
         self.rejected = np.zeros(n, dtype=np.int64)
         self.act_calls = 0
@@ -157,6 +160,7 @@ class PolicyServerNode(Node):
             elif t not in names:
                 raise ValueError(f"its tasks {names} do not include {t!r}, the task of robot {r!r}")
         self.policy = policy
+        self._obs_dim = int(policy.obs_dim)
         self.checkpoint_path = path
         self._task = new_task
         self._task_index = np.array([names.index(new_task[r]) for r in self.robots], dtype=np.int64)
@@ -182,6 +186,7 @@ class PolicyServerNode(Node):
             self._install(policy, path)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
+        freeze_heap()  # the new weights' objects join the start-up ones (no full-GC pauses)
         self.get_logger().info(f"loaded checkpoint {path} in {(time.perf_counter() - t0) * 1e3:.0f} ms: "
                                f"tasks {list(self.policy.task_names)}, robots -> {self._task}")
         return None
@@ -254,6 +259,8 @@ class PolicyServerNode(Node):
         return response
 
     # -- serving --------------------------------------------------------------------------------
+    # The hot path: plain Python lists for the per-robot flags (a handful of robots: cheaper than
+    # numpy indexing), one reused command message per robot (publish() serialises it at once).
     def _on_observation(self, i: int, msg) -> None:
         now = time.monotonic()
         self._last_seen[i] = now
@@ -263,52 +270,57 @@ class PolicyServerNode(Node):
             return
         obs = array_from_msg(msg)
         self._obs[i] = obs
-        self._bad[i] = check_vector(obs, int(self.policy.obs_dim))
+        self._bad[i] = check_vector(obs, self._obs_dim)
         self._fresh[i] = True
         if self._batch_timer is None:  # immediate mode, or a single robot
-            self._flush(np.array([i]))
+            self._flush([i])
             return
-        active = (now - self._last_seen) < ACTIVE_WINDOW_S
-        if np.all(self._fresh[active]):
+        # Answer once no robot active in the last ACTIVE_WINDOW_S still owes its observation.
+        if all(fresh or now - seen >= ACTIVE_WINDOW_S for fresh, seen in zip(self._fresh, self._last_seen)):
             self._batch_timer.cancel()
-            self._flush(np.flatnonzero(self._fresh))
+            self._flush([k for k, fresh in enumerate(self._fresh) if fresh])
         elif self._batch_timer.is_canceled():
             self._batch_timer.reset()
 
     def _on_batch_timeout(self) -> None:
         self._batch_timer.cancel()
-        if self._fresh.any():
-            self._flush(np.flatnonzero(self._fresh))
+        fresh = [k for k, f in enumerate(self._fresh) if f]
+        if fresh:
+            self._flush(fresh)
 
-    def _flush(self, idx: np.ndarray) -> None:
+    def _flush(self, idx: list[int]) -> None:
         """Answer the observations of robots ``idx`` with ONE batched act call."""
-        self._fresh[idx] = False
-        act_dim = int(self.policy.act_dim)
+        for i in idx:
+            self._fresh[i] = False
         good = [i for i in idx if self._bad[i] is None]
         actions = {}
         if good:
             try:
-                out = self.policy.act(np.stack([self._obs[i] for i in good]), self._task_index[good])
+                obs = self._obs[good[0]][None] if len(good) == 1 else np.stack([self._obs[i] for i in good])
+                out = np.asarray(self.policy.act(obs, self._task_index[good]), dtype=np.float64)
                 self.act_calls += 1
-                out = np.asarray(out, dtype=np.float64)
-                for k, i in enumerate(good):
-                    actions[i] = out[k]
+                finite = np.isfinite(out).all(axis=1)
+                actions = {i: out[k] for k, i in enumerate(good) if finite[k]}
             except Exception as exc:  # never stop serving
                 self.get_logger().error(f"policy act failed: {type(exc).__name__}: {exc}; sending zeros",
                                         throttle_duration_sec=WARN_THROTTLE_S)
         for i in idx:
             a = actions.get(i)
-            if a is None or not np.all(np.isfinite(a)):
+            if a is None:
                 if self._bad[i] is not None:
                     self.get_logger().warning(
                         f"{self.robots[i]}/observation rejected: {self._bad[i]} "
                         f"(policy expects {self.policy.obs_dim}): sending the safe (zero) command",
                         throttle_duration_sec=WARN_THROTTLE_S)
                 self.rejected[i] += 1
-                a = np.zeros(act_dim)
+                a = np.zeros(int(self.policy.act_dim))
             else:
                 self.served[i] += 1
-            self._cmd_pubs[i].publish(array_msg(a, "commands"))
+            cmd = self._cmd_msgs[i]
+            if len(cmd.layout.dim) != 1 or cmd.layout.dim[0].size != a.size:
+                cmd.layout.dim = [self._MultiArrayDimension(label="commands", size=a.size, stride=a.size)]
+            set_array_data(cmd, a)
+            self._cmd_pubs[i].publish(cmd)
 
 
 def main(args=None) -> int:
