@@ -48,7 +48,7 @@ setup(
             "ros-diagnostic-msgs",
             "mcap>=1.1",
         ],
-        "test": ["pytest", "pytest-timeout", "ray"],
+        "test": ["pytest", "pytest-timeout", "ray", "mcap-ros2-support"],  # decodes MCAP from its schemas, as Foxglove
         "cluster": ["ray"],
     },
     zip_safe=True,

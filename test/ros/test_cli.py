@@ -147,17 +147,20 @@ def test_switch_and_record_against_up(up, tmp_path, checkpoint_factory):
 
 
 def _check_mcap(path: Path) -> None:
+    """Read the file twice: with rclpy's CDR deserializer, and as Foxglove does, decoding each message
+    from the schema text stored in the file alone (mcap-ros2-support's decoder)."""
     from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import JointState
     from visualization_msgs.msg import MarkerArray
 
     with open(path, "rb") as f:
-        reader = make_reader(f)
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
         header = reader.get_header()
         assert header.profile == "ros2"
         counts: dict[str, int] = {}
-        for schema, channel, message in reader.iter_messages():
+        for schema, channel, message, decoded in reader.iter_decoded_messages():
             assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
             counts[channel.topic] = counts.get(channel.topic, 0) + 1
             if channel.topic == "/biped/joint_states":
@@ -165,9 +168,13 @@ def _check_mcap(path: Path) -> None:
                 assert b"MSG: std_msgs/msg/Header" in schema.data
                 js = deserialize_message(message.data, JointState)
                 assert js.name[:3] == ["rootx", "rootz", "rooty"] and len(js.position) == 9
+                assert list(decoded.name) == list(js.name) and list(decoded.position) == list(js.position)
             elif channel.topic == "/biped/markers":
                 assert schema.name == "visualization_msgs/msg/MarkerArray"
                 ma = deserialize_message(message.data, MarkerArray)
                 assert ma.markers and ma.markers[0].header.frame_id == "world"
+                assert len(decoded.markers) == len(ma.markers)
+                assert decoded.markers[0].header.frame_id == "world"
+                assert decoded.markers[0].pose.position.z == ma.markers[0].pose.position.z
     assert counts.get("/biped/joint_states", 0) > 100  # 125 Hz for 2 s
     assert counts.get("/biped/markers", 0) > 20        # 30 Hz
