@@ -249,6 +249,21 @@ def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
         path = out / f"fig{number}_{experiment}.png"
         _save(fig, path)
         written.append(path)
+    for experiment in ("three_hoppers", "biped_fwd_bwd"):  # the pooled number hides which task fails
+        variants = runs.get(experiment)
+        if not variants:
+            continue
+        first_rows = next(iter(next(iter(variants.values())).values()))
+        task_keys = [k for k in first_rows[0] if k.startswith("return/")]
+        fig, axes = plt.subplots(1, len(task_keys), figsize=(5.2 * len(task_keys), 4.0), squeeze=False)
+        for ax, key in zip(axes[0], task_keys):
+            plot_curves(ax, variants, key=key, only=MAIN_VARIANTS)
+            ax.set_ylabel("mean episode return")
+            ax.set_title(f"{experiment}: {key.split('/', 1)[1]}")
+            ax.legend(fontsize=7)
+        path = out / f"per_task_{experiment}.png"
+        _save(fig, path)
+        written.append(path)
     from .plots import plot_split
 
     for run_dir in sorted(Path(root).glob("*/ours_jt400k_sp25/seed1")):  # which weights the score split
