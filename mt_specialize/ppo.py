@@ -16,6 +16,8 @@ __all__ = [
     "PPOConfig",
     "compute_gae",
     "clipped_surrogate",
+    "clipped_surrogate_with_grad",
+    "value_loss_with_grad",
     "value_loss",
     "standardize_per_task",
 ]
@@ -76,6 +78,37 @@ def clipped_surrogate(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, ad
     surr1 = ratio * advantages
     surr2 = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
     return -torch.minimum(surr1, surr2).mean(dim=-1)
+
+
+@torch.no_grad()
+def clipped_surrogate_with_grad(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor,
+                                advantages: torch.Tensor, clip: float = 0.2,
+                                weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`clipped_surrogate` and its gradient, without autograd (the training hot path).
+
+    Returns ``(loss (T,), d/d log_prob_new of weight * loss.sum() (T, B))``. The gradient is the
+    one autograd gives: ``-weight/B * A * r`` where the unclipped term is the minimum (ties, i.e.
+    ``r`` inside the clip range, pass it fully), else 0.
+    """
+    if not (log_prob_new.shape == log_prob_old.shape == advantages.shape):
+        raise ValueError(f"clipped_surrogate: shapes differ {tuple(log_prob_new.shape)}, "
+                         f"{tuple(log_prob_old.shape)}, {tuple(advantages.shape)}")
+    ratio = torch.exp(log_prob_new - log_prob_old)
+    surr1 = ratio * advantages
+    surr2 = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    loss = -torch.minimum(surr1, surr2).mean(dim=-1)
+    grad = surr1.masked_fill_(surr1 > surr2, 0.0).mul_(-weight / advantages.shape[-1])  # A r, or 0 if clipped
+    return loss, grad
+
+
+@torch.no_grad()
+def value_loss_with_grad(values: torch.Tensor, returns: torch.Tensor,
+                         weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`value_loss` and d(weight * loss.sum())/d values = ``2 weight (v - R) / B`` (T, B)."""
+    if values.shape != returns.shape:
+        raise ValueError(f"value_loss: shapes differ {tuple(values.shape)} vs {tuple(returns.shape)}")
+    diff = values - returns
+    return (diff**2).mean(dim=-1), diff.mul_(2.0 * weight / values.shape[-1])
 
 
 def value_loss(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:

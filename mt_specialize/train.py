@@ -37,8 +37,9 @@ from .config import TrainConfig
 from .experiments import Experiment, get_experiment
 from .inference import InferencePolicy
 from .normalize import RunningMeanStd
+from .optim import FastAdam
 from .policy import SplitGaussianPolicy, SplitValue
-from .ppo import clipped_surrogate, compute_gae, standardize_per_task, value_loss
+from .ppo import clipped_surrogate_with_grad, compute_gae, standardize_per_task, value_loss_with_grad
 from .specialize import GradientSpread, random_split_masks, select_split_masks
 from .vec_env import MultiTaskVecEnv
 
@@ -122,8 +123,9 @@ class Trainer:
         self.value = SplitValue(T, self.policy_in)
         self.value.set_track_per_task_grads(False)
         self.obs_rms = RunningMeanStd(T, (self.obs_dim,))
-        self.optimizer = torch.optim.Adam(list(self.policy.parameters()) + list(self.value.parameters()),
-                                          lr=c.ppo.lr, eps=c.ppo.adam_eps)
+        # Adam(fused=True) with a lean step: ~3x faster than foreach on CPU (float32 rounding)
+        self.optimizer = FastAdam(list(self.policy.parameters()) + list(self.value.parameters()),
+                                  lr=c.ppo.lr, eps=c.ppo.adam_eps)
         self.spread = GradientSpread(window=c.score_window, statistic=c.score_statistic)
         self.rng = np.random.default_rng(np.random.SeedSequence([c.seed, 1]))
         self.iteration = 0
@@ -262,31 +264,34 @@ class Trainer:
         count = 0
         for group in self.optimizer.param_groups:
             group["lr"] = ppo.lr_at(self.samples / self.config.samples)
-            group["foreach"] = True  # one loop over all tensors: bit-identical on CPU, ~2x faster step
+            # fused Adam (a checkpoint of an older version restores foreach=True, fused=None)
+            group["foreach"], group["fused"] = False, True
         keys = ("obs", "actions", "old_logp", "advantages", "returns")
         for _ in range(ppo.epochs):
             order = torch.from_numpy(np.argsort(self.rng.random((T, N)), axis=1))
             shuffled = [_gather_rows(batch[key], order) for key in keys]  # one gather per epoch, not per minibatch
             for chunk in np.array_split(np.arange(N), n_minibatches):
                 obs, actions, old_logp, advantages, returns = (x[:, chunk[0]:chunk[-1] + 1] for x in shuffled)
-                logp = self.policy.log_prob(obs, actions)
-                policy_loss = clipped_surrogate(logp, old_logp, advantages, ppo.clip)
-                v_loss = value_loss(self.value(obs), returns)
-                loss = policy_loss.mean() + ppo.value_coef * v_loss.mean()
-                if ppo.entropy_coef:
-                    loss = loss - ppo.entropy_coef * self.policy.distribution(obs).entropy().sum(-1).mean()
-                self.optimizer.zero_grad(set_to_none=False)
-                loss.backward()
+                # loss = mean_T policy_loss + value_coef * mean_T v_loss - entropy_coef * mean entropy;
+                # forward and backward by hand (policy.train_*), no autograd graph: the same
+                # gradients (float32 rounding), .grad set as zero_grad + backward would, per-task
+                # gradients accumulated as the hooks do
+                logp, policy_cache = self.policy.train_log_prob(obs, actions)
+                policy_loss, grad_logp = clipped_surrogate_with_grad(logp, old_logp, advantages, ppo.clip, 1.0 / T)
+                values, value_cache = self.value.train_forward(obs)
+                v_loss, grad_values = value_loss_with_grad(values, returns, ppo.value_coef / T)
+                # d(-entropy_coef * mean_(T,B) sum_A entropy)/d log_std = -entropy_coef / T per task
+                self.policy.train_backward(policy_cache, grad_logp, -ppo.entropy_coef / T)
+                self.value.train_backward(value_cache, grad_values)
                 if ppo.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], ppo.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    log_ratio = logp - old_logp
-                    sums += [policy_loss.mean().item(), v_loss.mean().item(),
-                             ((log_ratio.exp() - 1) - log_ratio).mean().item(),
-                             ((log_ratio.exp() - 1).abs() > ppo.clip).float().mean().item()]
+                log_ratio = (logp - old_logp).numpy()  # figures in NumPy: a fraction of torch's per-op cost
+                ratio_m1 = np.exp(log_ratio) - 1
+                sums += [policy_loss.numpy().mean(), v_loss.numpy().mean(), (ratio_m1 - log_ratio).mean(),
+                         (np.abs(ratio_m1) > ppo.clip).mean()]
                 count += 1
-        if track_gradients:  # per-task gradients summed over the iteration's minibatches (hooks)
+        if track_gradients:  # per-task gradients summed over the iteration's minibatches (train_backward)
             self.spread.add(self.policy.per_task_grads())
         return IterationStats(*(sums / max(count, 1)))
 

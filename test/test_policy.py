@@ -289,3 +289,106 @@ def test_bad_input_shape():
     pol = make_policy()
     with pytest.raises(ValueError, match="expected input"):
         pol.mean_action(torch.zeros(T + 1, 2, OBS))
+
+
+# -- training fast path (train_log_prob / train_forward / train_backward) and FastAdam ---------------
+@pytest.mark.parametrize("p_split,track,entropy,split_value", [
+    (None, True, 0.0, False), (None, False, 0.0, False), (0.3, True, 0.0, False),
+    (0.3, False, 0.01, False), (1.0, False, 0.0, True), (0.5, True, 0.0, True)])
+def test_train_path_matches_autograd(p_split, track, entropy, split_value):
+    from mt_specialize.ppo import (clipped_surrogate, clipped_surrogate_with_grad, value_loss,
+                                   value_loss_with_grad)
+    pol = make_policy(3)
+    val = SplitValue(T, OBS, hidden=HID)
+    g = torch.Generator().manual_seed(5)
+    if p_split is not None:
+        with torch.no_grad():
+            for prm in list(pol.parameters()) + list(val.parameters()):
+                prm.add_(0.3 * torch.randn(prm.shape, generator=g))
+        pol.set_split_masks(random_masks(pol, p_split, 6))
+        if split_value:
+            val.set_split_masks({n: torch.ones(s, dtype=torch.bool) for n, s in val.param_shapes().items()})
+    pol.set_track_per_task_grads(track)
+    obs, act = batch(7, b=9)
+    old = pol.log_prob(obs, act).detach() + 0.3 * torch.randn(T, 9, generator=g)
+    adv, ret = torch.randn(T, 9, generator=g), torch.randn(T, 9, generator=g)
+    params = list(pol.parameters()) + list(val.parameters())
+    ref, ref_task = [], []
+    for _ in range(2):  # two minibatches: per-task gradients accumulate, .grad holds the last one
+        for p in params:  # as optimizer.zero_grad: per-task gradients keep accumulating
+            if p.grad is not None:
+                p.grad.zero_()
+        loss = clipped_surrogate(pol.log_prob(obs, act), old, adv).mean() + 0.7 * value_loss(val(obs), ret).mean()
+        if entropy:
+            loss = loss - entropy * pol.distribution(obs).entropy().sum(-1).mean()
+        loss.backward()
+        adv = adv.flip(1)
+    ref = [None if p.grad is None else p.grad.clone() for p in params]
+    ref_task = pol.per_task_grads() if track else None
+    for p in params:  # stale values must be overwritten, None must stay None
+        if p.grad is not None:
+            p.grad.fill_(7.0)
+    pol.zero_per_task_grads()
+    for _ in range(2):
+        logp, cache = pol.train_log_prob(obs, act)
+        assert torch.equal(logp, pol.log_prob(obs, act).detach())
+        _, g_logp = clipped_surrogate_with_grad(logp, old, adv, 0.2, 1.0 / T)
+        v, vcache = val.train_forward(obs)
+        torch.testing.assert_close(v, val(obs).detach())
+        _, g_v = value_loss_with_grad(v, ret, 0.7 / T)
+        pol.train_backward(cache, g_logp, -entropy / T)
+        val.train_backward(vcache, g_v)
+        adv = adv.flip(1)
+    for p, r in zip(params, ref):
+        assert (p.grad is None) == (r is None)
+        if r is not None:
+            torch.testing.assert_close(p.grad, r, rtol=1e-5, atol=1e-6)
+    if track:
+        for n, r in ref_task.items():
+            torch.testing.assert_close(pol.per_task_grads()[n], r, rtol=1e-5, atol=1e-6)
+    else:
+        with pytest.raises(RuntimeError):
+            pol.per_task_grads()
+
+
+def test_mask_cache_follows_mask_changes():
+    pol = make_policy()
+    obs, act = batch()
+    before, _ = pol.train_log_prob(obs, act)
+    masks = random_masks(pol, 0.5, 2)
+    pol.set_split_masks(masks)
+    with torch.no_grad():
+        for layer in pol.mean.layers:
+            layer.weight_task.add_(0.1)
+    after, _ = pol.train_log_prob(obs, act)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, pol.log_prob(obs, act).detach())
+    pol.load_state_dict(make_policy().state_dict())  # masks back to all False through load_state_dict
+    assert torch.equal(pol.train_log_prob(obs, act)[0], before)
+
+
+def test_fast_adam_bit_identical_to_fused_adam():
+    from mt_specialize.optim import FastAdam
+
+    shapes = [(4, 3), (2, 4, 3), (3,), (2, 3)]
+    gen = torch.Generator().manual_seed(0)
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(6)]
+    results = []
+    for cls in (lambda p: torch.optim.Adam(p, lr=1e-2, eps=1e-5, fused=True), lambda p: FastAdam(p, lr=1e-2, eps=1e-5)):
+        torch.manual_seed(1)
+        ps = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        opt = cls(ps)
+        for k, gs in enumerate(grads):
+            for i, (p, g) in enumerate(zip(ps, gs)):
+                p.grad = None if (k < 3 and i % 2) else g  # per-task tensors join later (the split)
+            opt.step()
+        results.append((ps, opt))
+    (ps_a, opt_a), (ps_b, opt_b) = results
+    for a, b in zip(ps_a, ps_b):
+        assert torch.equal(a, b)
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt_a.state[a][key], opt_b.state[b][key])
+    # same state_dict format: loads into a plain Adam and back
+    plain = torch.optim.Adam(ps_a, lr=1e-2, eps=1e-5)
+    plain.load_state_dict(opt_b.state_dict())
+    opt_b.load_state_dict(plain.state_dict())

@@ -104,3 +104,23 @@ def test_config_defaults_and_validation():
                       ({"entropy_coef": -0.1}, "entropy_coef")]:
         with pytest.raises(ValueError, match=f"PPOConfig.{field}"):
             PPOConfig(**kw)
+
+
+def test_surrogate_and_value_loss_with_grad_match_autograd():
+    from mt_specialize.ppo import clipped_surrogate_with_grad, value_loss_with_grad
+
+    g = torch.Generator().manual_seed(0)
+    new = torch.randn(3, 40, generator=g) * 0.3
+    new[0, :5] = 0.0  # ratio exactly 1: ties between the clipped and unclipped terms
+    old, adv = torch.zeros(3, 40), torch.randn(3, 40, generator=g)
+    x = new.clone().requires_grad_()
+    (0.5 * clipped_surrogate(x, old, adv, 0.2).sum()).backward()
+    loss, grad = clipped_surrogate_with_grad(new, old, adv, 0.2, 0.5)
+    torch.testing.assert_close(loss, clipped_surrogate(new, old, adv, 0.2))
+    torch.testing.assert_close(grad, x.grad)
+    v, r = torch.randn(3, 40, generator=g), torch.randn(3, 40, generator=g)
+    y = v.clone().requires_grad_()
+    (0.3 * value_loss(y, r).sum()).backward()
+    loss, grad = value_loss_with_grad(v, r, 0.3)
+    torch.testing.assert_close(loss, value_loss(v, r))
+    torch.testing.assert_close(grad, y.grad)
