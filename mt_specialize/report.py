@@ -6,6 +6,7 @@ Reads ``ROOT/<experiment>/<variant>/seed<N>/metrics.csv`` and writes into ``OUT`
     fig3_three_hoppers.png    learning curves, mean over seeds with a min–max band
     fig5_biped_fwd_bwd.png
     fig6_torso_mass.png       three panels: torso 3 / 8 / 14 kg vs 15 kg
+    per_task_<experiment>.png the main methods' learning curves, one panel per task
     gaits/<task>.gif          each task's final policy (ours, jt=400k sp=25%, seed 1)
 
 The number is the paper's: mean episode return, all tasks pooled, last 100 episodes, at 3M samples
@@ -206,7 +207,15 @@ DIFFERENCES = """## Where ours differs from the paper, and why
   limits, damping, torque scales, timestep and first-order integrator (SPEC §4). Contact models,
   friction (0.9 on every geom here), joint armature (1.0, as Gymnasium's hopper) and DART's collision
   handling differ, so absolute returns are not comparable between the two columns; the comparison
-  that carries over is the ranking of methods within a column.
+  that carries over is the ranking of methods within a column. How much such a choice matters: a
+  one-seed probe of the biped with Walker2d's joint armature 0.01 instead of 1.0 (SPEC does not fix
+  it; ours, jt=400k, sp=25%, seed 1, 3M samples) reached 3112 backward / 370 forward (pooled 808)
+  against 529 / 440 (pooled 480) for the grid's cell. The grid keeps armature 1.0 for every method.
+- **The biped's hard direction.** In every method the biped learns to walk backward (up to ~2,700)
+  long before forward (300–900 at 3M): the pooled return, dominated by the many short episodes of
+  the failing task, mostly measures forward walking (see the per-task curves). The paper's separate
+  and joint rows (967 and 878) look the same; its ours row (2671) is where both directions were
+  learned.
 - **PPO minibatches.** As SPEC §5 chooses, every Adam step here uses one mixed minibatch of 256 samples
   of each task; the authors stepped task by task (4 MPI workers x 64 samples of one task). With the
   same 10 epochs that is about 3x fewer Adam steps per iteration here (e.g. 50 instead of ~150 for
@@ -217,10 +226,11 @@ DIFFERENCES = """## Where ours differs from the paper, and why
 - **Seeds and budget.** 3 seeds per cell, as the paper; 3M samples per run (Table I's point); the
   statistic is the same (pooled mean episode return of the last 100 episodes). Every method gets the
   same budget, batch, network and PPO settings; no baseline was tuned.
-- **Code versions.** Runs of the first session started before and resumed after a change of the rollout
-  forward pass (NumPy instead of torch, float32 either way); a seeded check (3 seeds x 600k samples,
-  bench/README.md) showed statistically the same returns, but such runs are not bit-identical to a
-  fresh run of the current code.
+- **Code versions.** Speed work changed float rounding twice while the grid ran (session 1: NumPy
+  rollout forward; session 2: hand-written PPO backward and fused Adam): cells that started before
+  and resumed after such a change are not bit-identical to a fresh run of today's code. Seeded runs of
+  the old and new code agree within the seed spread (`bench/learning_equivalence.py`, figures in
+  bench/README.md).
 """
 
 MAIN_VARIANTS = ["ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append"]
