@@ -70,6 +70,7 @@ class GradientSpread:
         if not per_task_grads:
             raise ValueError("per_task_grads is empty")
         s = self.spread(per_task_grads)
+        s = {n: s[n] for n in sorted(s)}  # one canonical order, whatever order the gradients come in
         if self._spreads:
             ref = self._spreads[-1]
             if list(ref) != list(s) or any(ref[n].shape != s[n].shape for n in s):
@@ -121,7 +122,7 @@ class GradientSpread:
             spreads[int(k)][name] = v.detach().clone().to(torch.float64)
         if n and any(sorted(s) != sorted(spreads[0]) for s in spreads):
             raise ValueError("GradientSpread state: iterations have different parameter names")
-        self._spreads = deque(spreads, maxlen=self.window)
+        self._spreads = deque([{name: s[name] for name in sorted(s)} for s in spreads], maxlen=self.window)
 
 
 def select_split_masks(score: dict[str, torch.Tensor], sp: float) -> dict[str, torch.Tensor]:

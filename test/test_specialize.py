@@ -153,3 +153,22 @@ def test_end_to_end_with_policy_grads():
     masks = select_split_masks(gs.score(), 0.25)
     assert count_split(masks) == round(0.25 * pol.n_params())
     pol.set_split_masks(masks)
+
+
+def test_gradient_spread_does_not_depend_on_the_order_gradients_come_in():
+    """Backward passes may list parameters in another order (e.g. a run resumed by other code)."""
+    g = {"b": torch.randn(2, 3), "a": torch.randn(2, 4, 3), "log_std": torch.randn(2, 3)}
+    reversed_order = dict(reversed(list(g.items())))
+    one, other = GradientSpread(window=3), GradientSpread(window=3)
+    one.add(g)
+    other.add(reversed_order)
+    one.add(reversed_order)  # mixed orders in one accumulator: no error
+    other.add(g)
+    assert list(one.score()) == list(other.score()) == sorted(g)
+    for name in g:
+        assert torch.equal(one.score()[name], other.score()[name])
+    resumed = GradientSpread(window=3)
+    resumed.load_state_dict(one.state_dict())
+    resumed.add(g)
+    one.add(reversed_order)
+    assert all(torch.equal(resumed.score()[n], one.score()[n]) for n in g)
