@@ -63,6 +63,16 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.
     return adv, adv + values
 
 
+def _surrogate_terms(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor,
+                     clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r A, clip(r, 1-ε, 1+ε) A), each (T, B), with ``r = exp(new - old)``; shapes checked."""
+    if not (log_prob_new.shape == log_prob_old.shape == advantages.shape):
+        raise ValueError(f"clipped_surrogate: shapes differ {tuple(log_prob_new.shape)}, "
+                         f"{tuple(log_prob_old.shape)}, {tuple(advantages.shape)}")
+    ratio = torch.exp(log_prob_new - log_prob_old)
+    return ratio * advantages, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+
+
 def clipped_surrogate(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor,
                       clip: float = 0.2) -> torch.Tensor:
     """Per-task PPO policy loss (negative clipped objective, eq. 4 of the paper).
@@ -71,12 +81,7 @@ def clipped_surrogate(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, ad
     ``-mean_B min(r A, clip(r, 1-ε, 1+ε) A)`` with ``r = exp(new - old)``. Sum over tasks to get
     a loss whose gradient w.r.t. task i's effective weights is task i's own gradient.
     """
-    if not (log_prob_new.shape == log_prob_old.shape == advantages.shape):
-        raise ValueError(f"clipped_surrogate: shapes differ {tuple(log_prob_new.shape)}, "
-                         f"{tuple(log_prob_old.shape)}, {tuple(advantages.shape)}")
-    ratio = torch.exp(log_prob_new - log_prob_old)
-    surr1 = ratio * advantages
-    surr2 = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    surr1, surr2 = _surrogate_terms(log_prob_new, log_prob_old, advantages, clip)
     return -torch.minimum(surr1, surr2).mean(dim=-1)
 
 
@@ -90,12 +95,7 @@ def clipped_surrogate_with_grad(log_prob_new: torch.Tensor, log_prob_old: torch.
     one autograd gives: ``-weight/B * A * r`` where the unclipped term is the minimum (ties, i.e.
     ``r`` inside the clip range, pass it fully), else 0.
     """
-    if not (log_prob_new.shape == log_prob_old.shape == advantages.shape):
-        raise ValueError(f"clipped_surrogate: shapes differ {tuple(log_prob_new.shape)}, "
-                         f"{tuple(log_prob_old.shape)}, {tuple(advantages.shape)}")
-    ratio = torch.exp(log_prob_new - log_prob_old)
-    surr1 = ratio * advantages
-    surr2 = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    surr1, surr2 = _surrogate_terms(log_prob_new, log_prob_old, advantages, clip)
     loss = -torch.minimum(surr1, surr2).mean(dim=-1)
     grad = surr1.masked_fill_(surr1 > surr2, 0.0).mul_(-weight / advantages.shape[-1])  # A r, or 0 if clipped
     return loss, grad
