@@ -136,11 +136,27 @@ def _default_run_name(config) -> str:
     return "_".join(str(p) for p in parts + [f"seed{config.seed}"])
 
 
+def _key_values(items: list[str], flag: str) -> dict:
+    """['minibatch_per_task=88', 'lr=1e-4'] -> {'minibatch_per_task': 88, 'lr': 0.0001} (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{flag} {item!r}: value is not a YAML scalar ({exc})") from exc
+    return out
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .config import parse_count
-    from .reproduce import paper_grid, reproduce, select
+    from .reproduce import paper_grid, reproduce, select, with_ppo_settings
 
-    specs = select(paper_grid(), args.only)
+    specs = with_ppo_settings(select(paper_grid(), args.only), _key_values(args.ppo or [], "--ppo"))
     samples = parse_count(args.samples, "samples") if args.samples else None
     if args.archive:
         from .reproduce import restore_grid
@@ -274,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="runs at once (default: one per core)")
     p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
+    p.add_argument("--ppo", action="append", metavar="KEY=VALUE",
+                   help="a PPO setting for EVERY run of the grid, e.g. minibatch_per_task=88 (repeatable); use "
+                   "another --root: a run refuses to resume with settings other than its own")
     p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
     p.add_argument("--archive", help="restore runs from this directory first and archive into it at the end "
                    "(configs, metrics, summaries, unfinished runs' newest checkpoint): the grid in git")

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -24,13 +24,15 @@ SP_GRID = (0.05, 0.25, 0.50)
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the grid: experiment, method, (jt, sp) for ours/random, seed."""
+    """One cell of the grid: experiment, method, (jt, sp) for ours/random, seed; ``ppo``: PPO settings
+    that differ from the defaults, as sorted (key, value) pairs (the same for every cell of a grid)."""
 
     experiment: str
     method: str
     seed: int
     jt: int | None = None
     sp: float | None = None
+    ppo: tuple[tuple[str, object], ...] = ()
 
     @property
     def variant(self) -> str:
@@ -46,8 +48,24 @@ class RunSpec:
     def config(self, samples: int | None = None, physics_threads: int | None = None):
         from .config import TrainConfig
 
+        from .ppo import PPOConfig
+
         return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed, jt=self.jt,
-                           sp=self.sp, samples=samples, physics_threads=physics_threads)
+                           sp=self.sp, samples=samples, physics_threads=physics_threads,
+                           ppo=PPOConfig(**dict(self.ppo)))
+
+
+def with_ppo_settings(specs: list[RunSpec], settings: dict) -> list[RunSpec]:
+    """The same cells with PPO ``settings`` (e.g. ``{"minibatch_per_task": 88}``) for every one of
+    them, so every method keeps the same budget and settings. Unknown keys or bad values raise
+    ValueError naming them."""
+    from .config import TrainConfig
+
+    if not settings:
+        return list(specs)
+    TrainConfig.from_dict({"ppo": settings}, source="PPO settings").resolved(3_000_000, 4000)  # validate
+    pairs = tuple(sorted(settings.items()))
+    return [replace(spec, ppo=pairs) for spec in specs]
 
 
 def _main_cells(experiment: str, seeds: Iterable[int]) -> list[RunSpec]:

@@ -170,3 +170,25 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
     archive_grid(tmp_path / "b", tmp_path / "archive")
     assert not list((tmp_path / "archive" / spec.name).glob("checkpoints/*"))
     assert restore_grid(tmp_path / "archive", tmp_path / "b") == []
+
+
+def test_ppo_settings_reach_every_cell_and_a_run_refuses_to_resume_with_others(tmp_path):
+    import yaml
+
+    from mt_specialize.reproduce import with_ppo_settings
+
+    root = tmp_path / "grid"
+    specs = with_ppo_settings([RunSpec("three_hoppers", "joint", 1), RunSpec("three_hoppers", "append", 1)],
+                              {"minibatch_per_task": 88})
+    results = reproduce(root, specs, samples=ONE_ITERATION, workers=1, show_progress=False)
+    assert set(results.values()) == {"done"}
+    for spec in specs:
+        saved = yaml.safe_load((root / spec.name / "config.yaml").read_text())
+        assert saved["ppo"]["minibatch_per_task"] == 88
+    plain = RunSpec("three_hoppers", "joint", 1)  # SPEC's 256: the finished-looking cell must not continue
+    with pytest.raises(ValueError, match="minibatch_per_task"):
+        Trainer(plain.config(ONE_ITERATION), root / plain.name, resume=True)
+    with pytest.raises(ValueError, match="unknown ppo key"):
+        with_ppo_settings(specs, {"minibatch": 88})
+    with pytest.raises(ValueError, match="minibatch_per_task"):
+        with_ppo_settings(specs, {"minibatch_per_task": 0})
