@@ -7,6 +7,7 @@ Reads ``ROOT/<experiment>/<variant>/seed<N>/metrics.csv`` and writes into ``OUT`
     fig5_biped_fwd_bwd.png
     fig6_torso_mass.png       three panels: torso 3 / 8 / 14 kg vs 15 kg
     per_task_<experiment>.png the main methods' learning curves, one panel per task
+    jt_sp_<experiment>.png    Table I's jt x sp block as heat maps, the paper's beside ours
     gaits/<task>.gif          each task's final policy (ours, jt=400k sp=25%, seed 1)
 
 The number is the paper's: mean episode return, all tasks pooled, last 100 episodes, at 3M samples
@@ -244,6 +245,40 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def plot_jt_sp_grid(runs: dict, experiment: str, path: Path, at: int = TABLE_AT) -> Path | None:
+    """Table I's 3x3 block as two heat maps, the paper's and ours (mean over the seeds at ``at``;
+    n in each cell); None if no ``ours`` cell of the sweep has reached ``at``."""
+    jts, sps = (80, 400, 800), (5, 25, 50)
+    column = ("three_hoppers", "biped_fwd_bwd").index(experiment)
+    paper = np.array([[PAPER_TABLE_I[f"ours_jt{jt}k_sp{sp}"][column] for sp in sps] for jt in jts])
+    ours = np.full((3, 3), np.nan)
+    counts = np.zeros((3, 3), dtype=int)
+    for a, jt in enumerate(jts):
+        for b, sp in enumerate(sps):
+            values = _values_at(runs.get(experiment, {}).get(f"ours_jt{jt}k_sp{sp}", {}), "return_pooled", at)
+            counts[a, b] = len(values)
+            if values:
+                ours[a, b] = np.mean(values)
+    if not counts.any():
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    for ax, values, title in ((axes[0], paper, "paper (DART)"), (axes[1], ours, "ours (MuJoCo)")):
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis")
+        for a in range(3):
+            for b in range(3):
+                text = "–" if np.isnan(values[a, b]) else f"{values[a, b]:.0f}"
+                if values is ours and counts[a, b]:
+                    text += f"\n(n={counts[a, b]})"
+                bright = image.norm(values[a, b]) > 0.6 if not np.isnan(values[a, b]) else False
+                ax.text(b, a, text, ha="center", va="center", color="black" if bright else "white", fontsize=9)
+        ax.set_xticks(range(3), [f"sp={sp}%" for sp in sps])
+        ax.set_yticks(range(3), [f"jt={jt}k" for jt in jts])
+        ax.set_title(f"{experiment}, {title}")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    _save(fig, path)
+    return path
+
+
 def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
     written = []
     for number, experiment in ((3, "three_hoppers"), (5, "biped_fwd_bwd")):
@@ -274,6 +309,10 @@ def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
         path = out / f"per_task_{experiment}.png"
         _save(fig, path)
         written.append(path)
+    for experiment in ("three_hoppers", "biped_fwd_bwd"):
+        path = plot_jt_sp_grid(runs, experiment, out / f"jt_sp_{experiment}.png")
+        if path:
+            written.append(path)
     from .plots import plot_split
 
     for run_dir in sorted(Path(root).glob("*/ours_jt400k_sp25/seed1")):  # which weights the score split

@@ -41,3 +41,13 @@ def test_comparison_table_differences_p_values_and_rankings():
     # Table I counts the partial run as partial, not in the mean
     separate_row = next(line for line in table_one(runs).splitlines() if line.startswith("| jt=0, sp=100% |"))
     assert "– (0 seeds, 1 partial)" in separate_row
+
+
+def test_jt_sp_heat_map_only_when_a_sweep_cell_reached_the_budget(tmp_path):
+    from mt_specialize.report import plot_jt_sp_grid
+
+    runs = {"three_hoppers": {"ours_jt400k_sp25": {1: _rows(1000)}, "ours_jt80k_sp5": {1: _rows(900, until=2_000_000)}}}
+    assert plot_jt_sp_grid({"three_hoppers": {"joint": {1: _rows(500)}}}, "three_hoppers", tmp_path / "a.png") is None
+    assert not (tmp_path / "a.png").exists()
+    path = plot_jt_sp_grid(runs, "three_hoppers", tmp_path / "b.png")
+    assert path == tmp_path / "b.png" and path.stat().st_size > 10_000
