@@ -85,6 +85,8 @@ def value_at(rows: list[dict], key: str, samples: int = TABLE_AT) -> float | Non
 def _cell(values: list[float]) -> str:
     if not values:
         return "–"
+    if len(values) == 1:  # no spread to show from one seed
+        return f"{values[0]:.1f}"
     return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
 
 
