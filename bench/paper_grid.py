@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             partial = len(seeds) - len(values)
             if values:
                 means[variant] = float(np.mean(values))
-                figure = (f"{np.mean(values):8.1f} ± {np.std(values):6.1f} (n={len(values)})   paper {reference:8.1f}"
+                spread = f" ± {np.std(values):6.1f}" if len(values) > 1 else " " * 9
+                figure = (f"{np.mean(values):8.1f}{spread} (n={len(values)})   paper {reference:8.1f}"
                           f"   ours/paper {np.mean(values) / reference:.2f}")
             else:
                 figure = f"{'–':>8}                     paper {reference:8.1f}"
