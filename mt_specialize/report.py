@@ -222,7 +222,8 @@ DIFFERENCES = """## Where ours differs from the paper, and why
   backward (range [-150°, 0°], as in DART's walker2d.skel and Gymnasium's Walker2d), so a foot can be
   placed ahead of the hip in +x only with the torso leaning back, against the travel; backward, the
   robot leans into its travel and still steps 0.77 m ahead. Forward policies end by falling forward
-  (pitch ≈ +0.7 rad, 39 of 45 episodes), with the hips at their 0 limit 57–70 % of the time.
+  (pitch ≈ +0.7 rad, 39 of 45 episodes), with the hips at their 0 limit 57–70 % of the time
+  (results/probes/biped_diagnosis/).
 - **PPO minibatches.** As SPEC §5 chooses, every Adam step here uses one mixed minibatch of 256 samples
   of each task; the authors stepped task by task (4 MPI workers x 64 samples of one task). With the
   same 10 epochs that is about 3x fewer Adam steps per iteration here (e.g. 50 instead of ~150 for
