@@ -69,13 +69,23 @@ def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, che
     assert sim.alive()
 
     O = _dedupe(obs)  # before the server came up, the pending observation was re-published
-    # the probe may have missed the first commands (discovery): align on content
-    first = [j for j, o in enumerate(O) if np.allclose(policy.act(o[None], np.array([0]))[0], cmds[0], atol=1e-9)]
-    assert first, "the first command answers none of the observations"
-    j0 = first[0]
-    assert len(O) - j0 - len(cmds) == 1, "observations and commands do not pair up one to one"
-    expected = policy.act(np.stack(O[j0:j0 + len(cmds)]), np.zeros(len(cmds), dtype=int))
-    np.testing.assert_allclose(np.stack(cmds), expected, atol=1e-9)
+    answers = policy.act(np.stack(O), np.zeros(len(O), dtype=int))
+    # Pair every command the probe received with the observation it answers, by content, in order.
+    # The probe is one more subscriber of KEEP_LAST publishers: on a loaded machine it may miss the
+    # first commands (discovery) or, rarely, one later on; the simulator itself misses none (it only
+    # advances on a command, so every observation after the first is the answer to one command).
+    answered, j = [], 0
+    for cmd in cmds:
+        while j < len(O) and not np.allclose(answers[j], cmd, atol=1e-9):
+            j += 1
+        assert j < len(O), "a command answers no observation at or after the previous answer"
+        answered.append(j)
+        j += 1
+    assert np.all(np.diff(answered) >= 1), "an observation was answered twice"
+    skipped = int(np.sum(np.diff(answered) - 1)) + (len(O) - 2 - answered[-1])
+    assert skipped <= max(2, len(cmds) // 100), (
+        f"{skipped} observations without a received command among {len(cmds)}: not one to one")
+    assert answered[-1] >= len(O) - 3, "the last observations got no command"
     assert "without a pending observation" not in sim.log()
 
     # the simulator's state follows the commands: replay each step in our own MuJoCo model
@@ -94,17 +104,19 @@ def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, che
 
     same = lambda a, b: np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # noqa: E731
     matched = resets = dropped = 0
+    command_for = dict(zip(answered, cmds))  # observation index -> the command answering it
     for k in range(len(S) - 1):
-        m = obs_index.get(S_obs[k].tobytes(), -1) - j0  # the command answering this state
-        if not 0 <= m < len(cmds):
+        m = obs_index.get(S_obs[k].tobytes(), -1)
+        if m not in command_for:
             continue
-        after = replay(S[k], [cmds[m]])
+        after = replay(S[k], [command_for[m]])
         if same(after, S[k + 1]):
             matched += 1
         elif task.terminated(after[0][None], after[1][None], float(model.qpos0[1]))[0]:
             resets += 1  # the task's termination rule fired: the simulator reset the robot
         else:  # the probe missed a joint_states message (KEEP_LAST 10 while it was busy)
-            assert m + 1 < len(cmds) and same(replay(S[k], cmds[m:m + 2]), S[k + 1]), f"step {m}"
+            assert m + 1 in command_for, f"step {m}"
+            assert same(replay(S[k], [command_for[m], command_for[m + 1]]), S[k + 1]), f"step {m}"
             dropped += 1
     assert matched >= 300 and matched > 5 * resets and dropped <= 0.05 * matched, (matched, resets, dropped)
 
