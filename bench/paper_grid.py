@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 from mt_specialize.config import parse_count
-from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_TABLE_I, TABLE_AT, _values_at, collect_runs,
+from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_TABLE_I, TABLE_AT, seed_values_at, collect_runs,
                                   comparison_table)
 
 EXPERIMENTS = ("three_hoppers", "biped_fwd_bwd")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         means, paper = {}, {}
         for variant in MAIN_VARIANTS:
             seeds = variants.get(variant, {})
-            values = _values_at(seeds, "return_pooled", at)
+            values = seed_values_at(seeds, "return_pooled", at)
             reference = PAPER_TABLE_I[variant][column]
             paper[variant] = reference
             partial = len(seeds) - len(values)

@@ -146,7 +146,8 @@ def permutation_p_value(a: list[float], b: list[float]) -> float:
     return extreme / count
 
 
-def _values_at(seeds: dict[int, list[dict]], key: str, at: int) -> list[float]:
+def seed_values_at(seeds: dict[int, list[dict]], key: str, at: int) -> list[float]:
+    """``key`` at ``at`` samples of every seed that got there (seed -> metrics rows)."""
     return [v for v in (value_at(rows, key, at) for rows in seeds.values()) if v is not None]
 
 
@@ -155,13 +156,13 @@ def comparison_table(runs: dict, experiment: str, at: int = TABLE_AT,
     """Markdown: each main method's pooled return at ``at`` against ``reference`` (difference of means
     over seeds, exact permutation p), and the methods ranked by our means beside the paper's ranking."""
     variants = runs.get(experiment, {})
-    ours = _values_at(variants.get(reference, {}), "return_pooled", at)
+    ours = seed_values_at(variants.get(reference, {}), "return_pooled", at)
     column = ("three_hoppers", "biped_fwd_bwd").index(experiment)
     lines = [f"| method | seeds | mean | {METHOD_NAMES[reference]} minus method | permutation p |",
              "|---|---:|---:|---:|---:|"]
     means = {}
     for variant in MAIN_VARIANTS:
-        values = _values_at(variants.get(variant, {}), "return_pooled", at)
+        values = seed_values_at(variants.get(variant, {}), "return_pooled", at)
         if values:
             means[variant] = float(np.mean(values))
         if variant == reference or not values:
@@ -262,7 +263,7 @@ def plot_jt_sp_grid(runs: dict, experiment: str, path: Path, at: int = TABLE_AT)
     counts = np.zeros((3, 3), dtype=int)
     for a, jt in enumerate(jts):
         for b, sp in enumerate(sps):
-            values = _values_at(runs.get(experiment, {}).get(f"ours_jt{jt}k_sp{sp}", {}), "return_pooled", at)
+            values = seed_values_at(runs.get(experiment, {}).get(f"ours_jt{jt}k_sp{sp}", {}), "return_pooled", at)
             counts[a, b] = len(values)
             if values:
                 ours[a, b] = np.mean(values)
