@@ -208,8 +208,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     from .config import parse_count
 
-    path = write_report(args.root, args.out, gaits=not args.no_gifs, at=parse_count(args.at, "--at"))
+    at = parse_count(args.at, "--at")
+    if args.readme and not Path(args.readme).is_file():
+        raise SystemExit(f"--readme: no file {args.readme}")
+    path = write_report(args.root, args.out, gaits=not args.no_gifs, at=at)
     print(f"wrote {path} and figures in {args.out}")
+    if args.readme:
+        from .report import collect_runs, update_readme
+
+        try:
+            blocks = update_readme(args.readme, collect_runs(args.root), at)
+        except ValueError as err:
+            raise SystemExit(f"--readme {args.readme}: {err}") from None
+        print(f"filled {', '.join(blocks)} in {args.readme} ({blocks['n_done']} runs at {at:,} samples)")
     return 0
 
 
@@ -325,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--no-gifs", action="store_true")
     p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as the paper)")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="also fill FILE's <!-- n_done -->, <!-- table1 --> and <!-- comparison --> blocks")
     p.set_defaults(func=_cmd_report)
 
     try:

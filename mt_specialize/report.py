@@ -179,6 +179,64 @@ def comparison_table(runs: dict, experiment: str, at: int = TABLE_AT,
     return "\n".join(lines)
 
 
+def comparison_summary(runs: dict, at: int = TABLE_AT, reference: str = "ours_jt400k_sp25") -> str:
+    """Markdown, one row per experiment: ``reference`` minus each baseline at ``at`` (difference of the
+    means over seeds, exact permutation p), the compact form of :func:`comparison_table`."""
+    baselines = [v for v in MAIN_VARIANTS if v != reference]
+    lines = ["| | " + " | ".join(METHOD_NAMES[v].split(" (")[0] for v in baselines) + " |",
+             "|---|" + "---:|" * len(baselines)]
+    for experiment in ("three_hoppers", "biped_fwd_bwd"):
+        variants = runs.get(experiment, {})
+        ours = seed_values_at(variants.get(reference, {}), "return_pooled", at)
+        cells = []
+        for variant in baselines:
+            values = seed_values_at(variants.get(variant, {}), "return_pooled", at)
+            cells.append(f"{np.mean(ours) - np.mean(values):+.1f} (p {permutation_p_value(ours, values):.2f})"
+                         if ours and values else "–")
+        lines.append(f"| {experiment} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_blocks(runs: dict, at: int = TABLE_AT) -> dict[str, str]:
+    """The README's generated blocks, by marker name: ``n_done`` (runs at or past ``at``), ``table1``
+    (:func:`table_one`) and ``comparison`` (:func:`comparison_summary`)."""
+    n_done = sum(value_at(rows, "return_pooled", at) is not None
+                 for variants in runs.values() for seeds in variants.values() for rows in seeds.values())
+    return {"n_done": str(n_done), "table1": table_one(runs, at), "comparison": comparison_summary(runs, at)}
+
+
+def fill_blocks(text: str, blocks: dict[str, str]) -> str:
+    """Replace what stands between ``<!-- name -->`` and ``<!-- /name -->`` in ``text`` for every block.
+
+    A block whose content holds a line break is written on lines of its own. Raises ``ValueError``
+    naming the markers that are missing (or appear more than once), before anything is replaced.
+    """
+    bad = [name for name in blocks
+           if text.count(f"<!-- {name} -->") != 1 or text.count(f"<!-- /{name} -->") != 1
+           or text.index(f"<!-- {name} -->") > text.index(f"<!-- /{name} -->")]
+    if bad:
+        raise ValueError("each of these blocks needs exactly one '<!-- NAME -->...<!-- /NAME -->' pair: "
+                         + ", ".join(bad))
+    for name, content in blocks.items():
+        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        head, rest = text.split(start)
+        _, tail = rest.split(end)
+        body = f"\n{content}\n" if "\n" in content else content
+        text = head + start + body + end + tail
+    return text
+
+
+def update_readme(path: str | Path, runs: dict, at: int = TABLE_AT) -> dict[str, str]:
+    """Fill ``path``'s generated blocks (:func:`readme_blocks`) in place, atomically; returns them."""
+    path = Path(path)
+    blocks = readme_blocks(runs, at)
+    text = fill_blocks(path.read_text(), blocks)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return blocks
+
+
 def _variant_order(variant: str) -> int:
     order = list(PAPER_TABLE_I)
     return order.index(variant) if variant in order else len(order)
@@ -366,6 +424,7 @@ def write_report(root: str | Path, out: str | Path, gaits: bool = True, at: int 
     """Write table1.md, the figures and (optionally) gait GIFs; returns the table path.
 
     ``at``: the sample count the table reads (3M as the paper; smaller for a partial look).
+    ``gaits``: render the GIFs; without, the GIFs already in ``out/gaits`` stay listed.
     """
     root, out = Path(root), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,8 +455,8 @@ def write_report(root: str | Path, out: str | Path, gaits: bool = True, at: int 
     parts += ["", DIFFERENCES]
     figures = write_figures(runs, out, root)
     parts += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
-    if gaits:
-        gifs = write_gaits(root, out)
+    gifs = write_gaits(root, out) if gaits else sorted((out / "gaits").glob("*.gif"))  # keep earlier GIFs listed
+    if gifs:
         parts += ["", "## Gaits (ours, jt=400k sp=25%, seed 1)", ""] + [f"![{p.stem}](gaits/{p.name})" for p in gifs]
     table = out / "table1.md"
     tmp = table.with_suffix(".md.tmp")

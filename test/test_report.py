@@ -51,3 +51,28 @@ def test_jt_sp_heat_map_only_when_a_sweep_cell_reached_the_budget(tmp_path):
     assert not (tmp_path / "a.png").exists()
     path = plot_jt_sp_grid(runs, "three_hoppers", tmp_path / "b.png")
     assert path == tmp_path / "b.png" and path.stat().st_size > 10_000
+
+
+def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
+    from mt_specialize.report import fill_blocks, update_readme
+
+    runs = {"three_hoppers": {"ours_jt400k_sp25": {1: _rows(1000), 2: _rows(1100), 3: _rows(1200)},
+                              "joint": {1: _rows(500), 2: _rows(600), 3: _rows(700, until=2_000_000)}}}
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- n_done -->0<!-- /n_done --> runs\n\n<!-- table1 -->\nold table\n<!-- /table1 -->\n"
+                      "text kept\n<!-- comparison --><!-- /comparison -->\nend\n")
+    blocks = update_readme(readme, runs)
+    text = readme.read_text()
+    assert blocks["n_done"] == "5" and "<!-- n_done -->5<!-- /n_done --> runs" in text
+    assert "old table" not in text and "text kept\n" in text and text.endswith("end\n")
+    assert "| sp=0% | 1601.94 | 550.0 ± 50.0 (2 seeds, 1 partial) |" in text
+    comparison = text.split("<!-- comparison -->\n")[1].split("\n<!-- /comparison -->")[0].splitlines()
+    assert comparison[2] == "| three_hoppers | +550.0 (p 0.10) | – | – | – |"
+    assert comparison[3] == "| biped_fwd_bwd | – | – | – | – |"
+    assert fill_blocks(text, blocks) == text  # filling again changes nothing
+
+    broken = text.replace("<!-- /table1 -->", "")
+    readme.write_text(broken)
+    with pytest.raises(ValueError, match="table1"):
+        update_readme(readme, runs)
+    assert readme.read_text() == broken  # nothing written on error
