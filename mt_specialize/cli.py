@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gifs", action="store_true")
     p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as the paper)")
     p.add_argument("--readme", default=None, metavar="FILE",
-                   help="also fill FILE's <!-- n_done -->, <!-- table1 --> and <!-- comparison --> blocks")
+                   help="also fill FILE's generated blocks: <!-- n_done -->, table1, comparison, torso_mass")
     p.set_defaults(func=_cmd_report)
 
     try:

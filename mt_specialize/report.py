@@ -179,6 +179,41 @@ def comparison_table(runs: dict, experiment: str, at: int = TABLE_AT,
     return "\n".join(lines)
 
 
+TORSO_MASS_EXPERIMENTS = ("torso_mass_3", "torso_mass_8", "torso_mass_14")
+# Fig. 6 gives no numbers, only orderings: separate beats joint when the torsos differ most (3 vs 15 kg),
+# joint beats separate as they become alike (8, 14 kg), and ours is on top in all three.
+PAPER_FIG6_BETTER_OF_JOINT_SEPARATE = {"torso_mass_3": "separate", "torso_mass_8": "joint", "torso_mass_14": "joint"}
+
+
+def torso_mass_table(runs: dict, at: int = TABLE_AT, reference: str = "ours_jt400k_sp25") -> str:
+    """Markdown, one row per torso-mass experiment (Fig. 6): ours, joint and separate at ``at`` (mean ±
+    std, seeds), ours minus each (permutation p), and the better of joint and separate, ours beside the
+    paper's. ``–`` where a method has no run at ``at`` yet."""
+    lines = ["| torso vs 15 kg | ours (jt=400k, sp=25%) | joint | separate | ours − joint | ours − separate "
+             "| better of joint / separate: ours (paper) | ours on top |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
+    for experiment in TORSO_MASS_EXPERIMENTS:
+        variants = runs.get(experiment, {})
+        values = {v: seed_values_at(variants.get(v, {}), "return_pooled", at) for v in (reference, "joint", "separate")}
+        cells = [_cell(vals) + (f" ({len(vals)})" if vals else "") for vals in values.values()]
+        ours = values[reference]
+        for other in ("joint", "separate"):
+            cells.append(f"{np.mean(ours) - np.mean(values[other]):+.1f} (p {permutation_p_value(ours, values[other]):.2f})"
+                         if ours and values[other] else "–")
+        if values["joint"] and values["separate"]:
+            better = "joint" if np.mean(values["joint"]) > np.mean(values["separate"]) else "separate"
+        else:
+            better = "–"
+        cells.append(f"{better} ({PAPER_FIG6_BETTER_OF_JOINT_SEPARATE[experiment]})")
+        if all(values.values()):
+            on_top = np.mean(ours) > max(np.mean(values["joint"]), np.mean(values["separate"]))
+            cells.append("yes" if on_top else "no")
+        else:
+            cells.append("–")
+        lines.append(f"| {experiment.rsplit('_', 1)[1]} kg | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def comparison_summary(runs: dict, at: int = TABLE_AT, reference: str = "ours_jt400k_sp25") -> str:
     """Markdown, one row per experiment: ``reference`` minus each baseline at ``at`` (difference of the
     means over seeds, exact permutation p), the compact form of :func:`comparison_table`."""
@@ -199,10 +234,12 @@ def comparison_summary(runs: dict, at: int = TABLE_AT, reference: str = "ours_jt
 
 def readme_blocks(runs: dict, at: int = TABLE_AT) -> dict[str, str]:
     """The README's generated blocks, by marker name: ``n_done`` (runs at or past ``at``), ``table1``
-    (:func:`table_one`) and ``comparison`` (:func:`comparison_summary`)."""
+    (:func:`table_one`), ``comparison`` (:func:`comparison_summary`) and ``torso_mass``
+    (:func:`torso_mass_table`)."""
     n_done = sum(value_at(rows, "return_pooled", at) is not None
                  for variants in runs.values() for seeds in variants.values() for rows in seeds.values())
-    return {"n_done": str(n_done), "table1": table_one(runs, at), "comparison": comparison_summary(runs, at)}
+    return {"n_done": str(n_done), "table1": table_one(runs, at), "comparison": comparison_summary(runs, at),
+            "torso_mass": torso_mass_table(runs, at)}
 
 
 def fill_blocks(text: str, blocks: dict[str, str]) -> str:
@@ -385,10 +422,9 @@ def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
         path = plot_split(run_dir, out / f"split_{run_dir.parent.parent.name}_seed1.png")
         if path:
             written.append(path)
-    torso = [e for e in ("torso_mass_3", "torso_mass_8", "torso_mass_14") if e in runs]
-    if torso:
+    if any(e in runs for e in TORSO_MASS_EXPERIMENTS):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False)
-        for ax, experiment in zip(axes[0], ("torso_mass_3", "torso_mass_8", "torso_mass_14")):
+        for ax, experiment in zip(axes[0], TORSO_MASS_EXPERIMENTS):
             if experiment in runs:
                 plot_curves(ax, runs[experiment])
                 ax.legend(fontsize=7)
@@ -449,6 +485,8 @@ def write_report(root: str | Path, out: str | Path, gaits: bool = True, at: int 
         if experiment in runs:
             parts += ["", f"## Ours (jt=400k, sp=25%) against each baseline at {at:,} samples: {experiment}", "",
                       comparison_table(runs, experiment, at)]
+    if any(e in runs for e in TORSO_MASS_EXPERIMENTS):
+        parts += ["", f"## Torso mass (Fig. 6) at {at:,} samples", "", torso_mass_table(runs, at)]
     for experiment in sorted(runs):
         parts += ["", f"## Per-task returns at {at:,} samples: {experiment}", "",
                   per_task_table(runs, experiment, at)]

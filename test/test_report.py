@@ -60,7 +60,7 @@ def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
                               "joint": {1: _rows(500), 2: _rows(600), 3: _rows(700, until=2_000_000)}}}
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- n_done -->0<!-- /n_done --> runs\n\n<!-- table1 -->\nold table\n<!-- /table1 -->\n"
-                      "text kept\n<!-- comparison --><!-- /comparison -->\nend\n")
+                      "text kept\n<!-- comparison --><!-- /comparison -->\n<!-- torso_mass --><!-- /torso_mass -->\nend\n")
     blocks = update_readme(readme, runs)
     text = readme.read_text()
     assert blocks["n_done"] == "5" and "<!-- n_done -->5<!-- /n_done --> runs" in text
@@ -76,3 +76,19 @@ def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
     with pytest.raises(ValueError, match="table1"):
         update_readme(readme, runs)
     assert readme.read_text() == broken  # nothing written on error
+
+
+def test_torso_mass_table_against_the_papers_orderings():
+    from mt_specialize.report import torso_mass_table
+
+    runs = {"torso_mass_3": {"ours_jt400k_sp25": {1: _rows(900), 2: _rows(1100)},
+                             "joint": {1: _rows(400), 2: _rows(600)},
+                             "separate": {1: _rows(700), 2: _rows(900)}},
+            "torso_mass_8": {"ours_jt400k_sp25": {1: _rows(500)}, "joint": {1: _rows(800)},
+                             "separate": {1: _rows(600)}},
+            "torso_mass_14": {"joint": {1: _rows(800, until=2_000_000)}}}
+    rows = {line.split(" |")[0]: line for line in torso_mass_table(runs).splitlines()[2:]}
+    assert rows["| 3 kg"] == ("| 3 kg | 1000.0 ± 100.0 (2) | 500.0 ± 100.0 (2) | 800.0 ± 100.0 (2) "
+                              "| +500.0 (p 0.33) | +200.0 (p 0.67) | separate (separate) | yes |")
+    assert rows["| 8 kg"].endswith("| -300.0 (p 1.00) | -100.0 (p 1.00) | joint (joint) | no |")
+    assert rows["| 14 kg"] == "| 14 kg | – | – | – | – | – | – (joint) | – |"  # not at 3M yet
