@@ -152,11 +152,28 @@ def _key_values(items: list[str], flag: str) -> dict:
     return out
 
 
+def _parse_seeds(text: str) -> list[int]:
+    """``"1-5"`` or ``"1,2,4"`` (or both, ``"1-3,7"``) -> sorted distinct non-negative seeds."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise SystemExit(f"--seeds: {part.strip()!r} is not a seed or range; use e.g. 1-5 or 1,2,4") from None
+        if low < 0 or high < low:
+            raise SystemExit(f"--seeds: {part.strip()!r}: seeds are >= 0 and a range goes up, e.g. 4-5")
+        seeds.update(range(low, high + 1))
+    return sorted(seeds)
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .config import parse_count
     from .reproduce import paper_grid, reproduce, select, with_ppo_settings
 
-    specs = with_ppo_settings(select(paper_grid(), args.only), _key_values(args.ppo or [], "--ppo"))
+    seeds = _parse_seeds(args.seeds) if args.seeds else None
+    specs = paper_grid(seeds) if seeds else paper_grid()
+    specs = with_ppo_settings(select(specs, args.only), _key_values(args.ppo or [], "--ppo"))
     samples = parse_count(args.samples, "samples") if args.samples else None
     if args.archive:
         from .reproduce import restore_grid
@@ -298,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", help="glob(s) over run names, e.g. 'three_hoppers/*' or "
                    "'*/joint/*' (repeatable)")
     p.add_argument("--samples", help="budget per run (default: each experiment's, 3M)")
+    p.add_argument("--seeds", help="the grid's seeds, e.g. 1-5 or 4,5 (default 1-3, as the paper)")
     p.add_argument("--workers", type=int, help="runs at once (default: one per core)")
     p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")

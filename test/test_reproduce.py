@@ -192,3 +192,16 @@ def test_ppo_settings_reach_every_cell_and_a_run_refuses_to_resume_with_others(t
         with_ppo_settings(specs, {"minibatch": 88})
     with pytest.raises(ValueError, match="minibatch_per_task"):
         with_ppo_settings(specs, {"minibatch_per_task": 0})
+
+
+def test_seeds_option_sets_the_grid_and_bad_seeds_are_named(tmp_path, capsys):
+    from mt_specialize.cli import main
+
+    assert main(["reproduce", "--root", str(tmp_path), "--seeds", "2,4-5", "--only", "three_hoppers/joint/*",
+                 "--list"]) == 0
+    listed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [f"three_hoppers/joint/seed{n}" for n in (2, 4, 5)]
+    for bad in ("5-4", "x", "1,,2", "-1"):
+        with pytest.raises(SystemExit, match="--seeds"):
+            main(["reproduce", "--root", str(tmp_path), "--seeds", bad, "--list"])
+    assert list(tmp_path.iterdir()) == []  # --list made nothing
