@@ -6,7 +6,9 @@ resumes the grid itself) and prints, per experiment, at 3M samples (the paper's 
 - each method's pooled mean episode return over seeds, the paper's figure beside it, and ours/paper;
 - ours (jt=400k, sp=25%) minus each baseline, with an exact permutation p over seeds;
 - the methods ranked by our means and by the paper's, and how many of the paper's pairwise orderings
-  of the 5 main methods our means reproduce.
+  of the 5 main methods our means reproduce;
+- for the torso-mass experiments (Fig. 6), ours, joint and separate and how many of the figure's
+  orderings (the better of joint and separate; ours above each) our means reproduce.
 
 Usage::
 
@@ -24,8 +26,9 @@ import sys
 import numpy as np
 
 from mt_specialize.config import parse_count
-from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_TABLE_I, TABLE_AT, seed_values_at, collect_runs,
-                                  comparison_table)
+from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_FIG6_BETTER_OF_JOINT_SEPARATE, PAPER_TABLE_I,
+                                  TABLE_AT, TORSO_MASS_EXPERIMENTS, collect_runs, comparison_table, seed_values_at,
+                                  torso_mass_table)
 
 EXPERIMENTS = ("three_hoppers", "biped_fwd_bwd")
 
@@ -35,6 +38,23 @@ def pairwise_agreement(means: dict[str, float], paper: dict[str, float]) -> tupl
     pairs = [(a, b) for a, b in itertools.combinations(sorted(means), 2) if a in paper and b in paper]
     agree = sum((means[a] - means[b]) * (paper[a] - paper[b]) > 0 for a, b in pairs)
     return agree, len(pairs)
+
+
+def fig6_agreement(runs: dict, at: int, reference: str = "ours_jt400k_sp25") -> tuple[int, int]:
+    """(agreeing, compared) over Fig. 6's orderings: per torso mass with all three methods at ``at``, the
+    better of joint and separate as in the paper, ours above joint, ours above separate."""
+    agree = compared = 0
+    for experiment in TORSO_MASS_EXPERIMENTS:
+        means = {v: seed_values_at(runs.get(experiment, {}).get(v, {}), "return_pooled", at)
+                 for v in (reference, "joint", "separate")}
+        if not all(means.values()):
+            continue
+        means = {v: float(np.mean(values)) for v, values in means.items()}
+        better = "joint" if means["joint"] > means["separate"] else "separate"
+        agree += (better == PAPER_FIG6_BETTER_OF_JOINT_SEPARATE[experiment]) + (means[reference] > means["joint"]) \
+            + (means[reference] > means["separate"])
+        compared += 3
+    return agree, compared
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         agree, compared = pairwise_agreement(means, paper)
         if compared:
             print(f"\n  pairwise orderings that match the paper: {agree} of {compared}")
+    if any(e in runs for e in TORSO_MASS_EXPERIMENTS):
+        print("\n[torso_mass_3 / 8 / 14 (Fig. 6): two capsule hoppers, torso 15 kg against 3 / 8 / 14 kg]\n")
+        print("\n".join(f"  {line}" for line in torso_mass_table(runs, at).splitlines()))
+        agree, compared = fig6_agreement(runs, at)
+        if compared:
+            print(f"\n  Fig. 6 orderings that match the paper: {agree} of {compared}")
     return 0
 
 
