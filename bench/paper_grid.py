@@ -26,7 +26,8 @@ import sys
 import numpy as np
 
 from mt_specialize.config import parse_count
-from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_FIG6_BETTER_OF_JOINT_SEPARATE, PAPER_TABLE_I,
+from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_COLUMN, PAPER_FIG6_BETTER_OF_JOINT_SEPARATE,
+                                  PAPER_TABLE_I,
                                   TABLE_AT, TORSO_MASS_EXPERIMENTS, collect_runs, comparison_table, seed_values_at,
                                   torso_mass_table)
 
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
               f"or this script with --run", file=sys.stderr)
         return 1
     print(f"Paper grid at {at:,} samples, runs under {args.root} (pooled mean episode return, last 100 episodes)")
-    for column, experiment in enumerate(EXPERIMENTS):
+    for experiment in [e for e in PAPER_COLUMN if e in runs or e in EXPERIMENTS]:
+        column = PAPER_COLUMN[experiment]  # the ankle variant is compared with the paper's biped
         variants = runs.get(experiment, {})
         print(f"\n[{experiment}]")
         means, paper = {}, {}

@@ -172,7 +172,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import paper_grid, reproduce, select, with_ppo_settings
 
     seeds = _parse_seeds(args.seeds) if args.seeds else None
-    specs = paper_grid(seeds) if seeds else paper_grid()
+    if args.experiment:
+        from .reproduce import main_grid
+
+        specs = main_grid(args.experiment, seeds) if seeds else main_grid(args.experiment)
+    else:
+        specs = paper_grid(seeds) if seeds else paper_grid()
     specs = with_ppo_settings(select(specs, args.only), _key_values(args.ppo or [], "--ppo"))
     samples = parse_count(args.samples, "samples") if args.samples else None
     if args.archive:
@@ -316,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "'*/joint/*' (repeatable)")
     p.add_argument("--samples", help="budget per run (default: each experiment's, 3M)")
     p.add_argument("--seeds", help="the grid's seeds, e.g. 1-5 or 4,5 (default 1-3, as the paper)")
+    p.add_argument("--experiment", action="append", metavar="NAME",
+                   help="instead of the paper's grid, the main comparison (ours jt=400k sp=25%%, joint, separate, "
+                   "random, append) on this registered experiment, e.g. biped_fwd_bwd_ankle100 (repeatable)")
     p.add_argument("--workers", type=int, help="runs at once (default: one per core)")
     p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")

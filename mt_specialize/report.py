@@ -48,6 +48,9 @@ ROW_LABELS = {
 }
 
 
+# which of Table I's columns an experiment is compared with (the ankle variant: the paper's biped)
+PAPER_COLUMN = {"three_hoppers": 0, "biped_fwd_bwd": 1, "biped_fwd_bwd_ankle100": 1}
+
 METHOD_NAMES = {
     "ours_jt400k_sp25": "ours (jt=400k, sp=25%)", "joint": "joint (sp=0%)", "separate": "separate",
     "random_jt400k_sp25": "random split (jt=400k, sp=25%)", "append": "append (one-hot task id)",
@@ -157,7 +160,7 @@ def comparison_table(runs: dict, experiment: str, at: int = TABLE_AT,
     over seeds, exact permutation p), and the methods ranked by our means beside the paper's ranking."""
     variants = runs.get(experiment, {})
     ours = seed_values_at(variants.get(reference, {}), "return_pooled", at)
-    column = ("three_hoppers", "biped_fwd_bwd").index(experiment)
+    column = PAPER_COLUMN[experiment]
     lines = [f"| method | seeds | mean | {METHOD_NAMES[reference]} minus method | permutation p |",
              "|---|---:|---:|---:|---:|"]
     means = {}
@@ -352,7 +355,7 @@ def plot_jt_sp_grid(runs: dict, experiment: str, path: Path, at: int = TABLE_AT)
     """Table I's 3x3 block as two heat maps, the paper's and ours (mean over the seeds at ``at``;
     n in each cell); None if no ``ours`` cell of the sweep has reached ``at``."""
     jts, sps = (80, 400, 800), (5, 25, 50)
-    column = ("three_hoppers", "biped_fwd_bwd").index(experiment)
+    column = PAPER_COLUMN[experiment]
     paper = np.array([[PAPER_TABLE_I[f"ours_jt{jt}k_sp{sp}"][column] for sp in sps] for jt in jts])
     ours = np.full((3, 3), np.nan)
     counts = np.zeros((3, 3), dtype=int)
@@ -397,7 +400,7 @@ def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
         path = out / f"fig{number}_{experiment}.png"
         _save(fig, path)
         written.append(path)
-    for experiment in ("three_hoppers", "biped_fwd_bwd"):  # the pooled number hides which task fails
+    for experiment in PAPER_COLUMN:  # the pooled number hides which task fails
         variants = runs.get(experiment)
         if not variants:
             continue
@@ -481,7 +484,7 @@ def write_report(root: str | Path, out: str | Path, gaits: bool = True, at: int 
         "",
         table_one(runs, at),
     ]
-    for experiment in ("three_hoppers", "biped_fwd_bwd"):
+    for experiment in PAPER_COLUMN:
         if experiment in runs:
             parts += ["", f"## Ours (jt=400k, sp=25%) against each baseline at {at:,} samples: {experiment}", "",
                       comparison_table(runs, experiment, at)]

@@ -77,6 +77,18 @@ def _main_cells(experiment: str, seeds: Iterable[int]) -> list[RunSpec]:
     return cells
 
 
+def main_grid(experiments: Iterable[str], seeds: Iterable[int] = PAPER_SEEDS) -> list[RunSpec]:
+    """The main comparison (ours jt=400k sp=25%, joint, separate, random, append) on any registered
+    experiments, e.g. a variant of the paper's; unknown names raise ValueError listing the allowed."""
+    from .experiments import EXPERIMENTS
+
+    experiments, seeds = list(experiments), list(seeds)
+    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {unknown}: allowed are {sorted(EXPERIMENTS)}")
+    return [cell for experiment in experiments for cell in _main_cells(experiment, seeds)]
+
+
 def paper_grid(seeds: Iterable[int] = PAPER_SEEDS) -> list[RunSpec]:
     """All runs of the paper's comparison, most important first (issue order)."""
     seeds = list(seeds)

@@ -11,7 +11,13 @@ id                              task                  robot
 ``mt_specialize/BipedForward-v0``     ``biped_forward``     biped, reward +vx
 ``mt_specialize/BipedBackward-v0``    ``biped_backward``    biped, reward -vx
 ``mt_specialize/HopperTorso{3,8,14,15}-v0``  ``hopper_torso{3,8,14,15}``  capsule hopper, torso kg
+``mt_specialize/BipedForwardAnkle100-v0``     ``biped_forward_ankle100``   biped, ankles 100 N*m
+``mt_specialize/BipedBackwardAnkle100-v0``    ``biped_backward_ankle100``  (not SPEC's: see below)
 ==============================  ====================  =================================
+
+The ``*_ankle100`` tasks are SPEC's biped with Walker2d's ankle torque scale (100 instead of 20 N*m
+per unit action), a sensitivity variant: with SPEC's 20 N*m ankles forward walking fails in MuJoCo
+for every method (results/probes/walker2d_body/).
 
 Each env step: ``data.ctrl[:] = action; data.qacc_warmstart[:] = 0; mj_step(nstep=frame_skip)``.
 The zero warm-start makes a step a pure function of (qpos, qvel, action), which the batched engine
@@ -55,8 +61,9 @@ def _finite(name: str, value, *, positive: bool = False, nonneg: bool = False) -
 class TaskSpec:
     """One task: a robot (built-in name or URDF path), reward and termination of its family.
 
-    direction: +1 rewards +x velocity, -1 rewards -x velocity. torso_mass (kg) / mass_scale modify
-    the robot (see ``robots.build_model``). dt = timestep * frame_skip (s).
+    direction: +1 rewards +x velocity, -1 rewards -x velocity. torso_mass (kg), mass_scale and gears
+    (torque scale per actuated joint, N*m per unit action, in URDF joint order) modify the robot
+    (see ``robots.build_model``). dt = timestep * frame_skip (s).
     """
 
     name: str
@@ -67,6 +74,7 @@ class TaskSpec:
     ctrl_cost: float = DEFAULT_CTRL_COST["hopper"]
     torso_mass: float | None = None
     mass_scale: float = 1.0
+    gears: tuple[float, ...] | None = None
     frame_skip: int = 4
     horizon: int = 1000
     reset_noise: float = 0.005
@@ -85,6 +93,12 @@ class TaskSpec:
         _finite(f"task {self.name!r}: reset_noise", self.reset_noise, nonneg=True)
         if self.torso_mass is not None:
             _finite(f"task {self.name!r}: torso_mass", self.torso_mass, positive=True)
+        if self.gears is not None:
+            if isinstance(self.gears, (str, bytes)) or not hasattr(self.gears, "__len__"):
+                raise ValueError(f"task {self.name!r}: gears must be a list of torques (N*m per unit action), "
+                                 f"one per actuated joint, got {self.gears!r}")
+            object.__setattr__(self, "gears", tuple(_finite(f"task {self.name!r}: gears[{i}]", g, positive=True)
+                                                    for i, g in enumerate(self.gears)))
         for key in ("frame_skip", "horizon"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -95,7 +109,8 @@ class TaskSpec:
 
     def build_model(self) -> mujoco.MjModel:
         """A fresh compiled MuJoCo model of this task's robot."""
-        return robots.build_model(self.robot, torso_mass=self.torso_mass, mass_scale=self.mass_scale)
+        return robots.build_model(self.robot, torso_mass=self.torso_mass, mass_scale=self.mass_scale,
+                                  gears=self.gears)
 
     def _model_info(self) -> dict:
         if not self._cache:
@@ -194,6 +209,8 @@ def _hopper(name: str, robot: str, **kw) -> TaskSpec:
 
 
 TORSO_MASSES = (3, 8, 14, 15)  # kg, the torso-mass experiments' hoppers
+# hip, knee, ankle of each leg, N*m per unit action: Walker2d's ankles (SPEC's biped: 100, 100, 20)
+BIPED_ANKLE100_GEARS = (100.0, 100.0, 100.0, 100.0, 100.0, 100.0)
 TASKS: dict[str, TaskSpec] = {
     "hopper_capsule": _hopper("hopper_capsule", "hopper_capsule"),
     "hopper_box": _hopper("hopper_box", "hopper_box"),
@@ -202,6 +219,10 @@ TASKS: dict[str, TaskSpec] = {
     "biped_backward": TaskSpec("biped_backward", "biped", "biped", -1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["biped"]),
     **{f"hopper_torso{m}": _hopper(f"hopper_torso{m}", "hopper_capsule", torso_mass=float(m))
        for m in TORSO_MASSES},
+    "biped_forward_ankle100": TaskSpec("biped_forward_ankle100", "biped", "biped", 1, DEFAULT_ALIVE_BONUS,
+                                       DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
+    "biped_backward_ankle100": TaskSpec("biped_backward_ankle100", "biped", "biped", -1, DEFAULT_ALIVE_BONUS,
+                                        DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
 }
 
 ENV_IDS: dict[str, str] = {
@@ -211,6 +232,8 @@ ENV_IDS: dict[str, str] = {
     "biped_forward": "mt_specialize/BipedForward-v0",
     "biped_backward": "mt_specialize/BipedBackward-v0",
     **{f"hopper_torso{m}": f"mt_specialize/HopperTorso{m}-v0" for m in TORSO_MASSES},
+    "biped_forward_ankle100": "mt_specialize/BipedForwardAnkle100-v0",
+    "biped_backward_ankle100": "mt_specialize/BipedBackwardAnkle100-v0",
 }
 
 

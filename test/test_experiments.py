@@ -19,6 +19,7 @@ def test_builtin_experiments():
         "torso_mass_3": (("hopper_torso15", "hopper_torso3"), 4000),
         "torso_mass_8": (("hopper_torso15", "hopper_torso8"), 4000),
         "torso_mass_14": (("hopper_torso15", "hopper_torso14"), 4000),
+        "biped_fwd_bwd_ankle100": (("biped_forward_ankle100", "biped_backward_ankle100"), 8000),
     }
     assert set(EXPERIMENTS) == set(expected)
     for name, (tasks, batch) in expected.items():
@@ -60,7 +61,7 @@ batch_size: 2000
 tasks:
   - hopper_box
   - {name: mine, robot: robots/mine.urdf, family: hopper, mass_scale: 1.5}
-  - {name: back, robot: hopper_ellipsoid, direction: -1}
+  - {name: back, robot: hopper_ellipsoid, direction: -1, gears: [150, 150, 50.5]}
 """)
     exp = get_experiment(path)
     assert exp.name == "exp" and exp.budget == 3_000_000
@@ -69,6 +70,8 @@ tasks:
     assert mine.mass_scale == 1.5 and mine.ctrl_cost == 1e-3 and mine.alive_bonus == 1.0
     assert Path(mine.robot) == (tmp_path / "robots" / "mine.urdf").resolve()
     assert back.family == "hopper" and back.direction == -1
+    assert back.gears == (150.0, 150.0, 50.5)
+    np.testing.assert_array_equal(back.build_model().actuator_gear[:, 0], [150, 150, 50.5])
 
 
 @pytest.mark.parametrize("text, match", [
@@ -82,6 +85,11 @@ tasks:
     ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, mass_scale: .nan}]\n", r"mass_scale must be a positive finite number, got nan"),
     ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, torso_mass: heavy}]\n", r"torso_mass must be a number, got 'heavy'"),
     ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, direction: 0}]\n", r"direction 0, allowed \+1 or -1"),
+    ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, gears: [200, 200]}]\n",
+     r"tasks\[0\]: gears has 2 values but robot 'hopper_box' has 3 actuated joints"),
+    ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, gears: [200, 0, 200]}]\n",
+     r"gears\[1\] must be a positive finite number, got 0"),
+    ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, gears: 200}]\n", r"gears must be a list of torques"),
     ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, family: snake}]\n", r"family 'snake'; allowed \['hopper', 'biped'\]"),
     ("batch_size: 10\ntasks: [{name: a, robot: nothere.urdf, family: hopper}]\n", r"URDF file not found: .*nothere.urdf"),
     ("batch_size: 10\ntasks: [{name: a, robot: ../data/user_hopper.urdf}]\n", r"family None; allowed \['hopper', 'biped'\] \(required for a URDF robot\)"),

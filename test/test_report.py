@@ -92,3 +92,10 @@ def test_torso_mass_table_against_the_papers_orderings():
                               "| +500.0 (p 0.33) | +200.0 (p 0.67) | separate (separate) | yes |")
     assert rows["| 8 kg"].endswith("| -300.0 (p 1.00) | -100.0 (p 1.00) | joint (joint) | no |")
     assert rows["| 14 kg"] == "| 14 kg | – | – | – | – | – | – (joint) | – |"  # not at 3M yet
+
+
+def test_ankle_variant_is_compared_with_the_papers_biped_ranking():
+    runs = {"biped_fwd_bwd_ankle100": {"ours_jt400k_sp25": {1: _rows(2000)}, "joint": {1: _rows(1500)}}}
+    table = comparison_table(runs, "biped_fwd_bwd_ankle100")
+    assert "| joint (sp=0%) | 1 | 1500.0 | +500.0 | 1.00 |" in table
+    assert "Ranking in the paper: ours (jt=400k, sp=25%) > random split (jt=400k, sp=25%) > separate" in table

@@ -205,3 +205,17 @@ def test_seeds_option_sets_the_grid_and_bad_seeds_are_named(tmp_path, capsys):
         with pytest.raises(SystemExit, match="--seeds"):
             main(["reproduce", "--root", str(tmp_path), "--seeds", bad, "--list"])
     assert list(tmp_path.iterdir()) == []  # --list made nothing
+
+
+def test_experiment_option_runs_the_main_comparison_on_a_variant(tmp_path, capsys):
+    from mt_specialize.cli import main
+    from mt_specialize.reproduce import main_grid
+
+    assert main(["reproduce", "--root", str(tmp_path), "--experiment", "biped_fwd_bwd_ankle100", "--seeds", "1",
+                 "--list"]) == 0
+    listed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [f"biped_fwd_bwd_ankle100/{v}/seed1" for v in
+                      ("ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append")]
+    assert [s.name for s in main_grid(["biped_fwd_bwd"])] == [s.name for s in paper_grid()[15:30]]
+    assert main(["reproduce", "--root", str(tmp_path), "--experiment", "four_hoppers", "--list"]) == 2
+    assert "unknown experiment(s) ['four_hoppers']" in capsys.readouterr().err

@@ -221,3 +221,13 @@ def test_render_frames_and_png(tmp_path):
     assert not np.array_equal(frames[0], frames[1])
     path = render_task_png("hopper_box", tmp_path / "box.png", width=32, height=32)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ankle100_variant_is_specs_biped_with_walker2d_ankles():
+    spec_biped, variant = get_task("biped_forward").build_model(), get_task("biped_forward_ankle100").build_model()
+    np.testing.assert_array_equal(spec_biped.actuator_gear[:, 0], [100, 100, 20, 100, 100, 20])
+    np.testing.assert_array_equal(variant.actuator_gear[:, 0], [100] * 6)
+    np.testing.assert_array_equal(spec_biped.body_mass, variant.body_mass)  # only the ankles differ
+    np.testing.assert_array_equal(spec_biped.jnt_range, variant.jnt_range)
+    back = get_task("biped_backward_ankle100")
+    assert back.direction == -1 and back.gears == get_task("biped_forward_ankle100").gears
