@@ -317,12 +317,13 @@ DIFFERENCES = """## Where ours differs from the paper, and why
   long before forward (300–900 at 3M): the pooled return, dominated by the many short episodes of
   the failing task, mostly measures forward walking (see the per-task curves). The paper's separate
   and joint rows (967 and 878) look the same; its ours row (2671) is where both directions were
-  learned. Why forward is harder (measured on the grid's policies): the hips only swing the legs
-  backward (range [-150°, 0°], as in DART's walker2d.skel and Gymnasium's Walker2d), so a foot can be
-  placed ahead of the hip in +x only with the torso leaning back, against the travel; backward, the
-  robot leans into its travel and still steps 0.77 m ahead. Forward policies end by falling forward
-  (pitch ≈ +0.7 rad, 39 of 45 episodes), with the hips at their 0 limit 57–70 % of the time
-  (results/probes/biped_diagnosis/).
+  learned. Why forward is harder: the biped's 20 N·m ankles (SPEC's, as the authors' DART model's
+  action_scale). One-factor probes (method separate, seed 1; results/probes/walker2d_body/): our biped
+  with 100 N·m ankles walks forward at 2,664 by 1.5M samples (this grid's cell: 314); Gymnasium's
+  Walker2d body learns forward with its 100 N·m ankles (3,070 at 2M) and fails with 20 N·m ones (402).
+  The hips' backward-only range, blamed in an earlier diagnosis, is the same in Walker2d and is not
+  the cause. How the paper's DART biped walked forward with 20 N·m ankles is not known from here.
+  The main comparison on the 100 N·m variant is a separate sensitivity grid (biped_fwd_bwd_ankle100).
 - **PPO minibatches.** As SPEC §5 chooses, every Adam step here uses one mixed minibatch of 256 samples
   of each task; the authors stepped task by task (4 MPI workers x 64 samples of one task). With the
   same 10 epochs that is about 3x fewer Adam steps per iteration here (e.g. 50 instead of ~150 for
@@ -330,6 +331,12 @@ DIFFERENCES = """## Where ours differs from the paper, and why
   a one-seed probe with `ppo: {minibatch_per_task: 88}` (~150 steps per iteration, as the authors)
   reached a pooled 883.6 at 1M samples of three_hoppers (ours, jt=400k, sp=25%) against 519.0 with
   the grid's setting. The grid keeps SPEC's setting for every method.
+- **Learning-rate schedule.** SPEC §5 gives a constant lr (3e-4) and clip (0.2). OpenAI Baselines'
+  ppo1 `run_mujoco.py`, the PPO the paper names, anneals both linearly to 0 over the run
+  (`schedule='linear'`); whether the authors kept it is not known. With constant steps, late biped
+  iterations here sometimes spike (approx_kl 0.1–1.3 against ~0.03; 81 spikes in 37 biped runs, 14
+  followed by a > 30 % drop of a task's return; 2 in 39 three_hoppers runs):
+  results/probes/kl_spikes/.
 - **Seeds and budget.** 3 seeds per cell, as the paper; 3M samples per run (Table I's point); the
   statistic is the same (pooled mean episode return of the last 100 episodes). Every method gets the
   same budget, batch, network and PPO settings; no baseline was tuned.
