@@ -155,7 +155,9 @@ class Trainer:
         if resume:
             if not config_path.is_file():
                 raise ValueError(f"cannot resume: {str(self.out_dir)!r} holds no run (no config.yaml)")
-            saved = yaml.safe_load(config_path.read_text())
+            # through TrainConfig, so a setting added since the run started compares as its default
+            saved = TrainConfig.from_dict(yaml.safe_load(config_path.read_text()) or {},
+                                          source=str(config_path)).to_dict()
             diff = {k: (saved.get(k), v) for k, v in mine.items()
                     if saved.get(k) != v and k not in RESULT_NEUTRAL_SETTINGS}
             if diff:

@@ -1,4 +1,5 @@
 """The experiment runner: split schedule, baselines, resumable runs, bad input."""
+import dataclasses
 import csv
 import os
 import signal
@@ -198,6 +199,30 @@ def test_existing_run_is_never_overwritten(tiny_experiment, tmp_path):
         Trainer(other, tmp_path / "run", resume=True)
     after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     assert before == after
+
+
+def test_resume_of_a_run_saved_before_a_setting_existed(tiny_experiment, tmp_path):
+    """A config.yaml written by an older version (a setting missing) resumes when the new setting is at
+    its default, and is still refused when a recorded setting differs."""
+    import yaml
+
+    config = _config(tiny_experiment, method="joint", samples=768)
+    Trainer(config, tmp_path / "run").run()
+    path = tmp_path / "run" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["ppo"]["lr_schedule"], saved["score_statistic"]  # as if written before these existed
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    more = dataclasses.replace(config, samples=1536)
+    with pytest.raises(ValueError, match=r"samples: run has 768, given 1536\)"):  # only a real difference
+        Trainer(more, tmp_path / "run", resume=True)
+    saved["samples"] = saved["jt"] = 1536  # joint: jt is the whole budget
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    summary = Trainer(more, tmp_path / "run", resume=True).run()
+    assert summary["samples"] >= 1536
+    saved["ppo"]["lr_schedule"] = "linear"
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Trainer(more, tmp_path / "run", resume=True)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
