@@ -139,6 +139,8 @@ class PPOConfig:
     ``minibatch_per_task``: samples of EACH task in one mixed minibatch (one Adam step).
     ``max_grad_norm=None``: no gradient clipping (as ppo1).
     ``lr_schedule``: 'constant' or 'linear' (lr × max(1 - progress, 0), progress in [0, 1]).
+    ``clip_schedule``: the same for the clip range. Baselines ppo1's ``schedule='linear'``
+    (``run_mujoco.py``) anneals both; SPEC §5 keeps both constant.
     """
 
     clip: float = 0.2
@@ -152,6 +154,7 @@ class PPOConfig:
     value_coef: float = 1.0
     max_grad_norm: float | None = None
     lr_schedule: str = "constant"
+    clip_schedule: str = "constant"
 
     def __post_init__(self):
         def bad(field, msg):
@@ -178,14 +181,21 @@ class PPOConfig:
                 bad(f, "must be a finite number >= 0")
         if self.max_grad_norm is not None and (not finite(self.max_grad_norm) or self.max_grad_norm <= 0):
             bad("max_grad_norm", "must be None (no clipping) or a finite number > 0")
-        if self.lr_schedule not in ("constant", "linear"):
-            bad("lr_schedule", "must be 'constant' or 'linear'")
+        for f in ("lr_schedule", "clip_schedule"):
+            if getattr(self, f) not in ("constant", "linear"):
+                bad(f, "must be 'constant' or 'linear'")
 
     def lr_at(self, progress: float) -> float:
         """Learning rate at training progress in [0, 1] (fraction of the sample budget used)."""
         if self.lr_schedule == "linear":
             return self.lr * max(1.0 - float(progress), 0.0)
         return self.lr
+
+    def clip_at(self, progress: float) -> float:
+        """Clip range at training progress in [0, 1] (fraction of the sample budget used)."""
+        if self.clip_schedule == "linear":
+            return self.clip * max(1.0 - float(progress), 0.0)
+        return self.clip
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -264,8 +264,10 @@ class Trainer:
         self.policy.zero_per_task_grads()
         sums = np.zeros(4)
         count = 0
+        progress = self.samples / self.config.samples
+        clip = ppo.clip_at(progress)
         for group in self.optimizer.param_groups:
-            group["lr"] = ppo.lr_at(self.samples / self.config.samples)
+            group["lr"] = ppo.lr_at(progress)
             # fused Adam (a checkpoint of an older version restores foreach=True, fused=None)
             group["foreach"], group["fused"] = False, True
         keys = ("obs", "actions", "old_logp", "advantages", "returns")
@@ -279,7 +281,7 @@ class Trainer:
                 # gradients (float32 rounding), .grad set as zero_grad + backward would, per-task
                 # gradients accumulated as the hooks do
                 logp, policy_cache = self.policy.train_log_prob(obs, actions)
-                policy_loss, grad_logp = clipped_surrogate_with_grad(logp, old_logp, advantages, ppo.clip, 1.0 / T)
+                policy_loss, grad_logp = clipped_surrogate_with_grad(logp, old_logp, advantages, clip, 1.0 / T)
                 values, value_cache = self.value.train_forward(obs)
                 v_loss, grad_values = value_loss_with_grad(values, returns, ppo.value_coef / T)
                 # d(-entropy_coef * mean_(T,B) sum_A entropy)/d log_std = -entropy_coef / T per task
@@ -291,7 +293,7 @@ class Trainer:
                 log_ratio = (logp - old_logp).numpy()  # figures in NumPy: a fraction of torch's per-op cost
                 ratio_m1 = np.exp(log_ratio) - 1
                 sums += [policy_loss.numpy().mean(), v_loss.numpy().mean(), (ratio_m1 - log_ratio).mean(),
-                         (np.abs(ratio_m1) > ppo.clip).mean()]
+                         (np.abs(ratio_m1) > clip).mean()]
                 count += 1
         if track_gradients:  # per-task gradients summed over the iteration's minibatches (train_backward)
             self.spread.add(self.policy.per_task_grads())

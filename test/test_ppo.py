@@ -97,10 +97,14 @@ def test_config_defaults_and_validation():
     assert c.lr_at(0.7) == 3e-4
     lin = PPOConfig(lr_schedule="linear")
     assert lin.lr_at(0.25) == pytest.approx(2.25e-4) and lin.lr_at(1.5) == 0.0
+    assert lin.clip_at(0.5) == 0.2 and c.clip_at(0.5) == 0.2  # the clip anneals only when asked
+    ppo1 = PPOConfig(lr_schedule="linear", clip_schedule="linear")  # baselines ppo1 schedule='linear'
+    assert ppo1.clip_at(0.25) == pytest.approx(0.15) and ppo1.clip_at(1.0) == 0.0
     for kw, field in [({"clip": 0}, "clip"), ({"clip": 1.5}, "clip"), ({"epochs": 0}, "epochs"),
                       ({"epochs": 2.5}, "epochs"), ({"lr": -1}, "lr"), ({"gamma": 1.1}, "gamma"),
                       ({"lam": float("nan")}, "lam"), ({"max_grad_norm": 0}, "max_grad_norm"),
-                      ({"lr_schedule": "cosine"}, "lr_schedule"), ({"minibatch_per_task": 0}, "minibatch_per_task"),
+                      ({"lr_schedule": "cosine"}, "lr_schedule"),
+                      ({"clip_schedule": "step"}, "clip_schedule"), ({"minibatch_per_task": 0}, "minibatch_per_task"),
                       ({"entropy_coef": -0.1}, "entropy_coef")]:
         with pytest.raises(ValueError, match=f"PPOConfig.{field}"):
             PPOConfig(**kw)

@@ -264,3 +264,18 @@ def test_the_split_itself_changes_no_action_or_value(tiny_experiment, tmp_path):
         assert torch.equal(trainer.value(obs), values)
     assert any(bool(m.any()) for m in trainer.policy.split_masks().values())
     trainer.close()
+
+
+def test_clip_schedule_reaches_the_update(tiny_experiment, tmp_path):
+    """With clip_schedule linear at the end of the budget the clip range is 0: every ratio that moved
+    counts as clipped. The same batch with the constant clip (0.2) is clipped far less."""
+    fractions = {}
+    for schedule in ("constant", "linear"):
+        config = _config(tiny_experiment, method="joint", samples=3840)
+        config.ppo.clip_schedule = schedule
+        trainer = Trainer(config, tmp_path / schedule)
+        trainer.samples = config.samples - 1  # progress ~1
+        batch = trainer.prepare_batch(trainer.collect())
+        fractions[schedule] = trainer.update(batch, track_gradients=False).clip_fraction
+        trainer.close()
+    assert fractions["linear"] > 0.5 > fractions["constant"]
