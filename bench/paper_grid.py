@@ -13,6 +13,7 @@ resumes the grid itself) and prints, per experiment, at 3M samples (the paper's 
 Usage::
 
     python bench/paper_grid.py [--root runs/paper] [--at 3M]           # read what is there
+    python bench/paper_grid.py --root runs/paper_ankle100               # a variant grid (reproduce --experiment)
     python bench/paper_grid.py --run [--only 'three_hoppers/*'] [--workers 2]   # run/resume, then read
 
 Runs that have not reached ``--at`` are listed as partial and left out of the means.
@@ -31,7 +32,6 @@ from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_COLUMN, PAP
                                   TABLE_AT, TORSO_MASS_EXPERIMENTS, collect_runs, comparison_table, seed_values_at,
                                   torso_mass_table)
 
-EXPERIMENTS = ("three_hoppers", "biped_fwd_bwd")
 
 
 def pairwise_agreement(means: dict[str, float], paper: dict[str, float]) -> tuple[int, int]:
@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
     runs = collect_runs(args.root)
-    if not any(e in runs for e in EXPERIMENTS):
-        print(f"no runs of {EXPERIMENTS} under {args.root}: run `mt-specialize reproduce --root {args.root}` "
+    if not any(e in runs for e in PAPER_COLUMN):
+        print(f"no runs of {list(PAPER_COLUMN)} under {args.root}: run `mt-specialize reproduce --root {args.root}` "
               f"or this script with --run", file=sys.stderr)
         return 1
     print(f"Paper grid at {at:,} samples, runs under {args.root} (pooled mean episode return, last 100 episodes)")
-    for experiment in [e for e in PAPER_COLUMN if e in runs or e in EXPERIMENTS]:
+    for experiment in [e for e in PAPER_COLUMN if e in runs]:
         column = PAPER_COLUMN[experiment]  # the ankle variant is compared with the paper's biped
         variants = runs.get(experiment, {})
         print(f"\n[{experiment}]")
