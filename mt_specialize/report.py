@@ -334,9 +334,9 @@ DIFFERENCES = """## Where ours differs from the paper, and why
 - **Learning-rate schedule.** SPEC §5 gives a constant lr (3e-4) and clip (0.2). OpenAI Baselines'
   ppo1 `run_mujoco.py`, the PPO the paper names, anneals both linearly to 0 over the run
   (`schedule='linear'`); whether the authors kept it is not known. With constant steps, late biped
-  iterations here sometimes spike (approx_kl 0.1–1.3 against ~0.03; 81 spikes in 37 biped runs, 14
-  followed by a > 30 % drop of a task's return; 2 in 39 three_hoppers runs):
-  results/probes/kl_spikes/.
+  iterations here sometimes spike (approx_kl 0.1–1.3 against ~0.03; 84 spikes in the 39 biped runs,
+  14 followed by a > 30 % drop of a task's return; 2 in the 39 three_hoppers runs, 17 in the 27
+  torso-mass runs): results/probes/kl_spikes/. The same update by autograd spikes identically.
 - **Seeds and budget.** 3 seeds per cell, as the paper; 3M samples per run (Table I's point); the
   statistic is the same (pooled mean episode return of the last 100 episodes). Every method gets the
   same budget, batch, network and PPO settings; no baseline was tuned.

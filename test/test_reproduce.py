@@ -116,8 +116,11 @@ def test_ctrl_c_checkpoints_running_cells_and_starts_no_other(tmp_path):
     root = tmp_path / "grid"
     cmd = [sys.executable, "-m", "mt_specialize.cli", "reproduce", "--root", str(root), "--workers", "2",
            "--samples", "400k", "--report", "", "--only", "three_hoppers/*/seed1"]
+    # SIGINT back to its default in the child: a runner that starts the suite in the background (e.g.
+    # `nohup ... &` from a script) passes SIGINT down as ignored, and Python then keeps ignoring it
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and len(list(root.glob("*/*/seed1/metrics.csv"))) < 2:
         time.sleep(0.1)
