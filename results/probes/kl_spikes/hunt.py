@@ -4,9 +4,11 @@ From RUN_DIR's checkpoint before START (a copy in --work), train on with Trainer
 update the state is saved. When an iteration's approx_kl exceeds --threshold, the same update is
 redone from the saved state with plain autograd (same loss, minibatches and Adam), and both are
 printed with what moved: the largest |log ratio|, per-epoch KL, and the change of log-std and of
-the policy weights. Stops after --iterations or --spikes spikes.
+the policy weights. Stops after --iterations or --spikes spikes. ``--compare-at N`` also compares
+the two updates at iteration N, spike or not, and stops there.
 
-    python hunt.py RUN_DIR START [--iterations 60] [--threshold 0.1] [--spikes 2] [--work /tmp/kl_hunt]
+    python hunt.py RUN_DIR START [--iterations 60] [--threshold 0.1] [--spikes 2] [--compare-at N]
+                   [--work /tmp/kl_hunt]
 """
 import argparse
 import copy
@@ -26,6 +28,7 @@ parser.add_argument("start", type=int, help="sample count to start from (the new
 parser.add_argument("--iterations", type=int, default=60)
 parser.add_argument("--threshold", type=float, default=0.1)
 parser.add_argument("--spikes", type=int, default=2)
+parser.add_argument("--compare-at", type=int, default=None, help="iteration to compare at, spike or not")
 parser.add_argument("--work", default="/tmp/kl_hunt")
 args = parser.parse_args()
 
@@ -97,11 +100,12 @@ for _ in range(args.iterations):
     trainer.samples += trainer.batch
     print(f"iteration {trainer.iteration} ({trainer.samples:,}): approx_kl {stats.approx_kl:.4f}, "
           f"clip fraction {stats.clip_fraction:.3f}", flush=True)
-    if stats.approx_kl <= args.threshold:
+    compare_here = trainer.iteration == args.compare_at
+    if stats.approx_kl <= args.threshold and not compare_here:
         continue
-    found += 1
+    found += stats.approx_kl > args.threshold
     adv = batch["advantages"].numpy()
-    print(f"  SPIKE. advantages max |A| per task {np.abs(adv).max(axis=1).round(1).tolist()}; "
+    print(f"  {'SPIKE' if stats.approx_kl > args.threshold else 'COMPARE'}. advantages max |A| per task {np.abs(adv).max(axis=1).round(1).tolist()}; "
           f"returns {batch['returns'].min().item():.1f}..{batch['returns'].max().item():.1f}", flush=True)
     hand = copy.deepcopy((trainer.policy.state_dict(), trainer.value.state_dict(),
                           trainer.optimizer.state_dict(), trainer.rng.bit_generator.state))
@@ -114,6 +118,6 @@ for _ in range(args.iterations):
     describe("autograd", trainer, batch, saved[0], kls)
     trainer.policy.load_state_dict(hand[0]); trainer.value.load_state_dict(hand[1])  # go on as training did
     trainer.optimizer.load_state_dict(hand[2]); trainer.rng.bit_generator.state = hand[3]
-    if found >= args.spikes:
+    if found >= args.spikes or compare_here:
         break
 trainer.close()
