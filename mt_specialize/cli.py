@@ -171,13 +171,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .config import parse_count
     from .reproduce import paper_grid, reproduce, select, with_ppo_settings
 
-    seeds = _parse_seeds(args.seeds) if args.seeds else None
-    if args.experiment:
-        from .reproduce import main_grid
+    from .reproduce import PAPER_SEEDS, main_grid
 
-        specs = main_grid(args.experiment, seeds) if seeds else main_grid(args.experiment)
-    else:
-        specs = paper_grid(seeds) if seeds else paper_grid()
+    seeds = _parse_seeds(args.seeds) if args.seeds else PAPER_SEEDS
+    specs = main_grid(args.experiment, seeds) if args.experiment else paper_grid(seeds)
     specs = with_ppo_settings(select(specs, args.only), _key_values(args.ppo or [], "--ppo"))
     samples = parse_count(args.samples, "samples") if args.samples else None
     if args.archive:
