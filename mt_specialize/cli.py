@@ -45,7 +45,7 @@ def _train_config(args: argparse.Namespace):
     if args.config:
         config = TrainConfig.from_yaml(args.config)
     elif args.resume and args.out and saved.is_file():  # continue with the run's own settings
-        config = TrainConfig.from_yaml(saved)
+        config = TrainConfig.from_yaml(saved, run_config=True)
     else:
         config = TrainConfig()
     overrides = {"experiment": args.experiment, "method": args.method, "jt": args.jt, "sp": args.sp,

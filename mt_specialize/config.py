@@ -6,6 +6,7 @@ run must match it. Sample counts accept suffixes: ``400k``, ``3M``, ``3_000_000`
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,28 @@ import yaml
 from .ppo import PPOConfig
 
 METHODS = ("ours", "joint", "separate", "random", "append")
+PROFILES = ("paper", "mujoco", "none")
+APPEND_MODES = ("raw", "normalized")
+SPLIT_COUNTS = ("round", "floor_nonzero")
+SCORE_STATISTICS = ("variance", "std")
+# The training settings of each profile (SPEC §5b); the robots' physics of each profile is in
+# mt_specialize.physics. A setting given explicitly (not null) overrides its profile's value.
+PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
+    # The paper's authors' code (shared/paper/authors-setup.md; VincentYu68/baselines,
+    # baselines/split_net/pposgd_split.py at 8ab77c2):
+    "paper": {
+        "optimizer": "per_task",          # task_adams: one MpiAdam per task, stepping in turn, shared entries synced
+        "revert_drop_bound": 300.0,       # reward_drop_bound=300 (learn()'s default at 8ab77c2)
+        "append_mode": "normalized",      # the one-hot is part of the env observation, so the normaliser sees it
+        "score_statistic": "std",         # np.ma.std across tasks (population std), mean over the last 10 iterations
+        "split_count": "floor_nonzero",   # int(split_percent * n) top entries, only those with std > 0
+    },
+    # SPEC §4-5 as written: mixed-task minibatches, no revert, raw one-hot, variance score
+    "mujoco": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
+               "score_statistic": "variance", "split_count": "round"},
+    "none": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
+             "score_statistic": "variance", "split_count": "round"},
+}
 DEFAULT_JT = 400_000
 DEFAULT_SP = 0.25
 
@@ -56,6 +79,25 @@ class TrainConfig:
     batch_size:     samples per iteration over all tasks (default: the experiment's)
     envs_per_task:  parallel envs per task; the per-task batch is envs_per_task * steps
     split_value:    split the value net too (default: only for ``separate``)
+    profile:        paper | mujoco | none: a bundle of robot physics (mt_specialize.physics) and of
+                    the training settings below that are null (PROFILE_SETTINGS). ``paper`` = as the
+                    paper's authors ran it, ``mujoco`` = physically correct robots with Gymnasium's
+                    contact conventions, ``none`` = every setting at its own default (the robots of
+                    the first grid: armature 1.0, friction 0.9). A run directory written before
+                    profiles existed reads as ``none``.
+    physics:        run-wide physics settings applied to every task on top of the profile and the
+                    task's own settings (mapping setting -> value, see mt_specialize.physics)
+    revert_drop_bound: return units, or "off": when the mean of the last 100 finished episodes
+                    (all tasks pooled) falls more than this below the last accepted iteration's, the
+                    iteration is rejected: policy, value net and normaliser go back to their values
+                    at the last accepted iteration and the counted samples rewind (the authors'
+                    ``reward_drop_bound``); null = the profile's
+    append_mode:    ``raw`` = the one-hot task id is appended after observation normalisation;
+                    ``normalized`` = before it, as the authors' env did (the per-task normaliser then
+                    maps it to ~0); null = the profile's
+    score_statistic: ``variance`` | ``std`` (population) of the per-task gradients; null = profile's
+    split_count:    ``round`` = round(sp * n) entries; ``floor_nonzero`` = the int(sp * n) highest
+                    scores, only those with a nonzero score (the authors'); null = the profile's
     """
 
     experiment: str = "three_hoppers"
@@ -68,12 +110,17 @@ class TrainConfig:
     envs_per_task: int = 16
     split_value: bool | None = None
     score_window: int = 10
-    score_statistic: str = "variance"
+    score_statistic: str | None = None
     checkpoint_every: int = 25
     keep_checkpoints: int = 3
     torch_threads: int = 1
     physics_threads: int | None = None
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    profile: str = "mujoco"
+    physics: dict = field(default_factory=dict)
+    revert_drop_bound: float | str | None = None
+    append_mode: str | None = None
+    split_count: str | None = None
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -97,7 +144,17 @@ class TrainConfig:
         return config
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_run_config(cls, data: dict, source: str = "config.yaml") -> "TrainConfig":
+        """A run directory's saved config.yaml: a run written before profiles existed (no
+        ``profile`` key) ran every setting at its own default, i.e. profile ``none``."""
+        if isinstance(data, dict) and "profile" not in data:
+            data = {**data, "profile": "none"}
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, *, run_config: bool = False) -> "TrainConfig":
+        """Read a YAML file of settings; ``run_config``: it is a run directory's config.yaml
+        (see :meth:`from_run_config`)."""
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file {str(path)!r} does not exist")
@@ -105,6 +162,8 @@ class TrainConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+        if run_config:
+            return cls.from_run_config(data, source=str(path))
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict:
@@ -154,8 +213,28 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if c.physics_threads is not None and (not isinstance(c.physics_threads, int) or c.physics_threads < 1):
             raise ValueError(f"physics_threads must be an integer >= 1 or null, got {c.physics_threads!r}")
-        if c.score_statistic not in ("variance", "std"):
-            raise ValueError(f"score_statistic must be 'variance' or 'std', got {c.score_statistic!r}")
+        if c.profile not in PROFILES:
+            raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
+        if not isinstance(c.physics, dict):
+            raise ValueError(f"physics must be a mapping of physics settings, got {c.physics!r}")
+        defaults = PROFILE_SETTINGS[c.profile]
+        if c.ppo.optimizer is None:
+            c.ppo.optimizer = defaults["optimizer"]
+        for name in ("revert_drop_bound", "append_mode", "score_statistic", "split_count"):
+            if getattr(c, name) is None:
+                setattr(c, name, defaults[name])
+        if c.revert_drop_bound is False:
+            c.revert_drop_bound = "off"
+        if c.revert_drop_bound != "off":
+            bound = c.revert_drop_bound
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) \
+                    or bound < 0:
+                raise ValueError(f"revert_drop_bound must be a return difference >= 0 or 'off', got {bound!r}")
+            c.revert_drop_bound = float(bound)
+        for name, allowed in (("append_mode", APPEND_MODES), ("score_statistic", SCORE_STATISTICS),
+                              ("split_count", SPLIT_COUNTS)):
+            if getattr(c, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(c, name)!r}")
         if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
         return c

@@ -27,21 +27,26 @@ class InferencePolicy:
     """Per-task mean actions of a split Gaussian policy, with per-task observation normalisation."""
 
     def __init__(self, policy: SplitGaussianPolicy, obs_rms: RunningMeanStd, task_names: Sequence[str],
-                 obs_dim: int, append_task_id: bool = False, experiment: str = "", source: str = ""):
+                 obs_dim: int, append_task_id: bool = False, experiment: str = "", source: str = "",
+                 normalize_task_id: bool = False):
         self.task_names = list(task_names)
         self.obs_dim = int(obs_dim)
         self.act_dim = int(policy.act_dim)
         self.experiment = experiment
         self.source = source
-        self.append_task_id = append_task_id
+        # append_task_id: the one-hot task id follows the normalised observation; normalize_task_id:
+        # it is appended to the raw observation and normalised with it (obs_rms over obs_dim + T)
+        self.append_task_id = append_task_id and not normalize_task_id
+        self.normalize_task_id = normalize_task_id
         with torch.no_grad():  # (T, in, out) and (T, 1, out) float32
             self._layers = [(layer.effective_weight().numpy().copy(), layer.effective_bias().numpy()[:, None, :].copy())
                             for layer in policy.mean.layers]
         # act() serves robots in float64: results do not depend on how many robots share a call
         self._layers64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in self._layers]
         n_tasks = len(self.task_names)
-        self._mean = obs_rms.mean.numpy().reshape(n_tasks, 1, self.obs_dim)  # float64
-        self._std = obs_rms.std.numpy().reshape(n_tasks, 1, self.obs_dim)
+        width = self.obs_dim + (n_tasks if normalize_task_id else 0)
+        self._mean = obs_rms.mean.numpy().reshape(n_tasks, 1, width)  # float64
+        self._std = obs_rms.std.numpy().reshape(n_tasks, 1, width)
         self._clip = float(obs_rms.clip)
         self._task_ids = np.eye(n_tasks, dtype=np.float32)
 
@@ -56,6 +61,9 @@ class InferencePolicy:
 
     def mean_actions(self, obs: np.ndarray) -> np.ndarray:
         """obs (T, N, obs_dim) raw, row t of task t -> mean actions (T, N, act_dim) float32."""
+        if self.normalize_task_id:
+            ids = np.broadcast_to(self._task_ids[:, None, :], (obs.shape[0], obs.shape[1], len(self.task_names)))
+            obs = np.concatenate([obs, ids], axis=-1)
         x = np.clip((obs - self._mean) / self._std, -self._clip, self._clip).astype(np.float32)
         if self.append_task_id:
             ids = np.broadcast_to(self._task_ids[:, None, :], (x.shape[0], x.shape[1], len(self.task_names)))
@@ -71,12 +79,15 @@ class InferencePolicy:
             policy_in = int(meta.get("policy_in", obs_dim))
             policy = SplitGaussianPolicy(len(names), policy_in, act_dim)
             policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy/")})
-            obs_rms = RunningMeanStd(len(names), (obs_dim,))
-            obs_rms.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("obs_rms/")})
+            rms_state = {k[8:]: v for k, v in tensors.items() if k.startswith("obs_rms/")}
+            width = int(rms_state["mean"].shape[-1]) if "mean" in rms_state else obs_dim
+            normalize_task_id = width == policy_in != obs_dim
+            obs_rms = RunningMeanStd(len(names), (obs_dim + (len(names) if normalize_task_id else 0),))
+            obs_rms.load_state_dict(rms_state)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{path}: not a usable policy checkpoint ({exc})") from exc
         return cls(policy, obs_rms, names, obs_dim, append_task_id=policy_in != obs_dim,
-                   experiment=meta.get("experiment", ""), source=str(path))
+                   experiment=meta.get("experiment", ""), source=str(path), normalize_task_id=normalize_task_id)
 
     @staticmethod
     def export(checkpoint: str | Path, out: str | Path) -> Path:
@@ -115,7 +126,10 @@ class InferencePolicy:
             raise ValueError(f"task_index must have shape ({obs.shape[0]},), got {task_index.shape}")
         if task_index.size and (task_index.min() < 0 or task_index.max() >= len(self.task_names)):
             raise ValueError(f"task_index out of range [0, {len(self.task_names)})")
-        x = np.clip((obs[:, None, :] - self._mean[task_index]) / self._std[task_index], -self._clip, self._clip)
+        x = obs[:, None, :]
+        if self.normalize_task_id:
+            x = np.concatenate([x, self._task_ids[task_index][:, None, :].astype(np.float64)], axis=-1)
+        x = np.clip((x - self._mean[task_index]) / self._std[task_index], -self._clip, self._clip)
         if self.append_task_id:  # x: (R, 1, obs_dim) float64
             x = np.concatenate([x, self._task_ids[task_index][:, None, :].astype(np.float64)], axis=-1)
         weights = [(w[task_index], b[task_index]) for w, b in self._layers64]  # (R, in, out), (R, 1, out)

@@ -48,7 +48,7 @@ like the hooks. The trainer's PPO update uses it (about 2/3 of an iteration's ti
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -61,6 +61,7 @@ __all__ = [
     "SplitGaussianPolicy",
     "SplitValue",
     "copy_adam_state_to_split",
+    "EntryGrad",
 ]
 
 def normc_(weight: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -128,6 +129,36 @@ def _train_params(shared: torch.Tensor, task: torch.Tensor, mask: torch.Tensor):
     if not split:
         return shared.detach(), False
     return torch.where(mask, task.detach(), shared.detach()), True
+
+
+def _task_value(shared: torch.Tensor, task: torch.Tensor, mask: torch.Tensor, index: int) -> torch.Tensor:
+    """Detached ``(*shape)`` values task ``index`` uses: ``where(mask, task[index], shared)``
+    (``shared`` itself when nothing is split)."""
+    split, _ = _mask_state(mask)
+    if not split:
+        return shared.detach()
+    return torch.where(mask, task.detach()[index], shared.detach())
+
+
+class EntryGrad(NamedTuple):
+    """The gradient of ONE task's loss w.r.t. that task's effective value of one split entry:
+    ``grad`` has the entry's logical shape. ``shared``/``task``/``mask`` are the entry's tensors
+    (see :class:`SplitLinear`); :class:`mt_specialize.optim.TaskAlternatingAdam` applies it."""
+
+    shared: torch.Tensor
+    task: torch.Tensor
+    mask: torch.Tensor
+    grad: torch.Tensor
+
+
+def _track_task_grad(owner: nn.Module, name: str, n_tasks: int, index: int, grad: torch.Tensor) -> None:
+    """Accumulate one task's gradient into row ``index`` of ``owner._task_grads[name]`` (T, *shape)."""
+    if not owner.track_per_task_grads:
+        return
+    acc = owner._task_grads[name]
+    if acc is None:
+        acc = owner._task_grads[name] = grad.new_zeros((n_tasks, *grad.shape))
+    acc[index] += grad
 
 
 def _set_split_grads(owner: nn.Module, name: str, shared: torch.Tensor, task: torch.Tensor,
@@ -309,6 +340,25 @@ class _SplitModule(nn.Module):
         for o, _ in self._named_entries().values():
             o.track_per_task_grads = bool(flag)
 
+    def snapshot_values(self) -> dict[str, torch.Tensor]:
+        """Copies of every entry's values: ``{name}/shared`` (*shape) and ``{name}/task``
+        (T, *shape), the per-task EFFECTIVE values (what each task uses now)."""
+        out = {}
+        for n, (o, l) in self._named_entries().items():
+            shared, task, mname = self._entry_tensors(o, l)
+            out[f"{n}/shared"] = shared.detach().clone()
+            out[f"{n}/task"] = _effective(shared, task, getattr(o, mname)).detach().clone()
+        return out
+
+    @torch.no_grad()
+    def restore_values(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Set the values saved by :meth:`snapshot_values`; the split masks stay as they are, so an
+        entry split since the snapshot takes each task's snapshotted effective value."""
+        for n, (o, l) in self._named_entries().items():
+            shared, task, _ = self._entry_tensors(o, l)
+            shared.copy_(snapshot[f"{n}/shared"])
+            task.copy_(snapshot[f"{n}/task"])
+
     def effective_params(self) -> dict[str, torch.Tensor]:
         """name -> (T, *shape) effective values (detached copies), e.g. for tests / export."""
         out = {}
@@ -416,6 +466,52 @@ class SplitMLP(_SplitModule):
                 g = torch.ops.aten.tanh_backward(dh, h)
 
 
+    @torch.no_grad()
+    def train_forward_task(self, x: torch.Tensor, task: int) -> tuple[torch.Tensor, tuple]:
+        """:meth:`train_forward` for ONE task's samples: ``x (B, in) -> (B, out)`` with task
+        ``task``'s effective weights (the authors' optimiser steps the tasks one at a time)."""
+        if self.activation not in (fast_tanh, torch.tanh):
+            raise ValueError("train_forward_task supports the tanh activation only")
+        if x.dim() != 2 or x.shape[1] != self.layers[0].in_dim:
+            raise ValueError(f"expected input (B, in={self.layers[0].in_dim}), got {tuple(x.shape)}")
+        if not 0 <= task < self.n_tasks:
+            raise ValueError(f"task index {task} outside [0, {self.n_tasks})")
+        n = len(self.layers)
+        hs, weights = [x], []
+        h = x
+        for i, layer in enumerate(self.layers):
+            w = _task_value(layer.weight_shared, layer.weight_task, layer.weight_mask, task)
+            b = _task_value(layer.bias_shared, layer.bias_task, layer.bias_mask, task)
+            z = torch.addmm(b, h, w)
+            weights.append(w)
+            if i < n - 1:
+                zn = z.numpy()
+                np.tanh(zn, out=zn)
+                h = z
+                hs.append(h)
+        return z, (hs, weights, task)
+
+    @torch.no_grad()
+    def train_backward_task(self, cache: tuple, grad_out: torch.Tensor) -> list[EntryGrad]:
+        """Backward of :meth:`train_forward_task` for d(loss)/d(out) = ``grad_out`` (B, out).
+        Returns the task's gradient for every entry (``.grad`` is not touched) and accumulates
+        it into row ``task`` of the per-task gradients when tracking."""
+        hs, weights, task = cache
+        out: list[EntryGrad] = []
+        g = grad_out
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            gw = torch.mm(hs[i].t(), g)
+            gb = g.sum(0)
+            out.append(EntryGrad(layer.weight_shared, layer.weight_task, layer.weight_mask, gw))
+            out.append(EntryGrad(layer.bias_shared, layer.bias_task, layer.bias_mask, gb))
+            _track_task_grad(layer, "weight", self.n_tasks, task, gw)
+            _track_task_grad(layer, "bias", self.n_tasks, task, gb)
+            if i > 0:
+                g = torch.ops.aten.tanh_backward(torch.mm(g, weights[i].t()), hs[i])
+        return out
+
+
 class _SplitLogStd(nn.Module):
     """State-independent log-std: shared (A,), per-task (T,A), mask (A,). Init 0."""
 
@@ -505,6 +601,36 @@ class SplitGaussianPolicy(_SplitModule):
         self.mean.train_backward(mlp_cache, g * diff / var)
 
 
+    @torch.no_grad()
+    def train_log_prob_task(self, obs: torch.Tensor, act: torch.Tensor, task: int) -> tuple[torch.Tensor, tuple]:
+        """:meth:`train_log_prob` for ONE task: ``obs (B, obs_dim)``, ``act (B, A)`` ->
+        ``(log_prob (B,), cache)`` with task ``task``'s effective parameters."""
+        mu, mlp_cache = self.mean.train_forward_task(obs, task)
+        ls = self.log_std
+        scale = _task_value(ls.log_std_shared, ls.log_std_task, ls.log_std_mask, task).exp()  # (A,)
+        var = scale**2
+        diff = act - mu
+        sq = diff**2
+        logp = (-sq / (2 * var) - scale.log() - self._LOG_SQRT_2PI).sum(-1)
+        return logp, (mlp_cache, diff, sq, var, task)
+
+    @torch.no_grad()
+    def train_backward_task(self, cache: tuple, grad_log_prob: torch.Tensor,
+                            grad_log_std: float = 0.0) -> list[EntryGrad]:
+        """Backward of :meth:`train_log_prob_task` for d(loss)/d(log_prob) = ``grad_log_prob``
+        (B,), plus ``grad_log_std`` added to d(loss)/d(log-std). Returns the task's gradient for
+        every policy entry (see :meth:`SplitMLP.train_backward_task`)."""
+        mlp_cache, diff, sq, var, task = cache
+        g_log_std = (grad_log_prob @ sq) / var - grad_log_prob.sum()
+        if grad_log_std:
+            g_log_std = g_log_std + grad_log_std
+        ls = self.log_std
+        _track_task_grad(ls, "log_std", self.n_tasks, task, g_log_std)
+        grads = self.mean.train_backward_task(mlp_cache, grad_log_prob.unsqueeze(-1) * diff / var)
+        grads.append(EntryGrad(ls.log_std_shared, ls.log_std_task, ls.log_std_mask, g_log_std))
+        return grads
+
+
 class SplitValue(_SplitModule):
     """State-value network (3×64 tanh, normc 1.0 hidden / 1.0 output as baselines' value head).
     ``forward(obs (T,B,obs_dim)) -> (T,B)``. Entry names: ``value.{i}.weight``, ``value.{i}.bias``."""
@@ -528,6 +654,16 @@ class SplitValue(_SplitModule):
     def train_backward(self, cache: tuple, grad_values: torch.Tensor) -> None:
         """Sets ``.grad`` for d(loss)/d(values) = ``grad_values`` (T,B); see SplitMLP.train_backward."""
         self.net.train_backward(cache, grad_values.unsqueeze(-1))
+
+
+    def train_forward_task(self, obs: torch.Tensor, task: int) -> tuple[torch.Tensor, tuple]:
+        """:meth:`train_forward` for ONE task: ``obs (B, obs_dim)`` -> ``(values (B,), cache)``."""
+        v, cache = self.net.train_forward_task(obs, task)
+        return v.squeeze(-1), cache
+
+    def train_backward_task(self, cache: tuple, grad_values: torch.Tensor) -> list[EntryGrad]:
+        """The task's gradient for every value entry, for d(loss)/d(values) = ``grad_values`` (B,)."""
+        return self.net.train_backward_task(cache, grad_values.unsqueeze(-1))
 
 
 @torch.no_grad()

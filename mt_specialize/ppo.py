@@ -132,6 +132,9 @@ def standardize_per_task(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return ((flat - mean) / (std + eps)).reshape(adv.shape)
 
 
+OPTIMIZERS = ("mixed", "per_task")
+
+
 @dataclass
 class PPOConfig:
     """PPO hyper-parameters (SPEC §5; baselines ppo1 defaults for MuJoCo).
@@ -141,6 +144,12 @@ class PPOConfig:
     ``lr_schedule``: 'constant' or 'linear' (lr × max(1 - progress, 0), progress in [0, 1]).
     ``clip_schedule``: the same for the clip range. Baselines ppo1's ``schedule='linear'``
     (``run_mujoco.py``) anneals both; SPEC §5 keeps both constant.
+    ``optimizer``: ``mixed`` = every Adam step on a minibatch holding ``minibatch_per_task`` samples
+    of EVERY task, loss = mean over tasks (SPEC §5); ``per_task`` = the paper's authors' optimiser
+    (``pposgd_split.py``): one Adam per task, the tasks stepping in turn on single-task minibatches
+    of ``minibatch_per_task`` samples, shared entries' values and moments in sync
+    (:class:`mt_specialize.optim.TaskAlternatingAdam`): T times the Adam steps of ``mixed``.
+    ``None`` = the profile's choice (``TrainConfig.profile``).
     """
 
     clip: float = 0.2
@@ -155,6 +164,7 @@ class PPOConfig:
     max_grad_norm: float | None = None
     lr_schedule: str = "constant"
     clip_schedule: str = "constant"
+    optimizer: str | None = None
 
     def __post_init__(self):
         def bad(field, msg):
@@ -184,6 +194,8 @@ class PPOConfig:
         for f in ("lr_schedule", "clip_schedule"):
             if getattr(self, f) not in ("constant", "linear"):
                 bad(f, "must be 'constant' or 'linear'")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {list(OPTIMIZERS)} (or null: the profile's)")
 
     def lr_at(self, progress: float) -> float:
         """Learning rate at training progress in [0, 1] (fraction of the sample budget used)."""

@@ -125,8 +125,11 @@ class GradientSpread:
         self._spreads = deque([{name: s[name] for name in sorted(s)} for s in spreads], maxlen=self.window)
 
 
-def select_split_masks(score: dict[str, torch.Tensor], sp: float) -> dict[str, torch.Tensor]:
+def select_split_masks(score: dict[str, torch.Tensor], sp: float, count: str = "round") -> dict[str, torch.Tensor]:
     """Split the ``k = round(sp * |θ|)`` entries with the largest score, pooled over ALL entries.
+
+    ``count="floor_nonzero"``: the authors' rule instead (``pposgd_split.py``): the
+    ``int(sp * |θ|)`` highest-scoring entries, of which only those with a score > 0 are split.
 
     ``score``: name -> (*shape) (e.g. ``GradientSpread.score()``), covering every policy entry.
     Returns name -> bool mask of the same shape (True = split). Ties are broken
@@ -136,14 +139,20 @@ def select_split_masks(score: dict[str, torch.Tensor], sp: float) -> dict[str, t
     """
     names = list(score)
     flat = torch.cat([score[n].detach().reshape(-1).to(torch.float64) for n in names]) if names else torch.zeros(0)
+    if count not in ("round", "floor_nonzero"):
+        raise ValueError(f"count must be 'round' or 'floor_nonzero', got {count!r}")
     k = n_split_entries(flat.numel(), sp)
+    if count == "floor_nonzero":
+        k = min(flat.numel(), int(sp * flat.numel()))
     if not torch.isfinite(flat).all():
         bad = [n for n in names if not torch.isfinite(score[n]).all()]
         raise ValueError(f"non-finite specialization score in {bad}")
     chosen = torch.zeros(flat.numel(), dtype=torch.bool)
     if k:
-        order = torch.sort(flat, descending=True, stable=True).indices
-        chosen[order[:k]] = True
+        order = torch.sort(flat, descending=True, stable=True).indices[:k]
+        if count == "floor_nonzero":
+            order = order[flat[order] > 0]
+        chosen[order] = True
     return _unflatten(chosen, {n: score[n].shape for n in names})
 
 

@@ -10,9 +10,15 @@ A run directory holds (SPEC §8)::
     summary.json           final per-task returns
     learning_curve.png     per-task and pooled return against samples
 
-One iteration: a batched rollout of ``steps`` control steps on T tasks x E envs, the observation
-normaliser update, GAE, then ``epochs`` passes of mixed-task minibatches (``minibatch_per_task`` samples
-of every task in each), one Adam step per minibatch.
+One iteration: a batched rollout of ``steps`` control steps on T tasks x E envs, (with a revert
+bound) the check that the pooled return did not drop, the observation normaliser update, GAE, then
+``epochs`` passes over the batch: mixed-task minibatches (``minibatch_per_task`` samples of every
+task in each, one Adam step each) or, with the authors' optimiser, single-task minibatches stepped
+task after task (``ppo.optimizer``).
+
+Sample counts: ``samples`` counts the samples of accepted iterations (it rewinds when the revert
+rule rejects an iteration, as the authors counted); ``samples_real`` every env step taken. The
+budget, the joint phase ``jt`` and Table I read ``samples``; without a revert bound they are equal.
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ from .config import TrainConfig
 from .experiments import Experiment, get_experiment
 from .inference import InferencePolicy
 from .normalize import RunningMeanStd
-from .optim import FastAdam
+from .optim import FastAdam, TaskAlternatingAdam
 from .policy import SplitGaussianPolicy, SplitValue
 from .ppo import clipped_surrogate_with_grad, compute_gae, standardize_per_task, value_loss_with_grad
 from .specialize import GradientSpread, random_split_masks, select_split_masks
@@ -118,18 +124,28 @@ class Trainer:
         torch.manual_seed(c.seed)
         self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads)
         self.obs_dim = self.env.obs_dim
-        self.policy_in = self.obs_dim + (T if c.method == "append" else 0)
+        self.append_task_id = c.method == "append"
+        self.normalize_task_id = self.append_task_id and c.append_mode == "normalized"
+        self.policy_in = self.obs_dim + (T if self.append_task_id else 0)
         self.policy = SplitGaussianPolicy(T, self.policy_in, self.env.act_dim)
         self.value = SplitValue(T, self.policy_in)
         self.value.set_track_per_task_grads(False)
-        self.obs_rms = RunningMeanStd(T, (self.obs_dim,))
+        # the normaliser's input: the env observation (and the one-hot, for the authors' append)
+        self.obs_rms = RunningMeanStd(T, (self.obs_dim + (T if self.normalize_task_id else 0),))
         # Adam(fused=True) with a lean step: ~3x faster than foreach on CPU (float32 rounding)
-        self.optimizer = FastAdam(list(self.policy.parameters()) + list(self.value.parameters()),
-                                  lr=c.ppo.lr, eps=c.ppo.adam_eps)
+        adam = TaskAlternatingAdam if c.ppo.optimizer == "per_task" else FastAdam
+        self.optimizer = adam(list(self.policy.parameters()) + list(self.value.parameters()),
+                              lr=c.ppo.lr, eps=c.ppo.adam_eps)
         self.spread = GradientSpread(window=c.score_window, statistic=c.score_statistic)
         self.rng = np.random.default_rng(np.random.SeedSequence([c.seed, 1]))
         self.iteration = 0
-        self.samples = 0
+        self.samples = 0  # of accepted iterations
+        self.samples_real = 0  # every env step
+        self.reverts = 0
+        # the revert rule's last accepted point: pooled return, network values, normaliser, samples
+        self.accepted_return: float | None = None
+        self.accepted_state: dict[str, torch.Tensor] | None = None
+        self.accepted_samples = 0
         self.split_done = False
         self.task_returns = [collections.deque(maxlen=RETURN_WINDOW) for _ in range(T)]
         self.task_lengths = [collections.deque(maxlen=RETURN_WINDOW) for _ in range(T)]
@@ -156,8 +172,9 @@ class Trainer:
             if not config_path.is_file():
                 raise ValueError(f"cannot resume: {str(self.out_dir)!r} holds no run (no config.yaml)")
             # through TrainConfig, so a setting added since the run started compares as its default
-            saved = TrainConfig.from_dict(yaml.safe_load(config_path.read_text()) or {},
-                                          source=str(config_path)).to_dict()
+            saved = TrainConfig.from_run_config(yaml.safe_load(config_path.read_text()) or {},
+                                                source=str(config_path))
+            saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
             diff = {k: (saved.get(k), v) for k, v in mine.items()
                     if saved.get(k) != v and k not in RESULT_NEUTRAL_SETTINGS}
             if diff:
@@ -173,15 +190,20 @@ class Trainer:
         os.replace(tmp, config_path)
 
     # -- rollout --------------------------------------------------------------------------------------
-    def _policy_input(self, obs_norm: np.ndarray) -> np.ndarray:
-        """(T, N, obs_dim) normalised obs -> (T, N, policy_in) (one-hot appended for ``append``)."""
-        if self.config.method != "append":
-            return obs_norm
-        return np.concatenate([obs_norm, _one_hot(self.n_tasks, obs_norm.shape[1])], axis=-1)
+    def _normalizer_input(self, obs: np.ndarray) -> np.ndarray:
+        """(T, N, obs_dim) raw obs -> what the normaliser sees: the same, or with the one-hot task id
+        appended (authors' append, ``append_mode: normalized``)."""
+        if not self.normalize_task_id:
+            return obs
+        return np.concatenate([obs, _one_hot(self.n_tasks, obs.shape[1])], axis=-1)
 
     def _normalize(self, obs: np.ndarray) -> np.ndarray:
-        """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±5)."""
-        return self._policy_input(self.obs_rms.normalize(torch.from_numpy(obs)).numpy())
+        """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±5), the
+        one-hot task id appended after normalisation for ``append`` with ``append_mode: raw``."""
+        x = self.obs_rms.normalize(torch.from_numpy(self._normalizer_input(obs))).numpy()
+        if not self.append_task_id or self.normalize_task_id:
+            return x
+        return np.concatenate([x, _one_hot(self.n_tasks, x.shape[1])], axis=-1)
 
     def collect(self) -> dict:
         """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)."""
@@ -196,7 +218,8 @@ class Trainer:
             std = torch.exp(self.policy.log_std()).numpy()[:, None, :]  # (T, 1, A)
         # weights and normaliser are fixed during a rollout: materialise them once (NumPy float32 forward)
         mean_action = InferencePolicy(self.policy, self.obs_rms, self.task_names, self.obs_dim,
-                                      append_task_id=self.config.method == "append").mean_actions
+                                      append_task_id=self.append_task_id,
+                                      normalize_task_id=self.normalize_task_id).mean_actions
         noise = self.rng.standard_normal((S, T, E, A)).astype(np.float32)
         for t in range(S):
             obs_buf[t] = self.obs
@@ -229,7 +252,8 @@ class Trainer:
         """Normaliser update, values, GAE, per-task standardised advantages; tensors (T, N, ...)."""
         S, T, E = self.steps, self.n_tasks, self.config.envs_per_task
         raw = rollout["obs"]
-        self.obs_rms.update(torch.from_numpy(np.moveaxis(raw[:S], 1, 0).reshape(T, S * E, self.obs_dim)))
+        self.obs_rms.update(torch.from_numpy(
+            self._normalizer_input(np.moveaxis(raw[:S], 1, 0).reshape(T, S * E, self.obs_dim))))
         obs_all = torch.from_numpy(self._normalize(np.moveaxis(raw, 1, 0).reshape(T, (S + 1) * E, self.obs_dim)))
         actions = self._to_task_major(rollout["actions"])
         with torch.no_grad():
@@ -274,6 +298,11 @@ class Trainer:
         for _ in range(ppo.epochs):
             order = torch.from_numpy(np.argsort(self.rng.random((T, N)), axis=1))
             shuffled = [_gather_rows(batch[key], order) for key in keys]  # one gather per epoch, not per minibatch
+            if ppo.optimizer == "per_task":
+                for chunk in np.array_split(np.arange(N), n_minibatches):
+                    sums += self._step_tasks_in_turn([x[:, chunk[0]:chunk[-1] + 1] for x in shuffled], clip)
+                    count += 1
+                continue
             for chunk in np.array_split(np.arange(N), n_minibatches):
                 obs, actions, old_logp, advantages, returns = (x[:, chunk[0]:chunk[-1] + 1] for x in shuffled)
                 # loss = mean_T policy_loss + value_coef * mean_T v_loss - entropy_coef * mean entropy;
@@ -299,6 +328,35 @@ class Trainer:
             self.spread.add(self.policy.per_task_grads())
         return IterationStats(*(sums / max(count, 1)))
 
+    def _step_tasks_in_turn(self, minibatch: list[torch.Tensor], clip: float) -> np.ndarray:
+        """The authors' optimiser on one minibatch index: task 0, 1, ..., T-1 each take one Adam
+        step on its own samples (``minibatch``: obs, actions, old_logp, advantages, returns, each
+        (T, B, ...)), a task seeing the shared entries as the tasks before it left them. Loss of
+        task i = its policy loss + value_coef * its value loss - entropy_coef * its entropy, means
+        over its B samples. Returns the figures summed over tasks / T (policy loss, value loss,
+        approx KL, clip fraction)."""
+        ppo = self.config.ppo
+        T = self.n_tasks
+        sums = np.zeros(4)
+        self.optimizer.begin_round()
+        for i in range(T):
+            obs, actions, old_logp, advantages, returns = (x[i] for x in minibatch)
+            logp, policy_cache = self.policy.train_log_prob_task(obs, actions, i)
+            policy_loss, grad_logp = clipped_surrogate_with_grad(logp[None], old_logp[None], advantages[None], clip)
+            values, value_cache = self.value.train_forward_task(obs, i)
+            v_loss, grad_values = value_loss_with_grad(values[None], returns[None], ppo.value_coef)
+            grads = (self.policy.train_backward_task(policy_cache, grad_logp[0], -ppo.entropy_coef)
+                     + self.value.train_backward_task(value_cache, grad_values[0]))
+            if ppo.max_grad_norm:
+                norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([g.grad for g in grads]))))
+                if norm > ppo.max_grad_norm:
+                    torch._foreach_mul_([g.grad for g in grads], ppo.max_grad_norm / (norm + 1e-6))
+            self.optimizer.step_task(i, grads)
+            log_ratio = (logp - old_logp).numpy()
+            ratio_m1 = np.exp(log_ratio) - 1
+            sums += [float(policy_loss), float(v_loss), (ratio_m1 - log_ratio).mean(), (np.abs(ratio_m1) > clip).mean()]
+        return sums / T
+
     # -- specialization -------------------------------------------------------------------------------
     def _split(self) -> None:
         """Split the policy (and value net if asked) at the end of the joint phase; Adam state kept."""
@@ -316,7 +374,7 @@ class Trainer:
                 raise RuntimeError("no gradient spread was recorded during the joint phase")
             raw_score = self.spread.score()
             score = {name: raw_score[name] for name in shapes}  # canonical order: ties break the same way
-            masks = select_split_masks(score, c.sp)
+            masks = select_split_masks(score, c.sp, count=c.split_count)
         self._apply_masks(self.policy, masks)
         if c.split_value:
             self._apply_masks(self.value, {n: torch.ones(m.shape, dtype=torch.bool)
@@ -350,6 +408,9 @@ class Trainer:
         tensors.update(opt_tensors)
         for k, v in self.spread.state_dict().items():
             tensors[f"spread/{k}"] = v
+        if self.accepted_state is not None:
+            for k, v in self.accepted_state.items():
+                tensors[f"revert/{k}"] = v
         env_state = self.env.get_state()
         tensors["env/physics"] = torch.from_numpy(env_state["physics"])
         tensors["env/episode_return"] = torch.from_numpy(env_state["episode_return"])
@@ -366,6 +427,10 @@ class Trainer:
             "policy_in": self.policy_in,
             "iteration": self.iteration,
             "samples": self.samples,
+            "samples_real": self.samples_real,
+            "reverts": self.reverts,
+            "accepted_return": _json_float(self.accepted_return),
+            "accepted_samples": self.accepted_samples,
             "split_done": self.split_done,
             "optimizer": opt_meta,
             "rng": self.rng.bit_generator.state,
@@ -406,6 +471,14 @@ class Trainer:
         torch.set_rng_state(tensors["torch_rng"])
         self.rng.bit_generator.state = meta["rng"]
         self.iteration, self.samples, self.split_done = meta["iteration"], meta["samples"], meta["split_done"]
+        # absent from checkpoints of runs without the revert rule: every sample was accepted
+        self.samples_real = meta.get("samples_real", self.samples)
+        self.reverts = meta.get("reverts", 0)
+        self.accepted_samples = meta.get("accepted_samples", 0)
+        accepted = meta.get("accepted_return", None)
+        self.accepted_return = float("nan") if accepted == "nan" else accepted
+        revert = group("revert")
+        self.accepted_state = revert or None
         for d, values in zip(self.task_returns, meta["task_returns"]):
             d.extend(values)
         for d, values in zip(self.task_lengths, meta["task_lengths"]):
@@ -432,10 +505,12 @@ class Trainer:
             csv.writer(f).writerows(kept)
         os.replace(tmp, self.metrics_path)
 
-    def _row(self, stats: IterationStats, elapsed: float, rollout_time: float) -> dict:
+    def _row(self, stats: IterationStats, elapsed: float, rollout_time: float, reverted: bool = False) -> dict:
         row: dict = {"iteration": self.iteration, "samples": self.samples,
                      "phase": "specialized" if self.split_done else "joint",
                      "return_pooled": _mean(self.pooled_returns)}
+        if self.config.revert_drop_bound != "off":
+            row.update({"samples_real": self.samples_real, "reverted": int(reverted), "reverts": self.reverts})
         for name, returns, lengths in zip(self.task_names, self.task_returns, self.task_lengths):
             row[f"return/{name}"] = _mean(returns)
             row[f"length/{name}"] = _mean(lengths)
@@ -457,8 +532,9 @@ class Trainer:
 
             self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration)
         for key, value in row.items():
-            if isinstance(value, (int, float)) and key not in ("iteration", "samples") and math.isfinite(value):
-                self._tb.add_scalar(key, value, self.samples)
+            if isinstance(value, (int, float)) and key not in ("iteration", "samples", "samples_real") \
+                    and math.isfinite(value):
+                self._tb.add_scalar(key, value, self.samples_real)
 
     # -- main loop ------------------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -486,6 +562,21 @@ class Trainer:
                 start = time.perf_counter()
                 rollout = self.collect()
                 rollout_time = time.perf_counter() - start
+                self.samples_real += self.batch
+                if not self._accept_iteration():
+                    self.iteration += 1
+                    row = self._row(REVERTED_STATS, time.perf_counter() - start, rollout_time, reverted=True)
+                    self._write_row(row)
+                    if self.iteration % c.checkpoint_every == 0:
+                        self.save()
+                    if self.progress:
+                        self.progress(row)
+                    if self._stop_signal is not None:
+                        self.save()
+                        self.finish()
+                        raise Interrupted(f"stopped by signal {signal.Signals(self._stop_signal).name} at "
+                                          f"{self.samples} samples; continue with --resume")
+                    continue
                 batch = self.prepare_batch(rollout)
                 track = c.method == "ours" and not self.split_done and c.sp > 0
                 stats = self.update(batch, track_gradients=track)
@@ -513,12 +604,43 @@ class Trainer:
                 self._tb.flush()
             self.close()
 
+    def _accept_iteration(self) -> bool:
+        """The revert rule (``revert_drop_bound``), checked after a rollout, before its update.
+
+        The pooled return of the last 100 episodes (this rollout's included) is compared with the
+        last accepted iteration's. A drop of more than the bound rejects the iteration: policy,
+        value net and normaliser go back to their values at the last accepted rollout, the counted
+        samples rewind to that point, and the update is skipped (the authors' ``reward_drop_bound``
+        in ``pposgd_split.py``: Adam moments, the return buffer, the split masks and the score
+        window are kept). Otherwise the iteration is accepted and becomes the new revert point."""
+        bound = self.config.revert_drop_bound
+        if bound == "off":
+            return True
+        pooled = _mean(self.pooled_returns)
+        # comparisons with nan (no episode finished yet) are False: accepted, as the authors' np.mean
+        if self.accepted_return is not None and pooled < self.accepted_return - bound:
+            self.policy.restore_values({k[7:]: v for k, v in self.accepted_state.items() if k.startswith("policy/")})
+            self.value.restore_values({k[6:]: v for k, v in self.accepted_state.items() if k.startswith("value/")})
+            self.obs_rms.load_state_dict({k[8:]: v for k, v in self.accepted_state.items()
+                                          if k.startswith("obs_rms/")})
+            self.samples = self.accepted_samples
+            self.reverts += 1
+            return False
+        self.accepted_return = pooled
+        self.accepted_samples = self.samples
+        state = {f"policy/{k}": v for k, v in self.policy.snapshot_values().items()}
+        state.update({f"value/{k}": v for k, v in self.value.snapshot_values().items()})
+        state.update({f"obs_rms/{k}": v for k, v in self.obs_rms.state_dict().items()})
+        self.accepted_state = state
+        return True
+
     def finish(self) -> dict:
         """Write summary.json and learning_curve.png; return the summary."""
         summary = {
             "experiment": self.experiment.name, "method": self.config.method, "jt": self.config.jt,
             "sp": self.config.sp, "seed": self.config.seed, "samples": self.samples,
-            "iterations": self.iteration, "return_pooled": _mean(self.pooled_returns),
+            "iterations": self.iteration, "samples_real": self.samples_real, "reverts": self.reverts,
+            "profile": self.config.profile, "return_pooled": _mean(self.pooled_returns),
             "returns": {name: _mean(r) for name, r in zip(self.task_names, self.task_returns)},
         }
         tmp = self.out_dir / "summary.json.tmp"
@@ -555,6 +677,14 @@ def threading_is_main() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+REVERTED_STATS = IterationStats(*(float("nan"),) * 4)  # a rejected iteration has no update
+
+
+def _json_float(value: float | None) -> float | str | None:
+    """A float for JSON metadata (nan as the string 'nan')."""
+    return "nan" if value is not None and math.isnan(value) else value
 
 
 def _mean(values) -> float:

@@ -1,0 +1,258 @@
+"""The paper's authors' training rules: their optimiser (one Adam per task, tasks in turn, shared
+entries in sync), their revert rule, their append, their split count."""
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from mt_specialize.config import TrainConfig
+from mt_specialize.optim import TaskAlternatingAdam
+from mt_specialize.policy import SplitGaussianPolicy
+from mt_specialize.specialize import select_split_masks
+from mt_specialize.train import Interrupted, Trainer
+
+T, OBS, ACT, B = 2, 5, 3, 32
+LR, EPS = 3e-3, 1e-5
+
+
+def _loss_weights(generator):
+    """Per round and task: observations, actions and per-sample weights of a policy-gradient loss."""
+    return (torch.randn(T, B, OBS, generator=generator), torch.randn(T, B, ACT, generator=generator),
+            torch.randn(T, B, generator=generator))
+
+
+def _entry(net, name):
+    return net._entry_tensors(*net._named_entries()[name])
+
+
+class _Reference:
+    """T full single-task networks, one torch Adam each; after each task's step the shared entries'
+    values and Adam moments are copied to the other tasks (the authors' ``pposgd_split.py``)."""
+
+    def __init__(self, policy: SplitGaussianPolicy):
+        self.nets, self.adams = [], []
+        effective = policy.effective_params()
+        for i in range(T):
+            net = SplitGaussianPolicy(1, OBS, ACT)
+            with torch.no_grad():
+                for name, value in effective.items():
+                    _entry(net, name)[0].copy_(value[i])
+            self.nets.append(net)
+            params = [_entry(net, n)[0] for n in effective]
+            adam = torch.optim.Adam(params, lr=LR, eps=EPS)
+            for p in params:  # moments exist from the start (MpiAdam's zeros), so they can be synced
+                adam.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                 "exp_avg_sq": torch.zeros_like(p)}
+            self.adams.append(adam)
+        self.names = list(effective)
+
+    def step(self, i, obs, act, weight, masks):
+        net, adam = self.nets[i], self.adams[i]
+        adam.zero_grad()
+        loss = -(net.log_prob(obs[None], act[None])[0] * weight).mean()
+        loss.backward()
+        adam.step()
+        with torch.no_grad():
+            for name in self.names:
+                shared = ~masks[name]
+                src = _entry(net, name)[0]
+                for j in range(T):
+                    if j == i:
+                        continue
+                    dst = _entry(self.nets[j], name)[0]
+                    dst[shared] = src[shared]
+                    for key in ("exp_avg", "exp_avg_sq"):
+                        self.adams[j].state[dst][key][shared] = adam.state[src][key][shared]
+
+    def effective(self):
+        return {n: torch.stack([_entry(net, n)[0].detach() for net in self.nets]) for n in self.names}
+
+
+def _ours_step(policy, adam, i, obs, act, weight):
+    logp, cache = policy.train_log_prob_task(obs, act, i)
+    adam.step_task(i, policy.train_backward_task(cache, -weight / B))
+
+
+@pytest.mark.parametrize("split", ["joint", "partial", "full", "joint_then_partial"])
+def test_task_alternating_adam_equals_synchronised_per_task_adams(split):
+    torch.manual_seed(0)
+    policy = SplitGaussianPolicy(T, OBS, ACT)
+    adam = TaskAlternatingAdam(policy.parameters(), lr=LR, eps=EPS)
+    gen = torch.Generator().manual_seed(1)
+    shapes = {n: m.shape for n, m in policy.split_masks().items()}
+    partial = {n: torch.rand(s, generator=gen) < 0.3 for n, s in shapes.items()}
+    masks = {"joint": {n: torch.zeros(s, dtype=torch.bool) for n, s in shapes.items()},
+             "partial": partial, "full": {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()},
+             "joint_then_partial": {n: torch.zeros(s, dtype=torch.bool) for n, s in shapes.items()}}[split]
+    policy.set_split_masks(masks, optimizer=adam)
+    reference = _Reference(policy)
+    for round_ in range(12):
+        if split == "joint_then_partial" and round_ == 6:  # split mid-run: copies inherit values and moments
+            masks = partial
+            policy.set_split_masks(masks, optimizer=adam)
+        obs, act, weight = _loss_weights(gen)
+        adam.begin_round()
+        for i in range(T):
+            _ours_step(policy, adam, i, obs[i], act[i], weight[i])
+            reference.step(i, obs[i], act[i], weight[i], masks)
+    ours, ref = policy.effective_params(), reference.effective()
+    moved = sum(float((ours[n] - _Reference(SplitGaussianPolicy(T, OBS, ACT)).effective()[n]).abs().sum())
+                for n in ours)
+    assert moved > 0
+    for name in ours:
+        torch.testing.assert_close(ours[name], ref[name], rtol=1e-5, atol=1e-6, msg=name)
+    # the tasks really took different paths where split, and the same where shared
+    for name, mask in masks.items():
+        same = (ours[name][0] == ours[name][1])
+        assert bool(same[~mask].all())
+        if split != "joint" and bool(mask.any()) and name != "log_std":
+            assert not bool(same[mask].all())
+
+
+def test_step_task_needs_a_round():
+    policy = SplitGaussianPolicy(T, OBS, ACT)
+    adam = TaskAlternatingAdam(policy.parameters(), lr=LR, eps=EPS)
+    obs, act, weight = _loss_weights(torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="begin_round"):
+        _ours_step(policy, adam, 0, obs[0], act[0], weight[0])
+
+
+def test_split_count_floor_nonzero_is_the_authors_rule():
+    score = {"a": torch.tensor([5.0, 0.0, 0.0, 0.0, 0.0]), "b": torch.tensor([3.0, 2.0, 1.0, 0.0, 0.0])}
+    # n = 10, sp = 0.59: round -> 6 entries (ties at 0 included); int(5.9) = 5 entries, only nonzero ones
+    assert int(sum(m.sum() for m in select_split_masks(score, 0.59).values())) == 6
+    masks = select_split_masks(score, 0.59, count="floor_nonzero")
+    assert masks["a"].tolist() == [True, False, False, False, False]
+    assert masks["b"].tolist() == [True, True, True, False, False]
+    with pytest.raises(ValueError, match="floor_nonzero"):
+        select_split_masks(score, 0.5, count="ceil")
+
+
+# -- trainer ------------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_experiment(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\nbatch_size: 384\nbudget: 3840\n"
+                    "tasks: [hopper_capsule, hopper_box, hopper_ellipsoid]\n")
+    return str(path)
+
+
+def _config(experiment, **kw):
+    config = TrainConfig(experiment=experiment, envs_per_task=4, seed=3, checkpoint_every=2, profile="none", **kw)
+    config.ppo.minibatch_per_task = 64
+    config.ppo.epochs = 2
+    return config
+
+
+def _rows(run_dir):
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in ("samples_per_s", "rollout_samples_per_s")}
+                for r in csv.DictReader(f)]
+
+
+def _force_drop_at(trainer, iteration):
+    """Make the pooled return collapse in the rollout after ``iteration`` rows."""
+    collect = trainer.collect
+
+    def collect_with_drop():
+        rollout = collect()
+        if trainer.iteration == iteration:
+            trainer.pooled_returns.extend([-1e4] * 20)
+        return rollout
+    trainer.collect = collect_with_drop
+
+
+def test_forced_return_drop_reverts_weights_normaliser_and_counted_samples(tiny_experiment, tmp_path):
+    trainer = Trainer(_config(tiny_experiment, method="ours", jt=768, sp=0.25, revert_drop_bound=300), tmp_path / "r")
+    _force_drop_at(trainer, 3)
+    seen = {}
+
+    def watch(row):
+        if row.get("reverted") == 1 and "state" not in seen:
+            seen["state"] = {f"policy/{k}": v for k, v in trainer.policy.snapshot_values().items()}
+            seen["state"].update({f"value/{k}": v for k, v in trainer.value.snapshot_values().items()})
+            seen["rms"] = trainer.obs_rms.state_dict()
+            seen["accepted"] = trainer.accepted_state
+            seen["row"] = dict(row)
+    trainer.progress = watch
+    trainer.run()
+    row = seen["row"]
+    assert (row["iteration"], row["samples"], row["samples_real"], row["reverts"]) == (4, 2 * 384, 4 * 384, 1)
+    for key, value in seen["state"].items():
+        torch.testing.assert_close(value, seen["accepted"][key], rtol=0, atol=0, msg=key)
+    for key, value in seen["rms"].items():
+        torch.testing.assert_close(value, seen["accepted"][f"obs_rms/{key}"], rtol=0, atol=0)
+    rows = _rows(tmp_path / "r")
+    reverted = [int(r["reverted"]) for r in rows]
+    assert reverted[:4] == [0, 0, 0, 1]
+    # the fake episodes stay in the return buffer (not restored, as the authors' rewbuffer), so the
+    # rule keeps rejecting until enough new episodes replace them; counted samples stay rewound
+    streak = reverted.index(0, 3) - 3
+    assert [int(r["samples"]) for r in rows[:3 + streak]] == [384, 768, 1152] + [768] * streak
+    assert int(rows[3 + streak]["samples"]) == 1152 and int(rows[3 + streak]["reverts"]) == streak
+    assert int(rows[-1]["samples"]) >= 3840
+    assert int(rows[-1]["samples_real"]) == 384 * len(rows)  # every rollout counts as real samples
+
+
+def test_resume_after_a_revert_is_exact(tiny_experiment, tmp_path):
+    config = dict(method="ours", jt=768, sp=0.25, revert_drop_bound=300)
+    whole = Trainer(_config(tiny_experiment, **config), tmp_path / "whole")
+    _force_drop_at(whole, 3)
+    whole.run()
+    part = Trainer(_config(tiny_experiment, **config), tmp_path / "part")
+    _force_drop_at(part, 3)
+    part.progress = lambda row: part.request_stop() if row["iteration"] == 5 else None
+    with pytest.raises(Interrupted):
+        part.run()
+    resumed = Trainer(_config(tiny_experiment, **config), tmp_path / "part", resume=True)
+    assert resumed.reverts >= 1 and resumed.samples_real == 5 * 384 > resumed.samples
+    resumed.run()
+    assert _rows(tmp_path / "whole") == _rows(tmp_path / "part")
+    for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_authors_append_normalises_the_one_hot_to_zero_raw_append_keeps_it(tiny_experiment, tmp_path):
+    for mode in ("normalized", "raw"):
+        trainer = Trainer(_config(tiny_experiment, method="append", append_mode=mode, samples=768), tmp_path / mode)
+        trainer.run()
+        x = trainer._normalize(trainer.obs)  # (T, E, obs_dim + T)
+        one_hot = x[..., trainer.obs_dim:]
+        if mode == "normalized":
+            assert abs(one_hot).max() < 1e-2
+            assert trainer.obs_rms.mean.shape[-1] == trainer.obs_dim + 3
+        else:
+            assert (one_hot == torch.eye(3).numpy()[:, None, :]).all()
+            assert trainer.obs_rms.mean.shape[-1] == trainer.obs_dim
+
+
+def test_per_task_optimizer_takes_t_steps_per_minibatch(tiny_experiment, tmp_path):
+    mixed = Trainer(_config(tiny_experiment, method="joint", samples=384), tmp_path / "m")
+    mixed.run()
+    per_task_config = _config(tiny_experiment, method="joint", samples=384)
+    per_task_config.ppo.optimizer = "per_task"
+    per_task = Trainer(per_task_config, tmp_path / "p")
+    per_task.run()
+    step = lambda t: int(next(iter(t.optimizer.state.values()))["step"])  # noqa: E731
+    assert step(mixed) == 2 * 2  # 2 epochs x 2 minibatches (128 per task / 64)
+    assert per_task.optimizer.round == 2 * 2 and step(per_task) == 4  # one bias-correction count per round
+
+
+def test_profile_settings_and_bad_values():
+    paper = TrainConfig(profile="paper").resolved(3_000_000, 4000)
+    assert (paper.ppo.optimizer, paper.revert_drop_bound, paper.append_mode, paper.score_statistic,
+            paper.split_count) == ("per_task", 300.0, "normalized", "std", "floor_nonzero")
+    mujoco = TrainConfig().resolved(3_000_000, 4000)
+    assert (mujoco.profile, mujoco.ppo.optimizer, mujoco.revert_drop_bound) == ("mujoco", "mixed", "off")
+    explicit = TrainConfig(profile="paper", revert_drop_bound="off", append_mode="raw").resolved(3_000_000, 4000)
+    assert (explicit.revert_drop_bound, explicit.append_mode) == ("off", "raw")
+    assert TrainConfig.from_run_config({"method": "joint"}).profile == "none"  # a run from before profiles
+    for kw, message in ((dict(profile="dart"), "allowed profiles"), (dict(revert_drop_bound=-1), "revert_drop_bound"),
+                        (dict(revert_drop_bound="sometimes"), "revert_drop_bound"),
+                        (dict(append_mode="twice"), "append_mode"), (dict(split_count="ceil"), "split_count"),
+                        (dict(score_statistic="mad"), "score_statistic")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**kw).resolved(3_000_000, 4000)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig.from_dict({"ppo": {"optimizer": "sgd"}})
