@@ -13,6 +13,8 @@ import math
 import sys
 from pathlib import Path
 
+PROFILES = ("paper", "mujoco", "none")  # mt_specialize.config.PROFILES (not imported: a fast --help)
+
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
@@ -49,7 +51,8 @@ def _train_config(args: argparse.Namespace):
     else:
         config = TrainConfig()
     overrides = {"experiment": args.experiment, "method": args.method, "jt": args.jt, "sp": args.sp,
-                 "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task}
+                 "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task,
+                 "profile": args.profile}
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, value)
@@ -171,11 +174,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .config import parse_count
     from .reproduce import paper_grid, reproduce, select, with_ppo_settings
 
-    from .reproduce import PAPER_SEEDS, main_grid
+    from .reproduce import MAIN_SEEDS, main_grid, with_profile
 
-    seeds = _parse_seeds(args.seeds) if args.seeds else PAPER_SEEDS
-    specs = main_grid(args.experiment, seeds) if args.experiment else paper_grid(seeds)
+    seeds = _parse_seeds(args.seeds) if args.seeds else None
+    specs = main_grid(args.experiment, seeds or MAIN_SEEDS) if args.experiment else paper_grid(seeds)
     specs = with_ppo_settings(select(specs, args.only), _key_values(args.ppo or [], "--ppo"))
+    specs = with_profile(specs, args.profile)
+    args.root = args.root or f"runs/grid_{args.profile}"
     samples = parse_count(args.samples, "samples") if args.samples else None
     if args.archive:
         from .reproduce import restore_grid
@@ -308,12 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
     p.add_argument("--envs-per-task", type=int, dest="envs_per_task")
     p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")
+    p.add_argument("--profile", choices=list(PROFILES),
+                   help="settings bundle: paper (robots, optimiser, revert rule as the paper's authors ran "
+                        "them), mujoco (physically correct robots, Gymnasium's contact conventions; the "
+                        "default), none (every setting at its own default: the first grid's robots)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                    "(with its saved config.yaml unless --config is given)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("reproduce", help="the paper's grid of runs (resumable), then the report")
-    p.add_argument("--root", default="runs/paper", help="where the grid's run directories go")
+    p.add_argument("--root", help="where the grid's run directories go (default runs/grid_PROFILE)")
+    p.add_argument("--profile", choices=list(PROFILES), default="paper",
+                   help="settings bundle of every run (default paper: as the paper's authors ran it; "
+                        "mujoco; none = the first grid's settings, results/grid)")
     p.add_argument("--only", action="append", help="glob(s) over run names, e.g. 'three_hoppers/*' or "
                    "'*/joint/*' (repeatable)")
     p.add_argument("--samples", help="budget per run (default: each experiment's, 3M)")

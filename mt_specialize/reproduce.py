@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
-PAPER_SEEDS = (1, 2, 3)
+PAPER_SEEDS = (1, 2, 3)  # the paper's 3 seeds per cell
+MAIN_SEEDS = (1, 2, 3, 4, 5)  # the main comparison and Fig. 6: 5 seeds
+SWEEP_SEEDS = PAPER_SEEDS  # the jt x sp sweeps
 JT_GRID = (80_000, 400_000, 800_000)
 SP_GRID = (0.05, 0.25, 0.50)
 
@@ -25,7 +27,8 @@ SP_GRID = (0.05, 0.25, 0.50)
 @dataclass(frozen=True)
 class RunSpec:
     """One cell of the grid: experiment, method, (jt, sp) for ours/random, seed; ``ppo``: PPO settings
-    that differ from the defaults, as sorted (key, value) pairs (the same for every cell of a grid)."""
+    that differ from the defaults, as sorted (key, value) pairs (the same for every cell of a grid);
+    ``profile``: the settings profile of every run (``TrainConfig.profile``)."""
 
     experiment: str
     method: str
@@ -33,6 +36,7 @@ class RunSpec:
     jt: int | None = None
     sp: float | None = None
     ppo: tuple[tuple[str, object], ...] = ()
+    profile: str = "paper"
 
     @property
     def variant(self) -> str:
@@ -52,7 +56,7 @@ class RunSpec:
 
         return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed, jt=self.jt,
                            sp=self.sp, samples=samples, physics_threads=physics_threads,
-                           ppo=PPOConfig(**dict(self.ppo)))
+                           ppo=PPOConfig(**dict(self.ppo)), profile=self.profile)
 
 
 def with_ppo_settings(specs: list[RunSpec], settings: dict) -> list[RunSpec]:
@@ -89,19 +93,34 @@ def main_grid(experiments: Iterable[str], seeds: Iterable[int] = PAPER_SEEDS) ->
     return [cell for experiment in experiments for cell in _main_cells(experiment, seeds)]
 
 
-def paper_grid(seeds: Iterable[int] = PAPER_SEEDS) -> list[RunSpec]:
-    """All runs of the paper's comparison, most important first (issue order)."""
-    seeds = list(seeds)
-    grid = _main_cells("three_hoppers", seeds) + _main_cells("biped_fwd_bwd", seeds)
-    for experiment in ("three_hoppers", "biped_fwd_bwd"):
-        for seed in seeds:
-            grid += [RunSpec(experiment, "ours", seed, jt, sp) for jt in JT_GRID for sp in SP_GRID
-                     if (jt, sp) != (400_000, 0.25)]
-    for experiment in ("torso_mass_3", "torso_mass_8", "torso_mass_14"):
-        for seed in seeds:
+def paper_grid(seeds: Iterable[int] | None = None) -> list[RunSpec]:
+    """All runs of the paper's comparison, most important first: the main comparison (Table I's
+    method rows) with ``MAIN_SEEDS``, Fig. 6's torso masses with ``MAIN_SEEDS``, then the jt x sp
+    sweeps with ``SWEEP_SEEDS``; ``seeds`` given: those seeds for every part. Within a part, the
+    seeds come in order, so that a partial grid has whole seeds."""
+    main_seeds = list(seeds) if seeds is not None else list(MAIN_SEEDS)
+    sweep_seeds = list(seeds) if seeds is not None else list(SWEEP_SEEDS)
+    grid = []
+    for seed in main_seeds:
+        grid += _main_cells("three_hoppers", [seed]) + _main_cells("biped_fwd_bwd", [seed])
+    for seed in main_seeds:
+        for experiment in ("torso_mass_3", "torso_mass_8", "torso_mass_14"):
             grid += [RunSpec(experiment, "ours", seed, 400_000, 0.25), RunSpec(experiment, "joint", seed),
                      RunSpec(experiment, "separate", seed)]
+    for seed in sweep_seeds:
+        for experiment in ("three_hoppers", "biped_fwd_bwd"):
+            grid += [RunSpec(experiment, "ours", seed, jt, sp) for jt in JT_GRID for sp in SP_GRID
+                     if (jt, sp) != (400_000, 0.25)]
     return grid
+
+
+def with_profile(specs: list[RunSpec], profile: str) -> list[RunSpec]:
+    """The same cells with settings profile ``profile`` (paper | mujoco | none)."""
+    from .config import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed profiles: {list(PROFILES)}")
+    return [replace(spec, profile=profile) for spec in specs]
 
 
 def select(grid: list[RunSpec], only: list[str] | None) -> list[RunSpec]:

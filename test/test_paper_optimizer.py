@@ -256,3 +256,9 @@ def test_profile_settings_and_bad_values():
             TrainConfig(**kw).resolved(3_000_000, 4000)
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig.from_dict({"ppo": {"optimizer": "sgd"}})
+
+
+def test_cli_profiles_are_the_configs():
+    from mt_specialize import cli, config
+
+    assert cli.PROFILES == config.PROFILES

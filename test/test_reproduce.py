@@ -25,12 +25,20 @@ def _rows(run_dir):
 
 
 def test_paper_grid_has_every_cell_of_the_paper():
-    grid = paper_grid()
+    assert len({s.name for s in paper_grid(seeds=[1, 2, 3])}) == 105  # 2x5x3 main + 2x8x3 sweep + 3x3x3 torso
+    grid = paper_grid()  # 5 seeds for the main comparison and Fig. 6, 3 for the sweeps
     names = [s.name for s in grid]
-    assert len(names) == len(set(names)) == 105  # 2 x 5 x 3 main + 2 x 8 x 3 sweep + 3 x 3 x 3 torso
+    assert len(names) == len(set(names)) == 2 * 5 * 5 + 3 * 3 * 5 + 2 * 8 * 3
     assert names[:5] == ["three_hoppers/ours_jt400k_sp25/seed1", "three_hoppers/joint/seed1",
                          "three_hoppers/separate/seed1", "three_hoppers/random_jt400k_sp25/seed1",
                          "three_hoppers/append/seed1"]
+    # main comparison first, whole seeds at a time; then Fig. 6; then the sweeps
+    kinds = ["main" if s.variant in ("ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append")
+             and not s.experiment.startswith("torso") else "torso" if s.experiment.startswith("torso")
+             else "sweep" for s in grid]
+    assert kinds == ["main"] * 50 + ["torso"] * 45 + ["sweep"] * 48
+    assert [s.seed for s in grid[:50:10]] == [1, 2, 3, 4, 5]
+    assert {s.profile for s in grid} == {"paper"}
     sweep = {s.variant for s in grid if s.experiment == "biped_fwd_bwd" and s.method == "ours"}
     assert sweep == {f"ours_jt{jt}k_sp{sp}" for jt in (80, 400, 800) for sp in (5, 25, 50)}
     torso = {(s.experiment, s.method) for s in grid if s.experiment.startswith("torso_mass")}
@@ -219,6 +227,8 @@ def test_experiment_option_runs_the_main_comparison_on_a_variant(tmp_path, capsy
     listed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
     assert listed == [f"biped_fwd_bwd_ankle100/{v}/seed1" for v in
                       ("ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append")]
-    assert [s.name for s in main_grid(["biped_fwd_bwd"])] == [s.name for s in paper_grid()[15:30]]
+    assert sorted(s.name for s in main_grid(["biped_fwd_bwd"], seeds=[1, 2, 3])) == sorted(
+        s.name for s in paper_grid(seeds=[1, 2, 3]) if s.experiment == "biped_fwd_bwd" and s.seed <= 3
+        and s.variant in ("ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append"))
     assert main(["reproduce", "--root", str(tmp_path), "--experiment", "four_hoppers", "--list"]) == 2
     assert "unknown experiment(s) ['four_hoppers']" in capsys.readouterr().err
