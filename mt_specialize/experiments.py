@@ -17,21 +17,33 @@ split equally among them) and a sample budget (SPEC section 4).
         gears: [200, 200, 200]   # torque scale per actuated joint, N*m per unit action (default SPEC's)
         alive_bonus: 1.0         # default 1
         ctrl_cost: 0.001         # default: 1e-3 hopper, 0.1 biped
+        physics:                 # optional physics settings (mt_specialize.physics), e.g.
+          armature: 0.0          #   kg*m^2 on the actuated hinges
+          foot_friction: 2.0     #   or one value per foot (leaf link)
+          inertia: dart          #   true | dart
+
+A robot may also be ``gymnasium:hopper`` (Gymnasium's Hopper-v5 model file).
+
+``apply_profile`` resolves every task's physics under a named profile (``physics.PROFILES``);
+``resolved_physics`` lists the result per task for a run's config.yaml.
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from mt_specialize import robots
+from mt_specialize import physics, robots
+from mt_specialize.physics import PROFILE_NAMES, PROFILES  # noqa: F401  (the profiles, re-exported)
 from mt_specialize.tasks import DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST, FAMILIES, TASKS, TaskSpec, get_task
 
 DEFAULT_BUDGET = 3_000_000  # samples, Table I
 EXPERIMENT_KEYS = ("name", "batch_size", "budget", "tasks")
 TASK_KEYS = ("name", "robot", "family", "direction", "torso_mass", "mass_scale", "gears", "alive_bonus",
-             "ctrl_cost")
+             "ctrl_cost", "physics")
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,12 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 
 def _robot_family(robot: str) -> str | None:
-    return robots.ROBOTS[robot].family if robot in robots.ROBOTS else None
+    known = {**robots.ROBOTS, **robots.MJCF_ROBOTS}
+    return known[robot].family if robot in known else None
+
+
+def _robot_names() -> list[str]:
+    return sorted(robots.ROBOTS) + sorted(robots.MJCF_ROBOTS)
 
 
 def _check_keys(mapping: dict, allowed, required, where: str) -> None:
@@ -107,11 +124,11 @@ def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: name must be a non-empty string, got {name!r}")
     if not isinstance(robot, str) or not robot:
-        raise ValueError(f"{where}: robot must be a built-in robot {sorted(robots.ROBOTS)} or a URDF path, "
+        raise ValueError(f"{where}: robot must be a built-in robot {_robot_names()} or a URDF path, "
                          f"got {robot!r}")
-    if robot not in robots.ROBOTS:
+    if robot not in robots.ROBOTS and robot not in robots.MJCF_ROBOTS:
         if not robot.lower().endswith(".urdf"):
-            raise ValueError(f"{where}: unknown robot {robot!r}; allowed {sorted(robots.ROBOTS)} or a path "
+            raise ValueError(f"{where}: unknown robot {robot!r}; allowed {_robot_names()} or a path "
                              "to a .urdf file (relative to the YAML file)")
         path = Path(robot).expanduser()
         robot = str((base_dir / path).resolve() if not path.is_absolute() else path)
@@ -120,7 +137,7 @@ def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
     family = entry.get("family", _robot_family(robot))
     if family not in FAMILIES:
         raise ValueError(f"{where}: family {family!r}; allowed {list(FAMILIES)} (required for a URDF robot)")
-    kwargs = {key: entry[key] for key in ("direction", "torso_mass", "mass_scale", "gears", "alive_bonus")
+    kwargs = {key: entry[key] for key in ("direction", "torso_mass", "mass_scale", "gears", "alive_bonus", "physics")
               if key in entry}
     kwargs.setdefault("alive_bonus", DEFAULT_ALIVE_BONUS)
     kwargs["ctrl_cost"] = entry.get("ctrl_cost", DEFAULT_CTRL_COST[family])
@@ -176,3 +193,33 @@ def get_experiment(name_or_path: str | Path) -> Experiment:
         return load_experiment_yaml(Path(text).expanduser())
     raise ValueError(f"unknown experiment {text!r}: allowed are {sorted(EXPERIMENTS)} or a path to a "
                      ".yaml experiment file")
+
+
+def apply_profile(experiment: Experiment, profile: str | None,
+                  physics_overrides: Mapping | None = None) -> Experiment:
+    """``experiment`` with every task's physics fully resolved under ``profile``.
+
+    Precedence, lowest first: the profile's bundle (``physics.PROFILES``; None = ``none``, every
+    setting at its default), the task's own settings (built-in or YAML), then ``physics_overrides``
+    (setting -> value, applied to every task). A profile may also change built-in tasks' fields (the
+    ``paper`` profile's torso masses 3.3 / 8.5 / 14.35 kg); task names never change. ValueError on an
+    unknown profile or setting (listing the allowed ones) or a bad value (naming the task).
+    """
+    bundle = physics.get_profile(profile)
+    overrides = physics.validate(physics_overrides, "physics_overrides")
+    tasks = []
+    for task in experiment.tasks:
+        changes = bundle["tasks"].get(task.name, {}) if TASKS.get(task.name) == task else {}
+        settings = {**physics.profile_settings(profile, task.family), **task.physics, **overrides}
+        mjcf = robots.get_robot(task.robot).mjcf is not None
+        resolved = {**physics.default_physics(task.family, mjcf=mjcf), **settings}
+        try:
+            tasks.append(dataclasses.replace(task, physics=resolved, **changes))
+        except ValueError as exc:
+            raise ValueError(f"experiment {experiment.name!r}, profile {profile!r}: {exc}") from None
+    return dataclasses.replace(experiment, tasks=tuple(tasks))
+
+
+def resolved_physics(experiment: Experiment) -> dict[str, dict]:
+    """Task name -> every physics setting (plain YAML types) and the task's torso_mass (kg or None)."""
+    return {task.name: {**task.resolved_physics, "torso_mass": task.torso_mass} for task in experiment.tasks}

@@ -11,6 +11,11 @@ like DART's semi-implicit Euler; SPEC section 4), joint armature 1.0 kg*m^2 on t
 and 0 on the root joints (Gymnasium's hopper.xml), sliding friction 0.9 on every geom (Gymnasium's
 body geoms; its feet use 2.0/1.9, we keep 0.9), robot geoms collide with the floor only (Walker2d's
 ``conaffinity=0``). Joint damping comes from the URDF ``<dynamics damping>`` (1.0 for all built-ins).
+These are the defaults of the physics settings (``mt_specialize.physics``), which change them per task.
+
+``gymnasium:hopper`` is Gymnasium's own MJCF Hopper (the installed package's ``assets/hopper.xml``),
+loaded as it is (RK4 integrator, its frictions and contacts) unless a setting says otherwise; the
+calibration benchmark's reference robot.
 """
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium
 import mujoco
 import numpy as np
 
+from mt_specialize import physics as physics_settings
 from mt_specialize import urdf_gen
 from mt_specialize.paths import URDF_DIR
 
@@ -31,6 +38,7 @@ FRICTION = 0.9  # sliding friction coefficient, all geoms
 FLOOR_HALF_SIZE = 40.0  # m
 FOOT_CLEARANCE = urdf_gen.FOOT_CLEARANCE  # m, lowest robot point above the floor at the start pose
 ROOT_JOINTS = ("rootx", "rootz", "rooty")
+GYMNASIUM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"  # Gymnasium's MJCF files
 
 _PRIMITIVES = {"capsule": (mujoco.mjtGeom.mjGEOM_CAPSULE, 2), "ellipsoid": (mujoco.mjtGeom.mjGEOM_ELLIPSOID, 3),
                "box": (mujoco.mjtGeom.mjGEOM_BOX, 3), "sphere": (mujoco.mjtGeom.mjGEOM_SPHERE, 1),
@@ -42,15 +50,17 @@ class RobotSpec:
     """A robot: its URDF, motor torque scales (N*m per unit action), torso start height (m).
 
     ``start_height=None`` means: put the lowest collision point FOOT_CLEARANCE above the floor.
-    ``torso_link=None`` means the URDF's root link.
+    ``torso_link=None`` means the URDF's root link. ``mjcf``: a complete MuJoCo model file used
+    instead of a URDF (its own root joints, floor and motors; ``urdf`` is then None).
     """
 
     name: str
-    urdf: Path
+    urdf: Path | None
     gears: tuple[float, ...] | None = None
     start_height: float | None = None
     torso_link: str | None = None
     family: str | None = None
+    mjcf: Path | None = None
 
 
 def _builtin(name: str, family: str) -> RobotSpec:
@@ -64,6 +74,11 @@ ROBOTS: dict[str, RobotSpec] = {
     "hopper_box": _builtin("hopper_box", "hopper"),
     "hopper_ellipsoid": _builtin("hopper_ellipsoid", "hopper"),
     "biped": _builtin("biped", "biped"),
+}
+# robots from complete MJCF files (no URDF, so not shown by the ROS nodes' robot_description)
+MJCF_ROBOTS: dict[str, RobotSpec] = {
+    "gymnasium:hopper": RobotSpec("gymnasium:hopper", None, None, None, "torso", "hopper",
+                                  GYMNASIUM_ASSETS / "hopper.xml"),
 }
 
 
@@ -84,10 +99,13 @@ def get_robot(robot: str | Path | RobotSpec) -> RobotSpec:
         return robot
     if isinstance(robot, str) and robot in ROBOTS:
         return ROBOTS[robot]
+    if isinstance(robot, str) and robot in MJCF_ROBOTS:
+        return MJCF_ROBOTS[robot]
     if isinstance(robot, Path) or (isinstance(robot, str) and robot.lower().endswith(".urdf")):
         path = Path(robot).expanduser().resolve()
         return RobotSpec(path.stem, path)
-    raise ValueError(f"unknown robot {robot!r}: allowed are {sorted(ROBOTS)} or a path to a .urdf file")
+    raise ValueError(f"unknown robot {robot!r}: allowed are {sorted(ROBOTS) + sorted(MJCF_ROBOTS)} or a path "
+                     "to a .urdf file")
 
 
 @dataclass(frozen=True)
@@ -207,21 +225,115 @@ def _lowest_point(model: mujoco.MjModel, data: mujoco.MjData) -> float:
     return low
 
 
+_GEOM_SHAPES = {int(gtype): name for name, (gtype, _) in _PRIMITIVES.items()}
+_INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+                "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT, "rk4": mujoco.mjtIntegrator.mjINT_RK4}
+
+
+def resolve_physics(robot: str | Path | RobotSpec, physics: dict | None = None) -> dict:
+    """Every physics setting of ``robot``: its defaults (``physics.default_physics``) updated by the
+    validated ``physics`` (setting -> value)."""
+    spec_r = get_robot(robot)
+    mjcf = spec_r.mjcf is not None
+    given = physics_settings.validate(physics, f"robot {spec_r.name!r}", spec_r.family, mjcf=mjcf)
+    return {**physics_settings.default_physics(spec_r.family or "hopper", mjcf=mjcf), **given}
+
+
+def feet(spec: mujoco.MjSpec) -> list:
+    """The foot bodies of ``spec``: bodies without child bodies (the tree's leaves), in tree order."""
+    return [body for body in spec.bodies if body.name != "world" and not list(body.bodies)]
+
+
+def _set_dart_inertia(body) -> None:
+    """Give ``body`` (one geom) the inertia DART's .skel parser computed (``physics.dart_inertia``)."""
+    geoms = list(body.geoms)
+    shape = _GEOM_SHAPES.get(int(geoms[0].type)) if len(geoms) == 1 else None
+    if shape is None or shape == "cylinder":
+        raise ValueError(f"inertia 'dart': link {body.name!r} must have exactly one capsule, box, ellipsoid or "
+                         f"sphere collision, got {[str(g.type) for g in geoms]}")
+    body.fullinertia = list(physics_settings.dart_inertia(shape, geoms[0].size, body.mass)) + [0.0, 0.0, 0.0]
+    body.inertia = [0.0, 0.0, 0.0]
+
+
+def _explicit_inertials(spec: mujoco.MjSpec) -> None:
+    """Write the compiled mass, centre of mass and principal inertia into every body of ``spec`` (for
+    an MJCF file that computes them from its geoms) so they can be edited like a URDF's."""
+    probe = spec.copy().compile()
+    for body in spec.bodies:
+        if body.name == "world":
+            continue
+        b = probe.body(body.name).id
+        body.mass = float(probe.body_mass[b])
+        body.ipos, body.iquat = list(probe.body_ipos[b]), list(probe.body_iquat[b])
+        body.inertia = list(probe.body_inertia[b])
+        body.fullinertia = [math.nan] * 6
+        body.explicitinertial = True
+    spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_FALSE
+
+
+def _apply_physics(spec: mujoco.MjSpec, settings: dict, hinges: list, torso_name: str, robot_name: str, *,
+                   torso_mass: float | None, mass_scale: float) -> None:
+    """Apply resolved physics ``settings`` and the mass changes to ``spec`` (bodies, geoms, hinges)."""
+    spec.option.integrator = _INTEGRATORS[settings["integrator"]]
+    for body in spec.bodies:
+        if body.name == "world":
+            continue
+        if settings["inertia"] == "dart":
+            _set_dart_inertia(body)
+        if torso_mass is not None and body.name == torso_name:
+            ratio = torso_mass / body.mass
+            body.mass = torso_mass
+            if settings["torso_inertia"] == "scaled":
+                body.fullinertia = list(np.asarray(body.fullinertia) * ratio)
+                body.inertia = list(np.asarray(body.inertia) * ratio)
+        body.mass *= mass_scale
+        body.fullinertia = list(np.asarray(body.fullinertia) * mass_scale)
+        body.inertia = list(np.asarray(body.inertia) * mass_scale)
+    friction = settings["friction"]
+    solref, solimp = (None, None) if settings["contact"] == physics_settings.MODEL else \
+        physics_settings.contact_params(settings["contact"])
+    for geom in spec.geoms:
+        if friction != physics_settings.MODEL:
+            geom.friction = [friction, geom.friction[1], geom.friction[2]]
+        if solref is not None:
+            geom.solref, geom.solimp = list(solref), list(solimp)
+    foot_friction = settings["foot_friction"]
+    if foot_friction not in (None, physics_settings.MODEL):
+        foot_bodies = feet(spec)
+        values = foot_friction if isinstance(foot_friction, list) else [foot_friction] * len(foot_bodies)
+        if len(values) != len(foot_bodies):
+            raise ValueError(f"foot_friction has {len(values)} values but robot {robot_name!r} has "
+                             f"{len(foot_bodies)} feet (leaf links) {[b.name for b in foot_bodies]}: give one "
+                             "value, or one per foot in this order")
+        for body, value in zip(foot_bodies, values):
+            for geom in body.geoms:
+                geom.friction = [value, geom.friction[1], geom.friction[2]]
+    limit_ref, limit_imp = physics_settings.JOINT_LIMITS[settings["joint_limits"]]
+    for joint in hinges:
+        joint.armature = settings["armature"]
+        joint.solref_limit, joint.solimp_limit = list(limit_ref), list(limit_imp)
+
+
 def build_model(robot: str | Path | RobotSpec, *, torso_mass: float | None = None,
                 mass_scale: float = 1.0, gears: tuple[float, ...] | None = None,
-                start_height: float | None = None) -> mujoco.MjModel:
+                start_height: float | None = None, physics: dict | None = None) -> mujoco.MjModel:
     """Compile a planar MuJoCo model of ``robot`` (built-in name, URDF path or RobotSpec).
 
-    torso_mass: replaces the torso link's mass (kg), inertia scaled with it; applied before
-    mass_scale, which multiplies every link's mass and inertia. gears: torque scale per actuated
-    joint (N*m per unit action; default RobotSpec.gears, else the URDF ``<limit effort>``).
-    start_height: torso height (m) at qpos0; ``qpos[1]`` is the absolute torso height.
+    torso_mass: replaces the torso link's mass (kg), inertia scaled with it unless the physics
+    setting torso_inertia is ``unchanged``; applied before mass_scale, which multiplies every link's
+    mass and inertia. gears: torque scale per actuated joint (N*m per unit action; default
+    RobotSpec.gears, else the URDF ``<limit effort>``). start_height: torso height (m) at qpos0;
+    ``qpos[1]`` is the absolute torso height. physics: setting -> value (``mt_specialize.physics``),
+    unset settings at their defaults (which reproduce the models built before these settings).
     """
     spec_r = get_robot(robot)
-    info = read_urdf(spec_r.urdf)
+    settings = resolve_physics(spec_r, physics)
     mass_scale = _check_positive("mass_scale", mass_scale)
     if torso_mass is not None:
         torso_mass = _check_positive("torso_mass", torso_mass)
+    if spec_r.mjcf is not None:
+        return _build_mjcf(spec_r, settings, torso_mass, mass_scale, gears, start_height)
+    info = read_urdf(spec_r.urdf)
     torso_name = spec_r.torso_link or info.root_link
     if torso_name != info.root_link:
         raise ValueError(f"torso_link {torso_name!r} must be the URDF root link {info.root_link!r}")
@@ -232,27 +344,17 @@ def build_model(robot: str | Path | RobotSpec, *, torso_mass: float | None = Non
     spec.compiler.discardvisual = False  # URDF visuals are already dropped at parse; keep the floor material
     spec.compiler.fusestatic = False  # keep every URDF link a body (the torso has no joint until below)
     spec.option.timestep = TIMESTEP
-    spec.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
 
     torso = spec.body(torso_name)
     hinges = [j for j in spec.joints]
-    for body in spec.bodies:
-        if body.name == "world":
-            continue
-        if torso_mass is not None and body.name == torso_name:
-            ratio = torso_mass / body.mass
-            body.mass, body.fullinertia = torso_mass, list(np.asarray(body.fullinertia) * ratio)
-            body.inertia = list(np.asarray(body.inertia) * ratio)
-        body.mass *= mass_scale
-        body.fullinertia = list(np.asarray(body.fullinertia) * mass_scale)
-        body.inertia = list(np.asarray(body.inertia) * mass_scale)
     for geom in spec.geoms:
-        geom.friction = [FRICTION, geom.friction[1], geom.friction[2]]
         geom.contype, geom.conaffinity, geom.condim = 1, 0, 3
     for joint in hinges:
-        joint.armature = ARMATURE
         joint.actfrclimited = mujoco.mjtLimited.mjLIMITED_FALSE  # the motor's ctrlrange * gear limits
         joint.limited = mujoco.mjtLimited.mjLIMITED_TRUE
+    floor_friction = settings["friction"]
+    _apply_physics(spec, settings, hinges, torso_name, spec_r.name, torso_mass=torso_mass,
+                   mass_scale=mass_scale)
 
     # motors, in URDF joint order
     efforts = {name: effort for name, jtype, effort in info.joints if jtype == "revolute"}
@@ -295,11 +397,38 @@ def build_model(robot: str | Path | RobotSpec, *, torso_mass: float | None = Non
     mat = spec.add_material(name="floor")
     mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
     mat.texrepeat = [FLOOR_HALF_SIZE, FLOOR_HALF_SIZE]  # 1 m checker squares
+    solref, solimp = physics_settings.contact_params(settings["contact"])
     spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE,
                             size=[FLOOR_HALF_SIZE, FLOOR_HALF_SIZE, 0.125], material="floor",
-                            friction=[FRICTION, 0.005, 0.0001], contype=1, conaffinity=1, condim=3)
+                            friction=[floor_friction, 0.005, 0.0001], contype=1, conaffinity=1, condim=3,
+                            solref=list(solref), solimp=list(solimp))
     spec.worldbody.add_light(name="sun", pos=[0, 0, 5], dir=[0, 0, -1],
                              type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
                              castshadow=0)
+    return spec.compile()
+
+
+def _build_mjcf(spec_r: RobotSpec, settings: dict, torso_mass: float | None, mass_scale: float,
+                gears: tuple[float, ...] | None, start_height: float | None) -> mujoco.MjModel:
+    """Compile an MJCF robot (root joints rootx/rootz/rooty, floor and motors in the file) with
+    ``settings`` applied; settings at ``model`` keep the file's values."""
+    if start_height is not None:
+        raise ValueError(f"robot {spec_r.name!r} is an MJCF file: start_height is set by the file, "
+                         f"got start_height={start_height!r}")
+    spec = mujoco.MjSpec.from_file(str(spec_r.mjcf))
+    names = [j.name for j in spec.joints]
+    if tuple(names[:3]) != ROOT_JOINTS:
+        raise ValueError(f"MJCF robot {spec_r.name!r}: its first joints must be {list(ROOT_JOINTS)}, got {names[:3]}")
+    hinges = [j for j in spec.joints if j.name not in ROOT_JOINTS]
+    if settings["inertia"] == "dart" or torso_mass is not None or mass_scale != 1.0:
+        _explicit_inertials(spec)
+    _apply_physics(spec, settings, hinges, spec_r.torso_link or "torso", spec_r.name, torso_mass=torso_mass,
+                   mass_scale=mass_scale)  # spec.geoms includes the file's floor
+    if gears is not None:
+        actuators = list(spec.actuators)
+        if len(gears) != len(actuators):
+            raise ValueError(f"gears has {len(gears)} values but robot {spec_r.name!r} has {len(actuators)} motors")
+        for actuator, gear in zip(actuators, gears):
+            actuator.gear = [_check_positive(f"gear of motor {actuator.name!r}", gear), 0, 0, 0, 0, 0]
     return spec.compile()
 

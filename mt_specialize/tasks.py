@@ -13,7 +13,15 @@ id                              task                  robot
 ``mt_specialize/HopperTorso{3,8,14,15}-v0``  ``hopper_torso{3,8,14,15}``  capsule hopper, torso kg
 ``mt_specialize/BipedForwardAnkle100-v0``     ``biped_forward_ankle100``   biped, ankles 100 N*m
 ``mt_specialize/BipedBackwardAnkle100-v0``    ``biped_backward_ankle100``  (not SPEC's: see below)
+``mt_specialize/HopperGymnasium-v0``  ``hopper_gymnasium``  Gymnasium's Hopper-v5 model (hopper.xml)
 ==============================  ====================  =================================
+
+``hopper_gymnasium`` runs Gymnasium's own MJCF hopper (RK4, its frictions and contacts) under the
+hopper family's rules, which are Hopper-v5's (its healthy_z 0.7 = 0.56 * 1.25): the calibration
+benchmark's link between our trainer and Gymnasium's Hopper-v5.
+
+Physics settings (``mt_specialize.physics``): ``TaskSpec.physics`` holds the settings a task sets
+itself; the rest take their defaults, which are the robots as SPEC section 4 describes them.
 
 The ``*_ankle100`` tasks are SPEC's biped with Walker2d's ankle torque scale (100 instead of 20 N*m
 per unit action), a sensitivity variant: with SPEC's 20 N*m ankles forward walking fails in MuJoCo
@@ -32,11 +40,12 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from mt_specialize import physics as physics_settings
 from mt_specialize import robots
 
 FAMILIES = ("hopper", "biped")
 # hopper termination (Gymnasium Hopper's healthy ranges, height relative to the start height)
-HOPPER_STATE_LIMIT = 100.0  # |concat(qpos, qvel)[2:]| must stay below
+HOPPER_STATE_LIMIT = physics_settings.FAMILY_STATE_LIMIT["hopper"]  # |concat(qpos, qvel)[2:]| must stay below
 HOPPER_ANGLE_LIMIT = 0.2  # rad, |torso angle| must stay below
 HOPPER_MIN_HEIGHT_RATIO = 0.56  # torso height must stay above this times the start height
 # biped termination
@@ -63,7 +72,8 @@ class TaskSpec:
 
     direction: +1 rewards +x velocity, -1 rewards -x velocity. torso_mass (kg), mass_scale and gears
     (torque scale per actuated joint, N*m per unit action, in URDF joint order) modify the robot
-    (see ``robots.build_model``). dt = timestep * frame_skip (s).
+    (see ``robots.build_model``). dt = timestep * frame_skip (s). physics: the physics settings this
+    task sets (setting -> value, ``mt_specialize.physics``); unset ones take their defaults.
     """
 
     name: str
@@ -78,6 +88,7 @@ class TaskSpec:
     frame_skip: int = 4
     horizon: int = 1000
     reset_noise: float = 0.005
+    physics: dict | None = field(default=None, hash=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -105,19 +116,48 @@ class TaskSpec:
                 raise ValueError(f"task {self.name!r}: {key} must be a positive integer, got {value!r}")
         if not isinstance(self.robot, str):
             object.__setattr__(self, "robot", str(self.robot))
-        robots.get_robot(self.robot)  # unknown robot names fail here
+        robot = robots.get_robot(self.robot)  # unknown robot names fail here
+        object.__setattr__(self, "physics", physics_settings.validate(
+            self.physics, f"task {self.name!r}: physics", self.family, mjcf=robot.mjcf is not None))
+        if isinstance(self.physics.get("foot_friction"), list) or self.resolved_physics["knee_limit_penalty"] > 0:
+            try:
+                self._model_info()  # the number of feet and the knee joint are checked here
+            except ValueError as exc:
+                raise ValueError(f"task {self.name!r}: {exc}") from None
+
+    @property
+    def resolved_physics(self) -> dict:
+        """Every physics setting of this task: its defaults updated by ``physics``."""
+        mjcf = robots.get_robot(self.robot).mjcf is not None
+        return {**physics_settings.default_physics(self.family, mjcf=mjcf), **self.physics}
 
     def build_model(self) -> mujoco.MjModel:
         """A fresh compiled MuJoCo model of this task's robot."""
         return robots.build_model(self.robot, torso_mass=self.torso_mass, mass_scale=self.mass_scale,
-                                  gears=self.gears)
+                                  gears=self.gears, physics=self.physics)
 
     def _model_info(self) -> dict:
         if not self._cache:
             model = self.build_model()
             self._cache.update(nq=model.nq, nv=model.nv, nu=model.nu, timestep=model.opt.timestep,
                                start_height=float(model.qpos0[1]), qpos0=model.qpos0.copy())
+            knee = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, physics_settings.KNEE_JOINT)
+            if knee >= 0:
+                self._cache.update(knee_qpos=int(model.jnt_qposadr[knee]), knee_range=tuple(model.jnt_range[knee]))
+            elif self.resolved_physics["knee_limit_penalty"] > 0:
+                raise ValueError(f"knee_limit_penalty needs a knee joint named {physics_settings.KNEE_JOINT!r}; "
+                                 f"robot {self.robot!r} has none")
         return self._cache
+
+    def knee_penalty(self, qpos: np.ndarray) -> np.ndarray:
+        """(N,) reward penalty: knee_limit_penalty where the knee angle of qpos (N, nq) is within
+        KNEE_LIMIT_MARGIN rad of either limit (the authors' hopper.py), else 0."""
+        penalty = self.resolved_physics["knee_limit_penalty"]
+        qpos = np.asarray(qpos, dtype=np.float64)
+        if penalty == 0:
+            return np.zeros(qpos.shape[:-1])
+        info = self._model_info()
+        return knee_penalty(qpos[..., info["knee_qpos"]], *info["knee_range"], penalty)
 
     @property
     def obs_dim(self) -> int:
@@ -143,16 +183,24 @@ class TaskSpec:
         """(N, obs_dim) = [qpos[:, 1:], clip(qvel, -10, 10)] from qpos (N, nq), qvel (N, nv)."""
         return observation(qpos, qvel)
 
-    def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray) -> np.ndarray:
-        """(N,) = direction * vx + alive_bonus - ctrl_cost * |action|^2; x in m, action (N, nu) unclipped."""
-        return reward(x_before, x_after, action, self.direction, self.alive_bonus, self.ctrl_cost, self.dt)
+    def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray,
+               qpos: np.ndarray | None = None) -> np.ndarray:
+        """(N,) = direction * vx + alive_bonus - ctrl_cost * |action|^2 - knee penalty; x in m, action
+        (N, nu) unclipped; qpos (N, nq) after the step, needed when knee_limit_penalty > 0."""
+        out = reward(x_before, x_after, action, self.direction, self.alive_bonus, self.ctrl_cost, self.dt)
+        if self.resolved_physics["knee_limit_penalty"] > 0:
+            if qpos is None:
+                raise ValueError(f"task {self.name!r} has a knee_limit_penalty: reward() needs qpos after the step")
+            out = out - self.knee_penalty(qpos)
+        return out
 
     def terminated(self, qpos: np.ndarray, qvel: np.ndarray, start_height: float | None = None) -> np.ndarray:
         """bool (N,): the family's termination rule on qpos (N, nq), qvel (N, nv).
 
         start_height (m, default this task's) scales the hopper's minimum torso height.
         """
-        return terminated(self.family, qpos, qvel, self.start_height if start_height is None else start_height)
+        return terminated(self.family, qpos, qvel, self.start_height if start_height is None else start_height,
+                          self.resolved_physics["state_limit"])
 
     def sample_reset(self, model: mujoco.MjModel, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Initial states: qpos (n, nq) = qpos0 + U(+-reset_noise), then qvel (n, nv) = U(+-reset_noise)."""
@@ -181,18 +229,36 @@ def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt) -> 
     return direction * velocity + alive_bonus - ctrl_cost * ctrl
 
 
-def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height) -> np.ndarray:
+def knee_penalty(knee, low, high, penalty) -> np.ndarray:
+    """(...) = penalty where the knee angle ``knee`` (...) (rad) is within KNEE_LIMIT_MARGIN of its
+    limits [low, high], else 0 (the authors' ``q_lower - q > -0.05`` or ``q_upper - q < 0.05``)."""
+    knee = np.asarray(knee, dtype=np.float64)
+    margin = physics_settings.KNEE_LIMIT_MARGIN
+    near = (low - knee > -margin) | (high - knee < margin)
+    return np.where(near, np.asarray(penalty, dtype=np.float64), 0.0)
+
+
+_FAMILY_LIMIT = object()
+
+
+def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height,
+               state_limit=_FAMILY_LIMIT) -> np.ndarray:
     """bool (...): ``family``'s termination rule on qpos (..., nq), qvel (..., nv).
 
     start_height (m; scalar or broadcasting against (...)) scales the hopper's minimum torso height.
+    state_limit: terminate when any |concat(qpos, qvel)[..., 2:]| >= it; None or inf = no such rule;
+    scalar or broadcasting against (...); default the family's (100 hopper, none biped).
     """
+    if state_limit is _FAMILY_LIMIT:
+        state_limit = physics_settings.FAMILY_STATE_LIMIT.get(family)
+    state_limit = np.inf if state_limit is None else np.asarray(state_limit, dtype=np.float64)
     qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
     state = np.concatenate([qpos, qvel], axis=-1)
     bad = ~np.all(np.isfinite(state), axis=-1)
     height, angle = qpos[..., 1], qpos[..., 2]
     with np.errstate(invalid="ignore"):
+        bad |= np.any(np.abs(state[..., 2:]) >= np.expand_dims(state_limit, -1), axis=-1)
         if family == "hopper":
-            bad |= np.any(np.abs(state[..., 2:]) >= HOPPER_STATE_LIMIT, axis=-1)
             bad |= np.abs(angle) >= HOPPER_ANGLE_LIMIT
             bad |= height <= HOPPER_MIN_HEIGHT_RATIO * np.asarray(start_height)
         elif family == "biped":
@@ -223,6 +289,9 @@ TASKS: dict[str, TaskSpec] = {
                                        DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
     "biped_backward_ankle100": TaskSpec("biped_backward_ankle100", "biped", "biped", -1, DEFAULT_ALIVE_BONUS,
                                         DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
+    # Gymnasium's Hopper-v5 under every profile: its settings are explicit (only run-wide overrides change them)
+    "hopper_gymnasium": _hopper("hopper_gymnasium", "gymnasium:hopper",
+                                physics=physics_settings.default_physics("hopper", mjcf=True)),
 }
 
 ENV_IDS: dict[str, str] = {
@@ -234,6 +303,7 @@ ENV_IDS: dict[str, str] = {
     **{f"hopper_torso{m}": f"mt_specialize/HopperTorso{m}-v0" for m in TORSO_MASSES},
     "biped_forward_ankle100": "mt_specialize/BipedForwardAnkle100-v0",
     "biped_backward_ankle100": "mt_specialize/BipedBackwardAnkle100-v0",
+    "hopper_gymnasium": "mt_specialize/HopperGymnasium-v0",
 }
 
 
@@ -286,7 +356,8 @@ class TaskEnv(gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=self.task.frame_skip)
         x_after = float(self.data.qpos[0])
         self._steps += 1
-        reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None])[0])
+        reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None],
+                                        self.data.qpos[None])[0])
         terminated = bool(self.task.terminated(self.data.qpos[None], self.data.qvel[None])[0])
         truncated = self._steps >= self.task.horizon
         info = {"x_position": x_after, "x_velocity": (x_after - x_before) / self.task.dt}

@@ -91,6 +91,14 @@ class MultiTaskVecEnv:
         self._dt = column([t.dt for t in self.tasks])
         self._start_height = column(self.start_heights)
         self._horizon = np.array([t.horizon for t in self.tasks])[:, None]
+        physics = [t.resolved_physics for t in self.tasks]
+        self._state_limit = column([np.inf if p["state_limit"] is None else p["state_limit"] for p in physics])
+        # tasks with a knee-limit penalty: (row, knee qpos index, lower, upper limit rad, penalty)
+        self._knee_rows = []
+        for i, (task, p) in enumerate(zip(self.tasks, physics)):
+            if p["knee_limit_penalty"] > 0:
+                info = task._model_info()
+                self._knee_rows.append((i, info["knee_qpos"], *info["knee_range"], p["knee_limit_penalty"]))
         families = sorted({t.family for t in self.tasks})
         self._family_rows = {f: np.array([i for i, t in enumerate(self.tasks) if t.family == f]) for f in families}
 
@@ -128,10 +136,11 @@ class MultiTaskVecEnv:
         """bool (T, E): each task's termination rule on qpos (T, E, nq), qvel (T, E, nv)."""
         if len(self._family_rows) == 1:
             (family,) = self._family_rows
-            return task_rules.terminated(family, qpos, qvel, self._start_height)
+            return task_rules.terminated(family, qpos, qvel, self._start_height, self._state_limit)
         out = np.empty(qpos.shape[:2], dtype=bool)
         for family, rows in self._family_rows.items():
-            out[rows] = task_rules.terminated(family, qpos[rows], qvel[rows], self._start_height[rows])
+            out[rows] = task_rules.terminated(family, qpos[rows], qvel[rows], self._start_height[rows],
+                                              self._state_limit[rows])
         return out
 
     def _reset_envs(self, task_index: int, env_index: np.ndarray) -> None:
@@ -173,6 +182,8 @@ class MultiTaskVecEnv:
         qpos, qvel = self._qpos(new_state), self._qvel(new_state)
         reward = task_rules.reward(x_before, x_after, actions, self._direction, self._alive_bonus,
                                    self._ctrl_cost, self._dt)
+        for row, knee, low, high, penalty in self._knee_rows:
+            reward[row] -= task_rules.knee_penalty(qpos[row, :, knee], low, high, penalty)
         terminated = self._terminated(qpos, qvel)
         final_obs = task_rules.observation(qpos, qvel)
         self.state[:] = new_state

@@ -1,6 +1,7 @@
 """Experiments: built-in task sets and user YAML files."""
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -35,7 +36,7 @@ def test_example_user_experiment_loads_and_steps():
     exp = get_experiment(str(EXAMPLE))
     assert exp.name == "heavy_capsule_vs_user_hopper" and exp.batch_size == 4000
     heavy, user = exp.tasks
-    assert heavy.torso_mass == 6.0 and heavy.robot == "hopper_capsule"
+    assert heavy.torso_mass == 6.0 and heavy.robot == "hopper_capsule" and heavy.physics == {"foot_friction": 2.0}
     assert Path(user.robot) == (DATA / "user_hopper.urdf").resolve()
     for task in exp.tasks:
         env = TaskEnv(task)
@@ -100,6 +101,12 @@ tasks:
     ("batch_size: 10\ntasks: []\n", r"tasks must be a non-empty list"),
     ("batch_size: 10\ntasks: [hopper_box\n", r"malformed experiment YAML"),
     ("- just a list\n", r"expected a mapping"),
+    ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, physics: {armature: -1}}]\n",
+     r"tasks\[0\]: task 'a': physics: armature must be a non-negative finite number, got -1"),
+    ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, physics: {inertia: skel}}]\n",
+     r"task 'a': physics: inertia is 'skel'; allowed \['true', 'dart'\]"),
+    ("batch_size: 10\ntasks: [{name: a, robot: hopper_box, physics: [armature]}]\n",
+     r"task 'a': physics must be a mapping setting -> value"),
 ])
 def test_yaml_errors(tmp_path, text, match):
     sub = tmp_path / "exp"
@@ -131,3 +138,24 @@ def test_experiment_dataclass_checks():
         Experiment("e", (), 10, 10)
     with pytest.raises(ValueError, match="batch_size 1 is smaller than the number of tasks 2"):
         Experiment("e", (TASKS["hopper_box"], TASKS["hopper_capsule"]), 1, 10)
+
+
+def test_yaml_per_task_physics_settings_load_and_reach_the_model(tmp_path):
+    path = _yaml(tmp_path, """
+batch_size: 20
+tasks:
+  - name: dart_capsule
+    robot: hopper_capsule
+    physics: {armature: 0.0, inertia: dart, foot_friction: 2.0, contact: {solref: [0.01, 1], solimp: [0.95, 0.99, 0.001]}}
+  - name: gym
+    robot: gymnasium:hopper
+""")
+    dart, gym = get_experiment(path).tasks
+    assert dart.physics == {"armature": 0.0, "inertia": "dart", "foot_friction": 2.0,
+                            "contact": {"solref": [0.01, 1.0], "solimp": [0.95, 0.99, 0.001, 0.5, 2.0]}}
+    model = dart.build_model()
+    np.testing.assert_array_equal(model.dof_armature, 0.0)
+    assert model.geom_friction[model.body("foot").geomadr[0], 0] == 2.0
+    np.testing.assert_array_equal(model.geom_solref[0], [0.01, 1.0])
+    assert gym.family == "hopper" and gym.obs_dim == 11 and gym.act_dim == 3
+    assert gym.build_model().opt.integrator == mujoco.mjtIntegrator.mjINT_RK4  # Gymnasium's file as it is

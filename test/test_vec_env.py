@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mt_specialize.tasks import TaskEnv, get_task
+from mt_specialize.tasks import TaskEnv, TaskSpec, get_task
 from mt_specialize.vec_env import MultiTaskVecEnv
 
 HOPPERS = ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
@@ -117,3 +117,76 @@ def test_bad_action_shape_is_a_clear_error():
 def test_tasks_with_different_sizes_are_refused():
     with pytest.raises(ValueError, match="one size signature"):
         MultiTaskVecEnv([get_task("hopper_capsule"), get_task("biped_forward")], envs_per_task=1)
+
+
+def _set_state(venv, qpos, qvel):
+    """Put every env of every task in the state (qpos, qvel)."""
+    venv.state[:] = 0.0
+    venv.state[:, 1:1 + venv.nq] = qpos
+    venv.state[:, 1 + venv.nq:] = qvel
+
+
+@pytest.mark.parametrize("knee, penalised", [(-0.01, True), (-2.60, True), (-1.0, False), (-0.2, False)])
+def test_knee_limit_penalty_fires_in_the_batched_env_near_a_limit_only(knee, penalised):
+    """Two copies of the capsule hopper, one with the authors' 0.75 penalty: rewards differ by 0.75
+    exactly when the knee (leg_joint, range [-2.618, 0]) ends the step within 0.05 rad of a limit."""
+    plain = get_task("hopper_capsule")
+    penalised_task = TaskSpec("knee", "hopper_capsule", physics={"knee_limit_penalty": 0.75})
+    venv = MultiTaskVecEnv([plain, penalised_task], envs_per_task=1, seed=0, nthread=1)
+    qpos = venv.models[0].qpos0.copy()
+    qpos[4] = knee  # qpos = rootx, rootz, rooty, thigh, leg (knee), foot
+    _set_state(venv, qpos, np.zeros(venv.nv))
+    result = venv.step(np.zeros((2, 1, 3)))
+    knee_after = result.final_obs[0, 0, 3]  # obs = qpos[1:], so the knee is obs[3]
+    assert (knee_after > -0.05 or knee_after < -2.618 + 0.05) == penalised
+    assert result.reward[0, 0] - result.reward[1, 0] == pytest.approx(0.75 if penalised else 0.0, abs=1e-12)
+    # the one-env Gymnasium wrapper agrees
+    env = TaskEnv(penalised_task)
+    env.reset(seed=0)
+    env.data.qpos[:], env.data.qvel[:] = qpos, 0.0
+    assert env.step(np.zeros(3))[1] == pytest.approx(result.reward[1, 0], abs=1e-12)
+
+
+@pytest.mark.parametrize("task_name", ["hopper_capsule", "biped_forward"])
+def test_state_limit_terminates_when_a_velocity_reaches_it_and_not_otherwise(task_name):
+    """A robot thrown sideways at 150 m/s in the air: terminated with state_limit 100 (the authors'
+    |s[2:]| < 100), not without it; at 50 m/s neither terminates."""
+    base = get_task(task_name)
+    limited = TaskSpec("limited", base.robot, base.family, physics={"state_limit": 100.0})
+    free = TaskSpec("free", base.robot, base.family, physics={"state_limit": None})
+    venv = MultiTaskVecEnv([limited, free], envs_per_task=1, seed=0, nthread=1)
+    qpos = venv.models[0].qpos0.copy()
+    qpos[1] += 0.2  # in the air: no contact slows it
+    for speed, expected in ((150.0, [True, False]), (50.0, [False, False])):
+        qvel = np.zeros(venv.nv)
+        qvel[0] = speed
+        _set_state(venv, qpos, qvel)
+        result = venv.step(np.zeros((2, 1, venv.act_dim)))
+        assert list(result.terminated[:, 0]) == expected, speed
+
+
+def test_hopper_gymnasium_reproduces_gymnasiums_hopper_v5_step():
+    """The calibration anchor: from the same state, the same actions give Hopper-v5's observation,
+    reward and termination (float tolerance). Hopper-v5 pays no alive bonus on the step that ends
+    unhealthy (``is_healthy * healthy_reward``); ours, like the authors' code, pays it on every step."""
+    import gymnasium as gym
+
+    reference = gym.make("Hopper-v5").unwrapped
+    venv = MultiTaskVecEnv([get_task("hopper_gymnasium")], envs_per_task=1, seed=5, nthread=1)
+    rng = np.random.default_rng(0)
+    steps = 0
+    for episode in range(3):
+        reference.reset(seed=episode)
+        venv.reset()
+        reference.set_state(venv._qpos(venv.state)[0, 0], venv._qvel(venv.state)[0, 0])
+        for _ in range(60):
+            action = rng.uniform(-1, 1, 3)
+            obs, reward, terminated, _, _ = reference.step(action)
+            result = venv.step(action[None, None])
+            steps += 1
+            np.testing.assert_allclose(result.final_obs[0, 0], obs, atol=1e-9)
+            assert result.terminated[0, 0] == terminated
+            assert result.reward[0, 0] - (1.0 if terminated else 0.0) == pytest.approx(reward, abs=1e-9)
+            if terminated:
+                break
+    assert steps >= 20
