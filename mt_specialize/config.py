@@ -98,6 +98,8 @@ class TrainConfig:
     score_statistic: ``variance`` | ``std`` (population) of the per-task gradients; null = profile's
     split_count:    ``round`` = round(sp * n) entries; ``floor_nonzero`` = the int(sp * n) highest
                     scores, only those with a nonzero score (the authors'); null = the profile's
+    task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
+                    setting -> value), recorded in the run's config.yaml
     """
 
     experiment: str = "three_hoppers"
@@ -121,6 +123,7 @@ class TrainConfig:
     revert_drop_bound: float | str | None = None
     append_mode: str | None = None
     split_count: str | None = None
+    task_physics: dict | None = None
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod

@@ -40,7 +40,7 @@ import yaml
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .experiments import Experiment, get_experiment
+from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
 from .inference import InferencePolicy
 from .normalize import RunningMeanStd
 from .optim import FastAdam, TaskAlternatingAdam
@@ -98,8 +98,11 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                  progress: Callable[[dict], None] | None = None):
-        self.experiment: Experiment = get_experiment(config.experiment)
-        self.config = config.resolved(self.experiment.budget, self.experiment.batch_size)
+        experiment = get_experiment(config.experiment)
+        self.config = config.resolved(experiment.budget, experiment.batch_size)
+        # the robots as the profile, the tasks' own settings and the run's physics settings make them
+        self.experiment: Experiment = apply_profile(experiment, self.config.profile, self.config.physics)
+        self.config.task_physics = resolved_physics(self.experiment)
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.tasks = list(self.experiment.tasks)
@@ -175,6 +178,8 @@ class Trainer:
             saved = TrainConfig.from_run_config(yaml.safe_load(config_path.read_text()) or {},
                                                 source=str(config_path))
             saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
+            if saved.get("task_physics") is None:  # written before the physics was recorded
+                saved["task_physics"] = mine["task_physics"]
             diff = {k: (saved.get(k), v) for k, v in mine.items()
                     if saved.get(k) != v and k not in RESULT_NEUTRAL_SETTINGS}
             if diff:

@@ -139,7 +139,8 @@ def tiny_experiment(tmp_path):
 
 
 def _config(experiment, **kw):
-    config = TrainConfig(experiment=experiment, envs_per_task=4, seed=3, checkpoint_every=2, profile="none", **kw)
+    config = TrainConfig(**{"experiment": experiment, "envs_per_task": 4, "seed": 3, "checkpoint_every": 2,
+                            "profile": "none", **kw})
     config.ppo.minibatch_per_task = 64
     config.ppo.epochs = 2
     return config
@@ -262,3 +263,39 @@ def test_cli_profiles_are_the_configs():
     from mt_specialize import cli, config
 
     assert cli.PROFILES == config.PROFILES
+
+
+def test_run_records_its_resolved_physics_and_profile_reaches_the_robots(tiny_experiment, tmp_path):
+    import yaml
+
+    trainer = Trainer(_config(tiny_experiment, method="joint", samples=384, profile="paper"), tmp_path / "p")
+    saved = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())
+    assert saved["profile"] == "paper" and saved["ppo"]["optimizer"] == "per_task"
+    assert saved["task_physics"]["hopper_capsule"]["inertia"] == "dart"
+    assert saved["task_physics"]["hopper_capsule"]["armature"] == 0.0
+    model = trainer.experiment.tasks[0].build_model()
+    assert float(model.dof_armature[3:].max()) == 0.0
+    trainer.close()
+
+
+def test_a_run_from_before_profiles_resumes_as_profile_none(tiny_experiment, tmp_path):
+    import yaml
+
+    run = tmp_path / "old"
+    trainer = Trainer(_config(tiny_experiment, method="joint", samples=768), run)
+    trainer.progress = lambda row: trainer.request_stop()
+    with pytest.raises(Interrupted):
+        trainer.run()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("profile", "revert_drop_bound", "append_mode", "split_count", "task_physics", "physics"):
+        saved.pop(key)  # what a config.yaml written before these settings holds
+    saved["ppo"].pop("optimizer")
+    saved["score_statistic"] = "variance"
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    config = TrainConfig.from_yaml(run / "config.yaml", run_config=True)
+    resumed = Trainer(config, run, resume=True)
+    assert resumed.config.profile == "none" and resumed.samples == 384
+    assert float(resumed.experiment.tasks[0].build_model().dof_armature[3:].min()) == 1.0
+    resumed.run()
+    with pytest.raises(ValueError, match="profile"):  # the same run with another profile is refused
+        Trainer(_config(tiny_experiment, method="joint", samples=768, profile="paper"), run, resume=True)
