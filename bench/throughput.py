@@ -44,21 +44,22 @@ _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 # -- (a) ours ------------------------------------------------------------------------------------------
 def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | None, torch_threads: int,
-               record_steps: int) -> dict:
+               record_steps: int, profile: str = "mujoco") -> dict:
     """Run ``Trainer.run`` through a short joint phase and a short specialized phase.
 
     One warm-up iteration per phase is run and not counted. Env states and actions of the joint phase
     are recorded (every step, evenly thinned to ``record_steps`` env steps) for the physics bound.
     """
     exp = get_experiment(experiment)
-    probe = TrainConfig(experiment=experiment).resolved(exp.budget, exp.batch_size)
+    probe = TrainConfig(experiment=experiment, profile=profile).resolved(exp.budget, exp.batch_size)
     n_tasks = len(exp.tasks)
     steps = max(1, round(probe.batch_size / (n_tasks * probe.envs_per_task)))
     batch = n_tasks * probe.envs_per_task * steps
     iters = max(1, -(-samples_per_phase // batch))
     jt = (1 + iters) * batch
     config = TrainConfig(experiment=experiment, method="ours", seed=1, jt=jt, samples=jt + (1 + iters) * batch,
-                         physics_threads=physics_threads, torch_threads=torch_threads, checkpoint_every=10**6)
+                         physics_threads=physics_threads, torch_threads=torch_threads, checkpoint_every=10**6,
+                         profile=profile)
     rows: list[dict] = []
     out = tempfile.mkdtemp(prefix="mt_bench_")
     try:
@@ -98,7 +99,7 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
     actions = np.concatenate([a for _, a in recorded])
     model_index = np.tile(np.repeat(np.arange(len(models)), envs_per_task), len(recorded))
     keep = np.linspace(0, len(states) - 1, min(record_steps, len(states))).astype(int)
-    return {"experiment": experiment, "batch": batch, "physics_threads": nthread, "torch_threads": torch_threads,
+    return {"experiment": experiment, "profile": profile, "optimizer": probe.ppo.optimizer, "batch": batch, "physics_threads": nthread, "torch_threads": torch_threads,
             "joint": joint, "specialized": spec, "wall_seconds": wall,
             "estimated_3M_run_minutes": estimate / 60.0,
             "_replay": (models, model_index[keep], states[keep], actions[keep])}
@@ -203,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="our MuJoCo rollout threads (default: the trainer's default, min(2, cores))")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads for ours and SB3 (default: %(default)s, the TrainConfig default)")
+    parser.add_argument("--profiles", nargs="+", default=["mujoco", "paper"], choices=["paper", "mujoco", "none"],
+                        help="settings profiles to time ours with (default: %(default)s; paper = the authors' "
+                             "optimiser, T single-task Adam steps per minibatch)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     args = parser.parse_args(argv)
     samples = parse_count(args.samples, "--samples")
@@ -213,15 +217,16 @@ def main(argv: list[str] | None = None) -> int:
                                 "python": platform.python_version(), "torch": torch.__version__,
                                 "mujoco": mujoco.__version__, "numpy": np.__version__}}
     ours = {}
-    for name in args.experiments:
-        result = bench_ours(name, samples, args.physics_threads, args.torch_threads, physics_steps)
+    for experiment, profile in ((e, p) for p in args.profiles for e in args.experiments):
+        name = f"{experiment}@{profile}"
+        result = bench_ours(experiment, samples, args.physics_threads, args.torch_threads, physics_steps, profile)
         result["physics_bound"] = bench_physics(*result.pop("_replay"))
         bound = result["physics_bound"]["env_steps_per_s"] * result["physics_threads"]
         for phase in ("joint", "specialized"):
             result[phase]["rollout_over_physics_bound_x_cores"] = result[phase]["rollout_samples_per_s"] / bound
         ours[name] = result
     report["ours"] = ours
-    first = ours[args.experiments[0]]
+    first = next(iter(ours.values()))
     sb3_samples = (parse_count(args.sb3_samples, "--sb3-samples") if args.sb3_samples is not None
                    else first["joint"]["samples"] + first["specialized"]["samples"])
     if sb3_samples > 0:
@@ -241,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(other processes compete for the cores: compare the ratios, measured in this one run)")
     for name, r in ours.items():
         pb = r["physics_bound"]
-        print(f"\n[{name}] batch {r['batch']}, physics threads {r['physics_threads']}, torch threads {r['torch_threads']}")
+        print(f"\n[{name}] batch {r['batch']}, optimizer {r['optimizer']}, physics threads {r['physics_threads']}, "
+              f"torch threads {r['torch_threads']}")
         for phase in ("joint", "specialized"):
             p = r[phase]
             print(f"  (a) ours {phase:<11}: {p['samples_per_s']:8,.0f} samples/s over {p['iterations']} iterations "

@@ -448,7 +448,9 @@ class Trainer:
 
     def save(self) -> Path:
         tensors, metadata = self._state_tensors()
-        path = self.checkpoint_dir / f"ckpt_{self.samples:012d}.safetensors"
+        # named by the real sample count: it only grows (the counted one rewinds on a revert), so the
+        # newest checkpoint sorts last; without the revert rule the two counts are the same
+        path = self.checkpoint_dir / f"ckpt_{self.samples_real:012d}.safetensors"
         ckpt.save_checkpoint(path, tensors, metadata)
         old = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))[:-self.config.keep_checkpoints]
         for stale in old:

@@ -193,21 +193,26 @@ def test_forced_return_drop_reverts_weights_normaliser_and_counted_samples(tiny_
     assert [int(r["samples"]) for r in rows[:3 + streak]] == [384, 768, 1152] + [768] * streak
     assert int(rows[3 + streak]["samples"]) == 1152 and int(rows[3 + streak]["reverts"]) == streak
     assert int(rows[-1]["samples"]) >= 3840
+    # checkpoints are named by real samples, which never rewind: the newest sorts last
+    names = sorted(p.name for p in (tmp_path / "r" / "checkpoints").glob("ckpt_*.safetensors"))
+    assert names[-1] == f"ckpt_{int(rows[-1]['samples_real']):012d}.safetensors"
     assert int(rows[-1]["samples_real"]) == 384 * len(rows)  # every rollout counts as real samples
 
 
 def test_resume_after_a_revert_is_exact(tiny_experiment, tmp_path):
-    config = dict(method="ours", jt=768, sp=0.25, revert_drop_bound=300)
+    # a checkpoint at iteration 3 (1152 counted samples), then a revert (768 counted) and a stop at 4:
+    # the resume must take the newest checkpoint, not the one with the larger counted sample number
+    config = dict(method="ours", jt=768, sp=0.25, revert_drop_bound=300, checkpoint_every=3)
     whole = Trainer(_config(tiny_experiment, **config), tmp_path / "whole")
     _force_drop_at(whole, 3)
     whole.run()
     part = Trainer(_config(tiny_experiment, **config), tmp_path / "part")
     _force_drop_at(part, 3)
-    part.progress = lambda row: part.request_stop() if row["iteration"] == 5 else None
+    part.progress = lambda row: part.request_stop() if row["iteration"] == 4 else None
     with pytest.raises(Interrupted):
         part.run()
     resumed = Trainer(_config(tiny_experiment, **config), tmp_path / "part", resume=True)
-    assert resumed.reverts >= 1 and resumed.samples_real == 5 * 384 > resumed.samples
+    assert resumed.reverts == 1 and resumed.samples_real == 4 * 384 and resumed.samples == 768
     resumed.run()
     assert _rows(tmp_path / "whole") == _rows(tmp_path / "part")
     for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values()):
