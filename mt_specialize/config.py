@@ -98,6 +98,9 @@ class TrainConfig:
     score_statistic: ``variance`` | ``std`` (population) of the per-task gradients; null = profile's
     split_count:    ``round`` = round(sp * n) entries; ``floor_nonzero`` = the int(sp * n) highest
                     scores, only those with a nonzero score (the authors'); null = the profile's
+    task_switch_prob: per control step and env, the probability that a robot walking under one task
+                    goes on under another task that drives the same robot (biped forward/backward):
+                    trains the switches a policy server makes (MultiTaskVecEnv ``switch_prob``); 0 = never
     task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
                     setting -> value), recorded in the run's config.yaml
     """
@@ -123,6 +126,7 @@ class TrainConfig:
     revert_drop_bound: float | str | None = None
     append_mode: str | None = None
     split_count: str | None = None
+    task_switch_prob: float = 0.0
     task_physics: dict | None = None
 
     # -- construction ---------------------------------------------------------------------------
@@ -216,6 +220,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if c.physics_threads is not None and (not isinstance(c.physics_threads, int) or c.physics_threads < 1):
             raise ValueError(f"physics_threads must be an integer >= 1 or null, got {c.physics_threads!r}")
+        p = c.task_switch_prob
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"task_switch_prob must be a probability in [0, 1), got {p!r}")
         if c.profile not in PROFILES:
             raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
         if not isinstance(c.physics, dict):

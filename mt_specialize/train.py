@@ -125,7 +125,8 @@ class Trainer:
         """Env, networks, optimiser, normaliser, RNGs; then the last checkpoint when resuming."""
         c, T, E = self.config, self.n_tasks, self.config.envs_per_task
         torch.manual_seed(c.seed)
-        self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads)
+        self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads,
+                                   switch_prob=c.task_switch_prob)
         self.obs_dim = self.env.obs_dim
         self.append_task_id = c.method == "append"
         self.normalize_task_id = self.append_task_id and c.append_mode == "normalized"
@@ -231,9 +232,11 @@ class Trainer:
             action = mean_action(self.obs) + std * noise[t]
             act_buf[t] = action
             result = self.env.step(action)
-            rew_buf[t], term_buf[t], trunc_buf[t] = result.reward, result.terminated, result.truncated
-            if result.truncated.any():
-                for i, e in zip(*np.nonzero(result.truncated)):
+            # a task switch cuts the trajectory like a time limit: bootstrap from the state reached
+            cut = result.truncated if result.switched is None else result.truncated | result.switched
+            rew_buf[t], term_buf[t], trunc_buf[t] = result.reward, result.terminated, cut
+            if cut.any():
+                for i, e in zip(*np.nonzero(cut)):
                     truncated_obs.append((t, int(i), int(e), result.final_obs[i, e].copy()))
             for i, finished in enumerate(result.finished):
                 for ep_return, ep_length in finished:
@@ -440,6 +443,7 @@ class Trainer:
             "optimizer": opt_meta,
             "rng": self.rng.bit_generator.state,
             "env_rng": env_state["rng"],
+            "env_switch_rng": env_state["switch_rng"],
             "task_returns": [list(d) for d in self.task_returns],
             "task_lengths": [list(d) for d in self.task_lengths],
             "pooled_returns": list(self.pooled_returns),
@@ -473,7 +477,8 @@ class Trainer:
         self.spread.load_state_dict(group("spread"))
         self.env.set_state({"physics": tensors["env/physics"].numpy(),
                             "episode_return": tensors["env/episode_return"].numpy(),
-                            "episode_length": tensors["env/episode_length"].numpy(), "rng": meta["env_rng"]})
+                            "episode_length": tensors["env/episode_length"].numpy(), "rng": meta["env_rng"],
+                            **({"switch_rng": meta["env_switch_rng"]} if "env_switch_rng" in meta else {})})
         self.obs = tensors["env/obs"].numpy().copy()
         torch.set_rng_state(tensors["torch_rng"])
         self.rng.bit_generator.state = meta["rng"]

@@ -34,8 +34,11 @@ class StepResult:
     reward:       (T, E) reward of the step just taken
     terminated:   (T, E) the task's termination rule fired (no bootstrap)
     truncated:    (T, E) the horizon was reached without termination (bootstrap from final_obs)
-    final_obs:    (T, E, obs_dim) observation reached by the step, before any reset
+    final_obs:    (T, E, obs_dim) observation reached by the step, before any reset or switch
     finished:     per task, list of (return, length) of the episodes that ended this step
+    switched:     (T, E) the env's robot state was handed to another task after the step (a task
+                  switch, ``switch_prob``): its trajectory is cut there like a truncation (bootstrap
+                  from final_obs), and obs is the state it takes over; the episode goes on
     """
 
     obs: np.ndarray
@@ -44,6 +47,7 @@ class StepResult:
     truncated: np.ndarray
     final_obs: np.ndarray
     finished: list[list[tuple[float, int]]] = field(default_factory=list)
+    switched: np.ndarray | None = None
 
 
 class MultiTaskVecEnv:
@@ -52,12 +56,17 @@ class MultiTaskVecEnv:
     Args:
         tasks: the T tasks (same observation and action sizes; models of one size signature).
         envs_per_task: E, parallel envs per task.
-        seed: seeds the reset noise (one independent generator per task).
+        seed: seeds the reset noise (one independent generator per task) and the task switches.
         nthread: MuJoCo rollout threads (default: all cores, at most 2 per the machine here).
+        switch_prob: task switches for tasks that drive the same robot (same robot, masses, gears and
+            physics: e.g. biped forward and backward): after each control step, for each env index
+            e and each such group, with this probability the states of env e of two of the group's
+            tasks (drawn at random) are swapped, so each robot goes on under the other task, as
+            when a policy server switches a walking robot's task. 0 = never.
     """
 
     def __init__(self, tasks: Sequence[TaskSpec], envs_per_task: int, seed: int = 0,
-                 nthread: int | None = None):
+                 nthread: int | None = None, switch_prob: float = 0.0):
         if not tasks:
             raise ValueError("MultiTaskVecEnv needs at least one task")
         if envs_per_task < 1:
@@ -118,6 +127,39 @@ class MultiTaskVecEnv:
         self.episode_return = np.zeros((self.n_tasks, self.envs_per_task))
         self.episode_length = np.zeros((self.n_tasks, self.envs_per_task), dtype=np.int64)
         self._rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.n_tasks)]
+        if isinstance(switch_prob, bool) or not isinstance(switch_prob, (int, float)) or not 0 <= switch_prob < 1:
+            raise ValueError(f"switch_prob must be a probability in [0, 1), got {switch_prob!r}")
+        self.switch_prob = float(switch_prob)
+        self.switch_groups = self._robot_groups() if self.switch_prob > 0 else []
+        if self.switch_prob > 0 and not self.switch_groups:
+            raise ValueError(f"task switches need two tasks that drive the same robot; tasks "
+                             f"{[t.name for t in self.tasks]} all drive different robots")
+        self._switch_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5717C4]))
+
+    def _robot_groups(self) -> list[np.ndarray]:
+        """Task indices grouped by the robot they drive (robot, masses, gears, physics), groups of >= 2."""
+        keys: dict[str, list[int]] = {}
+        for i, t in enumerate(self.tasks):
+            key = repr((t.robot, t.torso_mass, t.mass_scale, t.gears, sorted(t.resolved_physics.items())))
+            keys.setdefault(key, []).append(i)
+        return [np.array(group) for group in keys.values() if len(group) > 1]
+
+    def _switch(self, done: np.ndarray) -> np.ndarray | None:
+        """Swap robot states between tasks of a group (see ``switch_prob``); envs that ended this
+        step take no part. Returns the (T, E) bool mask of switched envs, or None."""
+        if not self.switch_groups:
+            return None
+        switched = np.zeros((self.n_tasks, self.envs_per_task), dtype=bool)
+        rng = self._switch_rng
+        for group in self.switch_groups:
+            for e in np.flatnonzero(rng.random(self.envs_per_task) < self.switch_prob):
+                i, j = rng.choice(group, size=2, replace=False)
+                if done[i, e] or done[j, e]:
+                    continue
+                a, b = i * self.envs_per_task + e, j * self.envs_per_task + e
+                self.state[[a, b]] = self.state[[b, a]]
+                switched[i, e] = switched[j, e] = True
+        return switched
 
     # -- state views ------------------------------------------------------------------------------
     def _qpos(self, state: np.ndarray) -> np.ndarray:
@@ -202,8 +244,12 @@ class MultiTaskVecEnv:
                 qpos_i = self._qpos(self.state)[i, envs]
                 qvel_i = self._qvel(self.state)[i, envs]
                 obs[i, envs] = task_rules.observation(qpos_i, qvel_i)
+        switched = self._switch(done)
+        if switched is not None and switched.any():
+            obs = obs.copy() if obs is final_obs else obs
+            obs[switched] = task_rules.observation(self._qpos(self.state)[switched], self._qvel(self.state)[switched])
         return StepResult(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
-                          final_obs=final_obs, finished=finished)
+                          final_obs=final_obs, finished=finished, switched=switched)
 
     # -- checkpointing ----------------------------------------------------------------------------
     def get_state(self) -> dict:
@@ -213,6 +259,7 @@ class MultiTaskVecEnv:
             "episode_return": self.episode_return.copy(),
             "episode_length": self.episode_length.copy(),
             "rng": [rng.bit_generator.state for rng in self._rngs],
+            "switch_rng": self._switch_rng.bit_generator.state,
         }
 
     def set_state(self, saved: dict) -> None:
@@ -225,3 +272,5 @@ class MultiTaskVecEnv:
         self.episode_length[:] = np.asarray(saved["episode_length"])
         for rng, rng_state in zip(self._rngs, saved["rng"]):
             rng.bit_generator.state = rng_state
+        if "switch_rng" in saved:  # absent from checkpoints of runs without task switches
+            self._switch_rng.bit_generator.state = saved["switch_rng"]

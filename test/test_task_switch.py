@@ -1,0 +1,77 @@
+"""Training with task switches: envs of tasks that drive the same robot swap robot states."""
+import numpy as np
+import pytest
+
+from mt_specialize.config import TrainConfig
+from mt_specialize.tasks import get_task
+from mt_specialize.train import Trainer
+from mt_specialize.vec_env import MultiTaskVecEnv
+
+BIPED = [get_task("biped_forward"), get_task("biped_backward")]
+
+
+def _step_both(env, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    results = []
+    for _ in range(steps):
+        results.append(env.step(0.3 * rng.standard_normal((env.n_tasks, env.envs_per_task, env.act_dim))))
+    return results
+
+
+def test_switch_swaps_robot_states_between_tasks_of_one_robot():
+    env = MultiTaskVecEnv(BIPED, 8, seed=1, nthread=1, switch_prob=0.3)
+    env.reset()
+    switched_any = False
+    for result in _step_both(env, 30):
+        s = result.switched
+        assert s is not None and (s[0] == s[1]).all()  # a switch is a swap: both envs of the pair
+        done = result.terminated | result.truncated
+        assert not (s & done).any()
+        for e in np.flatnonzero(s[0]):
+            switched_any = True
+            # each env now holds the robot the other task's env had reached
+            np.testing.assert_array_equal(result.obs[0, e], result.final_obs[1, e])
+            np.testing.assert_array_equal(result.obs[1, e], result.final_obs[0, e])
+        keep = ~s & ~done
+        np.testing.assert_array_equal(result.obs[keep], result.final_obs[keep])
+    assert switched_any
+
+
+def test_no_switch_prob_no_switch_and_switches_are_seeded_and_checkpointed():
+    plain = MultiTaskVecEnv(BIPED, 4, seed=1, nthread=1)
+    plain.reset()
+    assert all(r.switched is None for r in _step_both(plain, 5))
+    a = MultiTaskVecEnv(BIPED, 4, seed=2, nthread=1, switch_prob=0.2)
+    a.reset()
+    _step_both(a, 10)
+    saved = a.get_state()
+    b = MultiTaskVecEnv(BIPED, 4, seed=99, nthread=1, switch_prob=0.2)
+    b.set_state(saved)
+    ra, rb = _step_both(a, 10, seed=5), _step_both(b, 10, seed=5)
+    for x, y in zip(ra, rb):
+        np.testing.assert_array_equal(x.switched, y.switched)
+        np.testing.assert_array_equal(x.obs, y.obs)
+
+
+def test_switch_needs_tasks_of_one_robot_and_a_probability():
+    hoppers = [get_task("hopper_capsule"), get_task("hopper_box")]
+    with pytest.raises(ValueError, match="same robot"):
+        MultiTaskVecEnv(hoppers, 2, switch_prob=0.1)
+    with pytest.raises(ValueError, match="switch_prob"):
+        MultiTaskVecEnv(BIPED, 2, switch_prob=1.0)
+    with pytest.raises(ValueError, match="task_switch_prob"):
+        TrainConfig(task_switch_prob=-0.1).resolved(3_000_000, 4000)
+
+
+def test_trainer_cuts_the_trajectory_at_a_switch(tmp_path):
+    path = tmp_path / "biped.yaml"
+    path.write_text("name: tiny_biped\nbatch_size: 256\nbudget: 512\ntasks: [biped_forward, biped_backward]\n")
+    trainer = Trainer(TrainConfig(experiment=str(path), method="separate", envs_per_task=4, profile="none",
+                                  task_switch_prob=0.2), tmp_path / "run")
+    rollout = trainer.collect()
+    cut_at = {(t, i, e) for t, i, e, _ in rollout["truncated_obs"]}
+    assert rollout["truncated"].sum() == len(cut_at) > 0  # every switch bootstraps from the state reached
+    for t, i, e, final in rollout["truncated_obs"]:
+        # the next observation of a switched env is the other task's robot, not this one's
+        assert not np.array_equal(final, rollout["obs"][t + 1, i, e]) or rollout["terminated"][t, i, e]
+    trainer.close()
