@@ -130,13 +130,13 @@ class MultiTaskVecEnv:
         if isinstance(switch_prob, bool) or not isinstance(switch_prob, (int, float)) or not 0 <= switch_prob < 1:
             raise ValueError(f"switch_prob must be a probability in [0, 1), got {switch_prob!r}")
         self.switch_prob = float(switch_prob)
-        self.switch_groups = self._robot_groups() if self.switch_prob > 0 else []
+        self.switch_groups = self.robot_groups() if self.switch_prob > 0 else []
         if self.switch_prob > 0 and not self.switch_groups:
             raise ValueError(f"task switches need two tasks that drive the same robot; tasks "
                              f"{[t.name for t in self.tasks]} all drive different robots")
         self._switch_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5717C4]))
 
-    def _robot_groups(self) -> list[np.ndarray]:
+    def robot_groups(self) -> list[np.ndarray]:
         """Task indices grouped by the robot they drive (robot, masses, gears, physics), groups of >= 2."""
         keys: dict[str, list[int]] = {}
         for i, t in enumerate(self.tasks):
