@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -462,13 +463,27 @@ class Trainer:
         return path
 
     def _load_latest(self) -> None:
+        """Continue from the newest checkpoint that verifies; a damaged newer one (e.g. a kill during
+        a disk-full write) is named in a warning and skipped, never deleted."""
         paths = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))
         if not paths:
             return  # interrupted before the first checkpoint: start over in the same directory
-        tensors, meta = ckpt.load_checkpoint(paths[-1])
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ckpt.CheckpointError(f"{paths[-1]}: not a training checkpoint of this version "
-                                       f"(format {meta.get('format')!r})")
+        damaged = []
+        for path in reversed(paths):
+            try:
+                tensors, meta = ckpt.load_checkpoint(path)
+                if meta.get("format") != CHECKPOINT_FORMAT:
+                    raise ckpt.CheckpointError(f"{path}: not a training checkpoint of this version "
+                                               f"(format {meta.get('format')!r})")
+                break
+            except ckpt.CheckpointError as exc:
+                damaged.append(str(exc))
+        else:
+            raise ckpt.CheckpointError(f"cannot resume {str(self.out_dir)!r}: no checkpoint verifies ("
+                                       + "; ".join(damaged) + ")")
+        if damaged:
+            warnings.warn(f"resuming {str(self.out_dir)!r} from {path.name}, the newest checkpoint that "
+                          f"verifies; skipped: {'; '.join(damaged)}", stacklevel=3)
         group = lambda p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + "/")}  # noqa: E731
         self.policy.load_state_dict(group("policy"))
         self.value.load_state_dict(group("value"))

@@ -226,17 +226,26 @@ def test_resume_of_a_run_saved_before_a_setting_existed(tiny_experiment, tmp_pat
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_resume_from_damaged_checkpoint_is_a_clear_error(tiny_experiment, tmp_path, damage):
-    config = _config(tiny_experiment, method="joint", samples=768)
+def test_resume_skips_a_damaged_newest_checkpoint_and_names_it(tiny_experiment, tmp_path, damage):
+    config = _config(tiny_experiment, method="joint", samples=1536)  # checkpoints at 768 and 1536
     Trainer(config, tmp_path / "run").run()
-    path = latest_checkpoint(tmp_path / "run")
-    data = bytearray(path.read_bytes())
-    if damage == "truncate":
-        data = data[: len(data) // 2]
-    else:
-        data[-10] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(ckpt.CheckpointError, match=path.name):
+    paths = sorted((tmp_path / "run" / "checkpoints").glob("ckpt_*.safetensors"))
+    assert len(paths) == 2
+
+    def spoil(path):
+        data = bytearray(path.read_bytes())
+        if damage == "truncate":
+            data = data[: len(data) // 2]
+        else:
+            data[-10] ^= 0xFF
+        path.write_bytes(bytes(data))
+    spoil(paths[-1])
+    with pytest.warns(UserWarning, match=paths[-1].name):
+        resumed = Trainer(config, tmp_path / "run", resume=True)
+    assert resumed.samples == 768 and paths[-1].exists()  # the damaged file is kept, not deleted
+    resumed.close()
+    spoil(paths[0])
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint verifies"):
         Trainer(config, tmp_path / "run", resume=True)
 
 
