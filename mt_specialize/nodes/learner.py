@@ -198,9 +198,11 @@ class LearnerNode(Node):
             if name == "Interrupted":
                 self._check_checkpoint()
                 self._set_status(f"stopped: {exc}", ok, {**self._values(self._last_row), "phase": "stopped"})
-                self.get_logger().info(
-                    f"training stopped after iteration {self._last_row.get('iteration', 0)}; last checkpoint "
-                    f"{self._last_ckpt or 'none'} (resume: true continues from it)")
+                done = (f"after iteration {self._last_row['iteration']}" if "iteration" in self._last_row
+                        else "before its first iteration")
+                self._last_ckpt = self._last_ckpt or newest_checkpoint(out_dir)
+                self.get_logger().info(f"training stopped {done}; last checkpoint {self._last_ckpt or 'none'}"
+                                       + (" (resume: true continues from it)" if self._last_ckpt else ""))
             else:
                 self._error(f"training failed: {name}: {exc}")
             return

@@ -120,6 +120,10 @@ class PolicyServerNode(Node):
         #: robot -> robot model of its initial task (None: not known until a checkpoint names one)
         self._model: dict[str, str | None] = {r: robot_model(t) if t else None for r, t in self._task.items()}
 
+        # The loader (torch) is imported now, not in the first checkpoint callback: that import takes
+        # seconds on a busy machine, and a callback that long delays serving and a stop signal.
+        import mt_specialize.inference  # noqa: F401
+
         # Weights: an injected policy (tests), else the checkpoint parameter.
         if policy is not None:
             self._install(policy, "<in-process>")
