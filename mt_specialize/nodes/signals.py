@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -25,9 +24,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.count = 0                      # signals received so far
         self._event = threading.Event()
-        self._wake: list[Callable[[], None]] = []
         self.installed = False
 
     def install(self) -> None:
@@ -39,15 +36,9 @@ class StopRequest:
         self.installed = True
 
     def _handler(self, signum, frame) -> None:
-        self.count += 1
         if self.signum is None:
             self.signum = signum
         self._event.set()
-        for wake in list(self._wake):
-            try:
-                wake()
-            except Exception:  # a guard condition already destroyed
-                pass
 
     def ignore_from_now(self) -> None:
         """Ignore SIGINT / SIGTERM for the rest of the process: its clean-up is done. (At exit Python
@@ -56,13 +47,6 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
-
-    def add_waker(self, wake: Callable[[], None]) -> None:
-        """Call ``wake()`` on every stop signal (e.g. trigger a guard condition to end a wait)."""
-        self._wake.append(wake)
-
-    def clear_wakers(self) -> None:
-        self._wake.clear()
 
     @property
     def requested(self) -> bool:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import DOMAIN_ID, REPO, node_env
 
 pytestmark = pytest.mark.timeout(240)
@@ -214,10 +215,23 @@ def test_default_launch_trains_stops_cleanly_and_resumes(ros2, launches, tmp_pat
 
 def test_serve_a_checkpoint_switch_set_parameters_echo_topics_rviz(ros2, launches, tmp_path, checkpoint_factory):
     """``learner:=false checkpoint:=...  rviz:=true``: commands flow, a service call switches the
-    task, ``ros2 param set`` refuses a task of another robot and accepts one of the biped's."""
+    task, ``ros2 param set`` refuses a task of another robot and accepts one of the biped's.
+    ``config_dir:=`` adds a second simulated robot: it gets its own robot_state_publisher and
+    static transform."""
+    config = tmp_path / "config"
+    config.mkdir()
+    for node in ("policy_server", "learner"):
+        (config / f"{node}.yaml").write_text((REPO / "config" / f"{node}.yaml").read_text())
+    sim = yaml.safe_load((REPO / "config" / "simulator.yaml").read_text())
+    sim["simulator"]["ros__parameters"].update(tasks=["biped_forward", "hopper_box"], namespaces=["biped", "hb"],
+                                                robot_spacing=2.0)
+    (config / "simulator.yaml").write_text(yaml.safe_dump(sim))
     ckpt = checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6)
-    launch = ros2.launch(tmp_path, "learner:=false", f"checkpoint:={ckpt}", "rviz:=true")
+    launch = ros2.launch(tmp_path, "learner:=false", f"checkpoint:={ckpt}", "rviz:=true", f"config_dir:={config}")
     launches.append(launch)
+    launch.wait_for(r"\[hb\.robot_state_publisher\]: stand-in robot_state_publisher: URDF 'hopper_box'")
+    launch.wait_for(r"\[hb\.robot_state_publisher\]: stand-in robot_state_publisher: joint_states names every movable")
+    launch.wait_for(r"\[world_to_hb\]: stand-in static_transform_publisher: world -> hb/world at \(0, 2(\.0)?, 0\)")
     launch.wait_for(rf"\[policy_server\]: serving robots \['biped'\] \(batched\); checkpoint {re.escape(str(ckpt))}")
 
     commands = ros2.echo_once("/biped/commands", "std_msgs/msg/Float64MultiArray")
