@@ -59,9 +59,9 @@ setup(
     entry_points={
         "console_scripts": [
             "mt-specialize = mt_specialize.cli:main",
-            "simulator = mt_specialize.nodes.simulator:main",
-            "learner = mt_specialize.nodes.learner:main",
-            "policy_server = mt_specialize.nodes.policy_server:main",
+            "simulator = mt_specialize.nodes.entry:simulator",
+            "learner = mt_specialize.nodes.entry:learner",
+            "policy_server = mt_specialize.nodes.entry:policy_server",
         ],
     },
 )

@@ -9,6 +9,9 @@ with config_dir:=...), and for every robot of config/simulator.yaml a robot_stat
 robot's namespace, TF frames prefixed with "<robot>/") plus a static transform world -> <robot>/world
 that puts the robots side by side like the markers. rviz2 with config/mt_specialize.rviz if rviz:=true.
 
+Ctrl-C stops every node cleanly (exit code 0; the learner writes a checkpoint first, and with
+`resume: true` in learner.yaml the next launch continues from it).
+
 pip-only users (no launch/rviz2): `mt-specialize up` starts the same three nodes.
 """
 import os
@@ -54,8 +57,11 @@ def _nodes(context):
              parameters=[sim_file]),
         Node(package=PACKAGE, executable="policy_server", name="policy_server", output="screen",
              parameters=[server_file] + ([{"checkpoint": checkpoint}] if checkpoint else [])),
+        # On Ctrl-C the learner finishes its iteration and writes a checkpoint: give it 30 s before
+        # launch escalates to SIGTERM (launch's default is 5 s).
         Node(package=PACKAGE, executable="learner", name="learner", output="screen",
-             parameters=[learner_file], condition=IfCondition(LaunchConfiguration("learner"))),
+             parameters=[learner_file], condition=IfCondition(LaunchConfiguration("learner")),
+             sigterm_timeout="30"),
     ]
 
     tasks = list(sim.get("tasks", ["hopper_capsule"]))

@@ -29,16 +29,20 @@ def add_ros_subcommands(subparsers) -> None:
     up = subparsers.add_parser(
         "up", help="start the simulator, policy-server and learner nodes and supervise them",
         description="Start the three ROS 2 nodes (python -m mt_specialize.nodes.<node> --ros-args "
-                    "--params-file CONFIG_DIR/<node>.yaml) and supervise them: Ctrl-C / SIGTERM stops "
-                    "them all; if one dies it is reported with its exit code and the others are stopped. "
+                    "--params-file CONFIG_DIR/<node>.yaml) and supervise them. Ctrl-C / SIGTERM stops "
+                    "them all (the learner writes a checkpoint first) and exits 130 / 143 once every node "
+                    "exited 0 (1 if one did not); if a node dies it is reported by name with its exit code, "
+                    "the others are stopped, and the exit code is non-zero. A --checkpoint whose tasks do "
+                    "not fit the configured robots stops the start with the reason (exit 2). "
                     "The pip-only equivalent of `ros2 launch mt_specialize training.launch.py`.")
     up.add_argument("--config-dir", type=Path, default=CONFIG_DIR,
                     help=f"directory with simulator.yaml, policy_server.yaml, learner.yaml (default {CONFIG_DIR})")
     up.add_argument("--no-learner", action="store_true", help="do not start the learner (serve a checkpoint)")
     up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
     up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
-    up.add_argument("--stop-timeout", type=float, default=5.0, metavar="S",
-                    help="seconds a node gets to exit after SIGINT before SIGTERM, then SIGKILL (default 5)")
+    up.add_argument("--stop-timeout", type=float, default=30.0, metavar="S",
+                    help="seconds a node gets to exit after SIGINT before SIGTERM, then SIGKILL 3 s later "
+                         "(default 30: the learner finishes its iteration and writes a checkpoint)")
     up.set_defaults(func=cmd_up)
 
     sw = subparsers.add_parser(
@@ -112,6 +116,71 @@ def stop_children(procs: dict[str, subprocess.Popen], timeout: float, log=print)
             time.sleep(0.05)
 
 
+def node_params(config_dir: Path, node: str) -> dict:
+    """The ``ros__parameters`` of ``node`` in ``<config_dir>/<node>.yaml`` ({} if absent)."""
+    import yaml
+
+    path = Path(config_dir) / f"{node}.yaml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    for key in (node, f"/{node}", "/**"):
+        if isinstance(data.get(key), dict):
+            return dict(data[key].get("ros__parameters") or {})
+    return {}
+
+
+def checkpoint_misfit(checkpoint: Path, config_dir: Path) -> str | None:
+    """Why the policy server could not serve ``checkpoint`` to the simulator's robots as configured
+    in ``config_dir`` (simulator.yaml, policy_server.yaml), or None if it can.
+
+    Checked per robot the server serves: the file loads; the task the server gives the robot
+    (policy_server.yaml ``tasks``, else one of the checkpoint's tasks for that robot model) is in the
+    checkpoint; its robot model (``TaskSpec.robot``) and observation size are the simulated robot's.
+    """
+    import numpy as np
+
+    from mt_specialize.inference import InferencePolicy
+    from mt_specialize.tasks import TASKS, observation
+
+    try:
+        policy = InferencePolicy.from_checkpoint(checkpoint)
+    except Exception as exc:
+        return f"checkpoint {checkpoint} cannot be loaded: {exc}"
+    names = list(policy.task_names)
+    sim, server = node_params(config_dir, "simulator"), node_params(config_dir, "policy_server")
+    sim_tasks = list(sim.get("tasks") or ["hopper_capsule"])
+    namespaces = [str(n).strip("/") for n in (sim.get("namespaces") or sim_tasks)]
+    robots = [str(r).strip("/") for r in (server.get("robots") or [])]
+    server_tasks = list(server.get("tasks") or [])
+    model = lambda task: TASKS[task].robot if task in TASKS else None  # noqa: E731
+    for i, robot in enumerate(robots):
+        simulated = sim_tasks[namespaces.index(robot)] if robot in namespaces else None
+        want = model(simulated) if simulated else None
+        where = f"robot {robot!r}" + (f" (simulated as task {simulated!r}, robot model {want!r})" if simulated else "")
+        if server_tasks and i < len(server_tasks):
+            task = str(server_tasks[i])
+            if task not in names:
+                return (f"checkpoint {checkpoint} has tasks {names}, not {task!r}, the task policy_server.yaml "
+                        f"gives {where}")
+        else:
+            fitting = [n for n in names if want is None or model(n) in (want, None)]
+            if not fitting:
+                return f"checkpoint {checkpoint} has tasks {names}, none of them for {where}"
+            task = robot if robot in fitting else fitting[0]
+        if want is not None and model(task) not in (want, None):
+            return (f"checkpoint task {task!r} drives robot model {model(task)!r}, but {where} is simulated "
+                    f"(tasks {names} in the checkpoint)")
+        if simulated in TASKS:
+            spec = TASKS[simulated]
+            mj = spec.build_model()
+            obs_dim = observation(mj.qpos0[None], np.zeros((1, mj.nv)))[0].size
+            if obs_dim != policy.obs_dim:
+                return (f"checkpoint {checkpoint} expects {policy.obs_dim} observation values, {where} "
+                        f"gives {obs_dim}")
+    return None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     config_dir = Path(args.config_dir)
     if not config_dir.is_dir():
@@ -123,6 +192,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         ckpt = Path(args.checkpoint).expanduser().resolve()
         if not ckpt.is_file():
             print(f"mt-specialize up: checkpoint {ckpt} does not exist", file=sys.stderr)
+            return 2
+        reason = checkpoint_misfit(ckpt, config_dir)
+        if reason is not None:
+            print(f"mt-specialize up: not starting: {reason}", file=sys.stderr)
             return 2
         overrides["policy_server"]["checkpoint"] = str(ckpt)
     if args.mode:
@@ -137,6 +210,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     procs: dict[str, subprocess.Popen] = {}
     code = 0
+    stopping = False
     try:
         for node in nodes:
             # own session: a terminal Ctrl-C reaches only us, and we stop the nodes in order
@@ -150,6 +224,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 name = signal.Signals(received[0]).name
                 print(f"mt-specialize up: {name} received, stopping {', '.join(procs)}", flush=True)
                 code = 128 + received[0]
+                stopping = True
                 break
             dead = [(n, p.returncode) for n, p in procs.items() if p.poll() is not None]
             if dead:
@@ -161,9 +236,17 @@ def cmd_up(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.1)
     finally:
+        running = [n for n, p in procs.items() if p.poll() is None]
         stop_children(procs, args.stop_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
         for s, h in previous.items():
             signal.signal(s, h)
+    failed = [(n, procs[n].returncode) for n in running if procs[n].returncode != 0]
+    for n, rc in failed:
+        print(f"mt-specialize up: node {n} did not stop cleanly ({_describe_exit(rc)})", file=sys.stderr, flush=True)
+    if stopping and failed:
+        return 1
+    if stopping:
+        print("mt-specialize up: all nodes stopped cleanly", flush=True)
     return code
 
 
@@ -174,7 +257,7 @@ def cmd_switch(args: argparse.Namespace) -> int:
     os.environ.update({k: v for k, v in _ros_env().items() if k not in os.environ})
     import rclpy
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
+    from rcl_interfaces.srv import GetParameters, SetParameters
     from std_srvs.srv import Trigger
 
     from mt_specialize.nodes.common import clean_ns
@@ -209,7 +292,14 @@ def cmd_switch(args: argparse.Namespace) -> int:
         if not result.successful:
             print(f"refused: {result.reason}", file=sys.stderr)
             return 1
-        print(f"robot {robot} now runs task {args.task}")
+        # the task takes effect with the first checkpoint if none is loaded yet
+        getter = node.create_client(GetParameters, f"{server}/get_parameters")
+        loaded = (call(getter, GetParameters.Request(names=["checkpoint"])).values
+                  if getter.wait_for_service(timeout_sec=args.timeout) else [])
+        if loaded and loaded[0].string_value:
+            print(f"robot {robot} now runs task {args.task}")
+        else:
+            print(f"robot {robot} will run task {args.task} (no checkpoint loaded yet)")
         return 0
     except TimeoutError as exc:
         print(str(exc), file=sys.stderr)

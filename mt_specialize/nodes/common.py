@@ -160,54 +160,76 @@ def make_executor():
 
 
 def run_node(factory: Callable[[], Node], args: Iterable[str] | None = None) -> int:
-    """Init rclpy, build the node, spin until Ctrl-C / SIGTERM, shut down cleanly.
+    """Init rclpy, build the node, spin until SIGINT / SIGTERM, shut down cleanly; the exit code.
 
-    rclpy's own signal handlers turn SIGINT and SIGTERM into a context shutdown (KeyboardInterrupt /
-    ``ExternalShutdownException``). Returns a process exit code: 0 on a clean stop, 1 if building
-    the node or a callback raised.
+    rclpy's own signal handlers are not installed (they chain to Python's KeyboardInterrupt, which
+    can land anywhere, clean-up included); ``signals.STOP`` records the signals instead, as often and
+    as closely spaced as they come. After a stop signal the node's ``close()`` runs (the learner
+    writes its checkpoint there), then the node, the executor and rclpy are shut down, and the exit
+    code is 0. 1 if building the node, a callback or ``close()`` raised (logged with the reason).
     """
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
+    from mt_specialize.nodes.signals import STOP
+
+    STOP.install()
     ensure_local_discovery()
-    rclpy.init(args=list(sys.argv if args is None else args))
+    name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] not in ("", "-c", "-m") else "node"
+    if STOP.requested:  # stopped while importing: nothing to clean up
+        STOP.ignore_from_now()
+        return 0
+    rclpy.init(args=list(sys.argv if args is None else args), signal_handler_options=SignalHandlerOptions.NO)
     node = None
+    executor = None
     code = 0
     try:
         node = factory()
+        name = node.get_name()
         executor = make_executor()
         executor.add_node(node)
         freeze_heap()
-        try:
-            # Not executor.spin(): the EventsExecutor's spin() does not return when SIGINT/SIGTERM
-            # shut the context down (measured with rclpy 9.1); spin_once with a timeout does.
-            while rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
-        finally:
-            executor.shutdown()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # log, then a non-zero exit code
-        name = node.get_name() if node is not None else Path(sys.argv[0]).stem
-        print(f"[{name}] fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
-        import traceback
-
-        traceback.print_exc()
+        # Not executor.spin(): a stop signal only sets a flag, checked between short waits.
+        while not STOP.requested and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+        if STOP.requested:
+            node.get_logger().info(f"{STOP.name} received: shutting down")
+    except Exception as exc:
         code = 1
+        _report_failure(name, node, "failed" if node is not None else "cannot start", exc)
     finally:
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
                 try:
                     close()
-                except Exception:
-                    pass
+                except Exception as exc:
+                    code = 1
+                    _report_failure(name, node, "shut down with an error", exc)
+        if executor is not None:
+            try:
+                executor.shutdown()
+            except Exception:
+                pass
+        if node is not None:
             try:
                 node.destroy_node()
             except Exception:
                 pass
-        if rclpy.ok():
-            try:
-                rclpy.shutdown()
-            except Exception:
-                pass
+        rclpy.try_shutdown()
+        if STOP.requested:
+            STOP.ignore_from_now()
     return code
+
+
+def _report_failure(name: str, node: Node | None, what: str, exc: BaseException) -> None:
+    """A configuration error (ValueError and its kind) is reported by its message alone, anything
+    else with the traceback."""
+    message = f"{what}: {type(exc).__name__}: {exc}"
+    if node is not None:
+        node.get_logger().error(message)
+    else:
+        print(f"[{name}] {message}", file=sys.stderr, flush=True)
+    if not isinstance(exc, (ValueError, FileNotFoundError)):
+        import traceback
+
+        traceback.print_exception(exc)

@@ -4,7 +4,11 @@ Parameters: ``experiment`` (built-in name or YAML path), ``method`` (ours | join
 | append), ``jt`` and ``samples`` (sample counts: 400000, "400k", "3M"; empty = the method's /
 experiment's default), ``sp`` (fraction in [0, 1]; negative = default), ``seed``, ``out_dir`` (run
 directory; empty = ``runs/<experiment>_<method>_seed<seed>``), ``resume`` (continue the run in
-``out_dir`` if there is one, else start it).
+``out_dir`` if there is one, else start it), ``stop_timeout`` (seconds ``close`` waits for the
+trainer's final checkpoint).
+
+On SIGINT / SIGTERM (``common.run_node``) the trainer finishes its current iteration, writes a
+checkpoint and the node exits 0; with ``resume: true`` the next start continues from that checkpoint.
 
 Publishes:
   ``~/progress``   diagnostic_msgs/DiagnosticArray after every iteration: phase, iteration, samples,
@@ -14,6 +18,11 @@ Publishes:
   ``checkpoint``   std_msgs/String, transient local: the path of each new checkpoint file.
 """
 from __future__ import annotations
+
+if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the heavy imports (signals.py)
+    from mt_specialize.nodes.signals import STOP
+
+    STOP.install()
 
 import math
 import signal
@@ -74,6 +83,9 @@ def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.
             pass
 
     trainer.progress = on_progress
+    if stop.is_set():  # stopped while the trainer was being built: no iteration to save
+        trainer.close()
+        raise train.Interrupted("stopped before the first iteration")
     return trainer.run()
 
 
@@ -103,6 +115,7 @@ class LearnerNode(Node):
         self.declare_parameter("out_dir", "")
         self.declare_parameter("resume", False)
         self.declare_parameter("autostart", True)
+        self.declare_parameter("stop_timeout", 120.0)
 
         self._String = String
         self._progress_pub = self.create_publisher(DiagnosticArray, "~/progress", STATE_QOS)
@@ -165,10 +178,12 @@ class LearnerNode(Node):
         self._stop.clear()
         resume = bool(params["resume"]) and (self.out_dir / "config.yaml").is_file()
         self._last_ckpt = None  # re-publish the newest checkpoint of a resumed run at once
+        previous = newest_checkpoint(self.out_dir) if resume else None
         self._set_status("training started", OK, {"phase": "starting", "experiment": experiment.name,
                                                  "method": config.method, "out_dir": str(self.out_dir)})
         self.get_logger().info(f"training {experiment.name} ({config.method}, seed {config.seed}) "
-                               f"into {self.out_dir}")
+                               f"into {self.out_dir}"
+                               + (f", resuming from {previous.name}" if previous is not None else ""))
         self._thread = threading.Thread(target=self._worker, args=(config, self.out_dir, resume),
                                         name="training", daemon=True)
         self._thread.start()
@@ -181,8 +196,13 @@ class LearnerNode(Node):
         except Exception as exc:
             name = type(exc).__name__
             if name == "Interrupted":
+                self._check_checkpoint()
                 self._set_status(f"stopped: {exc}", ok, {**self._values(self._last_row), "phase": "stopped"})
-                self.get_logger().info(f"training stopped: {exc}")
+                done = (f"after iteration {self._last_row['iteration']}" if "iteration" in self._last_row
+                        else "before its first iteration")
+                self._last_ckpt = self._last_ckpt or newest_checkpoint(out_dir)
+                self.get_logger().info(f"training stopped {done}; last checkpoint {self._last_ckpt or 'none'}"
+                                       + (" (resume: true continues from it)" if self._last_ckpt else ""))
             else:
                 self._error(f"training failed: {name}: {exc}")
             return
@@ -229,10 +249,16 @@ class LearnerNode(Node):
             self._start()
 
     def close(self) -> None:
-        """Ask the trainer to checkpoint and stop; wait a little for it."""
+        """Ask the trainer to stop after its current iteration and write a checkpoint; wait for it
+        (at most ``stop_timeout`` s, then RuntimeError: the node exits 1)."""
         self._stop.set()
         if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=30.0)
+            timeout = float(self.get_parameter("stop_timeout").value)
+            self.get_logger().info("stopping training: finishing the current iteration, then a checkpoint")
+            self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"training did not stop within stop_timeout={timeout:g} s; "
+                                   f"the last checkpoint is {self._last_ckpt or 'none'}")
 
 
 def _fmt(v) -> str:

@@ -1,8 +1,10 @@
 """Policy-server node: every task of a checkpoint at once, one batched forward per control tick.
 
 Parameters:
-  ``checkpoint``        path of a checkpoint (may be empty until the ``checkpoint`` topic gives one);
-                        setting it at run time loads it, a bad file is refused with the reason.
+  ``checkpoint``        path of a checkpoint (may be empty until the ``checkpoint`` topic gives one).
+                        A checkpoint given at start that cannot be served (bad file, or its tasks do
+                        not fit the robots) stops the node with the reason (exit code 1); setting it
+                        at run time loads it, a bad file is refused with the reason.
   ``checkpoint_topic``  std_msgs/String, transient local (default ``checkpoint``): each new path
                         published there (by the learner) is hot-loaded; a bad file is refused with an
                         error log and the old weights keep serving.
@@ -13,14 +15,24 @@ Parameters:
                         sent one (or ``batch_timeout_ms`` passed since the first), then ONE ``act``
                         call answers them all; ``immediate``: every observation is answered at once
                         by its own ``act`` call. See docs/ros.md for the measured latencies.
-  ``task.<robot>``      the task driving each robot; the set-parameters callback refuses unknown
-                        tasks with the list of allowed ones.
+  ``task.<robot>``      the task driving each robot; the set-parameters callback refuses a task that
+                        is not one of the robot's with the list of allowed ones.
 
-Services: ``/<robot>/switch_to_<task>`` (std_srvs/Trigger) for every robot and every task of the
-loaded checkpoint. A malformed observation (wrong length, NaN/inf) gets a throttled warning and a
+The tasks of a robot: those of the loaded checkpoint (before one arrives: the built-in tasks) whose
+robot model (``TaskSpec.robot``) is the one of the robot's initial task (``tasks``); so
+``task.biped`` accepts ``biped_backward`` but refuses ``hopper_box``, also before a checkpoint
+arrives (the task then drives the robot from the first checkpoint on, which must contain it).
+
+Services: ``/<robot>/switch_to_<task>`` (std_srvs/Trigger) for every robot and each of its tasks in
+the loaded checkpoint. A malformed observation (wrong length, NaN/inf) gets a throttled warning and a
 zero (safe) command; the node keeps serving. Without a checkpoint no command is sent.
 """
 from __future__ import annotations
+
+if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the heavy imports (signals.py)
+    from mt_specialize.nodes.signals import STOP
+
+    STOP.install()
 
 import os
 import re
@@ -52,6 +64,14 @@ ACTIVE_WINDOW_S = 0.5
 def service_name_part(task: str) -> str:
     """A task name made safe for a ROS name token."""
     return re.sub(r"[^A-Za-z0-9_]", "_", task)
+
+
+def robot_model(task: str) -> str | None:
+    """The robot model (``TaskSpec.robot``) of a built-in task, None for any other name."""
+    from mt_specialize.tasks import TASKS
+
+    spec = TASKS.get(task)
+    return spec.robot if spec is not None else None
 
 
 def load_policy(path: str):
@@ -97,6 +117,12 @@ class PolicyServerNode(Node):
         self._task: dict[str, str] = {r: (init_tasks[i] if init_tasks else "") for i, r in enumerate(self.robots)}
         self._task_index = np.zeros(len(self.robots), dtype=np.int64)
         self._switch_services = []
+        #: robot -> robot model of its initial task (None: not known until a checkpoint names one)
+        self._model: dict[str, str | None] = {r: robot_model(t) if t else None for r, t in self._task.items()}
+
+        # The loader (torch) is imported now, not in the first checkpoint callback: that import takes
+        # seconds on a busy machine, and a callback that long delays serving and a stop signal.
+        import mt_specialize.inference  # noqa: F401
 
         # Weights: an injected policy (tests), else the checkpoint parameter.
         if policy is not None:
@@ -104,8 +130,8 @@ class PolicyServerNode(Node):
         elif ckpt:
             try:
                 self._install(load_policy(ckpt), ckpt)
-            except Exception as exc:
-                self.get_logger().error(f"checkpoint {ckpt!r} not loaded: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # an explicit checkpoint that cannot be served: do not start
+                raise ValueError(f"checkpoint {ckpt!r} cannot be served: {exc}") from None
 
         for r in self.robots:
             self.declare_parameter(f"task.{r}", self._task[r],
@@ -139,15 +165,25 @@ class PolicyServerNode(Node):
                else f"no checkpoint yet (waiting on topic {self._ckpt_sub.topic_name})"))
 
     # -- weights --------------------------------------------------------------------------------
-    def _allowed_tasks(self) -> list[str]:
-        if self.policy is not None:
-            return list(self.policy.task_names)
-        try:
-            from mt_specialize.tasks import TASKS
+    @staticmethod
+    def _builtin_tasks() -> list[str]:
+        from mt_specialize.tasks import TASKS
 
-            return sorted(TASKS)
-        except Exception:
+        return sorted(TASKS)
+
+    def _tasks_of(self, robot: str, names: list[str]) -> list[str]:
+        """The names that can drive ``robot``: same robot model as its initial task (a name whose
+        model is not known, e.g. a task from an experiment YAML, passes)."""
+        model = self._model.get(robot)
+        return [t for t in names if model is None or robot_model(t) in (model, None)]
+
+    def _allowed_tasks(self, robot: str) -> list[str]:
+        """The tasks ``robot`` can be switched to now (see the module docstring)."""
+        if self.policy is not None:
+            return self._tasks_of(robot, list(self.policy.task_names))
+        if self._model.get(robot) is None:
             return []
+        return self._tasks_of(robot, self._builtin_tasks())
 
     def _install(self, policy, path: str) -> None:
         """Make ``policy`` the serving one, or raise ValueError (the old one stays)."""
@@ -155,25 +191,32 @@ class PolicyServerNode(Node):
         new_task = dict(self._task)
         for i, r in enumerate(self.robots):
             t = new_task[r]
+            fitting = self._tasks_of(r, names)
+            if not fitting:
+                raise ValueError(f"none of its tasks {names} is for the robot model {self._model[r]!r} of "
+                                 f"robot {r!r} (task {t!r})")
             if not t:
-                new_task[r] = r if r in names else names[i % len(names)]
+                new_task[r] = r if r in fitting else fitting[i % len(fitting)]
             elif t not in names:
                 raise ValueError(f"its tasks {names} do not include {t!r}, the task of robot {r!r}")
         self.policy = policy
         self._obs_dim = int(policy.obs_dim)
         self.checkpoint_path = path
         self._task = new_task
+        for r, t in new_task.items():
+            if self._model[r] is None:
+                self._model[r] = robot_model(t)
         self._task_index = np.array([names.index(new_task[r]) for r in self.robots], dtype=np.int64)
-        self._make_services(names)
+        self._make_services()
 
-    def _make_services(self, names: list[str]) -> None:
+    def _make_services(self) -> None:
         from std_srvs.srv import Trigger
 
         for srv in self._switch_services:
             self.destroy_service(srv)
         self._switch_services = []
         for r in self.robots:
-            for t in names:
+            for t in self._allowed_tasks(r):
                 self._switch_services.append(self.create_service(
                     Trigger, f"/{r}/switch_to_{service_name_part(t)}",
                     lambda req, resp, r=r, t=t: self._on_switch(r, t, resp)))
@@ -221,7 +264,12 @@ class PolicyServerNode(Node):
                     return SetParametersResult(successful=False,
                                                reason=f"unknown robot {robot!r}; served robots: {self.robots}")
                 value = p.value if isinstance(p.value, str) else None
-                allowed = self._allowed_tasks()
+                allowed = self._allowed_tasks(robot)
+                if not allowed:
+                    return SetParametersResult(
+                        successful=False,
+                        reason=f"robot {robot!r} has no initial task (parameter tasks) and no checkpoint is "
+                               f"loaded yet, so its tasks are not known")
                 if value is None or value not in allowed:
                     return SetParametersResult(
                         successful=False,
@@ -244,7 +292,8 @@ class PolicyServerNode(Node):
                 if self.policy is not None:
                     idx = self.robots.index(robot)
                     self._task_index[idx] = list(self.policy.task_names).index(task)
-                self.get_logger().info(f"robot {robot} now runs task {task}")
+                self.get_logger().info(f"robot {robot} now runs task {task}" if self.policy is not None
+                                       else f"robot {robot} will run task {task} (no checkpoint loaded yet)")
         return SetParametersResult(successful=True)
 
     def _on_switch(self, robot: str, task: str, response):

@@ -21,6 +21,11 @@ reaches the horizon, is reset with the task's reset noise.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the heavy imports (signals.py)
+    from mt_specialize.nodes.signals import STOP
+
+    STOP.install()
+
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -167,6 +167,18 @@ def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: in
     return path
 
 
+#: Samples per iteration of :func:`tiny_experiment` (a fraction of a second per iteration).
+TINY_BATCH = 1024
+
+
+def tiny_experiment(directory: Path) -> Path:
+    """An experiment YAML with one hopper task and a small batch (``TINY_BATCH`` samples per
+    iteration), for learner runs that must iterate quickly."""
+    path = Path(directory) / "tiny_experiment.yaml"
+    path.write_text(f"name: tiny\nbatch_size: {TINY_BATCH}\nbudget: 400000\ntasks: [hopper_capsule]\n")
+    return path
+
+
 @pytest.fixture
 def checkpoint_factory(tmp_path):
     """checkpoint_factory(name, task_names, obs_dim, act_dim, seed=0) -> Path of a new checkpoint."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_experiment
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -20,7 +21,7 @@ CLI = [sys.executable, "-m", "mt_specialize.cli"]
 def _config_dir(tmp: Path, *, sim=None, server=None, learner=None) -> Path:
     """A config dir like config/ with some parameters replaced."""
     d = tmp / "config"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     base = {
         "simulator": {"tasks": ["biped_forward"], "namespaces": ["biped"], "mode": "realtime"},
         "policy_server": {"checkpoint": "", "robots": ["biped"], "tasks": ["biped_forward"]},
@@ -99,9 +100,36 @@ def test_up_stops_every_child_on_sigterm(up, tmp_path):
     children = u.children()
     assert set(children) == {"simulator", "policy_server", "learner"}
     u.proc.send_signal(signal.SIGTERM)
-    assert u.proc.wait(30) == 128 + signal.SIGTERM
+    assert u.proc.wait(60) == 128 + signal.SIGTERM
     assert all(_gone(pid) for pid in children.values()), u.log()
-    assert "SIGTERM received" in u.log()
+    assert "SIGTERM received" in u.log() and "all nodes stopped cleanly" in u.log()
+    for text in ("Traceback", "[FATAL]", "did not stop cleanly"):
+        assert text not in u.log(), u.log()
+
+
+def test_up_ctrl_c_twice_exits_130_after_the_learners_checkpoint(up, tmp_path):
+    """A terminal's Ctrl-C reaches only `up` (the nodes run in their own sessions); pressed twice it
+    still lets the learner finish its iteration and write its checkpoint. (Two signals to the nodes
+    themselves, at several spacings: test_shutdown.py.)"""
+    run = tmp_path / "run"
+    u = up("--config-dir", str(_config_dir(tmp_path, learner={"experiment": str(tiny_experiment(tmp_path)),
+                                                               "method": "joint", "resume": True})))
+    u.wait_for("[policy_server]: serving")
+    u.wait_for("[learner]: training tiny")
+    end = time.monotonic() + 60
+    while not (run / "metrics.csv").is_file():  # an iteration is done
+        assert time.monotonic() < end and u.proc.poll() is None, u.log()
+        time.sleep(0.1)
+    u.proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    u.proc.send_signal(signal.SIGINT)
+    assert u.proc.wait(60) == 130, u.log()
+    log = u.log()
+    assert "all nodes stopped cleanly" in log
+    for text in ("Traceback", "[FATAL]", "KeyboardInterrupt", "did not stop cleanly"):
+        assert text not in log, log
+    assert "[learner]: training stopped after iteration" in log
+    assert list((run / "checkpoints").glob("ckpt_*.safetensors")), log
 
 
 def test_up_reports_a_dead_node_and_stops_the_others(up, tmp_path):
@@ -123,6 +151,42 @@ def test_up_reports_a_node_that_fails_at_start(up, tmp_path):
     log = u.log()
     assert "node simulator exited (exit code 1)" in log and "no_such_task" in log
     assert all(_gone(pid) for pid in u.children().values())
+
+
+def test_up_refuses_a_checkpoint_for_other_robots(up, tmp_path, checkpoint_factory):
+    hoppers = checkpoint_factory("hoppers.safetensors", ["hopper_capsule", "hopper_box"], 11, 3)
+    u = up("--config-dir", str(_config_dir(tmp_path)), "--no-learner", "--checkpoint", str(hoppers))
+    assert u.proc.wait(60) == 2
+    log = u.log()
+    assert f"not starting: checkpoint {hoppers} has tasks ['hopper_capsule', 'hopper_box'], not 'biped_forward', " \
+           "the task policy_server.yaml gives robot 'biped' (simulated as task 'biped_forward'" in log
+    assert "started" not in log
+
+    # the check itself: without a task in policy_server.yaml the robot model decides; a biped
+    # checkpoint fits; one with the biped's tasks but another observation size does not
+    from mt_specialize.ros_cli import checkpoint_misfit
+
+    no_tasks = _config_dir(tmp_path / "no_tasks", server={"tasks": []})
+    assert "none of them for robot 'biped' (simulated as task 'biped_forward', robot model 'biped')" \
+        in checkpoint_misfit(hoppers, no_tasks)
+    biped = checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6)
+    assert checkpoint_misfit(biped, no_tasks) is None
+    assert checkpoint_misfit(biped, _config_dir(tmp_path)) is None
+    wrong_size = checkpoint_factory("wide.safetensors", ["biped_forward", "biped_backward"], 20, 6)
+    assert "expects 20 observation values, robot 'biped'" in checkpoint_misfit(wrong_size, no_tasks)
+    assert "cannot be loaded" in checkpoint_misfit(tmp_path / "no_such.safetensors", no_tasks)
+
+
+def test_switch_before_a_checkpoint(start_node):
+    start_node("policy_server", {"robots": ["biped"], "tasks": ["biped_forward"]})
+    bad = subprocess.run(CLI + ["switch", "biped", "hopper_box", "--timeout", "30"], capture_output=True,
+                         text=True, timeout=90)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "refused: unknown task 'hopper_box' for robot 'biped'" in bad.stderr and "biped_backward" in bad.stderr
+    ok = subprocess.run(CLI + ["switch", "biped", "biped_backward", "--timeout", "30"], capture_output=True,
+                        text=True, timeout=90)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "robot biped will run task biped_backward (no checkpoint loaded yet)" in ok.stdout
 
 
 def test_switch_and_record_against_up(up, tmp_path, checkpoint_factory):

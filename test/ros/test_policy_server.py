@@ -54,9 +54,9 @@ def _param_msg(name: str, value: str) -> ParameterMsg:
     return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
 
 
-def _set_param(probe, name: str, value: str):
+def _set_param(probe, name: str, value: str, timeout: float = 10.0):
     client = probe.node.create_client(SetParameters, "/policy_server/set_parameters")
-    assert client.wait_for_service(timeout_sec=10.0)
+    assert client.wait_for_service(timeout_sec=timeout)
     return probe.call(client, SetParameters.Request(parameters=[_param_msg(name, value)])).results[0]
 
 
@@ -71,7 +71,10 @@ def _expected(policy: InferencePolicy, obs: np.ndarray, task: str) -> np.ndarray
 
 
 def test_switch_service_and_task_parameter(probe, start_node, checkpoint_factory):
-    ckpt = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=0)
+    # hopper_torso3 is a task of r1's robot model (hopper_capsule, another torso mass); hopper_box is
+    # in the checkpoint but is another robot, biped_forward is not in it at all
+    names = ["hopper_capsule", "hopper_torso3", "hopper_box"]
+    ckpt = checkpoint_factory("a.safetensors", names, OBS_DIM, ACT_DIM, seed=0)
     policy = InferencePolicy.from_checkpoint(ckpt)
     server = start_node("policy_server", {"checkpoint": str(ckpt), "robots": ["r1"], "tasks": ["hopper_capsule"]})
     robot = FakeRobot(probe, "r1")
@@ -80,31 +83,54 @@ def test_switch_service_and_task_parameter(probe, start_node, checkpoint_factory
     robot.warm_up(obs)
 
     np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_capsule"), atol=1e-9)
-    assert not np.allclose(_expected(policy, obs, "hopper_capsule"), _expected(policy, obs, "hopper_box"))
+    assert not np.allclose(_expected(policy, obs, "hopper_capsule"), _expected(policy, obs, "hopper_torso3"))
 
     # Trigger service: the very next observation is served by the other task's weights.
-    switch = probe.node.create_client(Trigger, "/r1/switch_to_hopper_box")
+    switch = probe.node.create_client(Trigger, "/r1/switch_to_hopper_torso3")
     assert switch.wait_for_service(timeout_sec=10.0)
     response = probe.call(switch, Trigger.Request())
     assert response.success, response.message
     obs = rng.normal(size=OBS_DIM)
-    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_box"), atol=1e-9)
-    assert _get_param(probe, "task.r1") == "hopper_box"
+    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_torso3"), atol=1e-9)
+    assert _get_param(probe, "task.r1") == "hopper_torso3"
 
-    # An unknown task: no such service; the parameter path refuses with the allowed tasks.
-    assert not probe.node.create_client(Trigger, "/r1/switch_to_biped_forward").wait_for_service(timeout_sec=1.0)
-    result = _set_param(probe, "task.r1", "biped_forward")
-    assert not result.successful
-    assert "biped_forward" in result.reason and "hopper_capsule" in result.reason and "hopper_box" in result.reason
+    # Not a task of this robot: no such service; the parameter path refuses with the allowed tasks.
+    for task in ("biped_forward", "hopper_box"):
+        assert not probe.node.create_client(Trigger, f"/r1/switch_to_{task}").wait_for_service(timeout_sec=1.0)
+        result = _set_param(probe, "task.r1", task)
+        assert not result.successful
+        assert f"unknown task '{task}'" in result.reason
+        assert "['hopper_capsule', 'hopper_torso3']" in result.reason
     obs = rng.normal(size=OBS_DIM)
-    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_box"), atol=1e-9)
-    assert _get_param(probe, "task.r1") == "hopper_box"
+    np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_torso3"), atol=1e-9)
+    assert _get_param(probe, "task.r1") == "hopper_torso3"
 
     # The parameter path switches too.
     assert _set_param(probe, "task.r1", "hopper_capsule").successful
     obs = rng.normal(size=OBS_DIM)
     np.testing.assert_allclose(robot.ask(obs), _expected(policy, obs, "hopper_capsule"), atol=1e-9)
     assert server.alive()
+
+
+def test_tasks_of_a_robot_before_a_checkpoint_and_a_checkpoint_that_cannot_be_served(
+        probe, start_node, checkpoint_factory):
+    # no checkpoint yet: a task of another robot model is refused, one of the biped's is kept for later
+    start_node("policy_server", {"robots": ["biped"], "tasks": ["biped_forward"]})
+    result = _set_param(probe, "task.biped", "hopper_box", timeout=30.0)
+    assert not result.successful
+    assert "unknown task 'hopper_box' for robot 'biped'" in result.reason and "biped_backward" in result.reason
+    assert _set_param(probe, "task.biped", "biped_backward").successful
+    assert _get_param(probe, "task.biped") == "biped_backward"
+
+    # an explicit checkpoint whose tasks do not include the robot's: the node does not start
+    hoppers = checkpoint_factory("hoppers.safetensors", TASKS, OBS_DIM, ACT_DIM)
+    bad = start_node("policy_server", {"robots": ["biped"], "tasks": ["biped_forward"], "checkpoint": str(hoppers)},
+                     node="policy_server")
+    assert bad.proc.wait(60) == 1
+    log = bad.log()
+    assert f"checkpoint '{hoppers}' cannot be served" in log
+    assert "none of its tasks ['hopper_capsule', 'hopper_box'] is for the robot model 'biped' of robot 'biped'" in log
+    assert "Traceback" not in log
 
 
 def test_bad_observations_get_the_safe_command(probe, start_node, checkpoint_factory):

@@ -1,0 +1,28 @@
+"""Console-script entry points of the nodes (``simulator``, ``policy_server``, ``learner``).
+
+The stop-signal handlers (``signals.STOP``) are installed before the node module and its heavy
+dependencies (rclpy, numpy, MuJoCo, torch) are imported, so a Ctrl-C during start-up also ends the
+process cleanly with exit code 0.
+"""
+from __future__ import annotations
+
+import importlib
+
+from mt_specialize.nodes.signals import STOP
+
+
+def _main(module: str) -> int:
+    STOP.install()
+    return importlib.import_module(f"mt_specialize.nodes.{module}").main()
+
+
+def simulator() -> int:
+    return _main("simulator")
+
+
+def policy_server() -> int:
+    return _main("policy_server")
+
+
+def learner() -> int:
+    return _main("learner")

@@ -1,0 +1,259 @@
+"""The package as a ROS 2 user runs it: ``colcon build``, ``ros2 launch mt_specialize
+training.launch.py``, ``ros2 service call``, ``ros2 param set``, ``ros2 topic echo``, Ctrl-C.
+
+The real launch system and ``ros2`` command line come from the ros2-harness (``shared/ros2-harness``
+next to the repository; ``MT_ROS2_HARNESS=DIR`` points elsewhere): it is installed into this test
+run's virtual environment once per session, the package is built once into a temporary colcon
+workspace, and every test drives it with the real commands. Without the harness these tests skip.
+A Ctrl-C is a SIGINT to the launch's process group, as a terminal sends it; launch then forwards
+SIGINT to every node again (``timeout -s INT N ros2 launch ...`` does the same).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import DOMAIN_ID, REPO, node_env
+
+pytestmark = pytest.mark.timeout(240)
+
+HARNESS_ENV = "MT_ROS2_HARNESS"
+#: Lines that must not appear in a launch log (a node killed by a KeyboardInterrupt, a crash).
+UNCLEAN = ("Traceback", "KeyboardInterrupt", "[FATAL]", "process has died", "escalating to", "exit code -")
+OUR_NODES = ("simulator", "policy_server", "learner")
+
+
+def harness_dir() -> Path:
+    return Path(os.environ.get(HARNESS_ENV) or REPO.parent / "shared" / "ros2-harness")
+
+
+class Ros2:
+    """The colcon workspace and the environment of a shell that sourced its setup.bash and the
+    harness's env.sh; ``run`` one ``ros2`` command, ``launch`` the package's launch file."""
+
+    def __init__(self, env: dict, workspace: Path):
+        self.env = env
+        self.workspace = workspace
+
+    def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        return subprocess.run(["ros2", *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def echo_once(self, topic: str, msg_type: str, timeout: float = 30.0) -> str:
+        """``ros2 topic echo --once TOPIC TYPE``: the first message as YAML text."""
+        out = self.run("topic", "echo", "--no-daemon", "--once", "--timeout", str(timeout), topic, msg_type,
+                       timeout=timeout + 30)
+        assert out.returncode == 0 and out.stdout.strip(), f"no message on {topic}:\n{out.stdout}{out.stderr}"
+        return out.stdout
+
+    def progress_after(self, iteration: int, timeout: float = 120.0) -> str:
+        """``ros2 topic echo --once /learner/progress`` until a message reports an iteration past
+        ``iteration``; that message."""
+        end = time.monotonic() + timeout
+        while True:
+            progress = self.echo_once("/learner/progress", "diagnostic_msgs/msg/DiagnosticArray", timeout=60)
+            match = re.search(r"key: iteration\s+value: '(\d+)'", progress)
+            if match and int(match.group(1)) > iteration:
+                return progress
+            assert time.monotonic() < end, f"no progress past iteration {iteration}:\n{progress}"
+
+    def launch(self, cwd: Path, *arguments: str) -> "Launch":
+        return Launch(self.env, cwd, arguments)
+
+
+class Launch:
+    """``ros2 launch mt_specialize training.launch.py ARGS`` in its own process group, logged to a file."""
+
+    def __init__(self, env: dict, cwd: Path, arguments):
+        self.log_path = Path(cwd) / f"launch_{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(["ros2", "launch", "mt_specialize", "training.launch.py", *arguments],
+                                     env=env, cwd=str(cwd), stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, pattern: str, timeout: float = 90.0) -> re.Match:
+        end = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.log())
+            if match:
+                return match
+            assert self.proc.poll() is None, f"ros2 launch exited ({self.proc.returncode}):\n{self.log()}"
+            assert time.monotonic() < end, f"timed out waiting for {pattern!r}:\n{self.log()}"
+            time.sleep(0.2)
+
+    def ctrl_c(self, timeout: float = 60.0) -> int:
+        """SIGINT to the process group (as a terminal's Ctrl-C); launch's exit code."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        """End whatever is left of the process group (nothing, if the test passed)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        self._log.close()
+
+
+def assert_clean_stop(launch: Launch, code: int, nodes=OUR_NODES) -> str:
+    """launch exited 0, every one of ``nodes`` "finished cleanly", nothing in UNCLEAN was logged."""
+    log = launch.log()
+    assert code == 0, f"ros2 launch exited {code}:\n{log}"
+    for node in nodes:
+        assert re.search(rf"\[INFO\] \[{node}-\d+\]: process has finished cleanly", log), f"{node}:\n{log}"
+    for text in UNCLEAN:
+        assert text not in log, f"{text!r} in the launch log:\n{log}"
+    return log
+
+
+def _kill_our_ros2_daemon() -> None:
+    """A ``ros2`` command may have spawned the ros2cli daemon for this test run's domain: end it."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"ros2cli.daemon.daemonize" in b" ".join(cmdline) and str(DOMAIN_ID).encode() in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def ros2(tmp_path_factory) -> Ros2:
+    harness = harness_dir()
+    if not (harness / "install.sh").is_file():
+        pytest.skip(f"ros2-harness not found at {harness} (expected ../shared/ros2-harness next to the "
+                    f"repository, or set {HARNESS_ENV}); the ros2 launch / service / param / topic tests need it")
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the ros2-harness installs into a virtual environment; this Python is not in one")
+    venv = Path(sys.prefix)
+    env = node_env()
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
+    install = subprocess.run([str(harness / "install.sh"), str(venv)], env=env, capture_output=True, text=True,
+                             timeout=900)
+    assert install.returncode == 0, f"{harness}/install.sh {venv} failed:\n{install.stdout[-3000:]}{install.stderr[-3000:]}"
+
+    workspace = tmp_path_factory.mktemp("colcon_ws")
+    (workspace / "src").mkdir()
+    (workspace / "src" / "mt_specialize").symlink_to(REPO, target_is_directory=True)
+    build = subprocess.run(["colcon", "build", "--packages-select", "mt_specialize"], cwd=workspace, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, f"colcon build failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}"
+
+    shell = subprocess.run(
+        ["bash", "-c", f'source "{workspace}/install/setup.bash" && source "{harness}/env.sh" && env -0'],
+        env=env, capture_output=True, timeout=60, check=True)
+    sourced = dict(item.split("=", 1) for item in shell.stdout.decode().split("\0") if "=" in item)
+    yield Ros2(sourced, workspace)
+    _kill_our_ros2_daemon()
+
+
+@pytest.fixture
+def launches():
+    started: list[Launch] = []
+    yield started
+    for launch in started:
+        launch.close()
+
+
+def test_colcon_install_has_the_package(ros2):
+    out = ros2.run("pkg", "executables", "mt_specialize")
+    assert out.returncode == 0, out.stderr
+    assert set(out.stdout.split()) >= {"mt_specialize", "simulator", "policy_server", "learner"}
+    prefix = ros2.run("pkg", "prefix", "mt_specialize").stdout.strip()
+    assert Path(prefix) == ros2.workspace / "install" / "mt_specialize"
+    share = Path(prefix) / "share" / "mt_specialize"
+    assert (share / "launch" / "training.launch.py").is_file() and (share / "config" / "mt_specialize.rviz").is_file()
+
+
+def test_default_launch_trains_stops_cleanly_and_resumes(ros2, launches, tmp_path):
+    """Default arguments: simulator, policy server, learner (biped_fwd_bwd into ./runs), a
+    robot_state_publisher and a static transform per robot. Ctrl-C: every process finishes cleanly,
+    the learner writes the checkpoint of its last iteration; the next launch resumes from it."""
+    run = tmp_path / "runs" / "biped_fwd_bwd_ours_seed1"
+    launch = ros2.launch(tmp_path)
+    launches.append(launch)
+    launch.wait_for(r"\[simulator\]: simulating biped \(biped_forward\)")
+    launch.wait_for(r"\[policy_server\]: serving robots \['biped'\]")
+    launch.wait_for(r"\[learner\]: training biped_fwd_bwd \(ours, seed 1\)")
+    launch.wait_for(r"stand-in robot_state_publisher: joint_states names every movable joint")
+    progress = ros2.progress_after(0)
+    assert "name: 'learner: training'" in progress and "key: return/biped_backward" in progress
+    log = assert_clean_stop(launch, launch.ctrl_c(), OUR_NODES + ("robot_state_publisher", "static_transform_publisher"))
+    stopped = re.search(r"training stopped after iteration (\d+); last checkpoint \S+ckpt_(\d+)\.safetensors", log)
+    assert stopped, log
+    iteration, samples = int(stopped.group(1)), int(stopped.group(2))
+    assert iteration >= 1 and samples == 8000 * iteration  # biped_fwd_bwd: 8000 samples per iteration
+    assert (run / "checkpoints" / f"ckpt_{samples:012d}.safetensors").is_file()
+
+    again = ros2.launch(tmp_path)
+    launches.append(again)
+    again.wait_for(rf"\[learner\]: training biped_fwd_bwd .* resuming from ckpt_{samples:012d}\.safetensors")
+    # after its first iteration the learner re-publishes the newest checkpoint (for the policy server)
+    again.wait_for(rf"\[learner\]: new checkpoint \S+ckpt_{samples:012d}\.safetensors")
+    log = assert_clean_stop(again, again.ctrl_c())
+    # it trained on from there: its stop checkpoint is a later iteration's
+    stopped = re.search(r"training stopped after iteration (\d+); last checkpoint \S+ckpt_(\d+)\.safetensors", log)
+    assert stopped and int(stopped.group(1)) > iteration and int(stopped.group(2)) > samples, log
+
+
+def test_serve_a_checkpoint_switch_set_parameters_echo_topics_rviz(ros2, launches, tmp_path, checkpoint_factory):
+    """``learner:=false checkpoint:=...  rviz:=true``: commands flow, a service call switches the
+    task, ``ros2 param set`` refuses a task of another robot and accepts one of the biped's.
+    ``config_dir:=`` adds a second simulated robot: it gets its own robot_state_publisher and
+    static transform."""
+    config = tmp_path / "config"
+    config.mkdir()
+    for node in ("policy_server", "learner"):
+        (config / f"{node}.yaml").write_text((REPO / "config" / f"{node}.yaml").read_text())
+    sim = yaml.safe_load((REPO / "config" / "simulator.yaml").read_text())
+    sim["simulator"]["ros__parameters"].update(tasks=["biped_forward", "hopper_box"], namespaces=["biped", "hb"],
+                                                robot_spacing=2.0)
+    (config / "simulator.yaml").write_text(yaml.safe_dump(sim))
+    ckpt = checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6)
+    launch = ros2.launch(tmp_path, "learner:=false", f"checkpoint:={ckpt}", "rviz:=true", f"config_dir:={config}")
+    launches.append(launch)
+    launch.wait_for(r"\[hb\.robot_state_publisher\]: stand-in robot_state_publisher: URDF 'hopper_box'")
+    launch.wait_for(r"\[hb\.robot_state_publisher\]: stand-in robot_state_publisher: joint_states names every movable")
+    launch.wait_for(r"\[world_to_hb\]: stand-in static_transform_publisher: world -> hb/world at \(0, 2(\.0)?, 0\)")
+    launch.wait_for(rf"\[policy_server\]: serving robots \['biped'\] \(batched\); checkpoint {re.escape(str(ckpt))}")
+
+    commands = ros2.echo_once("/biped/commands", "std_msgs/msg/Float64MultiArray")
+    assert re.search(r"label: commands\s+size: 6", commands), commands
+    joints = ros2.echo_once("/biped/joint_states", "sensor_msgs/msg/JointState")
+    assert re.search(r"name:\s+- rootx\s+- rootz\s+- rooty", joints), joints
+
+    call = ros2.run("service", "call", "/biped/switch_to_biped_backward", "std_srvs/srv/Trigger")
+    assert call.returncode == 0, call.stdout + call.stderr
+    assert "success=True, message='robot biped now runs task biped_backward'" in call.stdout
+    launch.wait_for(r"\[policy_server\]: robot biped now runs task biped_backward")
+
+    param = ("param", "set", "--no-daemon", "--timeout", "20", "/policy_server", "task.biped")
+    refused = ros2.run(*param, "hopper_box")
+    assert "Setting parameter failed: unknown task 'hopper_box' for robot 'biped'; allowed tasks: " \
+           "['biped_forward', 'biped_backward']" in refused.stderr, refused.stdout + refused.stderr
+    accepted = ros2.run(*param, "biped_forward")
+    assert "Set parameter successful" in accepted.stdout, accepted.stdout + accepted.stderr
+    got = ros2.run("param", "get", "--no-daemon", "--timeout", "20", "/policy_server", "task.biped")
+    assert "String value is: biped_forward" in got.stdout, got.stdout + got.stderr
+
+    # rviz2 (the harness's stand-in) loaded config/mt_specialize.rviz and found a publisher for its topics
+    launch.wait_for(r"stand-in rviz2: \S+MarkerArray on /biped/markers: [1-9]\d* publisher")
+    assert_clean_stop(launch, launch.ctrl_c(), ("simulator", "policy_server", "rviz2"))
+    assert "[learner" not in launch.log()
