@@ -13,7 +13,7 @@ profile) and writes into ``OUT``::
     jt_sp_<experiment>.png    Table I's jt x sp block as heat maps, the paper's beside ours
     gaits/<task>.gif          each task's final policy (ours, jt=400k sp=25%, seed 1)
 
-Figures of the first grid keep these names; other grids' get ``_<profile>`` appended.
+Figures of the first grid listed (the headline profile first) keep these names; other grids' get ``_<profile>`` appended.
 
 The number is the paper's: mean episode return, all tasks pooled, last 100 episodes. It is read two
 ways (:data:`READINGS`): ``accepted`` as the authors read Table I (the first iteration not rejected by
@@ -142,18 +142,22 @@ class Grid:
 
 
 def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] | None = None) -> list[Grid]:
-    """One :class:`Grid` per (root, profile) found, ``roots`` first, then the ``references`` that exist
-    (default: the data file's ``reference_grids``, relative to the working directory); a root given
-    twice is read once. Within a root the profiles come in the order of :data:`PROFILES`."""
-    if isinstance(roots, (str, Path)):
-        roots = [roots]
+    """One :class:`Grid` per (root, profile) found, ``roots`` first, then from the ``references`` that
+    exist (default: the data file's ``reference_grids``, relative to the working directory) the grids of
+    profiles the roots do not have; a root given twice is read once. Within a root the profiles come in
+    the order of :data:`PROFILES`."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
     references = _REF["reference_grids"] if references is None else references
     grids, seen = [], set()
     for k, root in enumerate([*roots, *references]):
         root = Path(root)
-        if root.resolve() in seen or (k >= len(roots) and not root.is_dir()):
+        is_reference = k >= len(roots)
+        if root.resolve() in seen or (is_reference and not root.is_dir()):
             continue
         seen.add(root.resolve())
+        if is_reference and {run_profile(c.parent) for c in root.glob("*/*/seed*/config.yaml")} \
+                <= {g.profile for g in grids}:
+            continue  # it stands in only for a profile the roots lack
         by_profile: dict[str, dict] = {}
         for metrics in sorted(root.glob("*/*/seed*/metrics.csv")):
             seed_dir = metrics.parent
@@ -162,7 +166,8 @@ def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] 
                 experiment, variant = seed_dir.parent.parent.name, seed_dir.parent.name
                 by_profile.setdefault(run_profile(seed_dir), {}).setdefault(experiment, {}) \
                     .setdefault(variant, {})[int(seed_dir.name[4:])] = rows
-        grids += [Grid(root, p, by_profile[p]) for p in PROFILES if p in by_profile]
+        present = {g.profile for g in grids} if is_reference else set()
+        grids += [Grid(root, p, by_profile[p]) for p in PROFILES if p in by_profile and p not in present]
     return grids
 
 
@@ -532,12 +537,12 @@ def _poi_words(comparison: Comparison, name: str) -> str:
     if not comparison.complete:
         return f"{name}: no runs to compare yet"
     verdict = comparison.verdict()
-    words = {"better": f"ours beats {name}", "worse": f"{name} beats ours",
+    words = {"better": f"**ours beats {name}**", "worse": f"**{name} beats ours**",
              "leans better": f"ours ahead of {name} by the interval, not shown by the permutation test",
              "leans worse": f"{name} ahead of ours by the interval, not shown by the permutation test",
              "unclear": f"no clear difference from {name}", "too few seeds": f"{name}: too few seeds to say"}[verdict]
-    return (f"{words} (P(ours > {name}) {_fmt_interval(comparison.poi)}, permutation p {comparison.p:.2f}, "
-            f"{len(comparison.ours)} vs {len(comparison.other)} seeds)")
+    return (f"{words}: P(ours > {name}) {_fmt_interval(comparison.poi)}, permutation p {comparison.p:.2f}, "
+            f"{len(comparison.ours)} vs {len(comparison.other)} seeds")
 
 
 def _experiment_comparisons(grid: Grid, experiment: str, at: int, reading: str = "accepted") -> dict[str, Comparison]:
@@ -553,7 +558,7 @@ def _real_reading_words(grid: Grid, experiment: str, at: int, accepted: dict[str
     real = _experiment_comparisons(grid, experiment, at, "real")
     changed = [f"{METHOD_NAMES[v].split(' (')[0]}: {c.verdict()} (P(ours >) {_fmt_interval(c.poi)})"
                for v, c in real.items() if c.complete and accepted[v].complete and c.verdict() != accepted[v].verdict()]
-    return (" At 3M real samples: " + ("; ".join(changed) if changed else "the same verdicts") + ".") \
+    return (f"At {at / 1e6:g}M real samples: " + ("; ".join(changed) if changed else "the same verdicts") + ".") \
         if any(c.complete for c in real.values()) else ""
 
 
@@ -616,8 +621,11 @@ def verdict(grids: Sequence[Grid], at: int = TABLE_AT) -> str:
                 continue
             state = "complete" if done >= planned else f"partial: {done} of {planned} runs"
             comparisons = _experiment_comparisons(grid, experiment, at)
-            words = "; ".join(_poi_words(c, METHOD_NAMES[v].split(" (")[0]) for v, c in comparisons.items())
-            lines.append(f"- {experiment} ({state}): {words}.{_real_reading_words(grid, experiment, at, comparisons)}")
+            lines.append(f"- {experiment} ({state}):")
+            lines += [f"  - {_poi_words(c, METHOD_NAMES[v].split(' (')[0])}" for v, c in comparisons.items()]
+            real = _real_reading_words(grid, experiment, at, comparisons)
+            if real:
+                lines.append(f"  - {real}")
         done, planned = _count(grid, TORSO_MASS_EXPERIMENTS, [REFERENCE, "joint", "separate"], at)
         if done:
             state = "complete" if done >= planned else f"partial: {done} of {planned} runs"
@@ -676,7 +684,7 @@ def readme_blocks(source, at: int = TABLE_AT, references: Iterable[str | Path] |
     for grid in grids:
         first.setdefault(grid.profile, grid)
     if headline not in first:
-        empty = f"no {headline}-profile runs under {', '.join(str(g.root) for g in grids) or 'the given roots'} yet"
+        empty = f"no {headline}-profile runs yet (read: {', '.join(str(g.root) for g in grids) or 'no runs at all'})"
         blocks.update(n_done="0", table1=empty, comparison=empty, torso_mass=empty)
     for profile, grid in first.items():
         suffix = "" if profile == headline else f"_{profile}"

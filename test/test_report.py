@@ -87,6 +87,13 @@ def test_profiles_split_one_root_and_a_bad_profile_is_named(tmp_path):
     assert len(collect_grids([tmp_path / "x"], references=[tmp_path / "missing"])) == 0
     (bad / "config.yaml").write_text("profile: mujoco\n")
     assert [g.profile for g in collect_grids(tmp_path, references=[tmp_path])] == ["paper", "mujoco", "none"]
+    # a reference grid stands in only for the profiles the roots lack
+    _write_run(tmp_path / "ref", "three_hoppers/joint/seed1", OLD_RUN)
+    _write_run(tmp_path / "ref", "three_hoppers/joint/seed2", OLD_RUN, profile="paper")
+    _write_run(tmp_path / "only_paper", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
+    grids = collect_grids(tmp_path / "only_paper", references=[tmp_path / "ref"])
+    assert [(g.profile, g.root.name) for g in grids] == [("paper", "only_paper"), ("none", "ref")]
+    assert collect_grids(tmp_path, references=[tmp_path / "ref"]) == collect_grids(tmp_path, references=())
 
 
 def test_permutation_p_value_by_hand():
@@ -186,13 +193,16 @@ def _paper_grid(profile="paper", ours=(2000, 2010, 2020, 2030, 2040), joint=(100
 
 def test_verdict_claims_only_what_the_data_support():
     text = verdict([_paper_grid()])
-    line = next(line for line in text.splitlines() if line.startswith("- three_hoppers"))
+    lines = text.splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith("- three_hoppers"))
     # 5 main methods x 5 seeds planned; 5 + 5 + 5 + 2 there, random missing
-    assert "(partial: 17 of 25 runs)" in line
-    assert "ours beats joint (P(ours > joint) 1.00 [1.00, 1.00], permutation p 0.01, 5 vs 5 seeds)" in line
-    assert "no clear difference from separate" in line
-    assert "random split: no runs to compare yet" in line
-    assert "append: too few seeds to say" in line  # 2 seeds, though both below ours
+    assert lines[at] == "- three_hoppers (partial: 17 of 25 runs):"
+    # 2 of 252 relabellings as extreme: p 0.01
+    assert lines[at + 1] == "  - **ours beats joint**: P(ours > joint) 1.00 [1.00, 1.00], permutation p 0.01, 5 vs 5 seeds"
+    # 15 of the 25 pairs have ours above: 0.60, the interval around it, no claim
+    assert lines[at + 2].startswith("  - no clear difference from separate: P(ours > separate) 0.60 [")
+    assert lines[at + 3] == "  - random split: no runs to compare yet"
+    assert lines[at + 4].startswith("  - append: too few seeds to say: P(ours > append) 1.00")  # 2 seeds, both below
     assert "- biped_fwd_bwd: no runs at 3,000,000 samples yet (0 of 25 runs)." in text
     fig6 = next(line for line in text.splitlines() if line.startswith("- Fig. 6"))
     assert "holds: every ordering is shown" in fig6 and "(complete)" in fig6
@@ -207,7 +217,7 @@ def test_verdict_says_what_changes_on_the_other_profile_and_when_the_headline_ha
     paper = _paper_grid()
     first = _paper_grid("none", ours=(1000, 1010, 1020), joint=(2000, 2010, 2020), fig6=False)
     text = verdict([first, paper])  # the headline profile comes first whatever the order given
-    assert text.index("**paper profile") < text.index("**first grid")
+    assert text.index("**paper profile") < text.index("**profile none")
     change = text.split("What changes on profile none against paper: ")[1]
     assert "three_hoppers vs joint: P(ours >) 1.00 (better) on paper, 0.00 (leans worse) on none" in change
     assert "three_hoppers (complete" not in text  # 3 seeds planned on none, but random missing
@@ -226,9 +236,9 @@ def test_real_reading_changes_are_named_in_the_verdict(tmp_path):
         _write_run(tmp_path, f"three_hoppers/ours_jt400k_sp25/seed{seed}", rows, profile="paper")
         joint = [_new_row(i, i * M, i * M, 0, 0, 100.0 + seed) for i in (1, 2, 3, 4)]
         _write_run(tmp_path, f"three_hoppers/joint/seed{seed}", joint, profile="paper")
-    line = next(line for line in verdict(collect_grids(tmp_path, references=())).splitlines()
-                if line.startswith("- three_hoppers"))
-    assert "ours beats joint" in line and "At 3M real samples: joint: worse (P(ours >) 0.00 [0.00, 0.00])." in line
+    text = verdict(collect_grids(tmp_path, references=()))
+    assert "  - **ours beats joint**" in text
+    assert "  - At 3M real samples: joint: worse (P(ours >) 0.00 [0.00, 0.00])." in text
 
 
 def test_jt_sp_heat_map_only_when_a_sweep_cell_reached_the_budget(tmp_path):
@@ -269,7 +279,7 @@ def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
     assert "comparison_none" in blocks and "<!-- comparison_none -->" not in text  # optional: no markers, not written
     assert fill_blocks(text, blocks, optional=[b for b in blocks if b.endswith("_none")]) == text  # idempotent
     # no paper-profile runs: the headline blocks say so
-    assert readme_blocks([first])["table1"] == "no paper-profile runs under results/grid yet"
+    assert readme_blocks([first])["table1"] == "no paper-profile runs yet (read: results/grid)"
 
     broken = text.replace("<!-- /table1 -->", "")
     readme.write_text(broken)
@@ -310,7 +320,7 @@ def test_write_report_labels_every_grid_and_lists_every_run(tmp_path):
     _write_run(tmp_path / "paper", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
     _write_run(tmp_path / "old", "three_hoppers/joint/seed1", OLD_RUN)
     table = write_report(tmp_path / "paper", tmp_path / "out", gaits=False, references=[tmp_path / "old"]).read_text()
-    assert table.index("## paper profile") < table.index("## first grid")
+    assert table.index("## paper profile") < table.index("## profile none")
     assert f"Profile `paper`, runs under `{tmp_path / 'paper'}`" in table and f"Profile `none`, runs under `{tmp_path / 'old'}`" in table
     assert "[profile paper]" in table and "[profile none]" in table
     assert "### What still differs from the paper on the paper profile" in table
