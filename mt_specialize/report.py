@@ -471,7 +471,7 @@ def _torso_values(grid: Grid, experiment: str, at: int, reference: str) -> dict[
 
 def torso_mass_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
     """Markdown, one row per torso-mass experiment (Fig. 6): ours, joint and separate at ``at`` (mean ±
-    std, seeds), ours minus each (permutation p), the better of joint and separate, ours beside the
+    std, seeds), ours minus each (permutation p, P(ours > it) [95% CI]), the better of joint and separate, ours beside the
     paper's, P(joint > separate) with its interval (the similarity trend), and whether ours is on top.
     ``–`` where a method has no run at ``at`` yet."""
     grid = _as_grid(runs)
@@ -483,8 +483,9 @@ def torso_mass_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> st
         cells = [_cell(vals) + (f" ({len(vals)})" if vals else "") for vals in values.values()]
         ours = values[reference]
         for other in ("joint", "separate"):
-            cells.append(f"{np.mean(ours) - np.mean(values[other]):+.1f} (p {permutation_p_value(ours, values[other]):.2f})"
-                         if ours and values[other] else "–")
+            comparison = Comparison(ours, values[other])
+            cells.append(f"{comparison.difference:+.1f} (p {comparison.p:.2f}; P(ours>) {_fmt_interval(comparison.poi)})"
+                         if comparison.complete else "–")
         if values["joint"] and values["separate"]:
             better = "joint" if np.mean(values["joint"]) > np.mean(values["separate"]) else "separate"
             trend = _fmt_interval(poi_interval(values["joint"], values["separate"]))

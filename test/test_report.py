@@ -302,8 +302,10 @@ def test_torso_mass_table_against_the_papers_orderings():
             "torso_mass_14": {"joint": {1: _rows(800, until=2 * M)}}}
     rows = {line.split(" |")[0]: line for line in torso_mass_table(runs).splitlines()[2:]}
     assert rows["| 3 kg"] == ("| 3 kg | 1000.0 ± 100.0 (2) | 500.0 ± 100.0 (2) | 800.0 ± 100.0 (2) "
-                              "| +500.0 (p 0.33) | +200.0 (p 0.67) | separate (separate) | 0.00 [0.00, 0.00] | yes |")
-    assert rows["| 8 kg"].endswith("| -300.0 (p 1.00) | -100.0 (p 1.00) | joint (joint) | 1.00 [1.00, 1.00] | no |")
+                              "| +500.0 (p 0.33; P(ours>) 1.00 [1.00, 1.00]) | +200.0 (p 0.67; P(ours>) 0.88 [0.50, 1.00]) "
+                              "| separate (separate) | 0.00 [0.00, 0.00] | yes |")
+    assert rows["| 8 kg"].endswith("| -300.0 (p 1.00; P(ours>) 0.00 [0.00, 0.00]) | -100.0 (p 1.00; P(ours>) 0.00 [0.00, 0.00]) "
+                                   "| joint (joint) | 1.00 [1.00, 1.00] | no |")
     assert rows["| 14 kg"] == "| 14 kg | – | – | – | – | – | – (joint) | – | – |"  # not at 3M yet
 
 
