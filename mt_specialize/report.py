@@ -1,60 +1,75 @@
 """Table I and Figs. 3, 5, 6 from the grid's run directories (``mt-specialize reproduce``).
 
-Reads ``ROOT/<experiment>/<variant>/seed<N>/metrics.csv`` and writes into ``OUT``::
+Reads ``ROOT/<experiment>/<variant>/seed<N>/metrics.csv`` (and each run's ``config.yaml`` for its
+profile) and writes into ``OUT``::
 
-    table1.md                 the paper's Table I beside ours (mean ± std over seeds), per-task returns
-    fig3_three_hoppers.png    learning curves, mean over seeds with a min–max band
+    table1.md                 a verdict, then per profile: Table I beside the paper's, ours against each
+                              baseline (IQM, probability of improvement, permutation p), Fig. 6, per-task returns
+    table1_runs.csv           every run's row that Table I reads, both readings
+    fig3_three_hoppers.png    learning curves, mean over seeds with a min–max band (accepted iterations)
     fig5_biped_fwd_bwd.png
     fig6_torso_mass.png       three panels: torso 3 / 8 / 14 kg vs 15 kg
     per_task_<experiment>.png the main methods' learning curves, one panel per task
     jt_sp_<experiment>.png    Table I's jt x sp block as heat maps, the paper's beside ours
     gaits/<task>.gif          each task's final policy (ours, jt=400k sp=25%, seed 1)
 
-The number is the paper's: mean episode return, all tasks pooled, last 100 episodes, at 3M samples
-(the first iteration at or past 3M). Runs that have not reached 3M are left out of the mean and
-counted in the ``partial`` column, so a partial table says so.
+Figures of the first grid listed (the headline profile first) keep these names; other grids' get ``_<profile>`` appended.
+
+The number is the paper's: mean episode return, all tasks pooled, last 100 episodes. It is read two
+ways (:data:`READINGS`): ``accepted`` as the authors read Table I (the first iteration not rejected by
+the revert rule whose counted ``samples`` reach 3M) and ``real`` (the first iteration whose
+``samples_real``, every env step taken, reach 3M). Runs without those columns (older than the revert
+rule) read the same both ways. Runs that have not reached 3M are left out of the statistics and counted
+as partial. The paper's figures, the profiles' titles and the prose come from
+``config/paper_results.yaml``.
 """
 from __future__ import annotations
 
+import csv
 import itertools
 import os
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
+import yaml
 
+from .paths import CONFIG_DIR
 from .plots import plt, read_metrics
 
-TABLE_AT = 3_000_000
-
-# Table I of the paper (mean final performance over 3 seeds, DART simulator).
-PAPER_TABLE_I = {
-    "joint": (1601.94, 877.80),
-    "separate": (2240.07, 966.65),
-    "random_jt400k_sp25": (1994.28, 2154.09),
-    "append": (1603.91, 800.59),
-    "ours_jt80k_sp5": (2516.05, 1804.13),
-    "ours_jt80k_sp25": (2447.45, 1407.69),
-    "ours_jt80k_sp50": (2541.31, 2681.31),
-    "ours_jt400k_sp5": (2407.68, 2773.29),
-    "ours_jt400k_sp25": (2635.56, 2671.23),
-    "ours_jt400k_sp50": (2302.74, 2381.18),
-    "ours_jt800k_sp5": (2076.98, 1931.47),
-    "ours_jt800k_sp25": (2227.95, 2438.77),
-    "ours_jt800k_sp50": (2242.20, 2562.53),
-}
-ROW_LABELS = {
-    "joint": "sp=0%", "separate": "jt=0, sp=100%", "random_jt400k_sp25": "jt=400k, sp=25% random",
-    "append": "append",
-}
+REFERENCE_FILE = CONFIG_DIR / "paper_results.yaml"
+PROFILES = ("paper", "mujoco", "none")  # the values config.yaml's `profile` may take; absent means none
 
 
-# which of Table I's columns an experiment is compared with (the ankle variant: the paper's biped)
-PAPER_COLUMN = {"three_hoppers": 0, "biped_fwd_bwd": 1, "biped_fwd_bwd_ankle100": 1}
+@lru_cache(maxsize=None)
+def load_reference(path: str | Path = REFERENCE_FILE) -> dict:
+    """The paper's figures, targets, profile titles and prose (``config/paper_results.yaml``)."""
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    missing = [k for k in ("table_i", "paper_column", "main_variants", "method_names", "fig6", "targets",
+                           "profiles", "headline_profile", "reference_grids", "differences") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    return data
 
-METHOD_NAMES = {
-    "ours_jt400k_sp25": "ours (jt=400k, sp=25%)", "joint": "joint (sp=0%)", "separate": "separate",
-    "random_jt400k_sp25": "random split (jt=400k, sp=25%)", "append": "append (one-hot task id)",
-}
+
+_REF = load_reference()
+TABLE_AT = int(_REF["table_i"]["at_samples"])
+TABLE_COLUMNS = tuple(_REF["table_i"]["columns"])
+# variant -> (three_hoppers, biped_fwd_bwd), in the table's order
+PAPER_TABLE_I = {v: tuple(float(row[c]) for c in TABLE_COLUMNS) for v, row in _REF["table_i"]["rows"].items()}
+ROW_LABELS = {v: row["label"] for v, row in _REF["table_i"]["rows"].items() if "label" in row}
+PAPER_COLUMN = {e: TABLE_COLUMNS.index(c) for e, c in _REF["paper_column"].items()}
+MAIN_VARIANTS = list(_REF["main_variants"])
+METHOD_NAMES = dict(_REF["method_names"])
+TORSO_MASS_EXPERIMENTS = tuple(_REF["fig6"]["experiments"])
+PAPER_FIG6_BETTER_OF_JOINT_SEPARATE = dict(_REF["fig6"]["better_of_joint_separate"])
+REFERENCE = MAIN_VARIANTS[0]  # ours (jt=400k, sp=25%)
+BOOTSTRAP_REPS = 50_000  # rliable's default
+VERDICT_P = 0.05  # a difference is claimed only if the permutation p is at most this ...
+MIN_SEEDS_FOR_VERDICT = 3  # ... and each side has at least this many seeds
 
 
 def _label(variant: str) -> str:
@@ -64,10 +79,33 @@ def _label(variant: str) -> str:
     return f"jt={jt[2:]}, sp={sp[2:]}%"
 
 
-def collect_runs(root: str | Path) -> dict[str, dict[str, dict[int, list[dict]]]]:
-    """experiment -> variant -> seed -> metrics rows (runs with at least one row)."""
+# ---------------------------------------------------------------------------------------------- reading runs
+
+def run_profile(run_dir: str | Path) -> str:
+    """The profile in ``run_dir/config.yaml`` (``none`` when the key or the file is absent: runs older
+    than profiles). Raises ValueError naming the file for a value not in :data:`PROFILES`."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return "none"
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    profile = config.get("profile") or "none"
+    if profile not in PROFILES:
+        raise ValueError(f"{path}: profile {profile!r} is not one of {list(PROFILES)}")
+    return profile
+
+
+class Runs(dict):
+    """experiment -> variant -> seed -> metrics rows; ``roots``: where they were read from."""
+
+    roots: tuple[Path, ...] = ()
+
+
+def collect_runs(root: str | Path) -> Runs:
+    """experiment -> variant -> seed -> metrics rows (runs with at least one row), every profile."""
     root = Path(root)
-    runs: dict = {}
+    runs = Runs()
+    runs.roots = (root,)
     for metrics in sorted(root.glob("*/*/seed*/metrics.csv")):
         seed_dir = metrics.parent
         rows = read_metrics(seed_dir)
@@ -77,55 +115,106 @@ def collect_runs(root: str | Path) -> dict[str, dict[str, dict[int, list[dict]]]
     return runs
 
 
-def value_at(rows: list[dict], key: str, samples: int = TABLE_AT) -> float | None:
-    """``key`` at the first iteration with samples >= ``samples``; None if the run is not there yet."""
+@dataclass
+class Grid:
+    """The runs of one profile under one root."""
+
+    root: Path
+    profile: str
+    runs: dict = field(default_factory=dict)  # experiment -> variant -> seed -> metrics rows
+
+    @property
+    def label(self) -> str:
+        return f"profile {self.profile} ({self.root})"
+
+    @property
+    def title(self) -> str:
+        return _REF["profiles"].get(self.profile, {}).get("title", f"profile {self.profile}")
+
+    @property
+    def has_real_samples(self) -> bool:
+        """Whether any run logs ``samples_real`` (else both readings are the same)."""
+        return any("samples_real" in rows[0] for variants in self.runs.values() for seeds in variants.values()
+                   for rows in seeds.values())
+
+    def cells(self, experiment: str, variant: str) -> dict[int, list[dict]]:
+        return self.runs.get(experiment, {}).get(variant, {})
+
+
+def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] | None = None) -> list[Grid]:
+    """One :class:`Grid` per (root, profile) found, ``roots`` first, then from the ``references`` that
+    exist (default: the data file's ``reference_grids``, relative to the working directory) the grids of
+    profiles the roots do not have; a root given twice is read once. Within a root the profiles come in
+    the order of :data:`PROFILES`."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    references = _REF["reference_grids"] if references is None else references
+    grids, seen = [], set()
+    for k, root in enumerate([*roots, *references]):
+        root = Path(root)
+        is_reference = k >= len(roots)
+        if root.resolve() in seen or (is_reference and not root.is_dir()):
+            continue
+        seen.add(root.resolve())
+        if is_reference and {run_profile(c.parent) for c in root.glob("*/*/seed*/config.yaml")} \
+                <= {g.profile for g in grids}:
+            continue  # it stands in only for a profile the roots lack
+        by_profile: dict[str, dict] = {}
+        for metrics in sorted(root.glob("*/*/seed*/metrics.csv")):
+            seed_dir = metrics.parent
+            rows = read_metrics(seed_dir)
+            if rows:
+                experiment, variant = seed_dir.parent.parent.name, seed_dir.parent.name
+                by_profile.setdefault(run_profile(seed_dir), {}).setdefault(experiment, {}) \
+                    .setdefault(variant, {})[int(seed_dir.name[4:])] = rows
+        present = {g.profile for g in grids} if is_reference else set()
+        grids += [Grid(root, p, by_profile[p]) for p in PROFILES if p in by_profile and p not in present]
+    return grids
+
+
+def accepted_row(rows: list[dict], at: int = TABLE_AT) -> dict | None:
+    """The authors' reading: the first row not reverted (``reverted`` 0; absent means 0) whose counted
+    ``samples`` are at least ``at``; None if the run is not there yet."""
     for row in rows:
-        if row["samples"] >= samples:
-            return row[key]
+        if not row.get("reverted", 0) and row["samples"] >= at:
+            return row
     return None
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:  # no spread to show from one seed
-        return f"{values[0]:.1f}"
-    return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
+def real_row(rows: list[dict], at: int = TABLE_AT) -> dict | None:
+    """The real-sample reading: the first row whose ``samples_real`` (every env step taken; absent means
+    ``samples``) are at least ``at``, reverted or not; None if the run is not there yet."""
+    for row in rows:
+        if row.get("samples_real", row["samples"]) >= at:
+            return row
+    return None
 
 
-def table_one(runs: dict, at: int = TABLE_AT) -> str:
-    """Markdown Table I: paper vs ours for three_hoppers and biped_fwd_bwd, ours at ``at`` samples."""
-    experiments = ("three_hoppers", "biped_fwd_bwd")
-    lines = ["| method | 3 Hoppers (paper) | 3 Hoppers (ours) | Biped (paper) | Biped (ours) |",
-             "|---|---:|---:|---:|---:|"]
-    for variant, paper in PAPER_TABLE_I.items():
-        cells = []
-        for k, experiment in enumerate(experiments):
-            seeds = runs.get(experiment, {}).get(variant, {})
-            values = [v for v in (value_at(rows, "return_pooled", at) for rows in seeds.values()) if v is not None]
-            partial = len(seeds) - len(values)
-            note = (f" ({len(values)} seed{'' if len(values) == 1 else 's'}"
-                    + (f", {partial} partial" if partial else "") + ")") if seeds else ""
-            cells += [f"{paper[k]:.2f}", _cell(values) + note]
-        lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+READINGS: dict[str, Callable[[list[dict], int], dict | None]] = {"accepted": accepted_row, "real": real_row}
 
 
-def per_task_table(runs: dict, experiment: str, at: int = TABLE_AT) -> str:
-    variants = runs.get(experiment, {})
-    if not variants:
-        return ""
-    task_keys = [k for k in next(iter(next(iter(variants.values())).values()))[0] if k.startswith("return/")]
-    header = "| method | " + " | ".join(k.split("/", 1)[1] for k in task_keys) + " |"
-    lines = [header, "|---|" + "---:|" * len(task_keys)]
-    for variant in sorted(variants, key=_variant_order):
-        cells = []
-        for key in task_keys:
-            values = [v for v in (value_at(rows, key, at) for rows in variants[variant].values()) if v is not None]
-            cells.append(_cell(values))
-        lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _reading(reading: str) -> Callable[[list[dict], int], dict | None]:
+    if reading not in READINGS:
+        raise ValueError(f"reading {reading!r} is not one of {list(READINGS)}")
+    return READINGS[reading]
 
+
+def value_at(rows: list[dict], key: str, samples: int = TABLE_AT, reading: str = "accepted") -> float | None:
+    """``key`` at the row ``reading`` picks at ``samples`` (:data:`READINGS`); None if not there yet."""
+    row = _reading(reading)(rows, samples)
+    return None if row is None else row[key]
+
+
+def seed_values_at(seeds: dict[int, list[dict]], key: str, at: int, reading: str = "accepted") -> list[float]:
+    """``key`` at ``at`` samples of every seed that got there (seed -> metrics rows), in seed order."""
+    return [v for v in (value_at(seeds[s], key, at, reading) for s in sorted(seeds)) if v is not None]
+
+
+def accepted_only(rows: list[dict]) -> list[dict]:
+    """The rows the revert rule kept (their ``samples`` rise monotonically)."""
+    return [row for row in rows if not row.get("reverted", 0)]
+
+
+# ---------------------------------------------------------------------------------------------- statistics
 
 def permutation_p_value(a: list[float], b: list[float]) -> float:
     """Two-sided exact permutation test of mean(a) - mean(b): the fraction of the C(n_a + n_b, n_a)
@@ -149,31 +238,225 @@ def permutation_p_value(a: list[float], b: list[float]) -> float:
     return extreme / count
 
 
-def seed_values_at(seeds: dict[int, list[dict]], key: str, at: int) -> list[float]:
-    """``key`` at ``at`` samples of every seed that got there (seed -> metrics rows)."""
-    return [v for v in (value_at(rows, key, at) for rows in seeds.values()) if v is not None]
+def _scores(values, name: str = "scores") -> np.ndarray:
+    """(runs, tasks) float array from a list (one task) or a 2-D array; ValueError if empty or 3-D+."""
+    scores = np.asarray(values, dtype=float)
+    if scores.ndim == 1:
+        scores = scores[:, None]
+    if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty list of runs or a (runs, tasks) array, got shape {scores.shape}")
+    return scores
 
 
-def comparison_table(runs: dict, experiment: str, at: int = TABLE_AT,
-                     reference: str = "ours_jt400k_sp25") -> str:
-    """Markdown: each main method's pooled return at ``at`` against ``reference`` (difference of means
-    over seeds, exact permutation p), and the methods ranked by our means beside the paper's ranking."""
-    variants = runs.get(experiment, {})
-    ours = seed_values_at(variants.get(reference, {}), "return_pooled", at)
+def iqm(scores) -> float:
+    """Interquartile mean over all runs and tasks: the mean of the values left after cutting
+    int(0.25 n) from each end of the sorted n values (rliable's ``aggregate_iqm``, i.e.
+    ``scipy.stats.trim_mean(scores, 0.25, axis=None)``). scores: (runs,) or (runs, tasks)."""
+    return float(_iqm_batched(_scores(scores)[None])[0])
+
+
+def _iqm_batched(scores: np.ndarray) -> np.ndarray:
+    """IQM of each (runs, tasks) array in a (reps, runs, tasks) stack -> (reps,)."""
+    flat = np.sort(scores.reshape(scores.shape[0], -1), axis=1)
+    cut = int(0.25 * flat.shape[1])
+    return flat[:, cut:flat.shape[1] - cut].mean(axis=1)
+
+
+def probability_of_improvement(scores_x, scores_y) -> float:
+    """P(X > Y) + P(X = Y) / 2 for a run of X against a run of Y, per task, averaged over tasks
+    (rliable's ``probability_of_improvement``: the Mann–Whitney U statistic of X over n_x n_y).
+    scores_x: (runs_x,) or (runs_x, tasks); scores_y: (runs_y,) or (runs_y, tasks)."""
+    x, y = _scores(scores_x, "scores_x"), _scores(scores_y, "scores_y")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"scores_x has {x.shape[1]} tasks, scores_y {y.shape[1]}: they must match")
+    return float(_poi_batched(x[None], y[None])[0])
+
+
+def _poi_batched(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Probability of improvement for stacks (reps, runs_x, tasks), (reps, runs_y, tasks) -> (reps,)."""
+    diff = x[:, :, None, :] - y[:, None, :, :]  # (reps, runs_x, runs_y, tasks)
+    per_task = (diff > 0).mean(axis=(1, 2)) + 0.5 * (diff == 0).mean(axis=(1, 2))
+    return per_task.mean(axis=1)
+
+
+def _resample(scores: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """Stratified bootstrap resamples of a (runs, tasks) array -> (reps, runs, tasks): within each task
+    the runs are drawn with replacement, independently per task (rliable's ``StratifiedBootstrap``)."""
+    runs, tasks = scores.shape
+    rows = rng.integers(0, runs, size=(reps, runs, tasks))
+    return scores[rows, np.arange(tasks)]
+
+
+def _percentile_interval(statistics: np.ndarray, size: float) -> tuple[float, float]:
+    tail = 100 * (1 - size) / 2
+    low, high = np.percentile(statistics, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def iqm_interval(scores, reps: int = BOOTSTRAP_REPS, size: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(IQM, low, high): the IQM of ``scores`` ((runs,) or (runs, tasks)) and its stratified-bootstrap
+    percentile interval of coverage ``size`` (rliable's ``get_interval_estimates`` with
+    ``method='percentile'``); ``seed`` makes it reproducible."""
+    scores = _scores(scores)
+    rng = np.random.default_rng(seed)
+    return (iqm(scores), *_percentile_interval(_iqm_batched(_resample(scores, reps, rng)), size))
+
+
+def poi_interval(scores_x, scores_y, reps: int = BOOTSTRAP_REPS, size: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """(P(X > Y), low, high): the probability of improvement and its percentile interval, X and Y each
+    resampled independently and stratified by task (rliable's ``StratifiedIndependentBootstrap``)."""
+    x, y = _scores(scores_x, "scores_x"), _scores(scores_y, "scores_y")
+    point = probability_of_improvement(x, y)
+    rng = np.random.default_rng(seed)
+    stats = _poi_batched(_resample(x, reps, rng), _resample(y, reps, rng))
+    return (point, *_percentile_interval(stats, size))
+
+
+@dataclass
+class Comparison:
+    """Ours against one baseline: seed values, difference of means, permutation p and P(ours > baseline)."""
+
+    ours: list[float]
+    other: list[float]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.ours) and bool(self.other)
+
+    @property
+    def difference(self) -> float:
+        return float(np.mean(self.ours) - np.mean(self.other))
+
+    @cached_property
+    def p(self) -> float:
+        return permutation_p_value(self.ours, self.other)
+
+    @cached_property
+    def poi(self) -> tuple[float, float, float]:
+        return poi_interval(self.ours, self.other)
+
+    def verdict(self) -> str:
+        """``better`` / ``worse`` (ours against the baseline) when the PoI interval excludes 0.5 and the
+        permutation p is at most :data:`VERDICT_P`; ``leans better`` / ``leans worse`` when only the
+        interval excludes 0.5 (few seeds: the bootstrap interval is too narrow); ``unclear`` otherwise;
+        ``too few seeds`` below :data:`MIN_SEEDS_FOR_VERDICT` on a side."""
+        if min(len(self.ours), len(self.other)) < MIN_SEEDS_FOR_VERDICT:
+            return "too few seeds"
+        _, low, high = self.poi
+        if low > 0.5:
+            return "better" if self.p <= VERDICT_P else "leans better"
+        if high < 0.5:
+            return "worse" if self.p <= VERDICT_P else "leans worse"
+        return "unclear"
+
+
+def _fmt_interval(estimate: tuple[float, float, float], digits: int = 2) -> str:
+    point, low, high = estimate
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:  # no spread to show from one seed
+        return f"{values[0]:.1f}"
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
+
+
+def _iqm_cell(values: list[float]) -> str:
+    return _fmt_interval(iqm_interval(values), 1) if len(values) >= 2 else (_cell(values) if values else "–")
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+def _as_grid(runs) -> Grid:
+    """A Grid from a Grid or a bare runs dict (then taken as profile ``none``, the runs before profiles)."""
+    if isinstance(runs, Grid):
+        return runs
+    roots = getattr(runs, "roots", ())
+    return Grid(Path(roots[0]) if roots else Path("."), "none", runs)
+
+
+def _seed_note(values: list, seeds: dict) -> str:
+    if not seeds:
+        return ""
+    partial = len(seeds) - len(values)
+    return (f" ({len(values)} seed{'' if len(values) == 1 else 's'}" + (f", {partial} partial" if partial else "") + ")")
+
+
+def table_one(runs, at: int = TABLE_AT) -> str:
+    """Markdown Table I: the paper's figure beside ours (mean ± std over seeds at ``at`` samples, n
+    seeds, partial runs counted) for three_hoppers and biped_fwd_bwd. A grid whose runs log real samples
+    gets both readings (accepted, as the paper; real), else the one column they share."""
+    grid = _as_grid(runs)
+    readings = ("accepted", "real") if grid.has_real_samples else ("accepted",)
+    titles = _REF["table_i"]["column_titles"]
+    header, rule = ["method"], ["---"]
+    for column in TABLE_COLUMNS:
+        header.append(f"{titles[column]} (paper)")
+        header += [f"{titles[column]} (ours, {r} {at / 1e6:g}M)" for r in readings] if len(readings) > 1 \
+            else [f"{titles[column]} (ours)"]
+        rule += ["---:"] * (1 + len(readings))
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    for variant, paper in PAPER_TABLE_I.items():
+        cells = []
+        for k, experiment in enumerate(TABLE_COLUMNS):
+            seeds = grid.cells(experiment, variant)
+            cells.append(f"{paper[k]:.2f}")
+            for reading in readings:
+                values = seed_values_at(seeds, "return_pooled", at, reading)
+                cells.append(_cell(values) + _seed_note(values, seeds))
+        lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _task_keys(variants: dict) -> list[str]:
+    keys: list[str] = []
+    for seeds in variants.values():
+        for rows in seeds.values():
+            keys += [k for k in rows[0] if k.startswith("return/") and k not in keys]
+    return keys
+
+
+def per_task_table(runs, experiment: str, at: int = TABLE_AT, reading: str = "accepted") -> str:
+    """Markdown: per variant, the pooled return and each task's (``return/<task>``) at ``at`` (mean ±
+    std over the seeds there)."""
+    variants = _as_grid(runs).runs.get(experiment, {})
+    if not variants:
+        return ""
+    task_keys = _task_keys(variants)
+    header = "| method | pooled | " + " | ".join(k.split("/", 1)[1] for k in task_keys) + " |"
+    lines = [header, "|---|---:|" + "---:|" * len(task_keys)]
+    for variant in sorted(variants, key=_variant_order):
+        cells = [_cell(seed_values_at(variants[variant], key, at, reading)) for key in ["return_pooled", *task_keys]]
+        lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison_table(runs, experiment: str, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
+    """Markdown: each main method's pooled return at ``at`` (accepted reading): seeds, mean ± std, IQM
+    with its 95% stratified-bootstrap interval; ``reference`` minus the method (difference of means,
+    exact permutation p) and P(reference > method) with its interval; then the methods ranked by our
+    means beside the paper's ranking."""
+    grid = _as_grid(runs)
+    ours = seed_values_at(grid.cells(experiment, reference), "return_pooled", at)
     column = PAPER_COLUMN[experiment]
-    lines = [f"| method | seeds | mean | {METHOD_NAMES[reference]} minus method | permutation p |",
-             "|---|---:|---:|---:|---:|"]
+    short = METHOD_NAMES[reference].split(" (")[0]
+    lines = [f"| method | seeds | mean | IQM [95% CI] | {METHOD_NAMES[reference]} minus method | permutation p "
+             f"| P({short} > method) [95% CI] |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     means = {}
     for variant in MAIN_VARIANTS:
-        values = seed_values_at(variants.get(variant, {}), "return_pooled", at)
+        values = seed_values_at(grid.cells(experiment, variant), "return_pooled", at)
         if values:
             means[variant] = float(np.mean(values))
-        if variant == reference or not values:
-            lines.append(f"| {METHOD_NAMES[variant]} | {len(values)} | {_cell(values).split(' ±')[0]} | | |")
+        head = f"| {METHOD_NAMES[variant]} | {len(values)} | {_cell(values)} | {_iqm_cell(values)} |"
+        if variant == reference or not values or not ours:
+            lines.append(head + " | | |")
             continue
-        diff = f"{np.mean(ours) - np.mean(values):+.1f}" if ours else "–"
-        p = f"{permutation_p_value(ours, values):.2f}" if ours else "–"
-        lines.append(f"| {METHOD_NAMES[variant]} | {len(values)} | {np.mean(values):.1f} | {diff} | {p} |")
+        comparison = Comparison(ours, values)
+        lines.append(head + f" {comparison.difference:+.1f} | {comparison.p:.2f} | {_fmt_interval(comparison.poi)} |")
     ranked = sorted(means, key=means.get, reverse=True)
     paper = sorted(MAIN_VARIANTS, key=lambda v: PAPER_TABLE_I[v][column], reverse=True)
     lines += ["", "Ranking by mean (best first), ours: " + " > ".join(METHOD_NAMES[v] for v in ranked)
@@ -182,32 +465,33 @@ def comparison_table(runs: dict, experiment: str, at: int = TABLE_AT,
     return "\n".join(lines)
 
 
-TORSO_MASS_EXPERIMENTS = ("torso_mass_3", "torso_mass_8", "torso_mass_14")
-# Fig. 6 gives no numbers, only orderings: separate beats joint when the torsos differ most (3 vs 15 kg),
-# joint beats separate as they become alike (8, 14 kg), and ours is on top in all three.
-PAPER_FIG6_BETTER_OF_JOINT_SEPARATE = {"torso_mass_3": "separate", "torso_mass_8": "joint", "torso_mass_14": "joint"}
+def _torso_values(grid: Grid, experiment: str, at: int, reference: str) -> dict[str, list[float]]:
+    return {v: seed_values_at(grid.cells(experiment, v), "return_pooled", at) for v in (reference, "joint", "separate")}
 
 
-def torso_mass_table(runs: dict, at: int = TABLE_AT, reference: str = "ours_jt400k_sp25") -> str:
+def torso_mass_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
     """Markdown, one row per torso-mass experiment (Fig. 6): ours, joint and separate at ``at`` (mean ±
-    std, seeds), ours minus each (permutation p), and the better of joint and separate, ours beside the
-    paper's. ``–`` where a method has no run at ``at`` yet."""
+    std, seeds), ours minus each (permutation p, P(ours > it) [95% CI]), the better of joint and separate, ours beside the
+    paper's, P(joint > separate) with its interval (the similarity trend), and whether ours is on top.
+    ``–`` where a method has no run at ``at`` yet."""
+    grid = _as_grid(runs)
     lines = ["| torso vs 15 kg | ours (jt=400k, sp=25%) | joint | separate | ours − joint | ours − separate "
-             "| better of joint / separate: ours (paper) | ours on top |",
-             "|---|---:|---:|---:|---:|---:|---|---|"]
+             "| better of joint / separate: ours (paper) | P(joint > separate) [95% CI] | ours on top |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for experiment in TORSO_MASS_EXPERIMENTS:
-        variants = runs.get(experiment, {})
-        values = {v: seed_values_at(variants.get(v, {}), "return_pooled", at) for v in (reference, "joint", "separate")}
+        values = _torso_values(grid, experiment, at, reference)
         cells = [_cell(vals) + (f" ({len(vals)})" if vals else "") for vals in values.values()]
         ours = values[reference]
         for other in ("joint", "separate"):
-            cells.append(f"{np.mean(ours) - np.mean(values[other]):+.1f} (p {permutation_p_value(ours, values[other]):.2f})"
-                         if ours and values[other] else "–")
+            comparison = Comparison(ours, values[other])
+            cells.append(f"{comparison.difference:+.1f} (p {comparison.p:.2f}; P(ours>) {_fmt_interval(comparison.poi)})"
+                         if comparison.complete else "–")
         if values["joint"] and values["separate"]:
             better = "joint" if np.mean(values["joint"]) > np.mean(values["separate"]) else "separate"
+            trend = _fmt_interval(poi_interval(values["joint"], values["separate"]))
         else:
-            better = "–"
-        cells.append(f"{better} ({PAPER_FIG6_BETTER_OF_JOINT_SEPARATE[experiment]})")
+            better = trend = "–"
+        cells += [f"{better} ({PAPER_FIG6_BETTER_OF_JOINT_SEPARATE[experiment]})", trend]
         if all(values.values()):
             on_top = np.mean(ours) > max(np.mean(values["joint"]), np.mean(values["separate"]))
             cells.append("yes" if on_top else "no")
@@ -217,43 +501,211 @@ def torso_mass_table(runs: dict, at: int = TABLE_AT, reference: str = "ours_jt40
     return "\n".join(lines)
 
 
-def comparison_summary(runs: dict, at: int = TABLE_AT, reference: str = "ours_jt400k_sp25") -> str:
-    """Markdown, one row per experiment: ``reference`` minus each baseline at ``at`` (difference of the
-    means over seeds, exact permutation p), the compact form of :func:`comparison_table`."""
+def comparison_summary(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
+    """Markdown, one row per experiment: ``reference`` against each baseline at ``at``: difference of the
+    means over seeds (exact permutation p) and P(reference > baseline) [95% CI]."""
+    grid = _as_grid(runs)
     baselines = [v for v in MAIN_VARIANTS if v != reference]
     lines = ["| | " + " | ".join(METHOD_NAMES[v].split(" (")[0] for v in baselines) + " |",
              "|---|" + "---:|" * len(baselines)]
-    for experiment in ("three_hoppers", "biped_fwd_bwd"):
-        variants = runs.get(experiment, {})
-        ours = seed_values_at(variants.get(reference, {}), "return_pooled", at)
+    for experiment in TABLE_COLUMNS:
+        ours = seed_values_at(grid.cells(experiment, reference), "return_pooled", at)
         cells = []
         for variant in baselines:
-            values = seed_values_at(variants.get(variant, {}), "return_pooled", at)
-            cells.append(f"{np.mean(ours) - np.mean(values):+.1f} (p {permutation_p_value(ours, values):.2f})"
-                         if ours and values else "–")
+            comparison = Comparison(ours, seed_values_at(grid.cells(experiment, variant), "return_pooled", at))
+            cells.append(f"{comparison.difference:+.1f} (p {comparison.p:.2f}; P(ours>) {_fmt_interval(comparison.poi)})"
+                         if comparison.complete else "–")
         lines.append(f"| {experiment} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def readme_blocks(runs: dict, at: int = TABLE_AT) -> dict[str, str]:
-    """The README's generated blocks, by marker name: ``n_done`` (runs at or past ``at``), ``table1``
-    (:func:`table_one`), ``comparison`` (:func:`comparison_summary`) and ``torso_mass``
-    (:func:`torso_mass_table`)."""
-    n_done = sum(value_at(rows, "return_pooled", at) is not None
-                 for variants in runs.values() for seeds in variants.values() for rows in seeds.values())
-    return {"n_done": str(n_done), "table1": table_one(runs, at), "comparison": comparison_summary(runs, at),
-            "torso_mass": torso_mass_table(runs, at)}
+# ---------------------------------------------------------------------------------------------- verdict
+
+def _planned_seeds(profile: str) -> int:
+    return int(_REF["profiles"].get(profile, {}).get("seeds", 3))
 
 
-def fill_blocks(text: str, blocks: dict[str, str]) -> str:
+def _count(grid: Grid, experiments: Iterable[str], variants: Iterable[str], at: int) -> tuple[int, int]:
+    """(runs at ``at`` (accepted reading), runs planned) over the given cells."""
+    variants = list(variants)
+    done = sum(accepted_row(rows, at) is not None for e in experiments for v in variants
+               for rows in grid.cells(e, v).values())
+    planned = sum(max(_planned_seeds(grid.profile), len(grid.cells(e, v))) for e in experiments for v in variants)
+    return done, planned
+
+
+def _poi_words(comparison: Comparison, name: str) -> str:
+    if not comparison.complete:
+        return f"{name}: no runs to compare yet"
+    verdict = comparison.verdict()
+    words = {"better": f"**ours beats {name}**", "worse": f"**{name} beats ours**",
+             "leans better": f"ours ahead of {name} by the interval, not shown by the permutation test",
+             "leans worse": f"{name} ahead of ours by the interval, not shown by the permutation test",
+             "unclear": f"no clear difference from {name}", "too few seeds": f"{name}: too few seeds to say"}[verdict]
+    return (f"{words}: P(ours > {name}) {_fmt_interval(comparison.poi)}, permutation p {comparison.p:.2f}, "
+            f"{len(comparison.ours)} vs {len(comparison.other)} seeds")
+
+
+def _experiment_comparisons(grid: Grid, experiment: str, at: int, reading: str = "accepted") -> dict[str, Comparison]:
+    ours = seed_values_at(grid.cells(experiment, REFERENCE), "return_pooled", at, reading)
+    return {v: Comparison(ours, seed_values_at(grid.cells(experiment, v), "return_pooled", at, reading))
+            for v in MAIN_VARIANTS if v != REFERENCE}
+
+
+def _real_reading_words(grid: Grid, experiment: str, at: int, accepted: dict[str, Comparison]) -> str:
+    """What the real-sample reading changes in the comparisons of ``experiment`` (grids with reverts)."""
+    if not grid.has_real_samples:
+        return ""
+    real = _experiment_comparisons(grid, experiment, at, "real")
+    changed = [f"{METHOD_NAMES[v].split(' (')[0]}: {c.verdict()} (P(ours >) {_fmt_interval(c.poi)})"
+               for v, c in real.items() if c.complete and accepted[v].complete and c.verdict() != accepted[v].verdict()]
+    return (f"At {at / 1e6:g}M real samples: " + ("; ".join(changed) if changed else "the same verdicts") + ".") \
+        if any(c.complete for c in real.values()) else ""
+
+
+def _fig6_words(grid: Grid, at: int) -> str:
+    """Whether Fig. 6's similarity trend holds: joint's advantage over separate, P(joint > separate), as
+    the torso masses become alike, against the paper's orderings."""
+    parts, signs, strong = [], [], True
+    for experiment in TORSO_MASS_EXPERIMENTS:
+        values = _torso_values(grid, experiment, at, REFERENCE)
+        if not (values["joint"] and values["separate"]):
+            return "Fig. 6: not all three torso masses have joint and separate runs at this budget yet"
+        comparison = Comparison(values["joint"], values["separate"])
+        expected = PAPER_FIG6_BETTER_OF_JOINT_SEPARATE[experiment]
+        point = comparison.poi[0]
+        signs.append((point > 0.5) == (expected == "joint") and point != 0.5)
+        verdict = comparison.verdict()
+        strong &= verdict == ("better" if expected == "joint" else "worse")
+        parts.append(f"{experiment.rsplit('_', 1)[1]} kg {_fmt_interval(comparison.poi)}")
+    if strong:
+        state = "holds: every ordering is shown (interval and permutation p)"
+    elif all(signs):
+        state = "the point estimates follow it, but not every ordering is shown with these seeds"
+    else:
+        state = f"does not hold: {sum(signs)} of {len(signs)} orderings go the paper's way even in the point estimates"
+    on_top = []
+    for experiment in TORSO_MASS_EXPERIMENTS:
+        values = _torso_values(grid, experiment, at, REFERENCE)
+        if all(values.values()):
+            on_top.append(np.mean(values[REFERENCE]) > max(np.mean(values["joint"]), np.mean(values["separate"])))
+    return (f"Fig. 6 (separate ahead of joint at 3 kg, joint ahead at 8 and 14 kg): {state}; P(joint > separate) "
+            + ", ".join(parts) + f". Ours has the highest mean at {sum(on_top)} of {len(on_top)} torso masses.")
+
+
+def verdict(grids: Sequence[Grid], at: int = TABLE_AT) -> str:
+    """Plain-words verdict from the data: per experiment on the headline profile, does ours beat joint,
+    separate, random and append (probability of improvement with its interval, permutation p), does Fig.
+    6's trend hold, and what differs on the other profiles. A difference is claimed only when the PoI
+    interval excludes 0.5, p <= :data:`VERDICT_P` and each side has :data:`MIN_SEEDS_FOR_VERDICT` seeds;
+    incomplete grids are marked ``partial: n of N runs``."""
+    headline = _REF["headline_profile"]
+    ordered = sorted(grids, key=lambda g: g.profile != headline)
+    lines = [f"Read at {at:,} samples (accepted reading). A difference is claimed only where the 95% interval of "
+             f"P(ours > baseline) excludes 0.5 and the exact permutation p is at most {VERDICT_P}, with at least "
+             f"{MIN_SEEDS_FOR_VERDICT} seeds a side. Where only the interval excludes 0.5, one method is said to be ahead "
+             "\"by the interval\" (with few seeds a bootstrap interval is too narrow); otherwise there is \"no clear "
+             "difference\"."]
+    if not any(g.profile == headline for g in grids):
+        lines += ["", f"- **{headline} profile: no runs yet.**"]
+    first = {}
+    for grid in ordered:
+        if grid.profile in first:
+            continue
+        first[grid.profile] = grid
+    for profile, grid in first.items():
+        lines += ["", f"**{grid.title}** — {grid.root}:"]
+        for experiment in TABLE_COLUMNS:
+            done, planned = _count(grid, [experiment], MAIN_VARIANTS, at)
+            if not done:
+                lines.append(f"- {experiment}: no runs at {at:,} samples yet (0 of {planned} runs).")
+                continue
+            state = "complete" if done >= planned else f"partial: {done} of {planned} runs"
+            comparisons = _experiment_comparisons(grid, experiment, at)
+            lines.append(f"- {experiment} ({state}):")
+            lines += [f"  - {_poi_words(c, METHOD_NAMES[v].split(' (')[0])}" for v, c in comparisons.items()]
+            real = _real_reading_words(grid, experiment, at, comparisons)
+            if real:
+                lines.append(f"  - {real}")
+        done, planned = _count(grid, TORSO_MASS_EXPERIMENTS, [REFERENCE, "joint", "separate"], at)
+        if done:
+            state = "complete" if done >= planned else f"partial: {done} of {planned} runs"
+            lines.append(f"- {_fig6_words(grid, at)} ({state})")
+        else:
+            lines.append(f"- Fig. 6: no torso-mass runs at {at:,} samples yet (0 of {planned} runs).")
+    if headline in first and len(first) > 1:
+        main = first[headline]
+        for profile, other in first.items():
+            if profile == headline:
+                continue
+            changes = []
+            for experiment in TABLE_COLUMNS:
+                a, b = _experiment_comparisons(main, experiment, at), _experiment_comparisons(other, experiment, at)
+                for variant in a:
+                    if a[variant].complete and b[variant].complete:
+                        pa, pb = a[variant].poi[0], b[variant].poi[0]
+                        if (pa > 0.5) != (pb > 0.5) or a[variant].verdict() != b[variant].verdict():
+                            name = METHOD_NAMES[variant].split(" (")[0]
+                            changes.append(f"{experiment} vs {name}: P(ours >) {pa:.2f} ({a[variant].verdict()}) "
+                                           f"on {headline}, {pb:.2f} ({b[variant].verdict()}) on {profile}")
+            lines += ["", f"What changes on profile {profile} against {headline}: "
+                      + ("; ".join(changes) + "." if changes else
+                         "no comparison changes side or verdict (among those both profiles have).")]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- README
+
+def _as_grids(source, references: Iterable[str | Path] | None = None) -> list[Grid]:
+    """Grids from a list of Grids, a Grid, a :class:`Runs` (its roots re-read by profile) or roots."""
+    if isinstance(source, Grid):
+        return [source]
+    if isinstance(source, list) and source and all(isinstance(g, Grid) for g in source):
+        return source
+    if isinstance(source, Runs):
+        return collect_grids(source.roots, references)
+    if isinstance(source, dict):
+        raise TypeError("pass Grid objects, collect_runs()'s result or run roots: a bare dict has no profile")
+    return collect_grids(source, references)
+
+
+def _n_done(grid: Grid, at: int) -> int:
+    return sum(accepted_row(rows, at) is not None
+               for variants in grid.runs.values() for seeds in variants.values() for rows in seeds.values())
+
+
+def readme_blocks(source, at: int = TABLE_AT, references: Iterable[str | Path] | None = None) -> dict[str, str]:
+    """The README's generated blocks, by marker name: ``verdict`` (:func:`verdict`); for the headline
+    profile's grid ``n_done`` (runs at ``at``), ``table1``, ``comparison`` and ``torso_mass``; for the first
+    grid of every other profile P the same four named ``<block>_<P>``."""
+    grids = _as_grids(source, references)
+    headline = _REF["headline_profile"]
+    blocks = {"verdict": verdict(grids, at)}
+    first: dict[str, Grid] = {}
+    for grid in grids:
+        first.setdefault(grid.profile, grid)
+    if headline not in first:
+        empty = f"no {headline}-profile runs yet (read: {', '.join(str(g.root) for g in grids) or 'no runs at all'})"
+        blocks.update(n_done="0", table1=empty, comparison=empty, torso_mass=empty)
+    for profile, grid in first.items():
+        suffix = "" if profile == headline else f"_{profile}"
+        blocks.update({f"n_done{suffix}": str(_n_done(grid, at)), f"table1{suffix}": table_one(grid, at),
+                       f"comparison{suffix}": comparison_summary(grid, at), f"torso_mass{suffix}": torso_mass_table(grid, at)})
+    return blocks
+
+
+def fill_blocks(text: str, blocks: dict[str, str], optional: Iterable[str] = ()) -> str:
     """Replace what stands between ``<!-- name -->`` and ``<!-- /name -->`` in ``text`` for every block.
 
-    A block whose content holds a line break is written on lines of its own. Raises ``ValueError``
-    naming the markers that are missing (or appear more than once), before anything is replaced.
+    A block whose content holds a line break is written on lines of its own. Blocks named in ``optional``
+    are skipped when neither marker is there. Raises ``ValueError`` naming the markers that are missing
+    (or appear more than once, or out of order), before anything is replaced.
     """
+    optional = set(optional)
+    present = {name: (text.count(f"<!-- {name} -->"), text.count(f"<!-- /{name} -->")) for name in blocks}
+    blocks = {name: content for name, content in blocks.items() if not (name in optional and present[name] == (0, 0))}
     bad = [name for name in blocks
-           if text.count(f"<!-- {name} -->") != 1 or text.count(f"<!-- /{name} -->") != 1
-           or text.index(f"<!-- {name} -->") > text.index(f"<!-- /{name} -->")]
+           if present[name] != (1, 1) or text.index(f"<!-- {name} -->") > text.index(f"<!-- /{name} -->")]
     if bad:
         raise ValueError("each of these blocks needs exactly one '<!-- NAME -->...<!-- /NAME -->' pair: "
                          + ", ".join(bad))
@@ -266,16 +718,62 @@ def fill_blocks(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
-def update_readme(path: str | Path, runs: dict, at: int = TABLE_AT) -> dict[str, str]:
-    """Fill ``path``'s generated blocks (:func:`readme_blocks`) in place, atomically; returns them."""
+def update_readme(path: str | Path, source, at: int = TABLE_AT,
+                  references: Iterable[str | Path] | None = None) -> dict[str, str]:
+    """Fill ``path``'s generated blocks (:func:`readme_blocks`) in place, atomically; returns them.
+
+    ``source``: Grids, :func:`collect_runs`'s result or run roots (then the data file's reference grids
+    are added unless ``references`` says otherwise). The headline profile's blocks and ``verdict`` must
+    have markers; other profiles' blocks are filled where the README has their markers."""
     path = Path(path)
-    blocks = readme_blocks(runs, at)
-    text = fill_blocks(path.read_text(), blocks)
+    blocks = readme_blocks(source, at, references)
+    required = {"verdict", "n_done", "table1", "comparison", "torso_mass"}
+    text = fill_blocks(path.read_text(), blocks, optional=set(blocks) - required)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
     return blocks
 
+
+# ---------------------------------------------------------------------------------------------- per-run rows
+
+def run_rows(grids: Sequence[Grid], at: int = TABLE_AT) -> list[dict]:
+    """One dict per run and reading: the row Table I reads (profile, root, experiment, variant, seed,
+    reading, iteration, samples, samples_real, reverts, return_pooled and every return/<task>);
+    runs not at ``at`` yet give a row with the numbers empty."""
+    out = []
+    for grid in grids:
+        for experiment in sorted(grid.runs):
+            for variant in sorted(grid.runs[experiment], key=_variant_order):
+                for seed, rows in sorted(grid.runs[experiment][variant].items()):
+                    for reading, pick in READINGS.items():
+                        row = pick(rows, at)
+                        entry = {"profile": grid.profile, "root": str(grid.root), "experiment": experiment,
+                                 "variant": variant, "seed": seed, "reading": reading}
+                        if row is not None:
+                            entry.update(iteration=int(row["iteration"]), samples=int(row["samples"]),
+                                         samples_real=int(row.get("samples_real", row["samples"])),
+                                         reverts=int(row.get("reverts", 0)), return_pooled=row["return_pooled"])
+                            entry.update({k: row[k] for k in row if k.startswith("return/")})
+                        out.append(entry)
+    return out
+
+
+def write_run_rows(grids: Sequence[Grid], path: Path, at: int = TABLE_AT) -> Path:
+    rows = run_rows(grids, at)
+    fields = ["profile", "root", "experiment", "variant", "seed", "reading", "iteration", "samples", "samples_real",
+              "reverts", "return_pooled"]
+    fields += sorted({k for row in rows for k in row if k.startswith("return/")})
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- figures
 
 def _variant_order(variant: str) -> int:
     order = list(PAPER_TABLE_I)
@@ -283,71 +781,30 @@ def _variant_order(variant: str) -> int:
 
 
 def plot_curves(ax, variants: dict, key: str = "return_pooled", only: list[str] | None = None) -> None:
-    """Mean over the seeds present at each sample count (line), min–max band where >= 2 seeds are."""
+    """Mean over the seeds present at each counted sample count (line; accepted iterations only), min–max
+    band where >= 2 seeds are."""
     for variant in sorted(variants, key=_variant_order):
         if only and variant not in only:
             continue
-        seeds = list(variants[variant].values())
-        longest = max(seeds, key=len)
-        x = np.array([r["samples"] for r in longest]) / 1e6
-        y = np.full((len(seeds), len(longest)), np.nan)
-        for k, rows in enumerate(seeds):  # runs of one experiment log at the same sample counts
-            y[k, :len(rows)] = [r[key] for r in rows]
-        line, = ax.plot(x, np.nanmean(y, axis=0), lw=1.4, label=f"{_label(variant)} (n={len(seeds)})")
+        seeds = [accepted_only(rows) for rows in variants[variant].values()]
+        seeds = [rows for rows in seeds if rows]
+        if not seeds:
+            continue
+        longest = max(seeds, key=lambda rows: rows[-1]["samples"])
+        x = np.array([r["samples"] for r in longest])
+        y = np.full((len(seeds), len(x)), np.nan)
+        for k, rows in enumerate(seeds):  # each seed on the longest seed's sample counts, none past its end
+            xs = np.array([r["samples"] for r in rows])
+            inside = x <= xs[-1]
+            y[k, inside] = np.interp(x[inside], xs, [r[key] for r in rows])
+        line, = ax.plot(x / 1e6, np.nanmean(y, axis=0), lw=1.4, label=f"{_label(variant)} (n={len(seeds)})")
         several = np.sum(~np.isnan(y), axis=0) >= 2
         if several.any():
             lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
-            ax.fill_between(x[several], lo[several], hi[several], color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("samples (millions)")
+            ax.fill_between(x[several] / 1e6, lo[several], hi[several], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("counted samples (millions)")
     ax.set_ylabel("mean episode return (pooled)")
     ax.grid(alpha=0.3)
-
-
-DIFFERENCES = """## Where ours differs from the paper, and why
-
-- **Simulator.** The paper used DART (DartEnv); we use MuJoCo 4 with the same geometry, masses, joint
-  limits, damping, torque scales, timestep and first-order integrator (SPEC §4). Contact models,
-  friction (0.9 on every geom here), joint armature (1.0, as Gymnasium's hopper) and DART's collision
-  handling differ, so absolute returns are not comparable between the two columns; the comparison
-  that carries over is the ranking of methods within a column. How much such a choice matters: a
-  one-seed probe of the biped with Walker2d's joint armature 0.01 instead of 1.0 (SPEC does not fix
-  it; ours, jt=400k, sp=25%, seed 1, 3M samples) reached 3112 backward / 370 forward (pooled 808)
-  against 529 / 440 (pooled 480) for the grid's cell. The grid keeps armature 1.0 for every method.
-- **The biped's hard direction.** In every method the biped learns to walk backward (up to ~2,700)
-  long before forward (300–900 at 3M): the pooled return, dominated by the many short episodes of
-  the failing task, mostly measures forward walking (see the per-task curves). The paper's separate
-  and joint rows (967 and 878) look the same; its ours row (2671) is where both directions were
-  learned. Why forward is harder: the biped's 20 N·m ankles (SPEC's, as the authors' DART model's
-  action_scale). One-factor probes (method separate, seed 1; results/probes/walker2d_body/): our biped
-  with 100 N·m ankles walks forward at 2,664 by 1.5M samples (this grid's cell: 314); Gymnasium's
-  Walker2d body learns forward with its 100 N·m ankles (3,070 at 2M) and fails with 20 N·m ones (402).
-  The hips' backward-only range, blamed in an earlier diagnosis, is the same in Walker2d and is not
-  the cause. How the paper's DART biped walked forward with 20 N·m ankles is not known from here.
-  The main comparison on the 100 N·m variant is a separate sensitivity grid (biped_fwd_bwd_ankle100).
-- **PPO minibatches.** As SPEC §5 chooses, every Adam step here uses one mixed minibatch of 256 samples
-  of each task; the authors stepped task by task (4 MPI workers x 64 samples of one task). With the
-  same 10 epochs that is about 3x fewer Adam steps per iteration here (e.g. 50 instead of ~150 for
-  three_hoppers), one likely reason our returns rise more slowly and are still rising at 3M samples:
-  a one-seed probe with `ppo: {minibatch_per_task: 88}` (~150 steps per iteration, as the authors)
-  reached a pooled 883.6 at 1M samples of three_hoppers (ours, jt=400k, sp=25%) against 519.0 with
-  the grid's setting. The grid keeps SPEC's setting for every method.
-- **Learning-rate schedule.** SPEC §5 gives a constant lr (3e-4) and clip (0.2). OpenAI Baselines'
-  ppo1 `run_mujoco.py`, the PPO the paper names, anneals both linearly to 0 over the run
-  (`schedule='linear'`); whether the authors kept it is not known. With constant steps, late biped
-  iterations here sometimes spike (approx_kl 0.1–1.3 against ~0.03; 84 spikes in the 39 biped runs,
-  14 followed by a > 30 % drop of a task's return; 2 in the 39 three_hoppers runs, 17 in the 27
-  torso-mass runs): results/probes/kl_spikes/. The same update by autograd spikes identically.
-- **Seeds and budget.** 3 seeds per cell, as the paper; 3M samples per run (Table I's point); the
-  statistic is the same (pooled mean episode return of the last 100 episodes). Every method gets the
-  same budget, batch, network and PPO settings; no baseline was tuned.
-- **Code versions.** Speed work changed float rounding twice while the grid ran (session 1: NumPy
-  rollout forward; session 2: hand-written PPO backward and fused Adam): cells that started before
-  and resumed after such a change are not bit-identical to a fresh run of today's code. Seeded runs of
-  the old and new code agree within the seed spread (`bench/learning_equivalence.py`, figures in
-  bench/README.md).
-"""
-
-MAIN_VARIANTS = ["ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append"]
 
 
 def _save(fig, path: Path) -> None:
@@ -358,9 +815,10 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plot_jt_sp_grid(runs: dict, experiment: str, path: Path, at: int = TABLE_AT) -> Path | None:
+def plot_jt_sp_grid(runs, experiment: str, path: Path, at: int = TABLE_AT) -> Path | None:
     """Table I's 3x3 block as two heat maps, the paper's and ours (mean over the seeds at ``at``;
     n in each cell); None if no ``ours`` cell of the sweep has reached ``at``."""
+    grid = _as_grid(runs)
     jts, sps = (80, 400, 800), (5, 25, 50)
     column = PAPER_COLUMN[experiment]
     paper = np.array([[PAPER_TABLE_I[f"ours_jt{jt}k_sp{sp}"][column] for sp in sps] for jt in jts])
@@ -368,14 +826,14 @@ def plot_jt_sp_grid(runs: dict, experiment: str, path: Path, at: int = TABLE_AT)
     counts = np.zeros((3, 3), dtype=int)
     for a, jt in enumerate(jts):
         for b, sp in enumerate(sps):
-            values = seed_values_at(runs.get(experiment, {}).get(f"ours_jt{jt}k_sp{sp}", {}), "return_pooled", at)
+            values = seed_values_at(grid.cells(experiment, f"ours_jt{jt}k_sp{sp}"), "return_pooled", at)
             counts[a, b] = len(values)
             if values:
                 ours[a, b] = np.mean(values)
     if not counts.any():
         return None
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
-    for ax, values, title in ((axes[0], paper, "paper (DART)"), (axes[1], ours, "ours (MuJoCo)")):
+    for ax, values, title in ((axes[0], paper, "paper (DART)"), (axes[1], ours, f"ours (profile {grid.profile})")):
         image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis")
         for a in range(3):
             for b in range(3):
@@ -392,44 +850,50 @@ def plot_jt_sp_grid(runs: dict, experiment: str, path: Path, at: int = TABLE_AT)
     return path
 
 
-def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
+def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -> list[Path]:
+    """The figures of one grid into ``out`` (file names end in ``suffix``)."""
+    grid = _as_grid(runs)
+    root = grid.root if root is None else Path(root)
+    runs = grid.runs
+    tag = f" [profile {grid.profile}]"
     written = []
     for number, experiment in ((3, "three_hoppers"), (5, "biped_fwd_bwd")):
         if experiment not in runs:
             continue
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
         plot_curves(axes[0], runs[experiment], only=MAIN_VARIANTS)
-        axes[0].set_title(f"{experiment}: ours (jt=400k, sp=25%) vs baselines")
+        axes[0].set_title(f"{experiment}: ours (jt=400k, sp=25%) vs baselines{tag}")
         plot_curves(axes[1], runs[experiment], only=[v for v in runs[experiment] if v.startswith("ours_")])
-        axes[1].set_title(f"{experiment}: jt × sp grid")
+        axes[1].set_title(f"{experiment}: jt × sp grid{tag}")
         for ax in axes:
             ax.legend(fontsize=7)
-        path = out / f"fig{number}_{experiment}.png"
+        path = out / f"fig{number}_{experiment}{suffix}.png"
         _save(fig, path)
         written.append(path)
     for experiment in PAPER_COLUMN:  # the pooled number hides which task fails
         variants = runs.get(experiment)
         if not variants:
             continue
-        first_rows = next(iter(next(iter(variants.values())).values()))
-        task_keys = [k for k in first_rows[0] if k.startswith("return/")]
+        task_keys = _task_keys(variants)
         fig, axes = plt.subplots(1, len(task_keys), figsize=(5.2 * len(task_keys), 4.0), squeeze=False)
         for ax, key in zip(axes[0], task_keys):
             plot_curves(ax, variants, key=key, only=MAIN_VARIANTS)
             ax.set_ylabel("mean episode return")
-            ax.set_title(f"{experiment}: {key.split('/', 1)[1]}")
+            ax.set_title(f"{experiment}: {key.split('/', 1)[1]}{tag}")
             ax.legend(fontsize=7)
-        path = out / f"per_task_{experiment}.png"
+        path = out / f"per_task_{experiment}{suffix}.png"
         _save(fig, path)
         written.append(path)
     for experiment in ("three_hoppers", "biped_fwd_bwd"):
-        path = plot_jt_sp_grid(runs, experiment, out / f"jt_sp_{experiment}.png")
+        path = plot_jt_sp_grid(grid, experiment, out / f"jt_sp_{experiment}{suffix}.png")
         if path:
             written.append(path)
     from .plots import plot_split
 
     for run_dir in sorted(Path(root).glob("*/ours_jt400k_sp25/seed1")):  # which weights the score split
-        path = plot_split(run_dir, out / f"split_{run_dir.parent.parent.name}_seed1.png")
+        if run_profile(run_dir) != grid.profile:
+            continue
+        path = plot_split(run_dir, out / f"split_{run_dir.parent.parent.name}_seed1{suffix}.png")
         if path:
             written.append(path)
     if any(e in runs for e in TORSO_MASS_EXPERIMENTS):
@@ -438,8 +902,8 @@ def write_figures(runs: dict, out: Path, root: Path) -> list[Path]:
             if experiment in runs:
                 plot_curves(ax, runs[experiment])
                 ax.legend(fontsize=7)
-            ax.set_title(f"{experiment.split('_')[-1]} kg vs 15 kg torso")
-        path = out / "fig6_torso_mass.png"
+            ax.set_title(f"{experiment.split('_')[-1]} kg vs 15 kg torso{tag}")
+        path = out / f"fig6_torso_mass{suffix}.png"
         _save(fig, path)
         written.append(path)
     return written
@@ -466,46 +930,77 @@ def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
     return written
 
 
-def write_report(root: str | Path, out: str | Path, gaits: bool = True, at: int = TABLE_AT) -> Path:
-    """Write table1.md, the figures and (optionally) gait GIFs; returns the table path.
+# ---------------------------------------------------------------------------------------------- the report
 
-    ``at``: the sample count the table reads (3M as the paper; smaller for a partial look).
-    ``gaits``: render the GIFs; without, the GIFs already in ``out/gaits`` stay listed.
-    """
-    root, out = Path(root), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = collect_runs(root)
-    n_runs = sum(len(seeds) for variants in runs.values() for seeds in variants.values())
-    n_done = sum(value_at(rows, "return_pooled", at) is not None
-                 for variants in runs.values() for seeds in variants.values() for rows in seeds.values())
-    parts = [
-        "# Table I reproduced",
-        "",
-        f"Generated by `mt-specialize report --root {root} --out {out} --at {at}` from {n_runs} run directories, "
-        f"{n_done} of them at or past {at:,} samples." + (" **Partial: the grid is still running.**"
-                                                                 if n_done < n_runs or n_runs < 105 else ""),
-        "",
-        f"Mean episode return (all tasks pooled, last 100 episodes) at {at:,} samples; mean ± std over the "
-        f"seeds that reached it (n in brackets). Paper: DART simulator, OpenAI Baselines PPO; ours: MuJoCo, this "
-        "package.",
-        "",
-        table_one(runs, at),
-    ]
+def _grid_section(grid: Grid, at: int) -> list[str]:
+    n_runs = sum(len(seeds) for variants in grid.runs.values() for seeds in variants.values())
+    n_done = _n_done(grid, at)
+    readings = ("accepted reading (first iteration not reverted with counted samples at or past it, as the "
+                f"paper) and real reading (first iteration with every env step counted at or past it)"
+                if grid.has_real_samples else "one reading: these runs have no revert rule, so counted and real "
+                "samples are the same")
+    parts = [f"## {grid.title}", "",
+             f"Profile `{grid.profile}`, runs under `{grid.root}`: {n_runs} run directories, {n_done} of them at "
+             f"or past {at:,} samples." + (" **Partial.**" if n_done < n_runs else ""), "",
+             f"Mean episode return (all tasks pooled, last 100 episodes) at {at:,} samples, {readings}; mean ± std "
+             "over the seeds that reached it (n in brackets). Paper: DART simulator, OpenAI Baselines PPO.", "",
+             table_one(grid, at)]
     for experiment in PAPER_COLUMN:
-        if experiment in runs:
-            parts += ["", f"## Ours (jt=400k, sp=25%) against each baseline at {at:,} samples: {experiment}", "",
-                      comparison_table(runs, experiment, at)]
-    if any(e in runs for e in TORSO_MASS_EXPERIMENTS):
-        parts += ["", f"## Torso mass (Fig. 6) at {at:,} samples", "", torso_mass_table(runs, at)]
-    for experiment in sorted(runs):
-        parts += ["", f"## Per-task returns at {at:,} samples: {experiment}", "",
-                  per_task_table(runs, experiment, at)]
-    parts += ["", DIFFERENCES]
-    figures = write_figures(runs, out, root)
+        if experiment in grid.runs:
+            parts += ["", f"### Ours (jt=400k, sp=25%) against each baseline at {at:,} samples: {experiment} "
+                          f"[profile {grid.profile}]", "",
+                      "IQM: interquartile mean over seeds with its 95% stratified-bootstrap percentile interval; "
+                      "P(ours > method): probability of improvement (a run of ours above a run of the method) "
+                      "with its interval (both as rliable defines them); p: exact permutation test of the means.",
+                      "", comparison_table(grid, experiment, at)]
+    if any(e in grid.runs for e in TORSO_MASS_EXPERIMENTS):
+        parts += ["", f"### Torso mass (Fig. 6) at {at:,} samples [profile {grid.profile}]", "",
+                  torso_mass_table(grid, at)]
+    for experiment in sorted(grid.runs):
+        parts += ["", f"### Per-task returns at {at:,} samples (accepted reading): {experiment} "
+                      f"[profile {grid.profile}]", "", per_task_table(grid, experiment, at)]
+    prose = _REF["differences"].get(grid.profile)
+    if prose:
+        parts += ["", prose.rstrip().replace("\n## ", "\n### ").replace("## ", "### ", 1)]
+    return parts
+
+
+def write_report(root, out: str | Path, gaits: bool = True, at: int = TABLE_AT,
+                 references: Iterable[str | Path] | None = None) -> Path:
+    """Write table1.md, table1_runs.csv, the figures and (optionally) gait GIFs; returns the table path.
+
+    ``root``: one run root or several; the data file's reference grids are added unless ``references``
+    says otherwise. ``at``: the sample count the tables read (3M as the paper; smaller for a partial
+    look). ``gaits``: render the GIFs of the first root; without, the GIFs already in ``out/gaits`` stay
+    listed.
+    """
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    grids = collect_grids(roots, references)
+    headline = _REF["headline_profile"]
+    grids.sort(key=lambda g: g.profile != headline)  # stable: the given roots' order otherwise
+    command = f"mt-specialize report --root {' --root '.join(str(r) for r in roots)} --out {out} --at {at}"
+    parts = ["# Table I reproduced", "",
+             f"Generated by `{command}` from " + ", ".join(f"`{g.root}` ({g.profile})" for g in grids)
+             + (" (no runs found)" if not grids else "") + ".", "",
+             "## Verdict", "", verdict(grids, at)]
+    figures: list[Path] = []
+    used_suffixes: set[str] = set()
+    for k, grid in enumerate(grids):
+        parts += [""] + _grid_section(grid, at)
+        suffix = "" if k == 0 else f"_{grid.profile}"
+        if suffix in used_suffixes:
+            suffix += f"_{k}"
+        used_suffixes.add(suffix)
+        figures += write_figures(grid, out, suffix=suffix)
+    csv_path = write_run_rows(grids, out / "table1_runs.csv", at)
+    parts += ["", f"Every run's row that the tables read, both readings: [{csv_path.name}]({csv_path.name})."]
     parts += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
-    gifs = write_gaits(root, out) if gaits else sorted((out / "gaits").glob("*.gif"))  # keep earlier GIFs listed
+    gifs = write_gaits(roots[0], out) if gaits else sorted((out / "gaits").glob("*.gif"))  # keep earlier GIFs listed
     if gifs:
-        parts += ["", "## Gaits (ours, jt=400k sp=25%, seed 1)", ""] + [f"![{p.stem}](gaits/{p.name})" for p in gifs]
+        parts += ["", f"## Gaits (ours, jt=400k sp=25%, seed 1, `{roots[0]}`)", ""] \
+            + [f"![{p.stem}](gaits/{p.name})" for p in gifs]
     table = out / "table1.md"
     tmp = table.with_suffix(".md.tmp")
     tmp.write_text("\n".join(parts) + "\n")

@@ -1,7 +1,99 @@
-"""Report statistics: exact permutation test and the ours-vs-baselines table, on hand-made runs."""
-import pytest
+"""Report: Table I's two readings, profiles, statistics (permutation, IQM, probability of improvement,
+stratified bootstrap), the verdict and the README blocks, on hand-made run directories and rows."""
+import csv
+import random
 
-from mt_specialize.report import comparison_table, permutation_p_value, table_one
+import numpy as np
+import pytest
+import yaml
+
+from mt_specialize.report import (Grid, accepted_row, collect_grids, comparison_table, iqm, iqm_interval,
+                                  permutation_p_value, poi_interval, probability_of_improvement, real_row,
+                                  run_profile, table_one, value_at, verdict)
+
+M = 1_000_000
+
+
+def _write_run(root, name, rows, profile=None):
+    """A run directory ROOT/<experiment>/<variant>/seed<N> with config.yaml (``profile`` only if given,
+    as runs older than profiles) and metrics.csv holding ``rows`` (dicts with the same keys)."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    config = {"experiment": name.split("/")[0], "seed": int(name.rsplit("seed", 1)[1])}
+    if profile is not None:
+        config["profile"] = profile
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    with open(run_dir / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return run_dir
+
+
+def _new_row(iteration, samples, samples_real, reverted, reverts, pooled):
+    return {"iteration": iteration, "samples": samples, "samples_real": samples_real, "reverted": reverted,
+            "reverts": reverts, "phase": "joint", "return_pooled": pooled, "return/a": pooled + 1,
+            "return/b": pooled - 1}
+
+
+# a run with a revert: the reverted row reaches 3M real and 3M counted samples; the counted samples are
+# rewound and the next (accepted) row reaches 3M counted samples at 4M real
+REVERTED_RUN = [_new_row(1, 1 * M, 1 * M, 0, 0, 100.0), _new_row(2, 2 * M, 2 * M, 0, 0, 200.0),
+                _new_row(3, 3 * M, 3 * M, 1, 1, 50.0), _new_row(4, 3 * M, 4 * M, 0, 1, 300.0)]
+OLD_RUN = [{"iteration": i, "samples": i * M, "phase": "joint", "return_pooled": 10.0 * i, "return/a": 10.0 * i}
+           for i in (1, 2, 3, 4)]
+
+
+def test_readings_skip_a_reverted_row_and_count_real_samples(tmp_path):
+    _write_run(tmp_path / "new", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
+    _write_run(tmp_path / "old", "three_hoppers/joint/seed1", OLD_RUN)
+    new, old = collect_grids([tmp_path / "new", tmp_path / "old"], references=())
+    assert (new.profile, old.profile) == ("paper", "none")  # no profile key: the runs before profiles
+    assert new.has_real_samples and not old.has_real_samples
+    rows = new.runs["three_hoppers"]["joint"][1]
+    # the authors' reading skips the reverted row past 3M and takes the next accepted one
+    assert accepted_row(rows)["iteration"] == 4 and value_at(rows, "return_pooled") == 300.0
+    assert value_at(rows, "return/a") == 301.0
+    # the real-sample reading takes the first row with 3M env steps, reverted or not
+    assert real_row(rows)["iteration"] == 3 and value_at(rows, "return_pooled", reading="real") == 50.0
+    assert value_at(rows, "return_pooled", 5 * M, "real") is None  # not there yet
+    # old runs (no samples_real / reverted columns): both readings are the first row at 3M samples
+    old_rows = old.runs["three_hoppers"]["joint"][1]
+    assert value_at(old_rows, "return_pooled") == value_at(old_rows, "return_pooled", reading="real") == 30.0
+    with pytest.raises(ValueError, match="'counted'.*accepted"):
+        value_at(old_rows, "return_pooled", reading="counted")
+
+
+def test_table_one_shows_both_readings_only_for_runs_that_log_real_samples(tmp_path):
+    _write_run(tmp_path / "new", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
+    _write_run(tmp_path / "old", "three_hoppers/joint/seed1", OLD_RUN)
+    new, old = collect_grids([tmp_path / "new", tmp_path / "old"], references=())
+    header, _, joint = table_one(new).splitlines()[:3]
+    assert "3 Hoppers (ours, accepted 3M)" in header and "3 Hoppers (ours, real 3M)" in header
+    assert joint.startswith("| sp=0% | 1601.94 | 300.0 (1 seed) | 50.0 (1 seed) | 877.80 | – | – |")
+    header, _, joint = table_one(old).splitlines()[:3]
+    assert "real" not in header and joint.startswith("| sp=0% | 1601.94 | 30.0 (1 seed) | 877.80 | – |")
+
+
+def test_profiles_split_one_root_and_a_bad_profile_is_named(tmp_path):
+    _write_run(tmp_path, "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
+    _write_run(tmp_path, "three_hoppers/joint/seed2", OLD_RUN)
+    grids = collect_grids(tmp_path, references=())
+    assert [(g.profile, sorted(g.runs["three_hoppers"]["joint"])) for g in grids] == [("paper", [1]), ("none", [2])]
+    bad = _write_run(tmp_path, "three_hoppers/joint/seed3", OLD_RUN, profile="dart")
+    with pytest.raises(ValueError, match=r"seed3/config.yaml: profile 'dart' is not one of \['paper', 'mujoco', 'none'\]"):
+        run_profile(bad)
+    # a reference grid that is not there is skipped; a root given twice is read once
+    assert len(collect_grids([tmp_path / "x"], references=[tmp_path / "missing"])) == 0
+    (bad / "config.yaml").write_text("profile: mujoco\n")
+    assert [g.profile for g in collect_grids(tmp_path, references=[tmp_path])] == ["paper", "mujoco", "none"]
+    # a reference grid stands in only for the profiles the roots lack
+    _write_run(tmp_path / "ref", "three_hoppers/joint/seed1", OLD_RUN)
+    _write_run(tmp_path / "ref", "three_hoppers/joint/seed2", OLD_RUN, profile="paper")
+    _write_run(tmp_path / "only_paper", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
+    grids = collect_grids(tmp_path / "only_paper", references=[tmp_path / "ref"])
+    assert [(g.profile, g.root.name) for g in grids] == [("paper", "only_paper"), ("none", "ref")]
+    assert collect_grids(tmp_path, references=[tmp_path / "ref"]) == collect_grids(tmp_path, references=())
 
 
 def test_permutation_p_value_by_hand():
@@ -17,22 +109,66 @@ def test_permutation_p_value_by_hand():
         permutation_p_value([], [1.0])
 
 
-def _rows(final: float, until: int = 3_000_000):
+def test_iqm_trims_a_quarter_from_each_end():
+    assert iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)  # mean of 3, 4, 5, 6
+    assert iqm([0, 1, 2, 3, 1000]) == pytest.approx(2.0)  # 5 seeds: int(1.25) = 1 cut each end
+    assert iqm([5, 1, 9]) == pytest.approx(5.0)  # 3 seeds: nothing cut, the mean
+    assert iqm([[1, 100], [2, 200], [3, 300], [4, 400]]) == pytest.approx(np.mean([3, 4, 100, 200]))  # over runs and tasks
+    with pytest.raises(ValueError, match="non-empty"):
+        iqm([])
+
+
+def test_probability_of_improvement_counts_pairs_and_ties():
+    assert probability_of_improvement([10, 11, 12], [0, 1, 2]) == 1.0
+    assert probability_of_improvement([0, 1, 2], [10, 11, 12]) == 0.0
+    assert probability_of_improvement([1, 3], [2]) == pytest.approx(0.5)
+    assert probability_of_improvement([2, 2], [2, 1]) == pytest.approx(0.75)  # ties count half
+    # per task, then averaged over tasks
+    assert probability_of_improvement([[5, 0], [6, 0]], [[1, 9], [2, 9]]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="2 tasks.*1"):
+        probability_of_improvement([[1, 2]], [[1]])
+
+
+def test_bootstrap_intervals():
+    # clearly separated samples: every resample keeps ours above, so the interval is [1, 1]
+    point, low, high = poi_interval([2000, 2010, 2020, 2030, 2040], [1000, 1010, 1020, 1030, 1040], reps=2000)
+    assert point == low == high == 1.0
+    # overlapping samples: a wide interval around the point estimate, inside [0, 1]
+    point, low, high = poi_interval([1, 3, 5, 7, 9], [2, 4, 6, 8, 10], reps=4000)
+    assert point == pytest.approx(0.4) and 0 <= low < 0.4 < high <= 1 and high - low > 0.4
+    # stratified by task: each task's runs are resampled within the task, so a task column that is
+    # constant stays constant and the IQM of [[0, 100], [0, 100]] is 50 in every resample
+    assert iqm_interval([[0, 100], [0, 100]], reps=500) == (50.0, 50.0, 50.0)
+    # the interval's ends are the 2.5% and 97.5% percentiles of the IQMs of resampled seeds: the same as
+    # a plain loop drawing 6 seeds with replacement
+    values = [0.0, 10.0, 20.0, 40.0, 80.0, 160.0]
+    draw = random.Random(0)
+    loop = np.percentile([iqm(draw.choices(values, k=6)) for _ in range(20_000)], [2.5, 97.5])
+    point, low, high = iqm_interval(values, reps=20_000)
+    assert point == 37.5 and low == pytest.approx(loop[0], abs=2.5) and high == pytest.approx(loop[1], abs=2.5)
+    assert iqm_interval(values, reps=1000, seed=3) == iqm_interval(values, reps=1000, seed=3)  # reproducible
+
+
+def _rows(final: float, until: int = 3 * M):
     """metrics rows rising linearly to ``final`` at 3M samples, logged every 1M up to ``until``."""
-    return [{"samples": s, "return_pooled": final * s / 3_000_000} for s in range(1_000_000, until + 1, 1_000_000)]
+    return [{"samples": s, "return_pooled": final * s / (3 * M)} for s in range(M, until + 1, M)]
 
 
-def test_comparison_table_differences_p_values_and_rankings():
+def _seeds(*finals, until=3 * M):
+    return {k + 1: _rows(f, until) for k, f in enumerate(finals)}
+
+
+def test_comparison_table_differences_p_values_intervals_and_rankings():
     runs = {"three_hoppers": {
-        "ours_jt400k_sp25": {1: _rows(1000), 2: _rows(1100), 3: _rows(1200)},
-        "joint": {1: _rows(500), 2: _rows(600), 3: _rows(700)},
-        "append": {1: _rows(1500), 2: _rows(1600)},
-        "separate": {1: _rows(900, until=2_000_000)},  # not at 3M yet: left out
+        "ours_jt400k_sp25": _seeds(1000, 1100, 1200),
+        "joint": _seeds(500, 600, 700),
+        "append": _seeds(1500, 1600),
+        "separate": _seeds(900, until=2 * M),  # not at 3M yet: left out
     }}
-    table = comparison_table(runs, "three_hoppers")
-    assert "| joint (sp=0%) | 3 | 600.0 | +500.0 | 0.10 |" in table
-    assert "| append (one-hot task id) | 2 | 1550.0 | -450.0 | 0.10 |" in table
-    assert "| separate | 0 | – | | |" in table
+    table = comparison_table(Grid(".", "none", runs), "three_hoppers")
+    assert "| joint (sp=0%) | 3 | 600.0 ± 81.6 | 600.0 [500.0, 700.0] | +500.0 | 0.10 | 1.00 [1.00, 1.00] |" in table
+    assert "| append (one-hot task id) | 2 | 1550.0 ± 50.0 | 1550.0 [1500.0, 1600.0] | -450.0 | 0.10 | 0.00 [0.00, 0.00] |" in table
+    assert "| separate | 0 | – | – | | |" in table
     ours_rank = next(line for line in table.splitlines() if line.startswith("Ranking by mean")).split(": ", 1)[1]
     assert ours_rank.index("append") < ours_rank.index("ours") < ours_rank.index("joint")
     assert "left out" in ours_rank
@@ -43,39 +179,116 @@ def test_comparison_table_differences_p_values_and_rankings():
     assert "– (0 seeds, 1 partial)" in separate_row
 
 
+def _paper_grid(profile="paper", ours=(2000, 2010, 2020, 2030, 2040), joint=(1000, 1010, 1020, 1030, 1040),
+                separate=(1990, 2015, 2025, 2035, 2005), fig6=True):
+    runs = {"three_hoppers": {"ours_jt400k_sp25": _seeds(*ours), "joint": _seeds(*joint),
+                              "separate": _seeds(*separate), "append": _seeds(900, 910)}}
+    if fig6:  # separate ahead at 3 kg, joint ahead at 8 and 14 kg, as the paper's Fig. 6
+        low, high = (500, 510, 520, 530, 540), (900, 910, 920, 930, 940)
+        for experiment, (j, s) in {"torso_mass_3": (low, high), "torso_mass_8": (high, low),
+                                   "torso_mass_14": (high, low)}.items():
+            runs[experiment] = {"ours_jt400k_sp25": _seeds(*high), "joint": _seeds(*j), "separate": _seeds(*s)}
+    return Grid(f"runs/{profile}", profile, runs)
+
+
+def test_verdict_claims_only_what_the_data_support():
+    text = verdict([_paper_grid()])
+    lines = text.splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith("- three_hoppers"))
+    # 5 main methods x 5 seeds planned; 5 + 5 + 5 + 2 there, random missing
+    assert lines[at] == "- three_hoppers (partial: 17 of 25 runs):"
+    # 2 of 252 relabellings as extreme: p 0.01
+    assert lines[at + 1] == "  - **ours beats joint**: P(ours > joint) 1.00 [1.00, 1.00], permutation p 0.01, 5 vs 5 seeds"
+    # 15 of the 25 pairs have ours above: 0.60, the interval around it, no claim
+    assert lines[at + 2].startswith("  - no clear difference from separate: P(ours > separate) 0.60 [")
+    assert lines[at + 3] == "  - random split: no runs to compare yet"
+    assert lines[at + 4].startswith("  - append: too few seeds to say: P(ours > append) 1.00")  # 2 seeds, both below
+    assert "- biped_fwd_bwd: no runs at 3,000,000 samples yet (0 of 25 runs)." in text
+    fig6 = next(line for line in text.splitlines() if line.startswith("- Fig. 6"))
+    assert "holds: every ordering is shown" in fig6 and "(complete)" in fig6
+    assert "Ours has the highest mean at 0 of 3 torso masses" in fig6  # ties with the better one are not "on top"
+    # 3 seeds against 3, completely separated: the interval excludes 0.5 but p = 0.1, so no "beats"
+    three = verdict([_paper_grid(ours=(2000, 2010, 2020), joint=(1000, 1010, 1020), fig6=False)])
+    assert "ours ahead of joint by the interval, not shown by the permutation test" in three
+    assert "ours beats" not in three
+
+
+def test_verdict_says_what_changes_on_the_other_profile_and_when_the_headline_has_no_runs():
+    paper = _paper_grid()
+    first = _paper_grid("none", ours=(1000, 1010, 1020), joint=(2000, 2010, 2020), fig6=False)
+    text = verdict([first, paper])  # the headline profile comes first whatever the order given
+    assert text.index("**paper profile") < text.index("**profile none")
+    change = text.split("What changes on profile none against paper: ")[1]
+    assert "three_hoppers vs joint: P(ours >) 1.00 (better) on paper, 0.00 (leans worse) on none" in change
+    assert "three_hoppers (complete" not in text  # 3 seeds planned on none, but random missing
+    assert "- **paper profile: no runs yet.**" in verdict([first])
+    # the Fig. 6 ordering reversed: the trend does not hold
+    reversed_fig6 = _paper_grid()
+    reversed_fig6.runs["torso_mass_3"]["joint"], reversed_fig6.runs["torso_mass_3"]["separate"] = \
+        reversed_fig6.runs["torso_mass_3"]["separate"], reversed_fig6.runs["torso_mass_3"]["joint"]
+    assert "does not hold: 2 of 3 orderings" in verdict([reversed_fig6])
+
+
+def test_real_reading_changes_are_named_in_the_verdict(tmp_path):
+    for seed in range(1, 6):
+        # ours: accepted reading 300 + seed, real reading 50 + seed (a revert at 3M real)
+        rows = [dict(r, return_pooled=r["return_pooled"] + seed) for r in REVERTED_RUN]
+        _write_run(tmp_path, f"three_hoppers/ours_jt400k_sp25/seed{seed}", rows, profile="paper")
+        joint = [_new_row(i, i * M, i * M, 0, 0, 100.0 + seed) for i in (1, 2, 3, 4)]
+        _write_run(tmp_path, f"three_hoppers/joint/seed{seed}", joint, profile="paper")
+    text = verdict(collect_grids(tmp_path, references=()))
+    assert "  - **ours beats joint**" in text
+    assert "  - At 3M real samples: joint: worse (P(ours >) 0.00 [0.00, 0.00])." in text
+
+
 def test_jt_sp_heat_map_only_when_a_sweep_cell_reached_the_budget(tmp_path):
     from mt_specialize.report import plot_jt_sp_grid
 
-    runs = {"three_hoppers": {"ours_jt400k_sp25": {1: _rows(1000)}, "ours_jt80k_sp5": {1: _rows(900, until=2_000_000)}}}
+    runs = {"three_hoppers": {"ours_jt400k_sp25": {1: _rows(1000)}, "ours_jt80k_sp5": {1: _rows(900, until=2 * M)}}}
     assert plot_jt_sp_grid({"three_hoppers": {"joint": {1: _rows(500)}}}, "three_hoppers", tmp_path / "a.png") is None
     assert not (tmp_path / "a.png").exists()
     path = plot_jt_sp_grid(runs, "three_hoppers", tmp_path / "b.png")
     assert path == tmp_path / "b.png" and path.stat().st_size > 10_000
 
 
-def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
-    from mt_specialize.report import fill_blocks, update_readme
+README = ("# x\n\n<!-- verdict --><!-- /verdict -->\n<!-- n_done -->0<!-- /n_done --> runs\n\n<!-- table1 -->\nold table\n"
+          "<!-- /table1 -->\ntext kept\n<!-- comparison --><!-- /comparison -->\n<!-- torso_mass --><!-- /torso_mass -->\n"
+          "second: <!-- n_done_none -->0<!-- /n_done_none -->\n<!-- table1_none --><!-- /table1_none -->\nend\n")
 
-    runs = {"three_hoppers": {"ours_jt400k_sp25": {1: _rows(1000), 2: _rows(1100), 3: _rows(1200)},
-                              "joint": {1: _rows(500), 2: _rows(600), 3: _rows(700, until=2_000_000)}}}
+
+def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
+    from mt_specialize.report import fill_blocks, readme_blocks, update_readme
+
+    paper = Grid("runs/paper", "paper", {"three_hoppers": {"ours_jt400k_sp25": _seeds(1000, 1100, 1200),
+                                                           "joint": _seeds(500, 600, 700, until=2 * M)}})
+    first = Grid("results/grid", "none", {"three_hoppers": {"ours_jt400k_sp25": _seeds(1000, 1100, 1200),
+                                                            "joint": _seeds(500, 600, 700)}})
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n<!-- n_done -->0<!-- /n_done --> runs\n\n<!-- table1 -->\nold table\n<!-- /table1 -->\n"
-                      "text kept\n<!-- comparison --><!-- /comparison -->\n<!-- torso_mass --><!-- /torso_mass -->\nend\n")
-    blocks = update_readme(readme, runs)
+    readme.write_text(README)
+    blocks = update_readme(readme, [paper, first])
     text = readme.read_text()
-    assert blocks["n_done"] == "5" and "<!-- n_done -->5<!-- /n_done --> runs" in text
+    assert blocks["n_done"] == "3" and "<!-- n_done -->3<!-- /n_done --> runs" in text
+    assert "second: <!-- n_done_none -->6<!-- /n_done_none -->" in text
     assert "old table" not in text and "text kept\n" in text and text.endswith("end\n")
-    assert "| sp=0% | 1601.94 | 550.0 ± 50.0 (2 seeds, 1 partial) |" in text
+    assert "| sp=0% | 1601.94 | – (0 seeds, 3 partial) |" in text.split("<!-- /table1 -->")[0]
+    assert "| sp=0% | 1601.94 | 600.0 ± 81.6 (3 seeds) |" in text.split("<!-- table1_none -->")[1]
     comparison = text.split("<!-- comparison -->\n")[1].split("\n<!-- /comparison -->")[0].splitlines()
-    assert comparison[2] == "| three_hoppers | +550.0 (p 0.10) | – | – | – |"
-    assert comparison[3] == "| biped_fwd_bwd | – | – | – | – |"
-    assert fill_blocks(text, blocks) == text  # filling again changes nothing
+    assert comparison[2] == "| three_hoppers | – | – | – | – |"
+    verdict_text = text.split("<!-- verdict -->\n")[1].split("\n<!-- /verdict -->")[0]
+    assert "three_hoppers (partial: 3 of 25 runs)" in verdict_text
+    assert "comparison_none" in blocks and "<!-- comparison_none -->" not in text  # optional: no markers, not written
+    assert fill_blocks(text, blocks, optional=[b for b in blocks if b.endswith("_none")]) == text  # idempotent
+    # no paper-profile runs: the headline blocks say so
+    assert readme_blocks([first])["table1"] == "no paper-profile runs yet (read: results/grid)"
 
     broken = text.replace("<!-- /table1 -->", "")
     readme.write_text(broken)
     with pytest.raises(ValueError, match="table1"):
-        update_readme(readme, runs)
+        update_readme(readme, [paper, first])
     assert readme.read_text() == broken  # nothing written on error
+    readme.write_text(README.replace("<!-- verdict --><!-- /verdict -->", ""))
+    with pytest.raises(ValueError, match="verdict"):  # the headline blocks and the verdict are required
+        update_readme(readme, [paper])
 
 
 def test_torso_mass_table_against_the_papers_orderings():
@@ -86,16 +299,39 @@ def test_torso_mass_table_against_the_papers_orderings():
                              "separate": {1: _rows(700), 2: _rows(900)}},
             "torso_mass_8": {"ours_jt400k_sp25": {1: _rows(500)}, "joint": {1: _rows(800)},
                              "separate": {1: _rows(600)}},
-            "torso_mass_14": {"joint": {1: _rows(800, until=2_000_000)}}}
+            "torso_mass_14": {"joint": {1: _rows(800, until=2 * M)}}}
     rows = {line.split(" |")[0]: line for line in torso_mass_table(runs).splitlines()[2:]}
     assert rows["| 3 kg"] == ("| 3 kg | 1000.0 ± 100.0 (2) | 500.0 ± 100.0 (2) | 800.0 ± 100.0 (2) "
-                              "| +500.0 (p 0.33) | +200.0 (p 0.67) | separate (separate) | yes |")
-    assert rows["| 8 kg"].endswith("| -300.0 (p 1.00) | -100.0 (p 1.00) | joint (joint) | no |")
-    assert rows["| 14 kg"] == "| 14 kg | – | – | – | – | – | – (joint) | – |"  # not at 3M yet
+                              "| +500.0 (p 0.33; P(ours>) 1.00 [1.00, 1.00]) | +200.0 (p 0.67; P(ours>) 0.88 [0.50, 1.00]) "
+                              "| separate (separate) | 0.00 [0.00, 0.00] | yes |")
+    assert rows["| 8 kg"].endswith("| -300.0 (p 1.00; P(ours>) 0.00 [0.00, 0.00]) | -100.0 (p 1.00; P(ours>) 0.00 [0.00, 0.00]) "
+                                   "| joint (joint) | 1.00 [1.00, 1.00] | no |")
+    assert rows["| 14 kg"] == "| 14 kg | – | – | – | – | – | – (joint) | – | – |"  # not at 3M yet
 
 
 def test_ankle_variant_is_compared_with_the_papers_biped_ranking():
     runs = {"biped_fwd_bwd_ankle100": {"ours_jt400k_sp25": {1: _rows(2000)}, "joint": {1: _rows(1500)}}}
     table = comparison_table(runs, "biped_fwd_bwd_ankle100")
-    assert "| joint (sp=0%) | 1 | 1500.0 | +500.0 | 1.00 |" in table
+    assert "| joint (sp=0%) | 1 | 1500.0 | 1500.0 | +500.0 | 1.00 | 1.00 [1.00, 1.00] |" in table
     assert "Ranking in the paper: ours (jt=400k, sp=25%) > random split (jt=400k, sp=25%) > separate" in table
+
+
+def test_write_report_labels_every_grid_and_lists_every_run(tmp_path):
+    from mt_specialize.report import write_report
+
+    _write_run(tmp_path / "paper", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
+    _write_run(tmp_path / "old", "three_hoppers/joint/seed1", OLD_RUN)
+    table = write_report(tmp_path / "paper", tmp_path / "out", gaits=False, references=[tmp_path / "old"]).read_text()
+    assert table.index("## paper profile") < table.index("## profile none")
+    assert f"Profile `paper`, runs under `{tmp_path / 'paper'}`" in table and f"Profile `none`, runs under `{tmp_path / 'old'}`" in table
+    assert "[profile paper]" in table and "[profile none]" in table
+    assert "### What still differs from the paper on the paper profile" in table
+    assert "fig3_three_hoppers.png" in table and "fig3_three_hoppers_none.png" in table
+    with open(tmp_path / "out" / "table1_runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    picked = {(r["profile"], r["reading"]): (r["iteration"], r["samples_real"], r["reverts"], r["return_pooled"], r["return/a"])
+              for r in rows}
+    assert picked == {("paper", "accepted"): ("4", str(4 * M), "1", "300.0", "301.0"),
+                      ("paper", "real"): ("3", str(3 * M), "1", "50.0", "51.0"),
+                      ("none", "accepted"): ("3", str(3 * M), "0", "30.0", "30.0"),
+                      ("none", "real"): ("3", str(3 * M), "0", "30.0", "30.0")}
