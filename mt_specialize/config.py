@@ -101,6 +101,8 @@ class TrainConfig:
     task_switch_prob: per control step and env, the probability that a robot walking under one task
                     goes on under another task that drives the same robot (biped forward/backward):
                     trains the switches a policy server makes (MultiTaskVecEnv ``switch_prob``); 0 = never
+    task_switch_start: counted samples before task switches begin (e.g. 3M: learn each task, then its
+                    switches); 0 = from the start
     task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
                     setting -> value), recorded in the run's config.yaml
     """
@@ -127,6 +129,7 @@ class TrainConfig:
     append_mode: str | None = None
     split_count: str | None = None
     task_switch_prob: float = 0.0
+    task_switch_start: int = 0
     task_physics: dict | None = None
 
     # -- construction ---------------------------------------------------------------------------
@@ -223,6 +226,7 @@ class TrainConfig:
         p = c.task_switch_prob
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ValueError(f"task_switch_prob must be a probability in [0, 1), got {p!r}")
+        c.task_switch_start = parse_count(c.task_switch_start, "task_switch_start")
         if c.profile not in PROFILES:
             raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
         if not isinstance(c.physics, dict):

@@ -228,6 +228,8 @@ class Trainer:
                                       append_task_id=self.append_task_id,
                                       normalize_task_id=self.normalize_task_id).mean_actions
         noise = self.rng.standard_normal((S, T, E, A)).astype(np.float32)
+        c = self.config
+        self.env.switch_prob = c.task_switch_prob if self.samples >= c.task_switch_start else 0.0
         for t in range(S):
             obs_buf[t] = self.obs
             action = mean_action(self.obs) + std * noise[t]

@@ -147,7 +147,7 @@ class MultiTaskVecEnv:
     def _switch(self, done: np.ndarray) -> np.ndarray | None:
         """Swap robot states between tasks of a group (see ``switch_prob``); envs that ended this
         step take no part. Returns the (T, E) bool mask of switched envs, or None."""
-        if not self.switch_groups:
+        if not self.switch_groups or self.switch_prob == 0:
             return None
         switched = np.zeros((self.n_tasks, self.envs_per_task), dtype=bool)
         rng = self._switch_rng

@@ -75,3 +75,20 @@ def test_trainer_cuts_the_trajectory_at_a_switch(tmp_path):
         # the next observation of a switched env is the other task's robot, not this one's
         assert not np.array_equal(final, rollout["obs"][t + 1, i, e]) or rollout["terminated"][t, i, e]
     trainer.close()
+
+
+def test_switches_begin_at_task_switch_start(tmp_path):
+    path = tmp_path / "biped.yaml"
+    path.write_text("name: tiny_biped\nbatch_size: 256\nbudget: 768\ntasks: [biped_forward, biped_backward]\n")
+    trainer = Trainer(TrainConfig(experiment=str(path), method="separate", envs_per_task=4, profile="none",
+                                  task_switch_prob=0.3, task_switch_start=512), tmp_path / "run")
+    cuts = []
+    collect = trainer.collect
+
+    def counting_collect():
+        rollout = collect()
+        cuts.append(len(rollout["truncated_obs"]))
+        return rollout
+    trainer.collect = counting_collect
+    trainer.run()
+    assert cuts[:2] == [0, 0] and cuts[2] > 0  # 2 x 256 samples without switches, then with
