@@ -187,11 +187,8 @@ class RobotSim:
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self.episode_steps += 1
         self.total_steps += 1
-        try:
-            r = self.task.reward(np.array([x_before]), self.data.qpos[None, 0], action[None])
-            self.episode_return += float(np.asarray(r).reshape(-1)[0])
-        except Exception:
-            pass
+        r = self.task.reward(np.array([x_before]), self.data.qpos[None, 0], action[None], qpos=self.data.qpos[None])
+        self.episode_return += float(np.asarray(r).reshape(-1)[0])
         term = bool(np.asarray(self.task.terminated(self.data.qpos[None], self.data.qvel[None],
                                                     self.start_height)).reshape(-1)[0])
         trunc = (not term) and self.episode_steps >= self.horizon
