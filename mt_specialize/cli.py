@@ -235,13 +235,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     at = parse_count(args.at, "--at")
     if args.readme and not Path(args.readme).is_file():
         raise SystemExit(f"--readme: no file {args.readme}")
-    path = write_report(args.root, args.out, gaits=not args.no_gifs, at=at)
+    roots = args.root or ["runs/grid_paper"]
+    path = write_report(roots, args.out, gaits=not args.no_gifs, at=at)
     print(f"wrote {path} and figures in {args.out}")
     if args.readme:
-        from .report import collect_runs, update_readme
+        from .report import update_readme
 
         try:
-            blocks = update_readme(args.readme, collect_runs(args.root), at)
+            blocks = update_readme(args.readme, roots, at)
         except ValueError as err:
             raise SystemExit(f"--readme {args.readme}: {err}") from None
         print(f"filled {', '.join(blocks)} in {args.readme} ({blocks['n_done']} runs at {at:,} samples)")
@@ -345,8 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("archive", help="copy a grid's results and resume points to a small directory (for git)")
-    p.add_argument("--root", default="runs/paper")
-    p.add_argument("--to", default="results/grid")
+    p.add_argument("--root", default="runs/grid_paper")
+    p.add_argument("--to", default="results/grid_paper")
     p.set_defaults(func=_cmd_archive)
 
     p = sub.add_parser("gait", help="render a trained policy's gait headless to GIF/MP4 (optional task switch)")
@@ -367,12 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="Table I, learning-curve figures and gait GIFs from the grid's runs")
-    p.add_argument("--root", default="runs/paper")
+    p.add_argument("--root", action="append",
+                   help="a grid's run directories (repeatable, one grid per profile; default runs/grid_paper); "
+                        "the archived grids named in config/paper_results.yaml fill in the other profiles")
     p.add_argument("--out", default="results")
     p.add_argument("--no-gifs", action="store_true")
     p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as the paper)")
     p.add_argument("--readme", default=None, metavar="FILE",
-                   help="also fill FILE's generated blocks: <!-- n_done -->, table1, comparison, torso_mass")
+                   help="also fill FILE's generated blocks: <!-- verdict -->, n_done, table1, comparison, "
+                        "torso_mass (and their _none / _mujoco variants where FILE has the markers)")
     p.set_defaults(func=_cmd_report)
 
     try:
