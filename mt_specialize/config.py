@@ -24,7 +24,7 @@ SCORE_STATISTICS = ("variance", "std")
 # The training settings of each profile (SPEC §5b); the robots' physics of each profile is in
 # mt_specialize.physics. A setting given explicitly (not null) overrides its profile's value.
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
-    # The paper's authors' code (shared/paper/authors-setup.md; VincentYu68/baselines,
+    # The paper's authors' code (VincentYu68/baselines,
     # baselines/split_net/pposgd_split.py at 8ab77c2):
     "paper": {
         "optimizer": "per_task",          # task_adams: one MpiAdam per task, stepping in turn, shared entries synced
