@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             report["models"][model] = {"skipped": str(exc)}
             continue
         results: dict = {}
-        for trainer in args.trainers:
-            for seed in range(1, args.seeds + 1):
+        for seed in range(1, args.seeds + 1):
+            for trainer in args.trainers:
                 path = out / model / f"{trainer}_seed{seed}.json"
                 run = json.loads(path.read_text()) if path.is_file() else None
                 if run is None or run.get("budget") != samples:

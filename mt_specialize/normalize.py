@@ -49,13 +49,18 @@ class RunningMeanStd:
         self.count = torch.full((self.n_tasks,), float(epsilon), dtype=torch.float64)
 
     def _check(self, x) -> torch.Tensor:
-        x = torch.as_tensor(x)
-        if x.dim() != 2 + len(self.shape) or x.shape[0] != self.n_tasks or tuple(x.shape[2:]) != self.shape:
+        x = x if isinstance(x, np.ndarray) else torch.as_tensor(x)
+        if x.ndim != 2 + len(self.shape) or x.shape[0] != self.n_tasks or tuple(x.shape[2:]) != self.shape:
             raise ValueError(f"expected (T={self.n_tasks}, N, *{self.shape}), got {tuple(x.shape)}")
         return x
 
     def update(self, x) -> None:
-        """Fold a batch ``x (T, N, *shape)`` into each task's statistics (N >= 1)."""
+        """Fold a batch ``x (T, N, *shape)`` into each task's statistics (N >= 1).
+
+        A NumPy array is folded in with NumPy (the same formulas; several times faster for the
+        small per-step batches of ``obs_norm_update='per_step'``), a tensor with torch."""
+        if isinstance(x, np.ndarray):
+            return self._update_numpy(self._check(x).astype(np.float64, copy=False))
         x = self._check(x).detach().to("cpu", torch.float64)
         n = x.shape[1]
         if n == 0:
@@ -72,15 +77,36 @@ class RunningMeanStd:
         self.var = m2 / tot
         self.count = self.count + n
 
+    def _update_numpy(self, x: np.ndarray) -> None:
+        n = x.shape[1]
+        if n == 0:
+            return
+        b_mean, b_var = x.mean(axis=1), x.var(axis=1)
+        view = (self.n_tasks,) + (1,) * len(self.shape)
+        count = self.count.numpy()
+        cnt = count.reshape(view)
+        tot = cnt + n
+        mean, var = self.mean.numpy(), self.var.numpy()
+        delta = b_mean - mean
+        m2 = var * cnt + b_var * n + delta**2 * cnt * n / tot
+        self.mean = torch.from_numpy(mean + delta * (n / tot))
+        self.var = torch.from_numpy(m2 / tot)
+        self.count = torch.from_numpy(count + n)
+
     @property
     def std(self) -> torch.Tensor:
         """(T, *shape) float64 ``sqrt(max(var, var_floor) + norm_epsilon)`` used by :meth:`normalize`."""
         var = torch.clamp(self.var, min=self.var_floor)
         return torch.sqrt(var + self.norm_epsilon if self.norm_epsilon else var)
 
-    def normalize(self, x) -> torch.Tensor:
-        """``x (T, N, *shape)`` -> float32 ``clip((x - mean) / std, ±clip)`` per task (same device as x)."""
+    def normalize(self, x) -> torch.Tensor | np.ndarray:
+        """``x (T, N, *shape)`` -> float32 ``clip((x - mean) / std, ±clip)`` per task (same device as x;
+        a NumPy array for a NumPy input, element for element the same numbers)."""
         x = self._check(x)
+        if isinstance(x, np.ndarray):
+            view = (self.n_tasks, 1, *self.shape)
+            z = (x.astype(np.float64, copy=False) - self.mean.numpy().reshape(view)) / self.std.numpy().reshape(view)
+            return np.clip(z, -self.clip, self.clip).astype(np.float32)
         dev = x.device
         view = (self.n_tasks, 1, *self.shape)
         z = (x.to(torch.float64) - self.mean.to(dev).view(view)) / self.std.to(dev).view(view)
@@ -128,7 +154,7 @@ class RewardNormalizer:
             raise ValueError(f"reward and episode_end must have shape {self.returns.shape}, got "
                              f"{reward.shape} and {np.shape(episode_end)}")
         self.returns = self.returns * self.gamma + reward
-        self.ret_rms.update(torch.from_numpy(self.returns))
+        self.ret_rms.update(self.returns)
         scaled = np.clip(reward / np.sqrt(self.ret_rms.var.numpy()[:, None] + self.epsilon), -self.clip, self.clip)
         self.returns[np.asarray(episode_end, dtype=bool)] = 0.0
         return scaled

@@ -141,7 +141,7 @@ class Trainer:
         self.pooled_returns: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
         self.obs = self.env.reset()
         if c.ppo.obs_norm_update == "per_step":  # as VecNormalize.reset (a resume loads the saved statistics)
-            self.obs_rms.update(torch.from_numpy(self.obs))
+            self.obs_rms.update(self.obs)
         self._stop_signal: int | None = None
         if resume:
             self._load_latest()
@@ -188,7 +188,7 @@ class Trainer:
 
     def _normalize(self, obs: np.ndarray) -> np.ndarray:
         """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±obs_clip)."""
-        return self._policy_input(self.obs_rms.normalize(torch.from_numpy(obs)).numpy())
+        return self._policy_input(self.obs_rms.normalize(obs))
 
     def collect(self) -> dict:
         """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)
@@ -222,7 +222,7 @@ class Trainer:
             act_buf[t] = action
             result = self.env.step(np.clip(action, -1.0, 1.0) if ppo.clip_env_actions else action)
             if per_step:
-                self.obs_rms.update(torch.from_numpy(result.obs))
+                self.obs_rms.update(result.obs)
             reward = result.reward
             if self.reward_normalizer is not None:
                 reward = self.reward_normalizer(reward, result.terminated | result.truncated)

@@ -71,10 +71,10 @@ def test_sb3_clip_and_epsilon():
     mean, var = rms.mean.numpy()[0], rms.var.numpy()[0]
     expected = np.clip((x[0, 0] - mean) / np.sqrt(var + 1e-8), -10, 10)
     assert abs(expected[0]) == 10 and 5 < abs(expected[2]) < 10  # one clipped at 10, one beyond 5 kept
-    assert np.allclose(rms.normalize(x).numpy()[0, 0], expected, rtol=1e-6)
+    assert np.allclose(rms.normalize(torch.from_numpy(x)).numpy()[0, 0], expected, rtol=1e-6)
     default = RunningMeanStd(1, (3,))  # ours: floor 1e-2 on the variance, clip 5
     default.load_state_dict(rms.state_dict())
-    assert np.allclose(default.normalize(x).numpy()[0, 0],
+    assert np.allclose(default.normalize(torch.from_numpy(x)).numpy()[0, 0],
                        np.clip((x[0, 0] - mean) / np.sqrt(np.maximum(var, 1e-2)), -5, 5), rtol=1e-6)
 
 
@@ -101,3 +101,18 @@ def test_reward_normalizer_matches_vecnormalize_by_hand():
     assert np.isclose(out[1, 0], 400.0 / np.std([100.0, 490.0]))
     with pytest.raises(ValueError, match="shape"):
         two(np.zeros((1, 2)), np.zeros((1, 2), bool))
+
+
+def test_numpy_update_and_normalize_match_torch():
+    rng = np.random.default_rng(3)
+    a, b = RunningMeanStd(2, (3,)), RunningMeanStd(2, (3,))
+    for n in (1, 4, 9):
+        x = rng.normal(2.0, 3.0, (2, n, 3))
+        a.update(torch.from_numpy(x))
+        b.update(x)
+    assert np.allclose(a.mean.numpy(), b.mean.numpy(), rtol=1e-12) and np.allclose(a.var.numpy(), b.var.numpy(), rtol=1e-12)
+    assert torch.equal(a.count, b.count)
+    x = rng.normal(2.0, 30.0, (2, 5, 3))
+    assert np.array_equal(a.normalize(torch.from_numpy(x)).numpy(), a.normalize(x))
+    with pytest.raises(ValueError, match="expected"):
+        b.update(np.zeros((3, 1, 3)))
