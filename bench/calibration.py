@@ -21,11 +21,13 @@ SB3 runs on ``TaskEnv`` for our models: the same MuJoCo model and stepping as ou
 
 Outputs under ``--out``: ``<model>/<trainer>_seed<k>.json`` (curve: samples and mean return of the
 last 100 episodes after every iteration; samples/s over the whole run), reused when present and
-made for the same budget, so an interrupted run continues; ``<model>.png`` (return vs samples, both
+made for the same budget and foot friction, so an interrupted run continues; ``<model>.png`` (return vs samples, both
 trainers); ``summary.json``; the table printed (mean ± std over seeds at ``--marks``, ours/SB3 ratio
 of mean returns and of samples/s).
 
-Usage: ``python bench/calibration.py [--samples 1M] [--seeds 3] [--models ...] [--out DIR]``.
+``--foot-friction 2.0`` gives our robots' foot Gymnasium's hopper-foot friction (both trainers).
+
+Usage: ``python bench/calibration.py [--samples 1M] [--seeds 3] [--models ...] [--foot-friction F] [--out DIR]``.
 Needs ``pip install stable-baselines3`` (a benchmark-only dependency).
 """
 from __future__ import annotations
@@ -136,6 +138,26 @@ def run_ours(experiment: Path, seed: int, samples: int) -> dict:
             "samples_per_s": curve[-1][0] / wall}
 
 
+def set_foot_friction(friction: float) -> None:
+    """Give every model this process compiles from our URDFs a ``foot_geom`` sliding friction of
+    ``friction`` (Gymnasium's hopper foot has 2.0; our robots 0.9 on every geom). Both trainers
+    build their models through ``robots.build_model``, so both see it."""
+    import mujoco
+
+    from mt_specialize import robots
+
+    build = robots.build_model
+
+    def build_with_foot_friction(*args, **kwargs):
+        model = build(*args, **kwargs)
+        foot = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "foot_geom")
+        if foot >= 0:
+            model.geom_friction[foot, 0] = friction
+        return model
+
+    robots.build_model = build_with_foot_friction
+
+
 def value_at(curve: list, mark: int) -> float:
     """Return of the last curve point at or before ``mark`` samples (nan if none)."""
     values = [r for s, r in curve if s <= mark]
@@ -183,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--marks", nargs="+", default=None,
                         help="sample marks of the table (default: 1/4, 1/2, 3/4 and all of --samples)")
     parser.add_argument("--out", default="results/calibration", help="output directory (default: %(default)s)")
+    parser.add_argument("--foot-friction", type=float, default=None,
+                        help="sliding friction of our robots' foot_geom (e.g. 2.0, Gymnasium's hopper foot); "
+                             "default: the model's own")
     args = parser.parse_args(argv)
     samples = parse_count(args.samples, "--samples")
     if samples < BATCH:
@@ -191,12 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds must be >= 1")
     marks = ([parse_count(m, "--marks") for m in args.marks] if args.marks
              else [samples // 4, samples // 2, 3 * samples // 4, samples])
+    if args.foot_friction is not None:
+        if not args.foot_friction > 0:
+            parser.error(f"--foot-friction must be > 0, got {args.foot_friction}")
+        set_foot_friction(args.foot_friction)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    print(f"calibration: {samples:,} samples x {args.seeds} seeds, models {args.models}, "
+    print(f"calibration: {samples:,} samples x {args.seeds} seeds, models {args.models}, foot friction "
+          f"{args.foot_friction or 'as the model'}, "
           f"load average {os.getloadavg()[0]:.2f}, {platform.processor() or platform.machine()}", flush=True)
-    report: dict = {"samples": samples, "seeds": args.seeds, "marks": marks, "models": {}}
+    report: dict = {"samples": samples, "seeds": args.seeds, "marks": marks, "foot_friction": args.foot_friction,
+                    "models": {}}
     for model in args.models:
         experiment = experiment_yaml(model, samples, out)
         try:
@@ -210,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             for trainer in args.trainers:
                 path = out / model / f"{trainer}_seed{seed}.json"
                 run = json.loads(path.read_text()) if path.is_file() else None
-                if run is None or run.get("budget") != samples:
+                if run is None or run.get("budget") != samples or run.get("foot_friction") != args.foot_friction:
                     print(f"{model}: {trainer} seed {seed} ...", flush=True)
                     run = run_sb3(model, experiment, seed, samples) if trainer == "sb3" else run_ours(experiment, seed, samples)
-                    run["budget"] = samples
+                    run["budget"], run["foot_friction"] = samples, args.foot_friction
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(run))
                     print(f"{model}: {trainer} seed {seed}: return {run['curve'][-1][1]:.0f} at {run['samples']:,}, "
