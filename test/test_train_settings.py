@@ -113,9 +113,9 @@ def test_per_step_normaliser_stores_observations_as_the_policy_saw_them(two_task
     rollout = trainer.collect()
     mirror = RunningMeanStd(2, (trainer.obs_dim,), clip=10.0, var_floor=0.0, norm_epsilon=1e-8)
     for t in range(S + 1):
-        obs = np.moveaxis(rollout["obs"][t], 0, 0)  # (T, E, obs_dim)
-        mirror.update(torch.from_numpy(obs))
-        assert np.array_equal(rollout["obs_norm"][t], mirror.normalize(torch.from_numpy(obs)).numpy())
+        obs = rollout["obs"][t]  # (T, E, obs_dim): the reset observations, then each step's new ones
+        mirror.update(obs)
+        assert np.array_equal(rollout["obs_norm"][t], mirror.normalize(obs))
     assert torch.equal(trainer.obs_rms.count, mirror.count)
     batch = trainer.prepare_batch(rollout)
     assert torch.equal(trainer.obs_rms.count, mirror.count)  # no second update
