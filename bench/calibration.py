@@ -164,7 +164,7 @@ def value_at(curve: list, mark: int) -> float:
     return values[-1] if values else float("nan")
 
 
-def plot(model: str, results: dict, path: Path) -> None:
+def plot(model: str, results: dict, path: Path, note: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,7 +179,7 @@ def plot(model: str, results: dict, path: Path) -> None:
                     label=f"{'SB3 PPO' if trainer == 'sb3' else 'ours'} ({len(runs)} seeds)" if k == 0 else None)
     ax.set_xlabel("samples (env steps)")
     ax.set_ylabel(f"mean return, last {RETURN_WINDOW} episodes")
-    ax.set_title(f"calibration: {model}, SB3 settings on both trainers")
+    ax.set_title(f"calibration: {model}{note}, SB3 settings on both trainers")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{model}: {trainer} seed {seed}: return {run['curve'][-1][1]:.0f} at {run['samples']:,}, "
                           f"{run['samples_per_s']:,.0f} samples/s", flush=True)
                 results.setdefault(trainer, {})[seed] = run
-        plot(model, results, out / f"{model}.png")
+        plot(model, results, out / f"{model}.png",
+             f" (foot friction {args.foot_friction:g})" if args.foot_friction is not None else "")
         entry = {}
         for trainer, runs in results.items():
             entry[trainer] = {"returns_at_marks": {m: [value_at(r["curve"], m) for r in runs.values()] for m in marks},
