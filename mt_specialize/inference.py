@@ -18,6 +18,7 @@ import torch
 from . import checkpoint as ckpt
 from .normalize import RunningMeanStd
 from .policy import SplitGaussianPolicy
+from .ppo import PPOConfig
 
 
 POLICY_FORMAT = "mt_specialize/policy/1"
@@ -70,6 +71,10 @@ class InferencePolicy:
             x = np.concatenate([x, ids], axis=-1)
         return self._forward(x, self._layers)
 
+    def mean_actions_normalized(self, x: np.ndarray) -> np.ndarray:
+        """Policy inputs already normalised (T, N, policy_in) float32 -> mean actions (T, N, act_dim)."""
+        return self._forward(x, self._layers)
+
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "InferencePolicy":
         """Load a training checkpoint (verified; no pickle). Raises CheckpointError on a bad file."""
@@ -77,12 +82,15 @@ class InferencePolicy:
         try:
             names, obs_dim, act_dim = meta["task_names"], int(meta["obs_dim"]), int(meta["act_dim"])
             policy_in = int(meta.get("policy_in", obs_dim))
-            policy = SplitGaussianPolicy(len(names), policy_in, act_dim)
+            saved = (meta.get("config") or {}).get("ppo") or {}  # settings absent from older runs: defaults
+            ppo = PPOConfig(**{k: v for k, v in saved.items() if k in PPOConfig.__dataclass_fields__})
+            policy = SplitGaussianPolicy(len(names), policy_in, act_dim, ppo.policy_hidden)
             policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy/")})
             rms_state = {k[8:]: v for k, v in tensors.items() if k.startswith("obs_rms/")}
             width = int(rms_state["mean"].shape[-1]) if "mean" in rms_state else obs_dim
             normalize_task_id = width == policy_in != obs_dim
-            obs_rms = RunningMeanStd(len(names), (obs_dim + (len(names) if normalize_task_id else 0),))
+            obs_rms = RunningMeanStd(len(names), (obs_dim + (len(names) if normalize_task_id else 0),),
+                                     clip=ppo.obs_clip, var_floor=ppo.obs_var_floor, norm_epsilon=ppo.obs_norm_epsilon)
             obs_rms.load_state_dict(rms_state)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{path}: not a usable policy checkpoint ({exc})") from exc

@@ -56,6 +56,7 @@ from torch import nn
 
 __all__ = [
     "normc_",
+    "orthogonal_",
     "SplitLinear",
     "SplitMLP",
     "SplitGaussianPolicy",
@@ -75,6 +76,26 @@ def normc_(weight: torch.Tensor, gain: float = 1.0, generator: torch.Generator |
         w *= gain / torch.sqrt((w**2).sum(dim=0, keepdim=True))
         weight.copy_(w.to(weight.dtype))
     return weight
+
+
+def orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """In-place ``torch.nn.init.orthogonal_`` (Stable-Baselines3's init) for a weight stored as
+    ``(in, out)``: drawn as torch's ``(out, in)`` Linear weight and transposed, so the columns
+    (in >= out) or rows (in < out) are orthogonal with norm ``gain``. Returns ``weight``."""
+    with torch.no_grad():
+        w = torch.nn.init.orthogonal_(torch.empty(weight.shape[1], weight.shape[0]), gain=gain)
+        weight.copy_(w.t())
+    return weight
+
+
+_INITIALIZERS = {"normc": normc_, "orthogonal": orthogonal_}
+# (hidden, policy output, value output) gains of each init: baselines' normc, SB3's orthogonal
+INIT_GAINS = {"normc": (1.0, 0.01, 1.0), "orthogonal": (math.sqrt(2.0), 0.01, 1.0)}
+
+
+def _check_init(init: str) -> None:
+    if init not in _INITIALIZERS:
+        raise ValueError(f"unknown init {init!r}; allowed {sorted(_INITIALIZERS)}")
 
 
 class _NumpyTanh(torch.autograd.Function):
@@ -199,15 +220,17 @@ class SplitLinear(nn.Module):
 
     Parameters: ``weight_shared (in,out)``, ``weight_task (T,in,out)``, ``bias_shared (out,)``,
     ``bias_task (T,out)``; buffers ``weight_mask (in,out)`` and ``bias_mask (out,)`` (bool).
-    Init: normc(``gain``) weights, zero biases, per-task copies equal to the shared values.
+    Init: ``init`` ('normc' or 'orthogonal') weights with ``gain``, zero biases, per-task copies
+    equal to the shared values.
     """
 
-    def __init__(self, n_tasks: int, in_dim: int, out_dim: int, gain: float = 1.0):
+    def __init__(self, n_tasks: int, in_dim: int, out_dim: int, gain: float = 1.0, init: str = "normc"):
         super().__init__()
         if n_tasks < 1 or in_dim < 1 or out_dim < 1:
             raise ValueError(f"n_tasks, in_dim, out_dim must be >= 1, got {n_tasks}, {in_dim}, {out_dim}")
+        _check_init(init)
         self.n_tasks, self.in_dim, self.out_dim = n_tasks, in_dim, out_dim
-        w = normc_(torch.empty(in_dim, out_dim), gain)
+        w = _INITIALIZERS[init](torch.empty(in_dim, out_dim), gain)
         b = torch.zeros(out_dim)
         self.weight_shared = nn.Parameter(w.clone())
         self.weight_task = nn.Parameter(w.expand(n_tasks, in_dim, out_dim).clone())
@@ -371,21 +394,25 @@ class _SplitModule(nn.Module):
 class SplitMLP(_SplitModule):
     """MLP with split masks. ``forward(x (T,B,in)) -> (T,B,out)``.
 
-    Hidden layers use ``activation`` (tanh); the output layer is linear. Init: normc with
-    ``hidden_gain`` for hidden layers and ``out_gain`` for the output layer, zero biases.
+    Hidden layers use ``activation`` (tanh); the output layer is linear. Init: ``init`` ('normc' or
+    'orthogonal') with ``hidden_gain`` for hidden layers and ``out_gain`` for the output layer, zero
+    biases.
     Entry names: ``"{i}.weight"``, ``"{i}.bias"`` for layer ``i`` (0-based), optionally prefixed.
     """
 
     def __init__(self, n_tasks: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (64, 64, 64),
                  activation: Callable[[torch.Tensor], torch.Tensor] = fast_tanh,
-                 hidden_gain: float = 1.0, out_gain: float = 0.01, prefix: str = ""):
+                 hidden_gain: float = 1.0, out_gain: float = 0.01, prefix: str = "", init: str = "normc"):
         super().__init__()
+        hidden = list(hidden)
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"hidden must be a non-empty sequence of layer widths >= 1, got {hidden}")
         self.n_tasks = n_tasks
         self.activation = activation
         self.prefix = prefix
         dims = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(
-            SplitLinear(n_tasks, dims[i], dims[i + 1], hidden_gain if i < len(dims) - 2 else out_gain)
+            SplitLinear(n_tasks, dims[i], dims[i + 1], hidden_gain if i < len(dims) - 2 else out_gain, init)
             for i in range(len(dims) - 1))
 
     def _named_entries(self):
@@ -533,14 +560,18 @@ class _SplitLogStd(nn.Module):
 
 
 class SplitGaussianPolicy(_SplitModule):
-    """Diagonal Gaussian policy; mean = :class:`SplitMLP` (3×64 tanh, normc 1.0 / 0.01),
-    state-independent log-std (init 0). Entry names: ``mean.{i}.weight``, ``mean.{i}.bias``,
-    ``log_std``."""
+    """Diagonal Gaussian policy; mean = :class:`SplitMLP` (``hidden`` tanh layers, default 3×64;
+    ``init`` 'normc' gains 1.0 / 0.01 or 'orthogonal' sqrt(2) / 0.01), state-independent log-std
+    (init 0). Entry names: ``mean.{i}.weight``, ``mean.{i}.bias``, ``log_std``."""
 
-    def __init__(self, n_tasks: int, obs_dim: int, act_dim: int, hidden: Sequence[int] = (64, 64, 64)):
+    def __init__(self, n_tasks: int, obs_dim: int, act_dim: int, hidden: Sequence[int] = (64, 64, 64),
+                 init: str = "normc"):
         super().__init__()
+        _check_init(init)
         self.n_tasks, self.obs_dim, self.act_dim = n_tasks, obs_dim, act_dim
-        self.mean = SplitMLP(n_tasks, obs_dim, act_dim, hidden, hidden_gain=1.0, out_gain=0.01, prefix="mean.")
+        hidden_gain, out_gain, _ = INIT_GAINS[init]
+        self.mean = SplitMLP(n_tasks, obs_dim, act_dim, hidden, hidden_gain=hidden_gain, out_gain=out_gain,
+                             prefix="mean.", init=init)
         self.log_std = _SplitLogStd(n_tasks, act_dim)
 
     def _named_entries(self):
@@ -632,13 +663,17 @@ class SplitGaussianPolicy(_SplitModule):
 
 
 class SplitValue(_SplitModule):
-    """State-value network (3×64 tanh, normc 1.0 hidden / 1.0 output as baselines' value head).
+    """State-value network (``hidden`` tanh layers, default 3×64; ``init`` 'normc' gains 1.0 hidden /
+    1.0 output as baselines' value head, or 'orthogonal' sqrt(2) / 1.0 as SB3's).
     ``forward(obs (T,B,obs_dim)) -> (T,B)``. Entry names: ``value.{i}.weight``, ``value.{i}.bias``."""
 
-    def __init__(self, n_tasks: int, obs_dim: int, hidden: Sequence[int] = (64, 64, 64)):
+    def __init__(self, n_tasks: int, obs_dim: int, hidden: Sequence[int] = (64, 64, 64), init: str = "normc"):
         super().__init__()
+        _check_init(init)
         self.n_tasks, self.obs_dim = n_tasks, obs_dim
-        self.net = SplitMLP(n_tasks, obs_dim, 1, hidden, hidden_gain=1.0, out_gain=1.0, prefix="value.")
+        hidden_gain, _, out_gain = INIT_GAINS[init]
+        self.net = SplitMLP(n_tasks, obs_dim, 1, hidden, hidden_gain=hidden_gain, out_gain=out_gain,
+                            prefix="value.", init=init)
 
     def _named_entries(self):
         return self.net._named_entries()

@@ -8,7 +8,7 @@ Hyper-parameters follow OpenAI baselines ``ppo1`` (what the paper's authors used
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -20,7 +20,15 @@ __all__ = [
     "value_loss_with_grad",
     "value_loss",
     "standardize_per_task",
+    "standardize_minibatch",
+    "ADVANTAGE_NORMS",
+    "INITS",
+    "OBS_NORM_UPDATES",
 ]
+
+ADVANTAGE_NORMS = ("per_task_iteration", "per_minibatch", "none")
+INITS = ("normc", "orthogonal")
+OBS_NORM_UPDATES = ("per_iteration", "per_step")
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor,
@@ -134,6 +142,20 @@ def standardize_per_task(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 OPTIMIZERS = ("mixed", "per_task")
 
+def standardize_minibatch(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(T, B) -> (T, B), each task's row of one minibatch standardised as Stable-Baselines3's PPO
+    does: ``(a - mean) / (std + eps)`` with the *sample* std (ddof=1); unchanged when B == 1."""
+    if adv.dim() != 2:
+        raise ValueError(f"standardize_minibatch expects (T, B), got {tuple(adv.shape)}")
+    if adv.shape[1] < 2:
+        return adv
+    return (adv - adv.mean(dim=1, keepdim=True)) / (adv.std(dim=1, keepdim=True) + eps)
+
+
+def _hidden_sizes_ok(value) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) >= 1
+            and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in value))
+
 
 @dataclass
 class PPOConfig:
@@ -150,6 +172,32 @@ class PPOConfig:
     of ``minibatch_per_task`` samples, shared entries' values and moments in sync
     (:class:`mt_specialize.optim.TaskAlternatingAdam`): T times the Adam steps of ``mixed``.
     ``None`` = the profile's choice (``TrainConfig.profile``).
+
+    Network, normalisers and update details (defaults: ours, after baselines ppo1; in brackets what
+    Stable-Baselines3's ``PPO("MlpPolicy")`` + ``VecNormalize`` uses, ``bench/calibration.py``):
+
+    ``policy_hidden`` / ``value_hidden``: hidden layer widths of the policy mean and value MLPs
+    (tanh), e.g. ``[64, 64, 64]`` [``[64, 64]``].
+    ``init``: ``'normc'`` (baselines' normc: gain 1 hidden, 0.01 policy output, 1 value output) or
+    ``'orthogonal'`` [SB3: ``orthogonal_`` with gain sqrt(2) hidden, 0.01 policy output, 1 value
+    output]; biases 0 and log-std 0 either way.
+    ``obs_clip``: normalised observations are clipped to ±obs_clip [10].
+    ``obs_var_floor``, ``obs_norm_epsilon``: the observation std is
+    ``sqrt(max(var, obs_var_floor) + obs_norm_epsilon)`` [floor 0, epsilon 1e-8].
+    ``obs_norm_update``: ``'per_iteration'`` (statistics updated once per iteration with the
+    rollout's observations; the whole batch, the rollout's policy inputs included, is then
+    normalised with the updated statistics) or ``'per_step'`` [SB3: updated with every step's new
+    observations during the rollout; each observation is stored normalised as the policy saw it].
+    ``reward_norm``: scale rewards by the running std of each env's discounted return (gamma as
+    above, clip ±``reward_clip``, ``sqrt(var + reward_norm_epsilon)``), per task, updated every
+    step, before GAE [True, clip 10, epsilon 1e-8]. Logged returns stay raw.
+    ``advantage_norm``: ``'per_task_iteration'`` (each task's advantages over the whole batch,
+    population std), ``'per_minibatch'`` [SB3: each task's advantages within each minibatch,
+    sample std + 1e-8] or ``'none'``.
+    ``clip_env_actions``: the env receives the action clipped to [-1, 1] (so the control cost sees
+    the clipped action) [True: SB3 clips to the Box]; the update always uses the sampled action.
+    SB3 further: ``value_coef`` 0.5, ``max_grad_norm`` 0.5, ``minibatch_per_task`` 64, 2048
+    samples per iteration from one env (TrainConfig ``batch_size``, ``envs_per_task``).
     """
 
     clip: float = 0.2
@@ -165,6 +213,18 @@ class PPOConfig:
     lr_schedule: str = "constant"
     clip_schedule: str = "constant"
     optimizer: str | None = None
+    policy_hidden: list[int] = field(default_factory=lambda: [64, 64, 64])
+    value_hidden: list[int] = field(default_factory=lambda: [64, 64, 64])
+    init: str = "normc"
+    obs_clip: float = 5.0
+    obs_var_floor: float = 1e-2
+    obs_norm_epsilon: float = 0.0
+    obs_norm_update: str = "per_iteration"
+    reward_norm: bool = False
+    reward_clip: float = 10.0
+    reward_norm_epsilon: float = 1e-8
+    advantage_norm: str = "per_task_iteration"
+    clip_env_actions: bool = False
 
     def __post_init__(self):
         def bad(field, msg):
@@ -196,6 +256,40 @@ class PPOConfig:
                 bad(f, "must be 'constant' or 'linear'")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             bad("optimizer", f"must be one of {list(OPTIMIZERS)} (or null: the profile's)")
+        for f in ("policy_hidden", "value_hidden"):
+            if not _hidden_sizes_ok(getattr(self, f)):
+                bad(f, "must be a non-empty list of layer widths (integers >= 1), e.g. [64, 64]")
+            setattr(self, f, [int(h) for h in getattr(self, f)])
+        for f, allowed in (("init", INITS), ("obs_norm_update", OBS_NORM_UPDATES),
+                           ("advantage_norm", ADVANTAGE_NORMS)):
+            if getattr(self, f) not in allowed:
+                bad(f, f"must be one of {list(allowed)}")
+        for f in ("obs_clip", "reward_clip"):
+            if not finite(getattr(self, f)) or getattr(self, f) <= 0:
+                bad(f, "must be a finite number > 0")
+        for f in ("obs_var_floor", "obs_norm_epsilon", "reward_norm_epsilon"):
+            if not finite(getattr(self, f)) or getattr(self, f) < 0:
+                bad(f, "must be a finite number >= 0")
+        if self.obs_var_floor == 0 and self.obs_norm_epsilon == 0:
+            bad("obs_norm_epsilon", "must be > 0 when obs_var_floor is 0 (a constant observation "
+                "component would divide by zero)")
+        for f in ("reward_norm", "clip_env_actions"):
+            if not isinstance(getattr(self, f), bool):
+                bad(f, "must be true or false")
+
+    @classmethod
+    def stable_baselines3(cls, **overrides) -> "PPOConfig":
+        """The settings of Stable-Baselines3's ``PPO("MlpPolicy", VecNormalize(env))`` defaults
+        (2.x): the bracketed values of the class docstring; the batch (2048 samples from one env)
+        is TrainConfig's ``batch_size=2048, envs_per_task=1``."""
+        settings = dict(clip=0.2, epochs=10, minibatch_per_task=64, lr=3e-4, adam_eps=1e-5, gamma=0.99,
+                        lam=0.95, entropy_coef=0.0, value_coef=0.5, max_grad_norm=0.5,
+                        policy_hidden=[64, 64], value_hidden=[64, 64], init="orthogonal", obs_clip=10.0,
+                        obs_var_floor=0.0, obs_norm_epsilon=1e-8, obs_norm_update="per_step",
+                        reward_norm=True, reward_clip=10.0, reward_norm_epsilon=1e-8,
+                        advantage_norm="per_minibatch", clip_env_actions=True)
+        settings.update(overrides)
+        return cls(**settings)
 
     def lr_at(self, progress: float) -> float:
         """Learning rate at training progress in [0, 1] (fraction of the sample budget used)."""

@@ -43,10 +43,11 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
 from .inference import InferencePolicy
-from .normalize import RunningMeanStd
+from .normalize import RewardNormalizer, RunningMeanStd
 from .optim import FastAdam, TaskAlternatingAdam
 from .policy import SplitGaussianPolicy, SplitValue
-from .ppo import clipped_surrogate_with_grad, compute_gae, standardize_per_task, value_loss_with_grad
+from .ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
+                  value_loss_with_grad)
 from .specialize import GradientSpread, random_split_masks, select_split_masks
 from .vec_env import MultiTaskVecEnv
 
@@ -132,11 +133,15 @@ class Trainer:
         self.append_task_id = c.method == "append"
         self.normalize_task_id = self.append_task_id and c.append_mode == "normalized"
         self.policy_in = self.obs_dim + (T if self.append_task_id else 0)
-        self.policy = SplitGaussianPolicy(T, self.policy_in, self.env.act_dim)
-        self.value = SplitValue(T, self.policy_in)
+        ppo = c.ppo
+        self.policy = SplitGaussianPolicy(T, self.policy_in, self.env.act_dim, ppo.policy_hidden, ppo.init)
+        self.value = SplitValue(T, self.policy_in, ppo.value_hidden, ppo.init)
         self.value.set_track_per_task_grads(False)
         # the normaliser's input: the env observation (and the one-hot, for the authors' append)
-        self.obs_rms = RunningMeanStd(T, (self.obs_dim + (T if self.normalize_task_id else 0),))
+        self.obs_rms = RunningMeanStd(T, (self.obs_dim + (T if self.normalize_task_id else 0),), clip=ppo.obs_clip,
+                                      var_floor=ppo.obs_var_floor, norm_epsilon=ppo.obs_norm_epsilon)
+        self.reward_normalizer = (RewardNormalizer(T, E, ppo.gamma, ppo.reward_clip, ppo.reward_norm_epsilon)
+                                  if ppo.reward_norm else None)
         # Adam(fused=True) with a lean step: ~3x faster than foreach on CPU (float32 rounding)
         adam = TaskAlternatingAdam if c.ppo.optimizer == "per_task" else FastAdam
         self.optimizer = adam(list(self.policy.parameters()) + list(self.value.parameters()),
@@ -156,6 +161,8 @@ class Trainer:
         self.task_lengths = [collections.deque(maxlen=RETURN_WINDOW) for _ in range(T)]
         self.pooled_returns: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
         self.obs = self.env.reset()
+        if c.ppo.obs_norm_update == "per_step":  # as VecNormalize.reset (a resume loads the saved statistics)
+            self.obs_rms.update(self.obs)
         self._stop_signal: int | None = None
         if resume:
             self._load_latest()
@@ -205,16 +212,23 @@ class Trainer:
         return np.concatenate([obs, _one_hot(self.n_tasks, obs.shape[1])], axis=-1)
 
     def _normalize(self, obs: np.ndarray) -> np.ndarray:
-        """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±5), the
+        """(T, N, obs_dim) raw float64 -> (T, N, policy_in) float32 normalised (clipped ±obs_clip), the
         one-hot task id appended after normalisation for ``append`` with ``append_mode: raw``."""
-        x = self.obs_rms.normalize(torch.from_numpy(self._normalizer_input(obs))).numpy()
+        x = self.obs_rms.normalize(self._normalizer_input(obs))
         if not self.append_task_id or self.normalize_task_id:
             return x
         return np.concatenate([x, _one_hot(self.n_tasks, x.shape[1])], axis=-1)
 
     def collect(self) -> dict:
-        """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)."""
+        """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)
+        (rewards scaled when ``ppo.reward_norm``). With ``ppo.obs_norm_update == 'per_step'`` the
+        normaliser is updated with every step's new observations and ``obs_norm`` (S+1, T, E,
+        policy_in) holds the policy inputs as normalised when seen; ``truncated_obs`` then holds
+        final observations normalised when seen."""
         S, T, E, A = self.steps, self.n_tasks, self.config.envs_per_task, self.env.act_dim
+        ppo = self.config.ppo
+        per_step = ppo.obs_norm_update == "per_step"
+        norm_buf = np.empty((S + 1, T, E, self.policy_in), dtype=np.float32) if per_step else None
         obs_buf = np.empty((S + 1, T, E, self.obs_dim))
         act_buf = np.empty((S, T, E, A), dtype=np.float32)
         rew_buf = np.empty((S, T, E))
@@ -224,23 +238,34 @@ class Trainer:
         with torch.no_grad():
             std = torch.exp(self.policy.log_std()).numpy()[:, None, :]  # (T, 1, A)
         # weights and normaliser are fixed during a rollout: materialise them once (NumPy float32 forward)
-        mean_action = InferencePolicy(self.policy, self.obs_rms, self.task_names, self.obs_dim,
-                                      append_task_id=self.append_task_id,
-                                      normalize_task_id=self.normalize_task_id).mean_actions
+        inference = InferencePolicy(self.policy, self.obs_rms, self.task_names, self.obs_dim,
+                                    append_task_id=self.append_task_id, normalize_task_id=self.normalize_task_id)
         noise = self.rng.standard_normal((S, T, E, A)).astype(np.float32)
         c = self.config
         self.env.switch_prob = c.task_switch_prob if self.samples >= c.task_switch_start else 0.0
         for t in range(S):
             obs_buf[t] = self.obs
-            action = mean_action(self.obs) + std * noise[t]
+            if per_step:
+                norm_buf[t] = self._normalize(self.obs)
+                action = inference.mean_actions_normalized(norm_buf[t]) + std * noise[t]
+            else:
+                action = inference.mean_actions(self.obs) + std * noise[t]
             act_buf[t] = action
-            result = self.env.step(action)
+            result = self.env.step(np.clip(action, -1.0, 1.0) if ppo.clip_env_actions else action)
+            if per_step:
+                self.obs_rms.update(self._normalizer_input(result.obs))
+            reward = result.reward
+            if self.reward_normalizer is not None:
+                reward = self.reward_normalizer(reward, result.terminated | result.truncated)
             # a task switch cuts the trajectory like a time limit: bootstrap from the state reached
             cut = result.truncated if result.switched is None else result.truncated | result.switched
-            rew_buf[t], term_buf[t], trunc_buf[t] = result.reward, result.terminated, cut
+            rew_buf[t], term_buf[t], trunc_buf[t] = reward, result.terminated, cut
             if cut.any():
                 for i, e in zip(*np.nonzero(cut)):
-                    truncated_obs.append((t, int(i), int(e), result.final_obs[i, e].copy()))
+                    final = result.final_obs[i, e].copy()
+                    if per_step:
+                        final = self._normalize(np.repeat(final[None, None], T, axis=0))[i, 0]
+                    truncated_obs.append((t, int(i), int(e), final))
             for i, finished in enumerate(result.finished):
                 for ep_return, ep_length in finished:
                     self.task_returns[i].append(ep_return)
@@ -248,8 +273,12 @@ class Trainer:
                     self.pooled_returns.append(ep_return)
             self.obs = result.obs
         obs_buf[S] = self.obs
-        return {"obs": obs_buf, "actions": act_buf, "rewards": rew_buf, "terminated": term_buf,
-                "truncated": trunc_buf, "truncated_obs": truncated_obs}
+        rollout = {"obs": obs_buf, "actions": act_buf, "rewards": rew_buf, "terminated": term_buf,
+                   "truncated": trunc_buf, "truncated_obs": truncated_obs}
+        if per_step:
+            norm_buf[S] = self._normalize(self.obs)
+            rollout["obs_norm"] = norm_buf
+        return rollout
 
     # -- update ---------------------------------------------------------------------------------------
     def _to_task_major(self, x: np.ndarray) -> torch.Tensor:
@@ -260,12 +289,17 @@ class Trainer:
         return tensor.float() if tensor.is_floating_point() else tensor
 
     def prepare_batch(self, rollout: dict) -> dict:
-        """Normaliser update, values, GAE, per-task standardised advantages; tensors (T, N, ...)."""
+        """Normaliser update (per iteration), values, GAE, advantages (standardised per task when
+        ``ppo.advantage_norm == 'per_task_iteration'``); tensors (T, N, ...)."""
         S, T, E = self.steps, self.n_tasks, self.config.envs_per_task
-        raw = rollout["obs"]
-        self.obs_rms.update(torch.from_numpy(
-            self._normalizer_input(np.moveaxis(raw[:S], 1, 0).reshape(T, S * E, self.obs_dim))))
-        obs_all = torch.from_numpy(self._normalize(np.moveaxis(raw, 1, 0).reshape(T, (S + 1) * E, self.obs_dim)))
+        per_step = "obs_norm" in rollout
+        if per_step:  # normalised during the rollout, as the policy saw them
+            obs_all = torch.from_numpy(np.moveaxis(rollout["obs_norm"], 1, 0).reshape(T, (S + 1) * E, -1))
+        else:
+            raw = rollout["obs"]
+            self.obs_rms.update(torch.from_numpy(
+                self._normalizer_input(np.moveaxis(raw[:S], 1, 0).reshape(T, S * E, self.obs_dim))))
+            obs_all = torch.from_numpy(self._normalize(np.moveaxis(raw, 1, 0).reshape(T, (S + 1) * E, self.obs_dim)))
         actions = self._to_task_major(rollout["actions"])
         with torch.no_grad():
             values_all = self.value(obs_all).reshape(T, S + 1, E)
@@ -273,7 +307,8 @@ class Trainer:
             old_logp = self.policy.log_prob(obs, actions)
             next_values = values_all[:, 1:].clone()  # (T, S, E)
             for t, i, e, final in rollout["truncated_obs"]:
-                final_in = torch.from_numpy(self._normalize(final[None, None].repeat(T, axis=0)))
+                final_in = torch.from_numpy(final[None, None].repeat(T, axis=0) if per_step
+                                            else self._normalize(final[None, None].repeat(T, axis=0)))
                 next_values[i, t, e] = self.value(final_in)[i, 0]
         values = values_all[:, :S].permute(1, 0, 2).reshape(S, T * E)
         terminated = torch.from_numpy(rollout["terminated"].reshape(S, T * E))
@@ -283,8 +318,11 @@ class Trainer:
             next_values.permute(1, 0, 2).reshape(S, T * E), terminated, episode_end,
             gamma=self.config.ppo.gamma, lam=self.config.ppo.lam)
         to_tn = lambda x: x.reshape(S, T, E).permute(1, 0, 2).reshape(T, S * E)  # noqa: E731
+        advantages = to_tn(advantages)
+        if self.config.ppo.advantage_norm == "per_task_iteration":
+            advantages = standardize_per_task(advantages)
         return {"obs": obs, "actions": actions, "old_logp": old_logp,
-                "advantages": standardize_per_task(to_tn(advantages)), "returns": to_tn(returns)}
+                "advantages": advantages, "returns": to_tn(returns)}
 
     def update(self, batch: dict, track_gradients: bool) -> IterationStats:
         """``epochs`` passes over the batch in mixed-task minibatches; one Adam step each.
@@ -316,6 +354,8 @@ class Trainer:
                 continue
             for chunk in np.array_split(np.arange(N), n_minibatches):
                 obs, actions, old_logp, advantages, returns = (x[:, chunk[0]:chunk[-1] + 1] for x in shuffled)
+                if ppo.advantage_norm == "per_minibatch":
+                    advantages = standardize_minibatch(advantages)
                 # loss = mean_T policy_loss + value_coef * mean_T v_loss - entropy_coef * mean entropy;
                 # forward and backward by hand (policy.train_*), no autograd graph: the same
                 # gradients (float32 rounding), .grad set as zero_grad + backward would, per-task
@@ -352,6 +392,8 @@ class Trainer:
         self.optimizer.begin_round()
         for i in range(T):
             obs, actions, old_logp, advantages, returns = (x[i] for x in minibatch)
+            if ppo.advantage_norm == "per_minibatch":
+                advantages = standardize_minibatch(advantages[None])[0]
             logp, policy_cache = self.policy.train_log_prob_task(obs, actions, i)
             policy_loss, grad_logp = clipped_surrogate_with_grad(logp[None], old_logp[None], advantages[None], clip)
             values, value_cache = self.value.train_forward_task(obs, i)
@@ -415,6 +457,9 @@ class Trainer:
                 tensors[f"{prefix}/{k}"] = v.detach().clone()
         for k, v in self.obs_rms.state_dict().items():
             tensors[f"obs_rms/{k}"] = v
+        if self.reward_normalizer is not None:
+            for k, v in self.reward_normalizer.state_dict().items():
+                tensors[f"reward_norm/{k}"] = v
         opt_tensors, opt_meta = ckpt.optimizer_state_to_tensors(self.optimizer.state_dict(), prefix="optim/")
         tensors.update(opt_tensors)
         for k, v in self.spread.state_dict().items():
@@ -490,6 +535,8 @@ class Trainer:
         self.policy.load_state_dict(group("policy"))
         self.value.load_state_dict(group("value"))
         self.obs_rms.load_state_dict(group("obs_rms"))
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.load_state_dict(group("reward_norm"))
         self.optimizer.load_state_dict(ckpt.optimizer_state_from_tensors(tensors, meta["optimizer"], prefix="optim/"))
         self.spread.load_state_dict(group("spread"))
         self.env.set_state({"physics": tensors["env/physics"].numpy(),

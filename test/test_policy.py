@@ -392,3 +392,44 @@ def test_fast_adam_bit_identical_to_fused_adam():
     plain = torch.optim.Adam(ps_a, lr=1e-2, eps=1e-5)
     plain.load_state_dict(opt_b.state_dict())
     opt_b.load_state_dict(plain.state_dict())
+
+
+@pytest.mark.parametrize("hidden", [(64, 32), (4,)])
+def test_orthogonal_init_has_sb3_gains(hidden):
+    """init='orthogonal': every weight (in, out) has orthogonal rows or columns (the shorter side) of
+    norm gain: sqrt(2) hidden, 0.01 policy output, 1 value output (SB3); biases and log-std 0."""
+    torch.manual_seed(0)
+    policy = SplitGaussianPolicy(T, OBS, ACT, hidden, init="orthogonal")
+    value = SplitValue(T, OBS, hidden, init="orthogonal")
+    for net, out_gain in ((policy.mean, 0.01), (value.net, 1.0)):
+        assert [(layer.in_dim, layer.out_dim) for layer in net.layers] == list(
+            zip((OBS, *hidden), (*hidden, net.layers[-1].out_dim)))
+        for i, layer in enumerate(net.layers):
+            gain = out_gain if i == len(net.layers) - 1 else math.sqrt(2.0)
+            w = layer.weight_shared.detach().double()
+            gram = w.t() @ w if w.shape[0] >= w.shape[1] else w @ w.t()
+            assert torch.allclose(gram, gain**2 * torch.eye(gram.shape[0], dtype=torch.float64), atol=1e-5 * gain**2)
+            assert torch.equal(layer.bias_shared, torch.zeros(layer.out_dim))
+            assert torch.equal(layer.weight_task[1], layer.weight_shared)
+    assert torch.equal(policy.log_std.log_std_shared, torch.zeros(ACT))
+
+
+def test_default_init_is_normc_in_draw_order():
+    """The default init is unchanged: normc draws of torch's global RNG, layer by layer, gains 1 / 0.01."""
+    torch.manual_seed(5)
+    policy = SplitGaussianPolicy(T, OBS, ACT, HID)
+    torch.manual_seed(5)
+    dims = [OBS, *HID, ACT]
+    for i, layer in enumerate(policy.mean.layers):
+        expected = normc_(torch.empty(dims[i], dims[i + 1]), 0.01 if i == len(HID) else 1.0)
+        assert torch.equal(layer.weight_shared.detach(), expected)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(init="xavier"), r"unknown init 'xavier'; allowed \['normc', 'orthogonal'\]"),
+    (dict(hidden=()), "non-empty sequence of layer widths"),
+    (dict(hidden=(64, 0)), "non-empty sequence of layer widths"),
+])
+def test_bad_network_settings_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        SplitGaussianPolicy(T, OBS, ACT, **kw)

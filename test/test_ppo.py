@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from mt_specialize.ppo import (PPOConfig, clipped_surrogate, compute_gae, standardize_per_task,
-                               value_loss)
+from mt_specialize.ppo import (PPOConfig, clipped_surrogate, compute_gae, standardize_minibatch,
+                               standardize_per_task, value_loss)
 
 G, L = 0.9, 0.5
 
@@ -128,3 +128,47 @@ def test_surrogate_and_value_loss_with_grad_match_autograd():
     loss, grad = value_loss_with_grad(v, r, 0.3)
     torch.testing.assert_close(loss, value_loss(v, r))
     torch.testing.assert_close(grad, y.grad)
+
+
+def test_standardize_minibatch_is_per_row_with_sample_std():
+    adv = torch.tensor([[1.0, 2.0, 6.0, -3.0], [10.0, 10.5, 9.0, 12.0]])
+    out = standardize_minibatch(adv)
+    assert torch.allclose(out.mean(dim=1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(out.std(dim=1), torch.ones(2), atol=1e-6)  # ddof=1, as SB3's advantages.std()
+    first = (adv[0] - adv[0].mean()) / (torch.tensor([1.0, 2.0, 6.0, -3.0]).std() + 1e-8)
+    assert torch.allclose(out[0], first)
+    single = torch.tensor([[3.0], [-2.0]])
+    assert torch.equal(standardize_minibatch(single), single)  # SB3 skips a batch of one
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(policy_hidden=[]), "policy_hidden.*non-empty list of layer widths"),
+    (dict(value_hidden=[64, 0]), "value_hidden.*non-empty list"),
+    (dict(value_hidden="64"), "value_hidden.*non-empty list"),
+    (dict(init="xavier"), r"init='xavier'.*\['normc', 'orthogonal'\]"),
+    (dict(obs_norm_update="per_episode"), r"obs_norm_update.*\['per_iteration', 'per_step'\]"),
+    (dict(advantage_norm="batch"), r"advantage_norm.*\['per_task_iteration', 'per_minibatch', 'none'\]"),
+    (dict(obs_clip=0), "obs_clip.*> 0"),
+    (dict(reward_clip=float("inf")), "reward_clip.*finite"),
+    (dict(obs_var_floor=-1.0), "obs_var_floor.*>= 0"),
+    (dict(obs_var_floor=0.0), "obs_norm_epsilon.*when obs_var_floor is 0"),
+    (dict(reward_norm="yes"), "reward_norm.*true or false"),
+    (dict(clip_env_actions=1), "clip_env_actions.*true or false"),
+])
+def test_bad_network_and_normaliser_settings_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        PPOConfig(**kw)
+
+
+def test_stable_baselines3_settings_and_defaults():
+    sb3 = PPOConfig.stable_baselines3()
+    assert (sb3.policy_hidden, sb3.init, sb3.obs_clip, sb3.obs_var_floor, sb3.obs_norm_epsilon) == (
+        [64, 64], "orthogonal", 10.0, 0.0, 1e-8)
+    assert (sb3.reward_norm, sb3.advantage_norm, sb3.obs_norm_update, sb3.max_grad_norm, sb3.value_coef,
+            sb3.minibatch_per_task, sb3.clip_env_actions) == (True, "per_minibatch", "per_step", 0.5, 0.5, 64, True)
+    assert PPOConfig.stable_baselines3(max_grad_norm=None).max_grad_norm is None
+    ours = PPOConfig()
+    assert (ours.policy_hidden, ours.value_hidden, ours.init, ours.obs_clip, ours.obs_var_floor,
+            ours.obs_norm_epsilon, ours.obs_norm_update, ours.reward_norm, ours.advantage_norm,
+            ours.clip_env_actions) == ([64, 64, 64], [64, 64, 64], "normc", 5.0, 1e-2, 0.0, "per_iteration",
+                                       False, "per_task_iteration", False)
