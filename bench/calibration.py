@@ -12,11 +12,11 @@ Models (``--models``):
 
 * ``capsule``: our capsule hopper as the built-in task ``hopper_capsule`` has it;
 * ``capsule_paper``, ``capsule_mujoco``, ``capsule_none``: our capsule hopper in each physics
-  profile (experiment YAML task key ``profile``);
+  profile (every physics setting of the profile written into the task's ``physics:``);
 * ``gymnasium``: Gymnasium's Hopper-v5 model; SB3 runs ``gymnasium.make("Hopper-v5")``, ours the
   task ``hopper_gymnasium`` (Gymnasium's MJCF in our batched env).
 
-A model whose task this version cannot build (no physics profiles yet) is reported and skipped.
+A model whose task cannot be built is reported and skipped.
 SB3 runs on ``TaskEnv`` for our models: the same MuJoCo model and stepping as our batched env.
 
 Outputs under ``--out``: ``<model>/<trainer>_seed<k>.json`` (curve: samples and mean return of the
@@ -65,8 +65,13 @@ def experiment_yaml(model: str, budget: int, directory: Path) -> Path:
     elif model == "gymnasium":
         task = "hopper_gymnasium"
     else:
+        from mt_specialize.experiments import apply_profile, get_experiment, resolved_physics
+
         profile = model.split("_", 1)[1]
-        task = {"name": f"hopper_capsule_{profile}", "robot": "hopper_capsule", "profile": profile}
+        resolved = resolved_physics(apply_profile(get_experiment("three_hoppers"), profile))["hopper_capsule"]
+        resolved.pop("torso_mass")
+        # every physics setting of the capsule hopper under the profile, explicit in the task
+        task = {"name": f"hopper_capsule_{profile}", "robot": "hopper_capsule", "physics": resolved}
     import yaml
 
     path = directory / f"{model}.yaml"
