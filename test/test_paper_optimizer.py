@@ -130,12 +130,7 @@ def test_split_count_floor_nonzero_is_the_authors_rule():
 
 
 # -- trainer ------------------------------------------------------------------------------------------
-@pytest.fixture
-def tiny_experiment(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text("name: tiny\nbatch_size: 384\nbudget: 3840\n"
-                    "tasks: [hopper_capsule, hopper_box, hopper_ellipsoid]\n")
-    return str(path)
+from test_train import tiny_experiment  # noqa: E402,F401  (the fixture: three hoppers, 384 samples per iteration)
 
 
 def _config(experiment, **kw):
