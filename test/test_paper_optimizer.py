@@ -147,14 +147,20 @@ def _rows(run_dir):
                 for r in csv.DictReader(f)]
 
 
-def _force_drop_at(trainer, iteration):
-    """Make the pooled return collapse in the rollout after ``iteration`` rows."""
+def _force_drop_at(trainer, iteration, streak=2):
+    """Make the pooled return collapse in the rollout after ``iteration`` rows and recover ``streak``
+    rollouts later: fake episodes of return -1e4 enter the return buffer, then leave it again, so the
+    number of rejected rollouts does not hang on how many real episodes happen to finish."""
     collect = trainer.collect
 
     def collect_with_drop():
         rollout = collect()
         if trainer.iteration == iteration:
             trainer.pooled_returns.extend([-1e4] * 20)
+        elif trainer.iteration == iteration + streak:
+            real = [r for r in trainer.pooled_returns if r != -1e4]
+            trainer.pooled_returns.clear()
+            trainer.pooled_returns.extend(real)
         return rollout
     trainer.collect = collect_with_drop
 
@@ -183,10 +189,10 @@ def test_forced_return_drop_reverts_weights_normaliser_and_counted_samples(tiny_
     reverted = [int(r["reverted"]) for r in rows]
     assert reverted[:4] == [0, 0, 0, 1]
     # the fake episodes stay in the return buffer (not restored, as the authors' rewbuffer), so the
-    # rule keeps rejecting until enough new episodes replace them; counted samples stay rewound
-    streak = reverted.index(0, 3) - 3
-    assert [int(r["samples"]) for r in rows[:3 + streak]] == [384, 768, 1152] + [768] * streak
-    assert int(rows[3 + streak]["samples"]) == 1152 and int(rows[3 + streak]["reverts"]) == streak
+    # rule keeps rejecting until they leave it (after 2 rollouts here); counted samples stay rewound
+    assert reverted[:6] == [0, 0, 0, 1, 1, 0]
+    assert [int(r["samples"]) for r in rows[:6]] == [384, 768, 1152, 768, 768, 1152]
+    assert [int(r["reverts"]) for r in rows[:6]] == [0, 0, 0, 1, 2, 2]
     assert int(rows[-1]["samples"]) >= 3840
     # checkpoints are named by real samples, which never rewind: the newest sorts last
     names = sorted(p.name for p in (tmp_path / "r" / "checkpoints").glob("ckpt_*.safetensors"))
@@ -208,6 +214,7 @@ def test_resume_after_a_revert_is_exact(tiny_experiment, tmp_path):
         part.run()
     resumed = Trainer(_config(tiny_experiment, **config), tmp_path / "part", resume=True)
     assert resumed.reverts == 1 and resumed.samples_real == 4 * 384 and resumed.samples == 768
+    _force_drop_at(resumed, 3)  # the fake episodes came back with the checkpoint; they leave as before
     resumed.run()
     assert _rows(tmp_path / "whole") == _rows(tmp_path / "part")
     for a, b in zip(whole.policy.state_dict().values(), resumed.policy.state_dict().values()):
