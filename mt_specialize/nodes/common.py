@@ -8,6 +8,7 @@ import array
 import gc
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -205,20 +206,53 @@ def run_node(factory: Callable[[], Node], args: Iterable[str] | None = None) -> 
                 except Exception as exc:
                     code = 1
                     _report_failure(name, node, "shut down with an error", exc)
+        teardown = _Teardown(name, node, code)
         if executor is not None:
-            try:
-                executor.shutdown()
-            except Exception:
-                pass
+            teardown.step("executor.shutdown", executor.shutdown)
         if node is not None:
-            try:
-                node.destroy_node()
-            except Exception:
-                pass
-        rclpy.try_shutdown()
+            teardown.step("destroy_node", node.destroy_node)
+        teardown.step("rclpy.try_shutdown", rclpy.try_shutdown)
+        teardown.done()
         if STOP.requested:
             STOP.ignore_from_now()
     return code
+
+
+#: s the rclpy teardown (executor, node, context) may take once the node's own clean-up is done
+TEARDOWN_TIMEOUT = 3.0
+
+
+class _Teardown:
+    """rclpy's teardown steps under a watchdog. The node's own clean-up (``close()``: the learner's
+    checkpoint) is complete by then, so nothing is lost if a step blocks: after
+    ``TEARDOWN_TIMEOUT`` s the process logs which step blocked and exits with the node's code,
+    instead of waiting for ``ros2 launch`` to escalate to SIGTERM and SIGKILL (a stop request only
+    sets a flag, so a blocked main thread would never see them)."""
+
+    def __init__(self, name: str, node: Node | None, code: int):
+        self.name, self.node, self.code = name, node, code
+        self.current = "start"
+        self._finished = threading.Event()
+        threading.Thread(target=self._watch, name="teardown-watchdog", daemon=True).start()
+
+    def step(self, what: str, call: Callable[[], object]) -> None:
+        self.current = what
+        try:
+            call()
+        except Exception:
+            pass  # teardown of an already failed node: its reason is logged
+
+    def done(self) -> None:
+        self._finished.set()
+
+    def _watch(self) -> None:
+        if self._finished.wait(TEARDOWN_TIMEOUT):
+            return
+        message = (f"[{self.name}] rclpy teardown blocked in {self.current} for {TEARDOWN_TIMEOUT:g} s after "
+                   f"the node's clean-up was complete: exiting")
+        print(message, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(self.code)
 
 
 def _report_failure(name: str, node: Node | None, what: str, exc: BaseException) -> None:

@@ -125,3 +125,53 @@ def test_two_sigints_while_starting_up(start_node, checkpoint_factory, tmp_path)
     send(nodes, signal.SIGINT)
     for node in nodes:
         assert_clean_exit(node, node.proc.wait(60))
+
+
+BLOCKED_TEARDOWN = '''
+import sys, threading
+from mt_specialize.nodes.signals import STOP
+STOP.install()
+from rclpy.node import Node
+from mt_specialize.nodes import common
+
+class Stuck(Node):
+    def __init__(self):
+        super().__init__("stuck")
+        self.get_logger().info("spinning")
+
+    def destroy_node(self):
+        threading.Event().wait()  # an rclpy teardown step that never returns
+
+sys.exit(common.run_node(Stuck))
+'''
+
+
+def test_a_blocked_rclpy_teardown_cannot_hold_the_process(tmp_path):
+    """After the node's own clean-up, a teardown step that blocks (as rclpy's executor / node
+    destruction can) ends the process with the node's exit code within TEARDOWN_TIMEOUT, naming the
+    step, instead of leaving it to launch's SIGTERM / SIGKILL escalation."""
+    import subprocess
+    import sys
+
+    from conftest import node_env
+
+    from mt_specialize.nodes.common import TEARDOWN_TIMEOUT
+
+    log = tmp_path / "stuck.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", BLOCKED_TEARDOWN], stdout=out, stderr=subprocess.STDOUT,
+                                env=node_env(), start_new_session=True)
+        try:
+            wait_until(lambda: "spinning" in log.read_text(), 60, "the node to spin")
+            proc.send_signal(signal.SIGINT)
+            start = time.monotonic()
+            code = proc.wait(TEARDOWN_TIMEOUT + 30)
+        finally:
+            proc.kill()
+    elapsed = time.monotonic() - start
+    text = log.read_text()
+    assert code == 0, text
+    assert "rclpy teardown blocked in destroy_node" in text, text
+    assert TEARDOWN_TIMEOUT - 0.5 <= elapsed < TEARDOWN_TIMEOUT + 20, elapsed
+    for bad in UNCLEAN:
+        assert bad not in text, text
