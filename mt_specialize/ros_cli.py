@@ -40,6 +40,10 @@ def add_ros_subcommands(subparsers) -> None:
     up.add_argument("--no-learner", action="store_true", help="do not start the learner (serve a checkpoint)")
     up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
     up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
+    up.add_argument("--foxglove", nargs="?", const=8765, type=_foxglove_port, metavar="PORT",
+                    help="also start the foxglove_bridge node: a Foxglove WebSocket server on 127.0.0.1:PORT "
+                         "(default 8765, 0 = any free port) streaming every robot's scene and joint states "
+                         "(needs foxglove-sdk: pip install mt_specialize[foxglove])")
     up.add_argument("--stop-timeout", type=float, default=30.0, metavar="S",
                     help="seconds a node gets to exit after SIGINT before SIGTERM, then SIGKILL 3 s later "
                          "(default 30: the learner finishes its iteration and writes a checkpoint)")
@@ -77,6 +81,15 @@ def add_ros_subcommands(subparsers) -> None:
                     help=f"directory with simulator.yaml (default {CONFIG_DIR})")
     rv.add_argument("-o", "--out", type=Path, help="output .rviz file (default: standard output)")
     rv.set_defaults(func=cmd_rviz_config)
+
+
+def _foxglove_port(text: str) -> int:
+    from mt_specialize.nodes.foxglove_bridge import check_port
+
+    try:
+        return check_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ros_env() -> dict:
@@ -210,6 +223,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         overrides["policy_server"]["checkpoint"] = str(ckpt)
     if args.mode:
         overrides["simulator"]["mode"] = args.mode
+    if args.foxglove is not None:
+        try:
+            import foxglove  # noqa: F401
+        except ImportError:
+            print("mt-specialize up: --foxglove needs the foxglove-sdk package: pip install mt_specialize[foxglove] "
+                  "(or pip install foxglove-sdk)", file=sys.stderr)
+            return 2
+        nodes.append("foxglove_bridge")
+        overrides["foxglove_bridge"] = {"port": args.foxglove}
 
     env = _ros_env()
     received: list[int] = []
