@@ -47,8 +47,14 @@ setup(
             "ros-geometry-msgs",
             "ros-diagnostic-msgs",
             "mcap>=1.1",
+            "foxglove-sdk>=0.30.3,<0.31",  # `mt-specialize up --foxglove`: the live view without rviz2
         ],
-        "test": ["pytest", "pytest-timeout", "ray", "mcap-ros2-support"],  # decodes MCAP from its schemas, as Foxglove
+        # the Foxglove live view alone (also in "ros"); the WebSocket protocol and the schemas are
+        # the SDK's, so it is pinned to a minor version
+        "foxglove": ["foxglove-sdk>=0.30.3,<0.31"],
+        # mcap-ros2-support decodes MCAP from its schemas, as Foxglove; websockets + protobuf: a
+        # Foxglove WebSocket client decoding messages from their advertised schemas
+        "test": ["pytest", "pytest-timeout", "ray", "mcap-ros2-support", "websockets>=13", "protobuf"],
         "cluster": ["ray"],
     },
     zip_safe=True,
@@ -62,6 +68,7 @@ setup(
             "simulator = mt_specialize.nodes.entry:simulator",
             "learner = mt_specialize.nodes.entry:learner",
             "policy_server = mt_specialize.nodes.entry:policy_server",
+            "foxglove_bridge = mt_specialize.nodes.entry:foxglove_bridge",
         ],
     },
 )

@@ -7,7 +7,9 @@
 Starts the simulator, policy_server and learner nodes with config/<node>.yaml (override the directory
 with config_dir:=...), and for every robot of config/simulator.yaml a robot_state_publisher (in the
 robot's namespace, TF frames prefixed with "<robot>/") plus a static transform world -> <robot>/world
-that puts the robots side by side like the markers. rviz2 with config/mt_specialize.rviz if rviz:=true.
+that puts the robots side by side like the markers. With rviz:=true, rviz2 with a display config
+generated for those robots (markers and RobotModel per robot; written to
+~/.cache/mt_specialize/rviz/, or $XDG_CACHE_HOME/mt_specialize/rviz/), or rviz_config:=FILE.
 
 Ctrl-C stops every node cleanly (exit code 0; the learner writes a checkpoint first, and with
 `resume: true` in learner.yaml the next launch continues from it).
@@ -19,7 +21,7 @@ import os
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -46,6 +48,8 @@ def _robot_description(task_name):
 
 
 def _nodes(context):
+    from mt_specialize.nodes.rviz_config import robot_namespaces
+
     config_dir = LaunchConfiguration("config_dir").perform(context)
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
     sim_file, sim = _params(config_dir, "simulator")
@@ -65,7 +69,7 @@ def _nodes(context):
     ]
 
     tasks = list(sim.get("tasks", ["hopper_capsule"]))
-    namespaces = [ns.strip("/") for ns in (sim.get("namespaces") or tasks)]
+    namespaces = robot_namespaces(sim)
     spacing = float(sim.get("robot_spacing", 1.5))
     for i, (task, ns) in enumerate(zip(tasks, namespaces)):
         actions.append(Node(
@@ -77,10 +81,18 @@ def _nodes(context):
             arguments=["--x", "0", "--y", str(i * spacing), "--z", "0",
                        "--frame-id", "world", "--child-frame-id", f"{ns}/world"]))
 
-    actions.append(Node(
-        package="rviz2", executable="rviz2", name="rviz2", output="screen",
-        arguments=["-d", os.path.join(get_package_share_directory(PACKAGE), "config", "mt_specialize.rviz")],
-        condition=IfCondition(LaunchConfiguration("rviz"))))
+    if IfCondition(LaunchConfiguration("rviz")).evaluate(context):
+        rviz_file = LaunchConfiguration("rviz_config").perform(context)
+        if not rviz_file:
+            from mt_specialize.nodes.rviz_config import rviz_config, write_cached
+
+            rviz_file = str(write_cached(rviz_config(namespaces, spacing)))
+        elif not os.path.isfile(rviz_file):
+            raise FileNotFoundError(f"rviz_config:={rviz_file}: no such file (leave it empty to generate one "
+                                    f"for the robots of {sim_file})")
+        actions.append(LogInfo(msg=f"rviz2 display config {rviz_file} (robots {', '.join(namespaces)})"))
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                            arguments=["-d", rviz_file]))
     return actions
 
 
@@ -93,5 +105,7 @@ def generate_launch_description():
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="checkpoint for the policy server (default: the learner's)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
+        DeclareLaunchArgument("rviz_config", default_value="",
+                              description="rviz2 display config (default: generated for the simulated robots)"),
         OpaqueFunction(function=_nodes),
     ])

@@ -1,4 +1,4 @@
-"""The ROS 2 sub-commands of ``mt-specialize``: ``up``, ``switch``, ``record``.
+"""The ROS 2 sub-commands of ``mt-specialize``: ``up``, ``switch``, ``record``, ``rviz-config``.
 
 ``add_ros_subcommands(subparsers)`` registers them on an argparse sub-parsers object; each sets
 ``func`` to a function ``(args) -> int`` (the exit code). rclpy is imported only when a command runs.
@@ -23,7 +23,7 @@ NODES = ("simulator", "policy_server", "learner")
 # argparse
 # ---------------------------------------------------------------------------------------------
 def add_ros_subcommands(subparsers) -> None:
-    """Register ``up``, ``switch`` and ``record`` on an argparse sub-parsers object."""
+    """Register ``up``, ``switch``, ``record`` and ``rviz-config`` on an argparse sub-parsers object."""
     from mt_specialize.paths import CONFIG_DIR
 
     up = subparsers.add_parser(
@@ -40,6 +40,10 @@ def add_ros_subcommands(subparsers) -> None:
     up.add_argument("--no-learner", action="store_true", help="do not start the learner (serve a checkpoint)")
     up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
     up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
+    up.add_argument("--foxglove", nargs="?", const=8765, type=_foxglove_port, metavar="PORT",
+                    help="also start the foxglove_bridge node: a Foxglove WebSocket server on 127.0.0.1:PORT "
+                         "(default 8765, 0 = any free port) streaming every robot's scene and joint states "
+                         "(needs foxglove-sdk: pip install mt_specialize[foxglove])")
     up.add_argument("--stop-timeout", type=float, default=30.0, metavar="S",
                     help="seconds a node gets to exit after SIGINT before SIGTERM, then SIGKILL 3 s later "
                          "(default 30: the learner finishes its iteration and writes a checkpoint)")
@@ -67,6 +71,25 @@ def add_ros_subcommands(subparsers) -> None:
     rec.add_argument("--discovery", type=float, default=10.0, metavar="S",
                      help="at most this many seconds to wait for publishers (default 10)")
     rec.set_defaults(func=cmd_record)
+
+    rv = subparsers.add_parser(
+        "rviz-config", help="an rviz2 display config showing every robot of a simulator.yaml",
+        description="Write the rviz2 display config for the robots of CONFIG_DIR/simulator.yaml (per robot: "
+                    "its /<robot>/markers and a RobotModel of /<robot>/robot_description with TF prefix "
+                    "<robot>). `ros2 launch mt_specialize training.launch.py rviz:=true` makes the same one.")
+    rv.add_argument("--config-dir", type=Path, default=CONFIG_DIR,
+                    help=f"directory with simulator.yaml (default {CONFIG_DIR})")
+    rv.add_argument("-o", "--out", type=Path, help="output .rviz file (default: standard output)")
+    rv.set_defaults(func=cmd_rviz_config)
+
+
+def _foxglove_port(text: str) -> int:
+    from mt_specialize.nodes.foxglove_bridge import check_port
+
+    try:
+        return check_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ros_env() -> dict:
@@ -200,6 +223,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         overrides["policy_server"]["checkpoint"] = str(ckpt)
     if args.mode:
         overrides["simulator"]["mode"] = args.mode
+    if args.foxglove is not None:
+        try:
+            import foxglove  # noqa: F401
+        except ImportError:
+            print("mt-specialize up: --foxglove needs the foxglove-sdk package: pip install mt_specialize[foxglove] "
+                  "(or pip install foxglove-sdk)", file=sys.stderr)
+            return 2
+        nodes.append("foxglove_bridge")
+        overrides["foxglove_bridge"] = {"port": args.foxglove}
 
     env = _ros_env()
     received: list[int] = []
@@ -248,6 +280,29 @@ def cmd_up(args: argparse.Namespace) -> int:
     if stopping:
         print("mt-specialize up: all nodes stopped cleanly", flush=True)
     return code
+
+
+# ---------------------------------------------------------------------------------------------
+# rviz-config
+# ---------------------------------------------------------------------------------------------
+def cmd_rviz_config(args: argparse.Namespace) -> int:
+    from mt_specialize.nodes.rviz_config import rviz_config_for
+
+    sim = Path(args.config_dir) / "simulator.yaml"
+    if not sim.is_file():
+        print(f"mt-specialize rviz-config: {sim} does not exist", file=sys.stderr)
+        return 2
+    try:
+        text = rviz_config_for(sim)
+    except ValueError as exc:
+        print(f"mt-specialize rviz-config: {sim}: {exc}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Console-script entry points of the nodes (``simulator``, ``policy_server``, ``learner``).
+"""Console-script entry points of the nodes (``simulator``, ``policy_server``, ``learner``,
+``foxglove_bridge``).
 
 The stop-signal handlers (``signals.STOP``) are installed before the node module and its heavy
 dependencies (rclpy, numpy, MuJoCo, torch) are imported, so a Ctrl-C during start-up also ends the
@@ -26,3 +27,7 @@ def policy_server() -> int:
 
 def learner() -> int:
     return _main("learner")
+
+
+def foxglove_bridge() -> int:
+    return _main("foxglove_bridge")

@@ -10,6 +10,7 @@ SIGINT to every node again (``timeout -s INT N ros2 launch ...`` does the same).
 """
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -133,6 +134,34 @@ def _kill_our_ros2_daemon() -> None:
                 pass
 
 
+def assert_rviz_shows_every_robot(ros2: Ros2, launch: Launch, robots: list[str]) -> str:
+    """rviz2 (the harness's stand-in) got a display config with the markers and the RobotModel
+    (robot_description) of every robot in ``robots``, and every topic it names has a publisher:
+    those the stand-in reports (``Topic``) from its log, the RobotModel's ``Description Topic``
+    (which the stand-in does not read) from ``ros2 topic info``. The config's text."""
+    from mt_specialize.nodes.rviz_config import config_topics
+
+    match = launch.wait_for(r"rviz2 display config (\S+) \(robots ([^)]*)\)")
+    text = Path(match.group(1)).read_text()
+    assert match.group(2).split(", ") == robots, match.group(0)
+    topics = config_topics(text)
+    assert {t for _, t in topics} == {f"/{ns}/{name}" for ns in robots for name in ("markers", "robot_description")}
+    listed = ast.literal_eval(launch.wait_for(r"stand-in rviz2: fixed frame 'world', displays (\[.*\])").group(1))
+    assert {t for _, t in listed} == {f"/{ns}/markers" for ns in robots}, listed
+    for cls, topic in listed:
+        launch.wait_for(rf"stand-in rviz2: {re.escape(cls)} on {re.escape(topic)}: [1-9]\d* publisher", timeout=30)
+    for cls, topic in topics:
+        if (cls, topic) not in listed:
+            for _ in range(3):  # discovery in a new process may miss the topic under load: ask again
+                info = ros2.run("topic", "info", "--no-daemon", "--spin-time", "5", topic)
+                count = re.search(r"Publisher count: (\d+)", info.stdout)
+                if info.returncode == 0 and count and int(count.group(1)) >= 1:
+                    break
+            else:
+                raise AssertionError(f"{cls} on {topic}: no publisher\n{info.stdout}{info.stderr}")
+    return text
+
+
 @pytest.fixture(scope="session")
 def ros2(tmp_path_factory) -> Ros2:
     harness = harness_dir()
@@ -145,6 +174,7 @@ def ros2(tmp_path_factory) -> Ros2:
     env = node_env()
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
+    env["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))  # the launch file's generated .rviz
     install = subprocess.run([str(harness / "install.sh"), str(venv)], env=env, capture_output=True, text=True,
                              timeout=900)
     assert install.returncode == 0, f"{harness}/install.sh {venv} failed:\n{install.stdout[-3000:]}{install.stderr[-3000:]}"
@@ -253,7 +283,24 @@ def test_serve_a_checkpoint_switch_set_parameters_echo_topics_rviz(ros2, launche
     got = ros2.run("param", "get", "--no-daemon", "--timeout", "20", "/policy_server", "task.biped")
     assert "String value is: biped_forward" in got.stdout, got.stdout + got.stderr
 
-    # rviz2 (the harness's stand-in) loaded config/mt_specialize.rviz and found a publisher for its topics
-    launch.wait_for(r"stand-in rviz2: \S+MarkerArray on /biped/markers: [1-9]\d* publisher")
+    # rviz2 (the harness's stand-in) shows both robots and finds a publisher for every topic
+    assert_rviz_shows_every_robot(ros2, launch, ["biped", "hb"])
     assert_clean_stop(launch, launch.ctrl_c(), ("simulator", "policy_server", "rviz2"))
     assert "[learner" not in launch.log()
+
+
+def test_rviz_with_the_default_config_uses_the_committed_display_config(ros2, launches, tmp_path):
+    """``rviz:=true`` with the default simulator.yaml: the generated display config is the committed
+    config/mt_specialize.rviz, and rviz2 finds a publisher for every topic it names."""
+    launch = ros2.launch(tmp_path, "learner:=false", "rviz:=true")
+    launches.append(launch)
+    text = assert_rviz_shows_every_robot(ros2, launch, ["biped"])
+    assert text == (REPO / "config" / "mt_specialize.rviz").read_text()
+    assert_clean_stop(launch, launch.ctrl_c(), ("simulator", "policy_server", "rviz2"))
+
+
+def test_rviz_config_argument_must_name_a_file(ros2, launches, tmp_path):
+    launch = ros2.launch(tmp_path, "learner:=false", "rviz:=true", f"rviz_config:={tmp_path / 'none.rviz'}")
+    launches.append(launch)
+    code = launch.proc.wait(60)
+    assert code != 0 and f"rviz_config:={tmp_path / 'none.rviz'}: no such file" in launch.log(), launch.log()
