@@ -68,7 +68,7 @@ setup(
             "simulator = mt_specialize.nodes.entry:simulator",
             "learner = mt_specialize.nodes.entry:learner",
             "policy_server = mt_specialize.nodes.entry:policy_server",
-            "foxglove_bridge = mt_specialize.nodes.entry:foxglove_bridge",
+            "foxglove_view = mt_specialize.nodes.entry:foxglove_view",
         ],
     },
 )

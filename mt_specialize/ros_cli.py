@@ -41,7 +41,7 @@ def add_ros_subcommands(subparsers) -> None:
     up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
     up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
     up.add_argument("--foxglove", nargs="?", const=8765, type=_foxglove_port, metavar="PORT",
-                    help="also start the foxglove_bridge node: a Foxglove WebSocket server on 127.0.0.1:PORT "
+                    help="also start the foxglove_view node: a Foxglove WebSocket server on 127.0.0.1:PORT "
                          "(default 8765, 0 = any free port) streaming every robot's scene and joint states "
                          "(needs foxglove-sdk: pip install mt_specialize[foxglove])")
     up.add_argument("--stop-timeout", type=float, default=30.0, metavar="S",
@@ -84,7 +84,7 @@ def add_ros_subcommands(subparsers) -> None:
 
 
 def _foxglove_port(text: str) -> int:
-    from mt_specialize.nodes.foxglove_bridge import check_port
+    from mt_specialize.nodes.foxglove_view import check_port
 
     try:
         return check_port(text)
@@ -230,8 +230,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             print("mt-specialize up: --foxglove needs the foxglove-sdk package: pip install mt_specialize[foxglove] "
                   "(or pip install foxglove-sdk)", file=sys.stderr)
             return 2
-        nodes.append("foxglove_bridge")
-        overrides["foxglove_bridge"] = {"port": args.foxglove}
+        nodes.append("foxglove_view")
+        overrides["foxglove_view"] = {"port": args.foxglove}
 
     env = _ros_env()
     received: list[int] = []

@@ -1,5 +1,5 @@
 """Console-script entry points of the nodes (``simulator``, ``policy_server``, ``learner``,
-``foxglove_bridge``).
+``foxglove_view``).
 
 The stop-signal handlers (``signals.STOP``) are installed before the node module and its heavy
 dependencies (rclpy, numpy, MuJoCo, torch) are imported, so a Ctrl-C during start-up also ends the
@@ -29,5 +29,5 @@ def learner() -> int:
     return _main("learner")
 
 
-def foxglove_bridge() -> int:
-    return _main("foxglove_bridge")
+def foxglove_view() -> int:
+    return _main("foxglove_view")

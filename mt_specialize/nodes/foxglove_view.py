@@ -93,7 +93,7 @@ class FoxgloveBridgeNode(Node):
     """ROS 2 shell: subscriptions -> the conversions above -> Foxglove channels."""
 
     def __init__(self, **kwargs):
-        super().__init__("foxglove_bridge", **kwargs)
+        super().__init__("foxglove_view", **kwargs)
         import foxglove
         from foxglove.channels import JointStatesChannel, SceneUpdateChannel
         from sensor_msgs.msg import JointState
