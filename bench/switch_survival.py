@@ -11,8 +11,9 @@ second of the window in B's direction is >= --min-speed: it walks the other way.
 are also run without a switch over the same window (the control: how often a walking robot falls or
 stops anyway). Fractions come with Wilson 95 % intervals.
 
-Usage: ``python bench/switch_survival.py RUN_DIR [RUN_DIR ...] [--robots 64] [--seed 0] [--json]``
-(the run's newest checkpoint; physics and tasks from its config.yaml).
+Usage: ``python bench/switch_survival.py RUN [RUN ...] [--robots 64] [--seed 0] [--json]``, RUN a run
+directory (its newest checkpoint) or a checkpoint file of one; physics and tasks from the run's
+config.yaml.
 """
 from __future__ import annotations
 
@@ -82,18 +83,23 @@ def run_switches(policy: InferencePolicy, task_a, task_b, robots: int, seed: int
             "mean_speed_after": float(speed_after[walking].mean()) if n else float("nan")}
 
 
-def measure(run_dir: Path, robots: int, seed: int, switch_window, window: float, min_speed: float) -> dict:
+def measure(run: Path, robots: int, seed: int, switch_window, window: float, min_speed: float) -> dict:
+    """``run``: a run directory (its newest checkpoint) or one of its checkpoint files."""
+    if run.is_file():
+        run_dir, checkpoint = run.parent.parent, run
+    else:
+        run_dir, checkpoint = run, latest_checkpoint(run)
+        if checkpoint is None:
+            raise SystemExit(f"{run_dir}: no checkpoint")
     config = TrainConfig.from_run_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
     experiment = apply_profile(get_experiment(config.experiment), config.profile, config.physics)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise SystemExit(f"{run_dir}: no checkpoint")
     policy = InferencePolicy.from_checkpoint(checkpoint)
     groups = MultiTaskVecEnv(experiment.tasks, 1, nthread=1).robot_groups()
     if not groups:
         raise SystemExit(f"{run_dir}: experiment {experiment.name} has no two tasks of one robot to switch between")
     out = {"run": str(run_dir), "checkpoint": checkpoint.name, "profile": config.profile,
-           "task_switch_prob": config.task_switch_prob, "switches": {}}
+           "task_switch_prob": config.task_switch_prob, "task_switch_start": config.task_switch_start,
+           "task_switch_grace": config.task_switch_grace, "switches": {}}
     for group in groups:
         for a in group:
             for b in group:
@@ -109,7 +115,7 @@ def measure(run_dir: Path, robots: int, seed: int, switch_window, window: float,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories or checkpoint files of runs")
     parser.add_argument("--robots", type=int, default=64, help="robots per switch direction (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--switch-from", type=float, default=2.0, help="earliest switch time, s (default %(default)s)")
@@ -128,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
           f"still walking the other way {args.window:g} s later; switch times {args.switch_from:g}-{args.switch_to:g} s")
     for r in results:
         print(f"\n{r['run']} ({r['checkpoint']}, profile {r['profile']}, trained with task_switch_prob "
-              f"{r['task_switch_prob']:g})")
+              f"{r['task_switch_prob']:g} from {r['task_switch_start']:,} samples, task_switch_grace "
+              f"{r['task_switch_grace']:g} s)")
         for name, parts in r["switches"].items():
             for kind, s in parts.items():
                 lo, hi = s["interval95"]
