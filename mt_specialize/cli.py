@@ -34,8 +34,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
     from .render import render_task_png
+    from .tasks import get_task
 
-    path = render_task_png(args.task, args.png, width=args.width, height=args.height, seed=args.seed)
+    path = render_task_png(get_task(args.task), args.png, width=args.width, height=args.height, seed=args.seed)
     print(f"wrote {path}")
     return 0
 
