@@ -33,8 +33,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
-    from .render import render_task_png
-    from .tasks import get_task
+    from .envs.render import render_task_png
+    from .envs.tasks import get_task
 
     path = render_task_png(get_task(args.task), args.png, width=args.width, height=args.height, seed=args.seed)
     print(f"wrote {path}")
@@ -251,7 +251,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .inference import InferencePolicy
+    from .learning.inference import InferencePolicy
 
     source = _checkpoint_path(args.source)
     path = InferencePolicy.export(source, args.out)
@@ -274,8 +274,8 @@ def _checkpoint_path(source: str) -> Path:
 
 
 def _cmd_gait(args: argparse.Namespace) -> int:
-    from .gait import play, write_animation
-    from .inference import InferencePolicy
+    from .envs.gait import play, write_animation
+    from .learning.inference import InferencePolicy
 
     policy = InferencePolicy.from_checkpoint(_checkpoint_path(args.checkpoint))
     schedule = [(0, args.task)]

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .ppo import PPOConfig
+from .learning.ppo import PPOConfig
 
 METHODS = ("ours", "joint", "separate", "random", "append")
 PROFILES = ("paper", "mujoco", "none")
@@ -22,7 +22,7 @@ APPEND_MODES = ("raw", "normalized")
 SPLIT_COUNTS = ("round", "floor_nonzero")
 SCORE_STATISTICS = ("variance", "std")
 # The training settings of each profile (SPEC §5b); the robots' physics of each profile is in
-# mt_specialize.physics. A setting given explicitly (not null) overrides its profile's value.
+# mt_specialize.envs.physics. A setting given explicitly (not null) overrides its profile's value.
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     # The paper's authors' code (VincentYu68/baselines,
     # baselines/split_net/pposgd_split.py at 8ab77c2):
@@ -79,14 +79,14 @@ class TrainConfig:
     batch_size:     samples per iteration over all tasks (default: the experiment's)
     envs_per_task:  parallel envs per task; the per-task batch is envs_per_task * steps
     split_value:    split the value net too (default: only for ``separate``)
-    profile:        paper | mujoco | none: a bundle of robot physics (mt_specialize.physics) and of
+    profile:        paper | mujoco | none: a bundle of robot physics (mt_specialize.envs.physics) and of
                     the training settings below that are null (PROFILE_SETTINGS). ``paper`` = as the
                     paper's authors ran it, ``mujoco`` = physically correct robots with Gymnasium's
                     contact conventions, ``none`` = every setting at its own default (the robots of
                     the first grid: armature 1.0, friction 0.9). A run directory written before
                     profiles existed reads as ``none``.
     physics:        run-wide physics settings applied to every task on top of the profile and the
-                    task's own settings (mapping setting -> value, see mt_specialize.physics)
+                    task's own settings (mapping setting -> value, see mt_specialize.envs.physics)
     revert_drop_bound: return units, or "off": when the mean of the last 100 finished episodes
                     (all tasks pooled) falls more than this below the last accepted iteration's, the
                     iteration is rejected: policy, value net and normaliser go back to their values

@@ -52,7 +52,7 @@ class RunSpec:
     def config(self, samples: int | None = None, physics_threads: int | None = None):
         from .config import TrainConfig
 
-        from .ppo import PPOConfig
+        from .learning.ppo import PPOConfig
 
         return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed, jt=self.jt,
                            sp=self.sp, samples=samples, physics_threads=physics_threads,
@@ -336,7 +336,7 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
             (target / "checkpoints").mkdir(exist_ok=True)
             _atomic_copy(newest, target / "checkpoints" / newest.name)
         if status == "done" and newest is not None and name.endswith(GAIT_CELL):
-            from .inference import InferencePolicy
+            from .learning.inference import InferencePolicy
 
             InferencePolicy.export(newest, target / "policy.safetensors")  # for the report's gaits
         for file in ARCHIVED_FILES:

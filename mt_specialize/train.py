@@ -39,17 +39,17 @@ import numpy as np
 import torch
 import yaml
 
-from . import checkpoint as ckpt
+from .learning import checkpoint as ckpt
 from .config import TrainConfig
 from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
-from .inference import InferencePolicy
-from .normalize import RewardNormalizer, RunningMeanStd
-from .optim import FastAdam, TaskAlternatingAdam
-from .policy import SplitGaussianPolicy, SplitValue
-from .ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
+from .learning.inference import InferencePolicy
+from .learning.normalize import RewardNormalizer, RunningMeanStd
+from .learning.optim import FastAdam, TaskAlternatingAdam
+from .learning.policy import SplitGaussianPolicy, SplitValue
+from .learning.ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
                   value_loss_with_grad)
-from .specialize import GradientSpread, random_split_masks, select_split_masks
-from .vec_env import MultiTaskVecEnv
+from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
+from .envs.vec_env import MultiTaskVecEnv
 
 RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
 CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"

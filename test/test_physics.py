@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mt_specialize import physics, robots
+from mt_specialize.envs import physics, robots
 from mt_specialize.experiments import Experiment, apply_profile, get_experiment, resolved_physics
-from mt_specialize.tasks import TASKS, TaskSpec
-from mt_specialize.vec_env import MultiTaskVecEnv
+from mt_specialize.envs.tasks import TASKS, TaskSpec
+from mt_specialize.envs.vec_env import MultiTaskVecEnv
 
 REPO = Path(__file__).resolve().parent.parent
 # the last commit whose robots.py had no physics settings: its models are "today's robots"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from mt_specialize.tasks import ENV_IDS, TASKS, TaskEnv, TaskSpec, get_task
+from mt_specialize.envs.tasks import ENV_IDS, TASKS, TaskEnv, TaskSpec, get_task
 
 HOPPER_TASKS = [n for n, t in TASKS.items() if t.family == "hopper"]
 
@@ -210,7 +210,7 @@ def test_render_rgb_array():
 
 def test_render_frames_and_png(tmp_path):
     pytest.importorskip("imageio")
-    from mt_specialize.render import render_frames, render_task_png
+    from mt_specialize.envs.render import render_frames, render_task_png
 
     task = get_task("biped_forward")
     qpos = np.tile(task.build_model().qpos0, (2, 1))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mt_specialize import checkpoint as ckpt
+from mt_specialize.learning import checkpoint as ckpt
 from mt_specialize.config import TrainConfig, parse_count
-from mt_specialize.specialize import n_split_entries
+from mt_specialize.learning.specialize import n_split_entries
 from mt_specialize.train import Interrupted, RunBusyError, RunExistsError, Trainer, latest_checkpoint
 
 TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}

@@ -1,6 +1,6 @@
 import numpy as np, imageio.v3 as iio
-from mt_specialize.render import render_frames
-from mt_specialize.tasks import get_task
+from mt_specialize.envs.render import render_frames
+from mt_specialize.envs.tasks import get_task
 rows=[]
 for name,f,idx in [('separate s2 fwd','traj_separate_s2_biped_forward_r0.npz',None),('separate s2 bwd','traj_separate_s2_biped_backward_r0.npz',None),('joint s1 fwd','traj_joint_s1_biped_forward_r0.npz',None)]:
     Q=np.load('/tmp/biped_diag/'+f)['Q']
