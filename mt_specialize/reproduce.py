@@ -41,7 +41,9 @@ class RunSpec:
     @property
     def variant(self) -> str:
         """``ours_jt400k_sp25``, ``random_jt400k_sp25``, ``joint``, ``separate``, ``append``."""
-        if self.method in ("ours", "random"):
+        from .methods import get_method
+
+        if get_method(self.method).chooses_split:
             return f"{self.method}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}"
         return self.method
 

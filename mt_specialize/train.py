@@ -39,17 +39,18 @@ import numpy as np
 import torch
 import yaml
 
-from .learning import checkpoint as ckpt
 from .config import TrainConfig
+from .envs.vec_env import MultiTaskVecEnv
 from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
+from .learning import checkpoint as ckpt
 from .learning.inference import InferencePolicy
 from .learning.normalize import RewardNormalizer, RunningMeanStd
 from .learning.optim import FastAdam, TaskAlternatingAdam
 from .learning.policy import SplitGaussianPolicy, SplitValue
 from .learning.ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
-                  value_loss_with_grad)
+                           value_loss_with_grad)
 from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
-from .envs.vec_env import MultiTaskVecEnv
+from .methods import get_method
 
 RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
 CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
@@ -130,7 +131,8 @@ class Trainer:
         self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads,
                                    switch_prob=c.task_switch_prob)
         self.obs_dim = self.env.obs_dim
-        self.append_task_id = c.method == "append"
+        self.method = get_method(c.method)
+        self.append_task_id = self.method.task_id_input
         self.normalize_task_id = self.append_task_id and c.append_mode == "normalized"
         self.policy_in = self.obs_dim + (T if self.append_task_id else 0)
         ppo = c.ppo
@@ -415,7 +417,7 @@ class Trainer:
         """Split the policy (and value net if asked) at the end of the joint phase; Adam state kept."""
         c = self.config
         shapes = {name: mask.shape for name, mask in self.policy.split_masks().items()}
-        if c.method == "random":
+        if self.method.random_mask:
             generator = torch.Generator().manual_seed(c.seed + 7919)
             masks = random_split_masks(shapes, c.sp, generator)
             score = None
@@ -654,7 +656,7 @@ class Trainer:
                                           f"{self.samples} samples; continue with --resume")
                     continue
                 batch = self.prepare_batch(rollout)
-                track = c.method == "ours" and not self.split_done and c.sp > 0
+                track = self.method.scores_gradients and not self.split_done and c.sp > 0
                 stats = self.update(batch, track_gradients=track)
                 self.iteration += 1
                 self.samples += self.batch

@@ -20,6 +20,7 @@ LAYERS = {
     "mt_specialize.learning": 2,
     "mt_specialize.experiments": 3,
     "mt_specialize.config": 3,
+    "mt_specialize.methods": 3,
     "mt_specialize.train": 3,
     "mt_specialize.plots": 3,
     "mt_specialize.reproduce": 3,
