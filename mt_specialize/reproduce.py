@@ -318,7 +318,7 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
     unfinished cell also its newest checkpoint, so ``restore_grid`` + ``reproduce`` continue it
     elsewhere. TensorBoard files and older checkpoints stay behind. Returns the cells archived.
     """
-    from .train import latest_checkpoint
+    from .train import checkpoint_paths, latest_checkpoint
 
     root, archive = Path(root), Path(archive)
     archived = []
@@ -331,7 +331,7 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
             continue  # already archived
         target.mkdir(parents=True, exist_ok=True)
         newest = latest_checkpoint(run_dir)
-        for stale in (target / "checkpoints").glob("ckpt_*.safetensors"):
+        for stale in checkpoint_paths(target):
             if newest is None or stale.name != newest.name or status == "done":
                 stale.unlink()
         if status != "done" and newest is not None and not (target / "checkpoints" / newest.name).exists():

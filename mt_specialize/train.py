@@ -504,9 +504,9 @@ class Trainer:
         tensors, metadata = self._state_tensors()
         # named by the real sample count: it only grows (the counted one rewinds on a revert), so the
         # newest checkpoint sorts last; without the revert rule the two counts are the same
-        path = self.checkpoint_dir / f"ckpt_{self.samples_real:012d}.safetensors"
+        path = self.checkpoint_dir / checkpoint_name(self.samples_real)
         ckpt.save_checkpoint(path, tensors, metadata)
-        old = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))[:-self.config.keep_checkpoints]
+        old = checkpoint_paths(self.out_dir)[:-self.config.keep_checkpoints]
         for stale in old:
             stale.unlink(missing_ok=True)
         return path
@@ -514,7 +514,7 @@ class Trainer:
     def _load_latest(self) -> None:
         """Continue from the newest checkpoint that verifies; a damaged newer one (e.g. a kill during
         a disk-full write) is named in a warning and skipped, never deleted."""
-        paths = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))
+        paths = checkpoint_paths(self.out_dir)
         if not paths:
             return  # interrupted before the first checkpoint: start over in the same directory
         damaged = []
@@ -775,9 +775,19 @@ def run_training(config: TrainConfig, out_dir: str | Path, *, resume: bool = Fal
     return Trainer(config, out_dir, resume=resume, progress=progress_callback).run()
 
 
+def checkpoint_name(samples_real: int) -> str:
+    """File name of the checkpoint taken after ``samples_real`` env steps (12 digits: names sort by age)."""
+    return f"ckpt_{samples_real:012d}.safetensors"
+
+
+def checkpoint_paths(run_dir: str | Path) -> list[Path]:
+    """The checkpoint files of a run directory (RUN_DIR/checkpoints), oldest first."""
+    return sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.safetensors"))
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint file of a run directory, or None."""
-    paths = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.safetensors"))
+    """The newest checkpoint file of a run directory, or None (it may not verify: see Trainer)."""
+    paths = checkpoint_paths(run_dir)
     return paths[-1] if paths else None
 
 
