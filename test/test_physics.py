@@ -123,6 +123,7 @@ def _robots_before_settings():
                              capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip(f"needs git and commit {BEFORE_SETTINGS}")
+    src = src.replace("from mt_specialize import urdf_gen", "from mt_specialize.envs import urdf_gen")  # its home now
     module = types.ModuleType("robots_before_settings")
     sys.modules[module.__name__] = module
     try:
