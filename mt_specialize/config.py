@@ -112,6 +112,10 @@ class TrainConfig:
                     trains the switches a policy server makes (MultiTaskVecEnv ``switch_prob``); 0 = never
     task_switch_start: counted samples before task switches begin (e.g. 3M: learn each task, then its
                     switches); 0 = from the start
+    task_switch_grace: s after a switch during which the new task's reward does not charge the robot
+                    for the momentum it was handed (its direction * velocity term floored at 0), so
+                    that falling never pays more than turning round (MultiTaskVecEnv ``switch_grace``);
+                    0 = the tasks' rewards unchanged
     task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
                     setting -> value), recorded in the run's config.yaml
     """
@@ -139,6 +143,7 @@ class TrainConfig:
     split_count: str | None = None
     task_switch_prob: float = 0.0
     task_switch_start: int = 0
+    task_switch_grace: float = 0.0
     task_physics: dict | None = None
 
     # -- construction ---------------------------------------------------------------------------
@@ -240,6 +245,9 @@ class TrainConfig:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ValueError(f"task_switch_prob must be a probability in [0, 1), got {p!r}")
         c.task_switch_start = parse_count(c.task_switch_start, "task_switch_start")
+        g = c.task_switch_grace
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < float("inf"):
+            raise ValueError(f"task_switch_grace must be a non-negative finite number of seconds, got {g!r}")
         if c.profile not in PROFILES:
             raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
         if not isinstance(c.physics, dict):

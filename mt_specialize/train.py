@@ -129,7 +129,7 @@ class Trainer:
         c, T, E = self.config, self.n_tasks, self.config.envs_per_task
         torch.manual_seed(c.seed)
         self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads,
-                                   switch_prob=c.task_switch_prob)
+                                   switch_prob=c.task_switch_prob, switch_grace=c.task_switch_grace)
         self.obs_dim = self.env.obs_dim
         self.method = get_method(c.method)
         self.append_task_id = self.method.task_id_input
@@ -474,6 +474,8 @@ class Trainer:
         tensors["env/episode_return"] = torch.from_numpy(env_state["episode_return"])
         tensors["env/episode_length"] = torch.from_numpy(env_state["episode_length"])
         tensors["env/obs"] = torch.from_numpy(np.ascontiguousarray(self.obs))
+        if self.config.task_switch_grace > 0:  # runs without a switch grace keep their checkpoint layout
+            tensors["env/grace_left"] = torch.from_numpy(env_state["grace_left"])
         tensors["torch_rng"] = torch.get_rng_state()
         metadata = {
             "format": CHECKPOINT_FORMAT,
@@ -544,7 +546,8 @@ class Trainer:
         self.env.set_state({"physics": tensors["env/physics"].numpy(),
                             "episode_return": tensors["env/episode_return"].numpy(),
                             "episode_length": tensors["env/episode_length"].numpy(), "rng": meta["env_rng"],
-                            **({"switch_rng": meta["env_switch_rng"]} if "env_switch_rng" in meta else {})})
+                            **({"switch_rng": meta["env_switch_rng"]} if "env_switch_rng" in meta else {}),
+                            **({"grace_left": tensors["env/grace_left"].numpy()} if "env/grace_left" in tensors else {})})
         self.obs = tensors["env/obs"].numpy().copy()
         torch.set_rng_state(tensors["torch_rng"])
         self.rng.bit_generator.state = meta["rng"]

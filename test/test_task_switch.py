@@ -1,11 +1,13 @@
 """Training with task switches: envs of tasks that drive the same robot swap robot states."""
+import csv
+
 import numpy as np
 import pytest
 
 from mt_specialize.config import TrainConfig
 from mt_specialize.envs.tasks import get_task
-from mt_specialize.train import Trainer
 from mt_specialize.envs.vec_env import MultiTaskVecEnv
+from mt_specialize.train import Interrupted, Trainer
 
 BIPED = [get_task("biped_forward"), get_task("biped_backward")]
 
@@ -92,3 +94,64 @@ def test_switches_begin_at_task_switch_start(tmp_path):
     trainer.collect = counting_collect
     trainer.run()
     assert cuts[:2] == [0, 0] and cuts[2] > 0  # 2 x 256 samples without switches, then with
+
+
+def test_switch_grace_floors_the_new_tasks_velocity_term_for_its_duration():
+    """The same switches with and without a grace: the rewards differ exactly by the negative part of
+    direction * velocity, on switched envs, for round(grace / dt) steps after each switch."""
+    grace = 0.04  # s: 5 control steps of 0.008 s
+    plain = MultiTaskVecEnv(BIPED, 8, seed=3, nthread=1, switch_prob=0.2)
+    graced = MultiTaskVecEnv(BIPED, 8, seed=3, nthread=1, switch_prob=0.2, switch_grace=grace)
+    plain.reset(), graced.reset()
+    direction = np.array([1.0, -1.0])[:, None]
+    steps_left = np.zeros((2, 8), dtype=int)
+    floored = 0
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        actions = 0.3 * rng.standard_normal((2, 8, plain.act_dim))
+        x_before = plain.state[:, 1].reshape(2, 8).copy()
+        a, b = plain.step(actions), graced.step(actions)
+        np.testing.assert_array_equal(a.obs, b.obs)  # the grace changes rewards, never the physics
+        moving = direction * (plain.state[:, 1].reshape(2, 8) - x_before) / BIPED[0].dt
+        done = a.terminated | a.truncated
+        # x after the step is only still in the state where the env was neither reset nor swapped
+        kept = ~done & ~a.switched
+        expected = np.where((steps_left > 0) & (moving < 0), -moving, 0.0)
+        np.testing.assert_allclose((b.reward - a.reward)[kept], expected[kept], rtol=0, atol=1e-9)
+        floored += int(((steps_left > 0) & (moving < 0) & kept).sum())
+        steps_left = np.where(steps_left > 0, steps_left - 1, 0)
+        steps_left[done] = 0
+        steps_left[a.switched] = round(grace / BIPED[0].dt)
+    assert floored > 0
+    saved = graced.get_state()
+    assert "grace_left" in saved
+    copy = MultiTaskVecEnv(BIPED, 8, seed=9, nthread=1, switch_prob=0.2, switch_grace=grace)
+    copy.set_state(saved)
+    np.testing.assert_array_equal(copy.grace_left, graced.grace_left)
+
+
+def test_switch_grace_must_be_a_duration():
+    with pytest.raises(ValueError, match="switch_grace"):
+        MultiTaskVecEnv(BIPED, 2, switch_prob=0.1, switch_grace=-1.0)
+    with pytest.raises(ValueError, match="task_switch_grace must be a non-negative finite number of seconds"):
+        TrainConfig(task_switch_grace=float("nan")).resolved(3_000_000, 4000)
+
+
+def test_a_run_with_switches_and_a_grace_resumes_exactly(tmp_path):
+    path = tmp_path / "biped.yaml"
+    path.write_text("name: tiny_biped\nbatch_size: 256\nbudget: 768\ntasks: [biped_forward, biped_backward]\n")
+    config = dict(experiment=str(path), method="separate", envs_per_task=4, profile="none", checkpoint_every=1,
+                  task_switch_prob=0.05, task_switch_grace=0.5)
+    whole = Trainer(TrainConfig(**config), tmp_path / "whole")
+    whole.run()
+    part = Trainer(TrainConfig(**config), tmp_path / "part")
+    part.progress = lambda row: part.request_stop() if row["iteration"] == 2 else None
+    with pytest.raises(Interrupted):
+        part.run()
+    assert part.env.grace_left.any()  # the stop falls inside a grace: the checkpoint must carry it
+    resumed = Trainer(TrainConfig(**config), tmp_path / "part", resume=True)
+    np.testing.assert_array_equal(resumed.env.grace_left, part.env.grace_left)
+    resumed.run()
+    rows = lambda d: [{k: v for k, v in r.items() if "per_s" not in k}  # noqa: E731
+                      for r in csv.DictReader(open(d / "metrics.csv"))]
+    assert rows(tmp_path / "whole") == rows(tmp_path / "part")

@@ -63,10 +63,14 @@ class MultiTaskVecEnv:
             e and each such group, with this probability the states of env e of two of the group's
             tasks (drawn at random) are swapped, so each robot goes on under the other task, as
             when a policy server switches a walking robot's task. 0 = never.
+        switch_grace: s after a switch during which the new task does not charge the robot for
+            moving the wrong way: the direction * velocity term of the reward is floored at 0, so
+            the momentum the robot was handed never makes falling (ending the episode) pay more
+            than staying up while it turns round. 0 = the task's reward unchanged.
     """
 
     def __init__(self, tasks: Sequence[TaskSpec], envs_per_task: int, seed: int = 0,
-                 nthread: int | None = None, switch_prob: float = 0.0):
+                 nthread: int | None = None, switch_prob: float = 0.0, switch_grace: float = 0.0):
         if not tasks:
             raise ValueError("MultiTaskVecEnv needs at least one task")
         if envs_per_task < 1:
@@ -135,6 +139,11 @@ class MultiTaskVecEnv:
             raise ValueError(f"task switches need two tasks that drive the same robot; tasks "
                              f"{[t.name for t in self.tasks]} all drive different robots")
         self._switch_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5717C4]))
+        if isinstance(switch_grace, bool) or not isinstance(switch_grace, (int, float)) or not 0 <= switch_grace < np.inf:
+            raise ValueError(f"switch_grace must be a non-negative finite number of seconds, got {switch_grace!r}")
+        self.switch_grace = float(switch_grace)
+        # (T, E) control steps each env still has of a switch's grace (0 = none)
+        self.grace_left = np.zeros((self.n_tasks, self.envs_per_task), dtype=np.int64)
 
     def robot_groups(self) -> list[np.ndarray]:
         """Task indices grouped by the robot they drive (robot, masses, gears, physics), groups of >= 2."""
@@ -159,6 +168,8 @@ class MultiTaskVecEnv:
                 a, b = i * self.envs_per_task + e, j * self.envs_per_task + e
                 self.state[[a, b]] = self.state[[b, a]]
                 switched[i, e] = switched[j, e] = True
+        if self.switch_grace > 0:
+            self.grace_left[switched] = np.rint(self.switch_grace / self._dt.repeat(self.envs_per_task, 1))[switched]
         return switched
 
     # -- state views ------------------------------------------------------------------------------
@@ -195,6 +206,7 @@ class MultiTaskVecEnv:
         self.state[rows, 1 + self.nq:] = qvel
         self.episode_return[task_index, env_index] = 0.0
         self.episode_length[task_index, env_index] = 0
+        self.grace_left[task_index, env_index] = 0
 
     def reset(self) -> np.ndarray:
         """Reset every env; returns obs (T, E, obs_dim)."""
@@ -224,6 +236,11 @@ class MultiTaskVecEnv:
         qpos, qvel = self._qpos(new_state), self._qvel(new_state)
         reward = task_rules.reward(x_before, x_after, actions, self._direction, self._alive_bonus,
                                    self._ctrl_cost, self._dt)
+        if self.grace_left.any():
+            graced = self.grace_left > 0
+            moving = self._direction * (x_after - x_before) / self._dt
+            reward += np.where(graced & (moving < 0), -moving, 0.0)
+            self.grace_left[graced] -= 1
         for row, knee, low, high, penalty in self._knee_rows:
             reward[row] -= task_rules.knee_penalty(qpos[row, :, knee], low, high, penalty)
         terminated = self._terminated(qpos, qvel)
@@ -260,6 +277,7 @@ class MultiTaskVecEnv:
             "episode_length": self.episode_length.copy(),
             "rng": [rng.bit_generator.state for rng in self._rngs],
             "switch_rng": self._switch_rng.bit_generator.state,
+            "grace_left": self.grace_left.copy(),
         }
 
     def set_state(self, saved: dict) -> None:
@@ -274,3 +292,5 @@ class MultiTaskVecEnv:
             rng.bit_generator.state = rng_state
         if "switch_rng" in saved:  # absent from checkpoints of runs without task switches
             self._switch_rng.bit_generator.state = saved["switch_rng"]
+        if "grace_left" in saved:  # absent from checkpoints written without a switch grace
+            self.grace_left[:] = np.asarray(saved["grace_left"])
