@@ -47,8 +47,8 @@ import torch
 
 from mt_specialize.config import TrainConfig, parse_count
 from mt_specialize.experiments import get_experiment
-from mt_specialize.ppo import PPOConfig
-from mt_specialize.tasks import TaskEnv
+from mt_specialize.learning.ppo import PPOConfig
+from mt_specialize.envs.tasks import TaskEnv
 
 PROFILES = ("paper", "mujoco", "none")
 MODELS = ("capsule", *(f"capsule_{p}" for p in PROFILES), "gymnasium")
@@ -149,7 +149,7 @@ def set_foot_friction(friction: float) -> None:
     build their models through ``robots.build_model``, so both see it."""
     import mujoco
 
-    from mt_specialize import robots
+    from mt_specialize.envs import robots
 
     build = robots.build_model
 

@@ -68,9 +68,9 @@ except BaseException:
 def make_checkpoint(path: Path) -> Path:
     import torch
 
-    from mt_specialize.checkpoint import save_checkpoint
-    from mt_specialize.normalize import RunningMeanStd
-    from mt_specialize.policy import SplitGaussianPolicy
+    from mt_specialize.learning.checkpoint import save_checkpoint
+    from mt_specialize.learning.normalize import RunningMeanStd
+    from mt_specialize.learning.policy import SplitGaussianPolicy
 
     torch.manual_seed(0)
     policy = SplitGaussianPolicy(len(TASKS), OBS_DIM, ACT_DIM)
@@ -218,7 +218,7 @@ def main() -> int:
     rclpy.init()
     tmp = Path(tempfile.mkdtemp(prefix="serve_latency_"))
     ckpt = make_checkpoint(tmp / "bench.safetensors")
-    from mt_specialize.inference import InferencePolicy
+    from mt_specialize.learning.inference import InferencePolicy
 
     policy = InferencePolicy.from_checkpoint(ckpt)
     from mt_specialize.nodes.common import freeze_heap

@@ -28,9 +28,9 @@ import yaml
 
 from mt_specialize.config import TrainConfig
 from mt_specialize.experiments import apply_profile, get_experiment
-from mt_specialize.inference import InferencePolicy
+from mt_specialize.learning.inference import InferencePolicy
 from mt_specialize.train import latest_checkpoint
-from mt_specialize.vec_env import MultiTaskVecEnv
+from mt_specialize.envs.vec_env import MultiTaskVecEnv
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -35,7 +35,7 @@ from mujoco import rollout as mj_rollout
 
 from mt_specialize.config import DEFAULT_JT, TrainConfig, parse_count
 from mt_specialize.experiments import get_experiment
-from mt_specialize.tasks import TaskEnv
+from mt_specialize.envs.tasks import TaskEnv
 from mt_specialize.train import Trainer
 
 RUN_SAMPLES = 3_000_000  # the Table I budget the wall-time estimate is for

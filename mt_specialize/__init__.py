@@ -1,8 +1,9 @@
 """mt_specialize: multi-task PPO with gradient-guided policy specialization.
 
-Layering (dependencies point down; nothing here imports ROS):
-robots -> tasks/experiments -> vec_env (batched rollouts) -> policy/ppo/specialize -> train -> cli.
-ROS 2 nodes live in ``mt_specialize.nodes`` and are thin shells over this core.
+Layers (dependencies point down; docs/design.md, checked by test/test_layering.py):
+``envs`` (robots, tasks, batched physics) and ``learning`` (split networks, PPO, score) at the
+bottom; ``experiments``, ``config``, ``train`` on top of them; the ROS 2 nodes
+(``mt_specialize.nodes``) are thin shells over that core, and nothing else imports ROS.
 """
 
 __version__ = "0.1.0"

@@ -33,9 +33,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
-    from .render import render_task_png
+    from .envs.render import render_task_png
+    from .envs.tasks import get_task
 
-    path = render_task_png(args.task, args.png, width=args.width, height=args.height, seed=args.seed)
+    path = render_task_png(get_task(args.task), args.png, width=args.width, height=args.height, seed=args.seed)
     print(f"wrote {path}")
     return 0
 
@@ -133,8 +134,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _default_run_name(config) -> str:
     exp = Path(str(config.experiment)).stem
+    from .methods import METHODS
+
     parts = [exp, config.method]
-    if config.method in ("ours", "random"):
+    if config.method in METHODS and METHODS[config.method].chooses_split:
         parts += [f"jt{config.jt or '400k'}", f"sp{config.sp if config.sp is not None else 0.25}"]
     return "_".join(str(p) for p in parts + [f"seed{config.seed}"])
 
@@ -250,7 +253,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .inference import InferencePolicy
+    from .learning.inference import InferencePolicy
 
     source = _checkpoint_path(args.source)
     path = InferencePolicy.export(source, args.out)
@@ -273,8 +276,8 @@ def _checkpoint_path(source: str) -> Path:
 
 
 def _cmd_gait(args: argparse.Namespace) -> int:
-    from .gait import play, write_animation
-    from .inference import InferencePolicy
+    from .envs.gait import play, write_animation
+    from .learning.inference import InferencePolicy
 
     policy = InferencePolicy.from_checkpoint(_checkpoint_path(args.checkpoint))
     schedule = [(0, args.task)]
@@ -289,6 +292,8 @@ def _cmd_gait(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .methods import METHODS
+
     parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -307,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run (joint -> split -> specialize, or a baseline)")
     p.add_argument("experiment", nargs="?", help="built-in experiment name or experiment YAML file")
     p.add_argument("--config", help="YAML file of TrainConfig settings (command-line flags override it)")
-    p.add_argument("--method", choices=["ours", "joint", "separate", "random", "append"])
+    p.add_argument("--method", choices=list(METHODS))
     p.add_argument("--jt", help="joint-training samples before the split, e.g. 400k")
     p.add_argument("--sp", help="fraction of policy entries to split, in [0, 1]")
     p.add_argument("--seed", type=int)

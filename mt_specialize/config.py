@@ -14,15 +14,15 @@ from typing import Any
 
 import yaml
 
-from .ppo import PPOConfig
+from .learning.ppo import PPOConfig
+from .methods import METHODS, get_method
 
-METHODS = ("ours", "joint", "separate", "random", "append")
 PROFILES = ("paper", "mujoco", "none")
 APPEND_MODES = ("raw", "normalized")
 SPLIT_COUNTS = ("round", "floor_nonzero")
 SCORE_STATISTICS = ("variance", "std")
 # The training settings of each profile (SPEC §5b); the robots' physics of each profile is in
-# mt_specialize.physics. A setting given explicitly (not null) overrides its profile's value.
+# mt_specialize.envs.physics. A setting given explicitly (not null) overrides its profile's value.
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     # The paper's authors' code (VincentYu68/baselines,
     # baselines/split_net/pposgd_split.py at 8ab77c2):
@@ -72,21 +72,31 @@ class TrainConfig:
     """Everything that defines a training run (SPEC §5). ``None`` fields take the method's default.
 
     experiment:     built-in experiment name or path to an experiment YAML file
-    method:         ours | joint | separate | random | append
+    method:         ours | joint | separate | random | append (mt_specialize.methods: what each fixes)
     jt:             joint-training samples before the split (ours, random); default 400k
     sp:             fraction of policy entries split into per-task copies (ours, random); default 0.25
+    seed:           seeds the networks' initialisation, the envs' resets, the minibatch order and the
+                    random split
     samples:        total env steps summed over tasks (default: the experiment's budget)
     batch_size:     samples per iteration over all tasks (default: the experiment's)
     envs_per_task:  parallel envs per task; the per-task batch is envs_per_task * steps
-    split_value:    split the value net too (default: only for ``separate``)
-    profile:        paper | mujoco | none: a bundle of robot physics (mt_specialize.physics) and of
+    split_value:    split the value net too (default: the method's; only ``separate`` does)
+    score_window:   iterations of per-task gradients averaged into the split score (paper: 10)
+    score_statistic: ``variance`` | ``std`` (population) of the per-task gradients; null = profile's
+    checkpoint_every: iterations between checkpoints (the split and the last iteration always write one)
+    keep_checkpoints: newest checkpoints kept in RUN_DIR/checkpoints; older ones are deleted
+    torch_threads:  torch intra-op threads (torch.set_num_threads) of the rollout and the update
+    physics_threads: threads stepping the batched physics; null = the CPU cores, at most 2. Results do not
+                    depend on it, so a resumed run may change it (as checkpoint_every, keep_checkpoints)
+    ppo:            the PPO, network and normaliser settings (``PPOConfig``; YAML: a ``ppo:`` mapping)
+    profile:        paper | mujoco | none: a bundle of robot physics (mt_specialize.envs.physics) and of
                     the training settings below that are null (PROFILE_SETTINGS). ``paper`` = as the
                     paper's authors ran it, ``mujoco`` = physically correct robots with Gymnasium's
                     contact conventions, ``none`` = every setting at its own default (the robots of
                     the first grid: armature 1.0, friction 0.9). A run directory written before
                     profiles existed reads as ``none``.
     physics:        run-wide physics settings applied to every task on top of the profile and the
-                    task's own settings (mapping setting -> value, see mt_specialize.physics)
+                    task's own settings (mapping setting -> value, see mt_specialize.envs.physics)
     revert_drop_bound: return units, or "off": when the mean of the last 100 finished episodes
                     (all tasks pooled) falls more than this below the last accepted iteration's, the
                     iteration is rejected: policy, value net and normaliser go back to their values
@@ -95,7 +105,6 @@ class TrainConfig:
     append_mode:    ``raw`` = the one-hot task id is appended after observation normalisation;
                     ``normalized`` = before it, as the authors' env did (the per-task normaliser then
                     maps it to ~0); null = the profile's
-    score_statistic: ``variance`` | ``std`` (population) of the per-task gradients; null = profile's
     split_count:    ``round`` = round(sp * n) entries; ``floor_nonzero`` = the int(sp * n) highest
                     scores, only those with a nonzero score (the authors'); null = the profile's
     task_switch_prob: per control step and env, the probability that a robot walking under one task
@@ -188,8 +197,7 @@ class TrainConfig:
     def resolved(self, experiment_budget: int, experiment_batch: int) -> "TrainConfig":
         """A copy with method defaults filled in and every value checked (ValueError on bad input)."""
         c = dataclasses.replace(self, ppo=dataclasses.replace(self.ppo))
-        if c.method not in METHODS:
-            raise ValueError(f"unknown method {c.method!r}; allowed methods: {list(METHODS)}")
+        method = get_method(c.method)
         c.samples = parse_count(c.samples if c.samples is not None else experiment_budget, "samples")
         if c.samples <= 0:
             raise ValueError("samples must be > 0")
@@ -203,25 +211,30 @@ class TrainConfig:
                 raise ValueError(f"sp must be a number in [0, 1], got {c.sp!r}") from None
             if not 0.0 <= c.sp <= 1.0:
                 raise ValueError(f"sp must be in [0, 1] (a fraction of the policy's entries), got {c.sp}")
-        fixed = {"joint": (None, 0.0), "separate": (0, 1.0), "append": (None, 0.0)}
-        if c.method in fixed:
-            want_jt, want_sp = fixed[c.method]
-            for name, given, want in (("jt", c.jt, want_jt), ("sp", c.sp, want_sp)):
-                if given is not None and want is not None and given != want:
-                    raise ValueError(f"method {c.method!r} fixes {name}={want}; got {name}={given} "
-                                     f"(use method 'ours' or 'random' to choose jt and sp)")
-            c.sp = want_sp
-            c.jt = c.samples if want_jt is None else want_jt
+        fixed = {"jt": 0 if method.joint_phase == "none" else None, "sp": method.split_fraction}
+        for name, given in (("jt", c.jt), ("sp", c.sp)):
+            want = fixed[name]
+            if given is not None and want is not None and given != want:
+                choosers = " or ".join(repr(m.name) for m in METHODS.values() if m.chooses_split)
+                raise ValueError(f"method {c.method!r} fixes {name}={want}; got {name}={given} "
+                                 f"(use method {choosers} to choose jt and sp)")
+        if method.split_fraction is not None:
+            c.sp = method.split_fraction
+        else:
+            c.sp = DEFAULT_SP if c.sp is None else c.sp
+        if method.joint_phase == "budget":
+            c.jt = c.samples
+        elif method.joint_phase == "none":
+            c.jt = 0
         else:
             c.jt = DEFAULT_JT if c.jt is None else c.jt
-            c.sp = DEFAULT_SP if c.sp is None else c.sp
             if c.jt > c.samples:
                 raise ValueError(f"jt={c.jt} joint samples is beyond the budget samples={c.samples}")
-            if c.method == "ours" and c.jt == 0 and 0.0 < c.sp < 1.0:
-                raise ValueError("method 'ours' with jt=0 has no joint-training gradients to score; "
-                                 "use jt > 0, or sp=1 (that is method 'separate')")
+        if method.scores_gradients and c.jt == 0 and 0.0 < c.sp < 1.0:
+            raise ValueError(f"method {c.method!r} with jt=0 has no joint-training gradients to score; "
+                             "use jt > 0, or sp=1 (that is method 'separate')")
         if c.split_value is None:
-            c.split_value = c.method == "separate"
+            c.split_value = method.split_value_net
         for name in ("envs_per_task", "score_window", "checkpoint_every", "keep_checkpoints", "torch_threads"):
             value = getattr(c, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

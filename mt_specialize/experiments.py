@@ -7,7 +7,7 @@ split equally among them) and a sample budget (SPEC section 4).
     batch_size: 4000             # required, samples per iteration over all tasks
     budget: 3000000              # optional, default 3_000_000 samples
     tasks:
-      - hopper_capsule           # a built-in task name (mt_specialize.tasks.TASKS)
+      - hopper_capsule           # a built-in task name (mt_specialize.envs.tasks.TASKS)
       - name: heavy_capsule      # or a task defined here
         robot: hopper_capsule    # built-in robot or a URDF path relative to this YAML file
         family: hopper           # hopper | biped (default: the built-in robot's family)
@@ -17,7 +17,7 @@ split equally among them) and a sample budget (SPEC section 4).
         gears: [200, 200, 200]   # torque scale per actuated joint, N*m per unit action (default SPEC's)
         alive_bonus: 1.0         # default 1
         ctrl_cost: 0.001         # default: 1e-3 hopper, 0.1 biped
-        physics:                 # optional physics settings (mt_specialize.physics), e.g.
+        physics:                 # optional physics settings (mt_specialize.envs.physics), e.g.
           armature: 0.0          #   kg*m^2 on the actuated hinges
           foot_friction: 2.0     #   or one value per foot (leaf link)
           inertia: dart          #   true | dart
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import yaml
 
-from mt_specialize import physics, robots
-from mt_specialize.physics import PROFILE_NAMES, PROFILES  # noqa: F401  (the profiles, re-exported)
-from mt_specialize.tasks import DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST, FAMILIES, TASKS, TaskSpec, get_task
+from mt_specialize.envs import physics, robots
+from mt_specialize.envs.physics import PROFILE_NAMES, PROFILES  # noqa: F401  (the profiles, re-exported)
+from mt_specialize.envs.tasks import DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST, FAMILIES, TASKS, TaskSpec, get_task
 
 DEFAULT_BUDGET = 3_000_000  # samples, Table I
 EXPERIMENT_KEYS = ("name", "batch_size", "budget", "tasks")

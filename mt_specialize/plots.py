@@ -58,7 +58,7 @@ def plot_run(run_dir: str | Path) -> Path | None:
 def plot_split(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
     """Bar chart of the fraction of each policy tensor that was split (RUN_DIR/split.safetensors),
     written to ``out`` (default RUN_DIR/split.png)."""
-    from .checkpoint import load_checkpoint
+    from .learning.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     path = run_dir / "split.safetensors"

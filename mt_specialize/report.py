@@ -912,8 +912,8 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
 def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
     """A GIF of each task's final policy (ours jt=400k sp=25%, seed 1, newest checkpoint)."""
     from .experiments import get_experiment
-    from .gait import play, write_animation
-    from .inference import InferencePolicy
+    from .envs.gait import play, write_animation
+    from .learning.inference import InferencePolicy
     from .train import latest_checkpoint
 
     written = []

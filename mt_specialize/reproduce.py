@@ -41,7 +41,9 @@ class RunSpec:
     @property
     def variant(self) -> str:
         """``ours_jt400k_sp25``, ``random_jt400k_sp25``, ``joint``, ``separate``, ``append``."""
-        if self.method in ("ours", "random"):
+        from .methods import get_method
+
+        if get_method(self.method).chooses_split:
             return f"{self.method}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}"
         return self.method
 
@@ -52,7 +54,7 @@ class RunSpec:
     def config(self, samples: int | None = None, physics_threads: int | None = None):
         from .config import TrainConfig
 
-        from .ppo import PPOConfig
+        from .learning.ppo import PPOConfig
 
         return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed, jt=self.jt,
                            sp=self.sp, samples=samples, physics_threads=physics_threads,
@@ -316,7 +318,7 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
     unfinished cell also its newest checkpoint, so ``restore_grid`` + ``reproduce`` continue it
     elsewhere. TensorBoard files and older checkpoints stay behind. Returns the cells archived.
     """
-    from .train import latest_checkpoint
+    from .train import checkpoint_paths, latest_checkpoint
 
     root, archive = Path(root), Path(archive)
     archived = []
@@ -329,14 +331,14 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
             continue  # already archived
         target.mkdir(parents=True, exist_ok=True)
         newest = latest_checkpoint(run_dir)
-        for stale in (target / "checkpoints").glob("ckpt_*.safetensors"):
+        for stale in checkpoint_paths(target):
             if newest is None or stale.name != newest.name or status == "done":
                 stale.unlink()
         if status != "done" and newest is not None and not (target / "checkpoints" / newest.name).exists():
             (target / "checkpoints").mkdir(exist_ok=True)
             _atomic_copy(newest, target / "checkpoints" / newest.name)
         if status == "done" and newest is not None and name.endswith(GAIT_CELL):
-            from .inference import InferencePolicy
+            from .learning.inference import InferencePolicy
 
             InferencePolicy.export(newest, target / "policy.safetensors")  # for the report's gaits
         for file in ARCHIVED_FILES:

@@ -39,17 +39,18 @@ import numpy as np
 import torch
 import yaml
 
-from . import checkpoint as ckpt
 from .config import TrainConfig
+from .envs.vec_env import MultiTaskVecEnv
 from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
-from .inference import InferencePolicy
-from .normalize import RewardNormalizer, RunningMeanStd
-from .optim import FastAdam, TaskAlternatingAdam
-from .policy import SplitGaussianPolicy, SplitValue
-from .ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
-                  value_loss_with_grad)
-from .specialize import GradientSpread, random_split_masks, select_split_masks
-from .vec_env import MultiTaskVecEnv
+from .learning import checkpoint as ckpt
+from .learning.inference import InferencePolicy
+from .learning.normalize import RewardNormalizer, RunningMeanStd
+from .learning.optim import FastAdam, TaskAlternatingAdam
+from .learning.policy import SplitGaussianPolicy, SplitValue
+from .learning.ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
+                           value_loss_with_grad)
+from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
+from .methods import get_method
 
 RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
 CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
@@ -130,7 +131,8 @@ class Trainer:
         self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads,
                                    switch_prob=c.task_switch_prob, switch_grace=c.task_switch_grace)
         self.obs_dim = self.env.obs_dim
-        self.append_task_id = c.method == "append"
+        self.method = get_method(c.method)
+        self.append_task_id = self.method.task_id_input
         self.normalize_task_id = self.append_task_id and c.append_mode == "normalized"
         self.policy_in = self.obs_dim + (T if self.append_task_id else 0)
         ppo = c.ppo
@@ -415,7 +417,7 @@ class Trainer:
         """Split the policy (and value net if asked) at the end of the joint phase; Adam state kept."""
         c = self.config
         shapes = {name: mask.shape for name, mask in self.policy.split_masks().items()}
-        if c.method == "random":
+        if self.method.random_mask:
             generator = torch.Generator().manual_seed(c.seed + 7919)
             masks = random_split_masks(shapes, c.sp, generator)
             score = None
@@ -504,9 +506,9 @@ class Trainer:
         tensors, metadata = self._state_tensors()
         # named by the real sample count: it only grows (the counted one rewinds on a revert), so the
         # newest checkpoint sorts last; without the revert rule the two counts are the same
-        path = self.checkpoint_dir / f"ckpt_{self.samples_real:012d}.safetensors"
+        path = self.checkpoint_dir / checkpoint_name(self.samples_real)
         ckpt.save_checkpoint(path, tensors, metadata)
-        old = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))[:-self.config.keep_checkpoints]
+        old = checkpoint_paths(self.out_dir)[:-self.config.keep_checkpoints]
         for stale in old:
             stale.unlink(missing_ok=True)
         return path
@@ -514,7 +516,7 @@ class Trainer:
     def _load_latest(self) -> None:
         """Continue from the newest checkpoint that verifies; a damaged newer one (e.g. a kill during
         a disk-full write) is named in a warning and skipped, never deleted."""
-        paths = sorted(self.checkpoint_dir.glob("ckpt_*.safetensors"))
+        paths = checkpoint_paths(self.out_dir)
         if not paths:
             return  # interrupted before the first checkpoint: start over in the same directory
         damaged = []
@@ -657,7 +659,7 @@ class Trainer:
                                           f"{self.samples} samples; continue with --resume")
                     continue
                 batch = self.prepare_batch(rollout)
-                track = c.method == "ours" and not self.split_done and c.sp > 0
+                track = self.method.scores_gradients and not self.split_done and c.sp > 0
                 stats = self.update(batch, track_gradients=track)
                 self.iteration += 1
                 self.samples += self.batch
@@ -776,9 +778,19 @@ def run_training(config: TrainConfig, out_dir: str | Path, *, resume: bool = Fal
     return Trainer(config, out_dir, resume=resume, progress=progress_callback).run()
 
 
+def checkpoint_name(samples_real: int) -> str:
+    """File name of the checkpoint taken after ``samples_real`` env steps (12 digits: names sort by age)."""
+    return f"ckpt_{samples_real:012d}.safetensors"
+
+
+def checkpoint_paths(run_dir: str | Path) -> list[Path]:
+    """The checkpoint files of a run directory (RUN_DIR/checkpoints), oldest first."""
+    return sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.safetensors"))
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint file of a run directory, or None."""
-    paths = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.safetensors"))
+    """The newest checkpoint file of a run directory, or None (it may not verify: see Trainer)."""
+    paths = checkpoint_paths(run_dir)
     return paths[-1] if paths else None
 
 

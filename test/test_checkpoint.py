@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mt_specialize import checkpoint as ck
-from mt_specialize.checkpoint import (CheckpointError, add_prefix, load_checkpoint, optimizer_state_from_tensors,
+from mt_specialize.learning import checkpoint as ck
+from mt_specialize.learning.checkpoint import (CheckpointError, add_prefix, load_checkpoint, optimizer_state_from_tensors,
                                       optimizer_state_to_tensors, save_checkpoint, strip_prefix)
-from mt_specialize.normalize import RunningMeanStd
-from mt_specialize.policy import SplitGaussianPolicy
-from mt_specialize.specialize import GradientSpread
+from mt_specialize.learning.normalize import RunningMeanStd
+from mt_specialize.learning.policy import SplitGaussianPolicy
+from mt_specialize.learning.specialize import GradientSpread
 
 
 def sample_tensors():

@@ -7,7 +7,7 @@ import pytest
 
 from mt_specialize.experiments import EXPERIMENTS, Experiment, get_experiment
 from mt_specialize.paths import CONFIG_DIR
-from mt_specialize.tasks import TASKS, TaskEnv
+from mt_specialize.envs.tasks import TASKS, TaskEnv
 
 DATA = Path(__file__).resolve().parent.parent / "config" / "experiments"
 EXAMPLE = CONFIG_DIR / "experiments" / "example_user_experiment.yaml"

@@ -3,8 +3,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from mt_specialize.gait import play, write_animation
-from mt_specialize.inference import InferencePolicy
+from mt_specialize.envs.gait import play, write_animation
+from mt_specialize.learning.inference import InferencePolicy
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from mt_specialize import checkpoint as ckpt
+from mt_specialize.learning import checkpoint as ckpt
 from mt_specialize.config import TrainConfig
-from mt_specialize.inference import InferencePolicy
+from mt_specialize.learning.inference import InferencePolicy
 from mt_specialize.train import Trainer, latest_checkpoint
 
 

@@ -3,9 +3,9 @@ import numpy as np
 import torch
 
 from mt_specialize.config import TrainConfig
-from mt_specialize.tasks import get_task
+from mt_specialize.envs.tasks import get_task
 from mt_specialize.train import Trainer
-from mt_specialize.vec_env import MultiTaskVecEnv
+from mt_specialize.envs.vec_env import MultiTaskVecEnv
 
 
 def _random_policy_return(n_envs=16, seed=0):

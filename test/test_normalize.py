@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mt_specialize.normalize import RewardNormalizer, RunningMeanStd
+from mt_specialize.learning.normalize import RewardNormalizer, RunningMeanStd
 
 
 def test_matches_numpy_per_task():

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mt_specialize.config import TrainConfig
-from mt_specialize.optim import TaskAlternatingAdam
-from mt_specialize.policy import SplitGaussianPolicy
-from mt_specialize.specialize import select_split_masks
+from mt_specialize.learning.optim import TaskAlternatingAdam
+from mt_specialize.learning.policy import SplitGaussianPolicy
+from mt_specialize.learning.specialize import select_split_masks
 from mt_specialize.train import Interrupted, Trainer
 
 T, OBS, ACT, B = 2, 5, 3, 32

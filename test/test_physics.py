@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mt_specialize import physics, robots
+from mt_specialize.envs import physics, robots
 from mt_specialize.experiments import Experiment, apply_profile, get_experiment, resolved_physics
-from mt_specialize.tasks import TASKS, TaskSpec
-from mt_specialize.vec_env import MultiTaskVecEnv
+from mt_specialize.envs.tasks import TASKS, TaskSpec
+from mt_specialize.envs.vec_env import MultiTaskVecEnv
 
 REPO = Path(__file__).resolve().parent.parent
 # the last commit whose robots.py had no physics settings: its models are "today's robots"
@@ -123,6 +123,7 @@ def _robots_before_settings():
                              capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip(f"needs git and commit {BEFORE_SETTINGS}")
+    src = src.replace("from mt_specialize import urdf_gen", "from mt_specialize.envs import urdf_gen")  # its home now
     module = types.ModuleType("robots_before_settings")
     sys.modules[module.__name__] = module
     try:

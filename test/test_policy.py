@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mt_specialize.policy import SplitGaussianPolicy, SplitValue, normc_
+from mt_specialize.learning.policy import SplitGaussianPolicy, SplitValue, normc_
 
 T, OBS, ACT = 3, 5, 2
 HID = (8, 8)
@@ -296,7 +296,7 @@ def test_bad_input_shape():
     (None, True, 0.0, False), (None, False, 0.0, False), (0.3, True, 0.0, False),
     (0.3, False, 0.01, False), (1.0, False, 0.0, True), (0.5, True, 0.0, True)])
 def test_train_path_matches_autograd(p_split, track, entropy, split_value):
-    from mt_specialize.ppo import (clipped_surrogate, clipped_surrogate_with_grad, value_loss,
+    from mt_specialize.learning.ppo import (clipped_surrogate, clipped_surrogate_with_grad, value_loss,
                                    value_loss_with_grad)
     pol = make_policy(3)
     val = SplitValue(T, OBS, hidden=HID)
@@ -368,7 +368,7 @@ def test_mask_cache_follows_mask_changes():
 
 
 def test_fast_adam_bit_identical_to_fused_adam():
-    from mt_specialize.optim import FastAdam
+    from mt_specialize.learning.optim import FastAdam
 
     shapes = [(4, 3), (2, 4, 3), (3,), (2, 3)]
     gen = torch.Generator().manual_seed(0)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mt_specialize.ppo import (PPOConfig, clipped_surrogate, compute_gae, standardize_minibatch,
+from mt_specialize.learning.ppo import (PPOConfig, clipped_surrogate, compute_gae, standardize_minibatch,
                                standardize_per_task, value_loss)
 
 G, L = 0.9, 0.5
@@ -111,7 +111,7 @@ def test_config_defaults_and_validation():
 
 
 def test_surrogate_and_value_loss_with_grad_match_autograd():
-    from mt_specialize.ppo import clipped_surrogate_with_grad, value_loss_with_grad
+    from mt_specialize.learning.ppo import clipped_surrogate_with_grad, value_loss_with_grad
 
     g = torch.Generator().manual_seed(0)
     new = torch.randn(3, 40, generator=g) * 0.3

@@ -7,9 +7,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from mt_specialize import robots, urdf_gen
+from mt_specialize.envs import robots, urdf_gen
 from mt_specialize.paths import URDF_DIR
-from mt_specialize.robots import ROBOTS, RobotSpec, build_model
+from mt_specialize.envs.robots import ROBOTS, RobotSpec, build_model
 
 DATA = Path(__file__).resolve().parent.parent / "config" / "experiments"
 HOPPERS = ("hopper_capsule", "hopper_box", "hopper_ellipsoid")
@@ -44,7 +44,7 @@ def _lowest_z(model, data):
 def test_committed_files_equal_generated():
     for rel, content in urdf_gen.generated_files().items():
         path = URDF_DIR / rel
-        assert path.is_file(), f"{path} missing: run python -m mt_specialize.urdf_gen"
+        assert path.is_file(), f"{path} missing: run python -m mt_specialize.envs.urdf_gen"
         if rel.endswith(".stl"):  # compare vertices numerically (float round-off across machines)
             a = np.frombuffer(path.read_bytes()[84:], dtype=np.dtype([("r", "<f4", 12), ("a", "<u2")]))
             b = np.frombuffer(content[84:], dtype=a.dtype)

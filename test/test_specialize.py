@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mt_specialize.policy import SplitGaussianPolicy
-from mt_specialize.specialize import (GradientSpread, count_split, n_split_entries, random_split_masks,
+from mt_specialize.learning.policy import SplitGaussianPolicy
+from mt_specialize.learning.specialize import (GradientSpread, count_split, n_split_entries, random_split_masks,
                                       select_split_masks)
 
 

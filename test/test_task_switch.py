@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from mt_specialize.config import TrainConfig
-from mt_specialize.tasks import get_task
+from mt_specialize.envs.tasks import get_task
+from mt_specialize.envs.vec_env import MultiTaskVecEnv
 from mt_specialize.train import Interrupted, Trainer
-from mt_specialize.vec_env import MultiTaskVecEnv
 
 BIPED = [get_task("biped_forward"), get_task("biped_backward")]
 

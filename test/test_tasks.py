@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from mt_specialize.tasks import ENV_IDS, TASKS, TaskEnv, TaskSpec, get_task
+from mt_specialize.envs.tasks import ENV_IDS, TASKS, TaskEnv, TaskSpec, get_task
 
 HOPPER_TASKS = [n for n, t in TASKS.items() if t.family == "hopper"]
 
@@ -210,7 +210,7 @@ def test_render_rgb_array():
 
 def test_render_frames_and_png(tmp_path):
     pytest.importorskip("imageio")
-    from mt_specialize.render import render_frames, render_task_png
+    from mt_specialize.envs.render import render_frames, render_task_png
 
     task = get_task("biped_forward")
     qpos = np.tile(task.build_model().qpos0, (2, 1))
@@ -219,8 +219,18 @@ def test_render_frames_and_png(tmp_path):
     frames = render_frames(task, qpos, width=64, height=64)
     assert len(frames) == 2 and frames[0].shape == (64, 64, 3) and frames[0].dtype == np.uint8
     assert not np.array_equal(frames[0], frames[1])
-    path = render_task_png("hopper_box", tmp_path / "box.png", width=32, height=32)
+    path = render_task_png(get_task("hopper_box"), tmp_path / "box.png", width=32, height=32)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(TypeError, match="get_task"):
+        render_frames("hopper_box", qpos)
+
+
+def test_cli_snapshot_renders_a_task_by_name(tmp_path):
+    pytest.importorskip("imageio")
+    from mt_specialize.cli import main
+
+    assert main(["snapshot", "hopper_box", str(tmp_path / "box.png"), "--width", "32", "--height", "32"]) == 0
+    assert (tmp_path / "box.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_ankle100_variant_is_specs_biped_with_walker2d_ankles():

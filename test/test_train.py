@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mt_specialize import checkpoint as ckpt
+from mt_specialize.learning import checkpoint as ckpt
 from mt_specialize.config import TrainConfig, parse_count
-from mt_specialize.specialize import n_split_entries
-from mt_specialize.train import Interrupted, RunBusyError, RunExistsError, Trainer, latest_checkpoint
+from mt_specialize.learning.specialize import n_split_entries
+from mt_specialize.train import (Interrupted, RunBusyError, RunExistsError, Trainer, checkpoint_name,
+                                 checkpoint_paths, latest_checkpoint)
 
 TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
 
@@ -40,6 +41,17 @@ def _config(experiment, **kw):
 def _metrics(run_dir):
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
         return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+
+def test_checkpoints_are_found_oldest_first_by_sample_count(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    for samples in (40_000, 5_000, 1_200_000):
+        (tmp_path / "checkpoints" / checkpoint_name(samples)).write_bytes(b"")
+    (tmp_path / "checkpoints" / "notes.txt").write_text("not a checkpoint")
+    assert [p.name for p in checkpoint_paths(tmp_path)] == [
+        "ckpt_000000005000.safetensors", "ckpt_000000040000.safetensors", "ckpt_000001200000.safetensors"]
+    assert latest_checkpoint(tmp_path).name == "ckpt_000001200000.safetensors"
+    assert checkpoint_paths(tmp_path / "missing") == [] and latest_checkpoint(tmp_path / "missing") is None
 
 
 def test_parse_count():

@@ -8,9 +8,9 @@ import torch
 
 from mt_specialize import train as train_module
 from mt_specialize.config import TrainConfig
-from mt_specialize.inference import InferencePolicy
-from mt_specialize.normalize import RewardNormalizer, RunningMeanStd
-from mt_specialize.ppo import PPOConfig
+from mt_specialize.learning.inference import InferencePolicy
+from mt_specialize.learning.normalize import RewardNormalizer, RunningMeanStd
+from mt_specialize.learning.ppo import PPOConfig
 from mt_specialize.train import Trainer, latest_checkpoint
 
 S, E = 32, 2  # steps per iteration, envs per task

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from mt_specialize.tasks import TaskEnv, TaskSpec, get_task
-from mt_specialize.vec_env import MultiTaskVecEnv
+from mt_specialize.envs.tasks import TaskEnv, TaskSpec, get_task
+from mt_specialize.envs.vec_env import MultiTaskVecEnv
 
 HOPPERS = ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
 

@@ -1,7 +1,7 @@
 import glob, json, sys, os
 import numpy as np, mujoco
-from mt_specialize.tasks import TaskEnv
-from mt_specialize.inference import InferencePolicy
+from mt_specialize.envs.tasks import TaskEnv
+from mt_specialize.learning.inference import InferencePolicy
 ROOT='/work/main/runs/paper/biped_fwd_bwd'
 METHODS=['ours_jt400k_sp25','joint','separate','random_jt400k_sp25','append']
 SEEDS=[0,1,2]

@@ -1,5 +1,5 @@
 import numpy as np, mujoco
-from mt_specialize.tasks import TaskEnv
+from mt_specialize.envs.tasks import TaskEnv
 env=TaskEnv('biped_forward'); m=env.model; d=env.data
 for j in range(m.njnt):
     print(j, m.joint(j).name, m.jnt_type[j], m.jnt_axis[j], m.jnt_range[j], m.jnt_qposadr[j], 'arm',m.dof_armature[m.jnt_dofadr[j]],'damp',m.dof_damping[m.jnt_dofadr[j]])

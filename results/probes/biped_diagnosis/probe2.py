@@ -1,5 +1,5 @@
 import numpy as np, mujoco
-from mt_specialize.tasks import TaskEnv
+from mt_specialize.envs.tasks import TaskEnv
 env=TaskEnv('biped_forward'); m=env.model; d=env.data
 print(mujoco.__version__)
 mujoco.mj_resetData(m,d); mujoco.mj_forward(m,d)

@@ -1,5 +1,5 @@
 import numpy as np, mujoco, itertools
-from mt_specialize.tasks import TaskEnv
+from mt_specialize.envs.tasks import TaskEnv
 m=TaskEnv('biped_forward').model; d=mujoco.MjData(m)
 def run(v0, qs, qw, kflex=-0.6, T=375):
     mujoco.mj_resetData(m,d); d.qvel[0]=v0; d.qvel[2]=0; mujoco.mj_forward(m,d)

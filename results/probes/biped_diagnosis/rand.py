@@ -1,5 +1,5 @@
 import numpy as np, mujoco
-from mt_specialize.tasks import TaskEnv
+from mt_specialize.envs.tasks import TaskEnv
 env=TaskEnv('biped_forward'); m=env.model; d=env.data
 rng=np.random.default_rng(0)
 for name,sampler in [('zero',lambda:np.zeros(6)),('N(0,0.3)',lambda:rng.normal(0,0.3,6)),('N(0,1)',lambda:rng.normal(0,1,6))]:

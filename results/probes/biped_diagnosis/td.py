@@ -1,5 +1,5 @@
 import glob, numpy as np, mujoco, collections
-from mt_specialize.tasks import TaskEnv
+from mt_specialize.envs.tasks import TaskEnv
 m=TaskEnv('biped_forward').model; d=mujoco.MjData(m)
 hip=m.body('thigh').id; ank=[m.body('foot').id,m.body('foot_left').id]
 res=collections.defaultdict(list)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mt_specialize.config import TrainConfig
-from mt_specialize.ppo import clipped_surrogate, value_loss
+from mt_specialize.learning.ppo import clipped_surrogate, value_loss
 from mt_specialize.train import Trainer, _gather_rows
 
 parser = argparse.ArgumentParser()

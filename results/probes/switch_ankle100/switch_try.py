@@ -1,8 +1,8 @@
 """Task switches of a biped_fwd_bwd_ankle100 policy: each direction alone for 1000 steps, then a switch
 at steps 200/300/400, reset seeds 0-2. Usage: python switch_try.py RUN_DIR"""
 import sys, numpy as np
-from mt_specialize.inference import InferencePolicy
-from mt_specialize.gait import play
+from mt_specialize.learning.inference import InferencePolicy
+from mt_specialize.envs.gait import play
 from mt_specialize.train import latest_checkpoint
 run = sys.argv[1]
 p = InferencePolicy.from_checkpoint(latest_checkpoint(run))

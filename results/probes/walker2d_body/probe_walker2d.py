@@ -18,7 +18,7 @@ from pathlib import Path
 import gymnasium
 import mujoco
 
-import mt_specialize.robots as robots
+import mt_specialize.envs.robots as robots
 
 WALKER2D_XML = os.path.join(os.path.dirname(gymnasium.__file__), "envs/mujoco/assets/walker2d_v5.xml")
 INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "rk4": mujoco.mjtIntegrator.mjINT_RK4}

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import mujoco
 sys.path.insert(0, "/work/main")
-from mt_specialize.inference import InferencePolicy
-from mt_specialize.tasks import TaskEnv, get_task
+from mt_specialize.learning.inference import InferencePolicy
+from mt_specialize.envs.tasks import TaskEnv, get_task
 from mt_specialize.train import latest_checkpoint
 
 ROOT = Path("/work/main")

@@ -170,7 +170,7 @@ class PPOConfig:
     of EVERY task, loss = mean over tasks (SPEC §5); ``per_task`` = the paper's authors' optimiser
     (``pposgd_split.py``): one Adam per task, the tasks stepping in turn on single-task minibatches
     of ``minibatch_per_task`` samples, shared entries' values and moments in sync
-    (:class:`mt_specialize.optim.TaskAlternatingAdam`): T times the Adam steps of ``mixed``.
+    (:class:`mt_specialize.learning.optim.TaskAlternatingAdam`): T times the Adam steps of ``mixed``.
     ``None`` = the profile's choice (``TrainConfig.profile``).
 
     Network, normalisers and update details (defaults: ours, after baselines ppo1; in brackets what

@@ -61,10 +61,9 @@ def render_data(renderer: mujoco.Renderer, model: mujoco.MjModel, data: mujoco.M
 
 
 def render_frames(task, qpos_sequence, width: int = 480, height: int = 480) -> list[np.ndarray]:
-    """(H, W, 3) uint8 frames of ``task`` (TaskSpec or name) posed at each qpos (S, nq)."""
-    from mt_specialize.tasks import get_task
-
-    task = get_task(task)
+    """(H, W, 3) uint8 frames of ``task`` (a TaskSpec: ``tasks.get_task(name)``) posed at each qpos (S, nq)."""
+    if isinstance(task, str):
+        raise TypeError(f"render_frames takes a TaskSpec, e.g. tasks.get_task({task!r}), not a task name")
     model = task.build_model()
     data = mujoco.MjData(model)
     qpos_sequence = np.asarray(qpos_sequence, dtype=np.float64).reshape(-1, model.nq)
@@ -81,12 +80,9 @@ def render_frames(task, qpos_sequence, width: int = 480, height: int = 480) -> l
 
 
 def render_task_png(task, path, width: int = 480, height: int = 480, seed: int = 0) -> Path:
-    """Render ``task`` at a reset state drawn with ``seed`` to a PNG at ``path``; returns the path."""
+    """Render ``task`` (a TaskSpec) at a reset state drawn with ``seed`` to a PNG at ``path``; returns the path."""
     import imageio.v3 as iio
 
-    from mt_specialize.tasks import get_task
-
-    task = get_task(task)
     model = task.build_model()
     qpos, _ = task.sample_reset(model, np.random.default_rng(seed), 1)
     frame = render_frames(task, qpos, width, height)[0]

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from .inference import InferencePolicy
-from .tasks import TaskEnv, get_task
+from .tasks import TaskEnv, TaskSpec, get_task
 
 CONTROL_DT = 0.008  # s per control step (timestep 0.002 x frame skip 4)
+
+
+class PerTaskPolicy(Protocol):
+    """What ``play`` needs of a policy (``InferencePolicy`` is one)."""
+
+    def task_index(self, name: str) -> int:
+        """Index of task ``name`` among the policy's tasks."""
+
+    def act(self, obs: np.ndarray, task_index: np.ndarray) -> np.ndarray:
+        """(R, act_dim) actions for observations (R, obs_dim), row r driven by task ``task_index[r]``."""
 
 
 @dataclass
@@ -27,7 +37,7 @@ class Episode:
     ended_by: str  # 'steps' | 'terminated' | 'truncated'
 
 
-def play(policy: InferencePolicy, env_task: str, schedule: list[tuple[int, str]], steps: int,
+def play(policy: PerTaskPolicy, env_task: str, schedule: list[tuple[int, str]], steps: int,
          seed: int = 0) -> Episode:
     """Run ``steps`` control steps of ``env_task`` (its robot, termination and reward).
 
@@ -55,7 +65,7 @@ def play(policy: InferencePolicy, env_task: str, schedule: list[tuple[int, str]]
     return Episode(np.array(qpos), np.array(used), total, ended_by)
 
 
-def write_animation(task: str, qpos: np.ndarray, path: str | Path, *, every: int = 2, width: int = 320,
+def write_animation(task: str | TaskSpec, qpos: np.ndarray, path: str | Path, *, every: int = 2, width: int = 320,
                     height: int = 240) -> Path:
     """Render every ``every``-th pose to a GIF or MP4 (by suffix) playing at real time."""
     import imageio.v3 as iio
@@ -65,7 +75,7 @@ def write_animation(task: str, qpos: np.ndarray, path: str | Path, *, every: int
     path = Path(path)
     if path.suffix.lower() not in (".gif", ".mp4"):
         raise ValueError(f"{path}: choose a .gif or .mp4 file name")
-    frames = np.stack(render_frames(task, qpos[::every], width=width, height=height))
+    frames = np.stack(render_frames(get_task(task), qpos[::every], width=width, height=height))
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
         iio.imwrite(path, frames, duration=1000 * CONTROL_DT * every, loop=0)

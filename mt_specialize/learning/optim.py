@@ -74,7 +74,7 @@ class TaskAlternatingAdam(FastAdam):
     values and Adam moments kept in sync (``pposgd_split.py``: ``task_adams``, then the copy of the
     shared entries to every other task after each step).
 
-    Over split networks (:mod:`mt_specialize.policy`) the synchronisation needs no copying: a shared
+    Over split networks (:mod:`mt_specialize.learning.policy`) the synchronisation needs no copying: a shared
     entry has ONE value and ONE pair of moments (those of its ``*_shared`` tensor), which every
     task's step updates; a split entry of task i lives in row i of its ``*_task`` tensor (and of
     that tensor's moments), which only task i's step touches. So a step of task i is one fused Adam

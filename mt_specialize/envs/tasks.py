@@ -1,0 +1,388 @@
+"""Tasks: robot + reward + termination (SPEC section 4), vectorised, and one-env Gymnasium wrappers.
+
+Gymnasium ids (registered when this module is imported; ``gym.make(id)``):
+
+==============================  ====================  =================================
+id                              task                  robot
+==============================  ====================  =================================
+``mt_specialize/HopperCapsule-v0``    ``hopper_capsule``    capsule hopper, hop forward
+``mt_specialize/HopperBox-v0``        ``hopper_box``        box hopper (scale 1.1)
+``mt_specialize/HopperEllipsoid-v0``  ``hopper_ellipsoid``  ellipsoid hopper (scale 1.2)
+``mt_specialize/BipedForward-v0``     ``biped_forward``     biped, reward +vx
+``mt_specialize/BipedBackward-v0``    ``biped_backward``    biped, reward -vx
+``mt_specialize/HopperTorso{3,8,14,15}-v0``  ``hopper_torso{3,8,14,15}``  capsule hopper, torso kg
+``mt_specialize/BipedForwardAnkle100-v0``     ``biped_forward_ankle100``   biped, ankles 100 N*m
+``mt_specialize/BipedBackwardAnkle100-v0``    ``biped_backward_ankle100``  (not SPEC's: see below)
+``mt_specialize/HopperGymnasium-v0``  ``hopper_gymnasium``  Gymnasium's Hopper-v5 model (hopper.xml)
+==============================  ====================  =================================
+
+``hopper_gymnasium`` runs Gymnasium's own MJCF hopper (RK4, its frictions and contacts) under the
+hopper family's rules, which are Hopper-v5's (its healthy_z 0.7 = 0.56 * 1.25): the calibration
+benchmark's link between our trainer and Gymnasium's Hopper-v5.
+
+Physics settings (``mt_specialize.envs.physics``): ``TaskSpec.physics`` holds the settings a task sets
+itself; the rest take their defaults, which are the robots as SPEC section 4 describes them.
+
+The ``*_ankle100`` tasks are SPEC's biped with Walker2d's ankle torque scale (100 instead of 20 N*m
+per unit action), a sensitivity variant: with SPEC's 20 N*m ankles forward walking fails in MuJoCo
+for every method (results/probes/walker2d_body/).
+
+Each env step: ``data.ctrl[:] = action; data.qacc_warmstart[:] = 0; mj_step(nstep=frame_skip)``.
+The zero warm-start makes a step a pure function of (qpos, qvel, action), which the batched engine
+(``mujoco.rollout``) relies on to be bit-identical to this env.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from mt_specialize.envs import physics as physics_settings
+from mt_specialize.envs import robots
+
+FAMILIES = ("hopper", "biped")
+# hopper termination (Gymnasium Hopper's healthy ranges, height relative to the start height)
+HOPPER_STATE_LIMIT = physics_settings.FAMILY_STATE_LIMIT["hopper"]  # |concat(qpos, qvel)[2:]| must stay below
+HOPPER_ANGLE_LIMIT = 0.2  # rad, |torso angle| must stay below
+HOPPER_MIN_HEIGHT_RATIO = 0.56  # torso height must stay above this times the start height
+# biped termination
+BIPED_HEIGHT_RANGE = (0.8, 2.0)  # m, open interval for the torso height
+BIPED_ANGLE_LIMIT = 1.0  # rad
+VELOCITY_CLIP = 10.0  # observation clip for qvel
+DEFAULT_CTRL_COST = {"hopper": 1e-3, "biped": 0.1}
+DEFAULT_ALIVE_BONUS = 1.0
+
+
+def _finite(name: str, value, *, positive: bool = False, nonneg: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (positive and v <= 0) or (nonneg and v < 0):
+        what = "positive" if positive else "non-negative" if nonneg else "finite"
+        raise ValueError(f"{name} must be a {what} finite number, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: a robot (built-in name or URDF path), reward and termination of its family.
+
+    direction: +1 rewards +x velocity, -1 rewards -x velocity. torso_mass (kg), mass_scale and gears
+    (torque scale per actuated joint, N*m per unit action, in URDF joint order) modify the robot
+    (see ``robots.build_model``). dt = timestep * frame_skip (s). physics: the physics settings this
+    task sets (setting -> value, ``mt_specialize.envs.physics``); unset ones take their defaults.
+    """
+
+    name: str
+    robot: str
+    family: str = "hopper"
+    direction: int = 1
+    alive_bonus: float = DEFAULT_ALIVE_BONUS
+    ctrl_cost: float = DEFAULT_CTRL_COST["hopper"]
+    torso_mass: float | None = None
+    mass_scale: float = 1.0
+    gears: tuple[float, ...] | None = None
+    frame_skip: int = 4
+    horizon: int = 1000
+    reset_noise: float = 0.005
+    physics: dict | None = field(default=None, hash=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"task {self.name!r}: family {self.family!r}, allowed {list(FAMILIES)}")
+        if isinstance(self.direction, bool) or self.direction not in (1, -1):
+            raise ValueError(f"task {self.name!r}: direction {self.direction!r}, allowed +1 or -1")
+        _finite(f"task {self.name!r}: alive_bonus", self.alive_bonus)
+        _finite(f"task {self.name!r}: ctrl_cost", self.ctrl_cost, nonneg=True)
+        _finite(f"task {self.name!r}: mass_scale", self.mass_scale, positive=True)
+        _finite(f"task {self.name!r}: reset_noise", self.reset_noise, nonneg=True)
+        if self.torso_mass is not None:
+            _finite(f"task {self.name!r}: torso_mass", self.torso_mass, positive=True)
+        if self.gears is not None:
+            if isinstance(self.gears, (str, bytes)) or not hasattr(self.gears, "__len__"):
+                raise ValueError(f"task {self.name!r}: gears must be a list of torques (N*m per unit action), "
+                                 f"one per actuated joint, got {self.gears!r}")
+            object.__setattr__(self, "gears", tuple(_finite(f"task {self.name!r}: gears[{i}]", g, positive=True)
+                                                    for i, g in enumerate(self.gears)))
+        for key in ("frame_skip", "horizon"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"task {self.name!r}: {key} must be a positive integer, got {value!r}")
+        if not isinstance(self.robot, str):
+            object.__setattr__(self, "robot", str(self.robot))
+        robot = robots.get_robot(self.robot)  # unknown robot names fail here
+        object.__setattr__(self, "physics", physics_settings.validate(
+            self.physics, f"task {self.name!r}: physics", self.family, mjcf=robot.mjcf is not None))
+        if isinstance(self.physics.get("foot_friction"), list) or self.resolved_physics["knee_limit_penalty"] > 0:
+            try:
+                self._model_info()  # the number of feet and the knee joint are checked here
+            except ValueError as exc:
+                raise ValueError(f"task {self.name!r}: {exc}") from None
+
+    @property
+    def resolved_physics(self) -> dict:
+        """Every physics setting of this task: its defaults updated by ``physics``."""
+        mjcf = robots.get_robot(self.robot).mjcf is not None
+        return {**physics_settings.default_physics(self.family, mjcf=mjcf), **self.physics}
+
+    def build_model(self) -> mujoco.MjModel:
+        """A fresh compiled MuJoCo model of this task's robot."""
+        return robots.build_model(self.robot, torso_mass=self.torso_mass, mass_scale=self.mass_scale,
+                                  gears=self.gears, physics=self.physics)
+
+    def _model_info(self) -> dict:
+        if not self._cache:
+            model = self.build_model()
+            self._cache.update(nq=model.nq, nv=model.nv, nu=model.nu, timestep=model.opt.timestep,
+                               start_height=float(model.qpos0[1]), qpos0=model.qpos0.copy())
+            knee = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, physics_settings.KNEE_JOINT)
+            if knee >= 0:
+                self._cache.update(knee_qpos=int(model.jnt_qposadr[knee]), knee_range=tuple(model.jnt_range[knee]))
+            elif self.resolved_physics["knee_limit_penalty"] > 0:
+                raise ValueError(f"knee_limit_penalty needs a knee joint named {physics_settings.KNEE_JOINT!r}; "
+                                 f"robot {self.robot!r} has none")
+        return self._cache
+
+    def knee_penalty(self, qpos: np.ndarray) -> np.ndarray:
+        """(N,) reward penalty: knee_limit_penalty where the knee angle of qpos (N, nq) is within
+        KNEE_LIMIT_MARGIN rad of either limit (the authors' hopper.py), else 0."""
+        penalty = self.resolved_physics["knee_limit_penalty"]
+        qpos = np.asarray(qpos, dtype=np.float64)
+        if penalty == 0:
+            return np.zeros(qpos.shape[:-1])
+        info = self._model_info()
+        return knee_penalty(qpos[..., info["knee_qpos"]], *info["knee_range"], penalty)
+
+    @property
+    def obs_dim(self) -> int:
+        """qpos[1:] and qvel: nq - 1 + nv."""
+        info = self._model_info()
+        return info["nq"] - 1 + info["nv"]
+
+    @property
+    def act_dim(self) -> int:
+        return self._model_info()["nu"]
+
+    @property
+    def dt(self) -> float:
+        """Control period (s) = timestep * frame_skip."""
+        return self._model_info()["timestep"] * self.frame_skip
+
+    @property
+    def start_height(self) -> float:
+        """Torso height (m) at qpos0, the reference of the hopper's height termination."""
+        return self._model_info()["start_height"]
+
+    def observation(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """(N, obs_dim) = [qpos[:, 1:], clip(qvel, -10, 10)] from qpos (N, nq), qvel (N, nv)."""
+        return observation(qpos, qvel)
+
+    def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray,
+               qpos: np.ndarray | None = None) -> np.ndarray:
+        """(N,) = direction * vx + alive_bonus - ctrl_cost * |action|^2 - knee penalty; x in m, action
+        (N, nu) unclipped; qpos (N, nq) after the step, needed when knee_limit_penalty > 0."""
+        out = reward(x_before, x_after, action, self.direction, self.alive_bonus, self.ctrl_cost, self.dt)
+        if self.resolved_physics["knee_limit_penalty"] > 0:
+            if qpos is None:
+                raise ValueError(f"task {self.name!r} has a knee_limit_penalty: reward() needs qpos after the step")
+            out = out - self.knee_penalty(qpos)
+        return out
+
+    def terminated(self, qpos: np.ndarray, qvel: np.ndarray, start_height: float | None = None) -> np.ndarray:
+        """bool (N,): the family's termination rule on qpos (N, nq), qvel (N, nv).
+
+        start_height (m, default this task's) scales the hopper's minimum torso height.
+        """
+        return terminated(self.family, qpos, qvel, self.start_height if start_height is None else start_height,
+                          self.resolved_physics["state_limit"])
+
+    def sample_reset(self, model: mujoco.MjModel, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Initial states: qpos (n, nq) = qpos0 + U(+-reset_noise), then qvel (n, nv) = U(+-reset_noise)."""
+        noise = self.reset_noise
+        qpos = model.qpos0[None, :] + rng.uniform(-noise, noise, size=(n, model.nq))
+        qvel = rng.uniform(-noise, noise, size=(n, model.nv))
+        return qpos, qvel
+
+
+# -- the formulas, on arrays of any leading shape (one task's (N, ...) or T tasks' (T, E, ...) with
+# per-task parameters shaped (T, 1)); TaskSpec's methods and the batched engine both call these. ----
+def observation(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    """(..., nq - 1 + nv) = [qpos[..., 1:], clip(qvel, -10, 10)] from qpos (..., nq), qvel (..., nv)."""
+    qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+    return np.concatenate([qpos[..., 1:], np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
+
+
+def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt) -> np.ndarray:
+    """(...) = direction * vx + alive_bonus - ctrl_cost * |action|^2.
+
+    x_before, x_after (...) in m; action (..., nu) unclipped; dt (s) the control period; the
+    parameters are scalars or arrays broadcasting against (...).
+    """
+    velocity = (np.asarray(x_after, dtype=np.float64) - np.asarray(x_before, dtype=np.float64)) / dt
+    ctrl = np.sum(np.square(np.asarray(action, dtype=np.float64)), axis=-1)
+    return direction * velocity + alive_bonus - ctrl_cost * ctrl
+
+
+def knee_penalty(knee, low, high, penalty) -> np.ndarray:
+    """(...) = penalty where the knee angle ``knee`` (...) (rad) is within KNEE_LIMIT_MARGIN of its
+    limits [low, high], else 0 (the authors' ``q_lower - q > -0.05`` or ``q_upper - q < 0.05``)."""
+    knee = np.asarray(knee, dtype=np.float64)
+    margin = physics_settings.KNEE_LIMIT_MARGIN
+    near = (low - knee > -margin) | (high - knee < margin)
+    return np.where(near, np.asarray(penalty, dtype=np.float64), 0.0)
+
+
+_FAMILY_LIMIT = object()
+
+
+def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height,
+               state_limit=_FAMILY_LIMIT) -> np.ndarray:
+    """bool (...): ``family``'s termination rule on qpos (..., nq), qvel (..., nv).
+
+    start_height (m; scalar or broadcasting against (...)) scales the hopper's minimum torso height.
+    state_limit: terminate when any |concat(qpos, qvel)[..., 2:]| >= it; None or inf = no such rule;
+    scalar or broadcasting against (...); default the family's (100 hopper, none biped).
+    """
+    if state_limit is _FAMILY_LIMIT:
+        state_limit = physics_settings.FAMILY_STATE_LIMIT.get(family)
+    state_limit = np.inf if state_limit is None else np.asarray(state_limit, dtype=np.float64)
+    qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+    state = np.concatenate([qpos, qvel], axis=-1)
+    bad = ~np.all(np.isfinite(state), axis=-1)
+    height, angle = qpos[..., 1], qpos[..., 2]
+    with np.errstate(invalid="ignore"):
+        bad |= np.any(np.abs(state[..., 2:]) >= np.expand_dims(state_limit, -1), axis=-1)
+        if family == "hopper":
+            bad |= np.abs(angle) >= HOPPER_ANGLE_LIMIT
+            bad |= height <= HOPPER_MIN_HEIGHT_RATIO * np.asarray(start_height)
+        elif family == "biped":
+            low, high = BIPED_HEIGHT_RANGE
+            bad |= (height <= low) | (height >= high)
+            bad |= np.abs(angle) >= BIPED_ANGLE_LIMIT
+        else:
+            raise ValueError(f"unknown family {family!r}, allowed {list(FAMILIES)}")
+    return bad
+
+
+def _hopper(name: str, robot: str, **kw) -> TaskSpec:
+    return TaskSpec(name, robot, "hopper", 1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["hopper"], **kw)
+
+
+TORSO_MASSES = (3, 8, 14, 15)  # kg, the torso-mass experiments' hoppers
+# hip, knee, ankle of each leg, N*m per unit action: Walker2d's ankles (SPEC's biped: 100, 100, 20)
+BIPED_ANKLE100_GEARS = (100.0, 100.0, 100.0, 100.0, 100.0, 100.0)
+TASKS: dict[str, TaskSpec] = {
+    "hopper_capsule": _hopper("hopper_capsule", "hopper_capsule"),
+    "hopper_box": _hopper("hopper_box", "hopper_box"),
+    "hopper_ellipsoid": _hopper("hopper_ellipsoid", "hopper_ellipsoid"),
+    "biped_forward": TaskSpec("biped_forward", "biped", "biped", 1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["biped"]),
+    "biped_backward": TaskSpec("biped_backward", "biped", "biped", -1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["biped"]),
+    **{f"hopper_torso{m}": _hopper(f"hopper_torso{m}", "hopper_capsule", torso_mass=float(m))
+       for m in TORSO_MASSES},
+    "biped_forward_ankle100": TaskSpec("biped_forward_ankle100", "biped", "biped", 1, DEFAULT_ALIVE_BONUS,
+                                       DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
+    "biped_backward_ankle100": TaskSpec("biped_backward_ankle100", "biped", "biped", -1, DEFAULT_ALIVE_BONUS,
+                                        DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
+    # Gymnasium's Hopper-v5 under every profile: its settings are explicit (only run-wide overrides change them)
+    "hopper_gymnasium": _hopper("hopper_gymnasium", "gymnasium:hopper",
+                                physics=physics_settings.default_physics("hopper", mjcf=True)),
+}
+
+ENV_IDS: dict[str, str] = {
+    "hopper_capsule": "mt_specialize/HopperCapsule-v0",
+    "hopper_box": "mt_specialize/HopperBox-v0",
+    "hopper_ellipsoid": "mt_specialize/HopperEllipsoid-v0",
+    "biped_forward": "mt_specialize/BipedForward-v0",
+    "biped_backward": "mt_specialize/BipedBackward-v0",
+    **{f"hopper_torso{m}": f"mt_specialize/HopperTorso{m}-v0" for m in TORSO_MASSES},
+    "biped_forward_ankle100": "mt_specialize/BipedForwardAnkle100-v0",
+    "biped_backward_ankle100": "mt_specialize/BipedBackwardAnkle100-v0",
+    "hopper_gymnasium": "mt_specialize/HopperGymnasium-v0",
+}
+
+
+def get_task(name: str | TaskSpec) -> TaskSpec:
+    """The built-in task ``name`` (a TaskSpec passes through); ValueError lists the allowed names."""
+    if isinstance(name, TaskSpec):
+        return name
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}: allowed are {sorted(TASKS)}")
+    return TASKS[name]
+
+
+class TaskEnv(gym.Env):
+    """One environment of one task. Observation (obs_dim,) float64; action (act_dim,) in [-1, 1]."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 125}
+
+    def __init__(self, task: str | TaskSpec = "hopper_capsule", render_mode: str | None = None,
+                 width: int = 480, height: int = 480):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode {render_mode!r}, allowed {[None, *self.metadata['render_modes']]}")
+        self.task = get_task(task)
+        self.model = self.task.build_model()
+        self.data = mujoco.MjData(self.model)
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.task.dt))}
+        self._size = (width, height)
+        self._renderer = None
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.task.act_dim,), np.float32)
+        self._steps = 0
+
+    def _obs(self) -> np.ndarray:
+        return self.task.observation(self.data.qpos[None], self.data.qvel[None])[0]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        qpos, qvel = self.task.sample_reset(self.model, self.np_random, 1)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:], self.data.qvel[:] = qpos[0], qvel[0]
+        mujoco.mj_forward(self.model, self.data)
+        self._steps = 0
+        return self._obs(), {"x_position": float(self.data.qpos[0])}
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64).reshape(self.task.act_dim)
+        x_before = float(self.data.qpos[0])
+        self.data.ctrl[:] = action
+        self.data.qacc_warmstart[:] = 0
+        mujoco.mj_step(self.model, self.data, nstep=self.task.frame_skip)
+        x_after = float(self.data.qpos[0])
+        self._steps += 1
+        reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None],
+                                        self.data.qpos[None])[0])
+        terminated = bool(self.task.terminated(self.data.qpos[None], self.data.qvel[None])[0])
+        truncated = self._steps >= self.task.horizon
+        info = {"x_position": x_after, "x_velocity": (x_after - x_before) / self.task.dt}
+        return self._obs(), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from mt_specialize.envs import render
+
+        if self._renderer is None:
+            self._renderer = render.make_renderer(self.model, *self._size)
+        return render.render_data(self._renderer, self.model, self.data)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def register_envs() -> None:
+    """Register every ENV_IDS entry with Gymnasium (idempotent)."""
+    for task, env_id in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="mt_specialize.envs.tasks:TaskEnv", kwargs={"task": task})
+
+
+register_envs()

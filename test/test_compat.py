@@ -1,0 +1,57 @@
+"""Files written before the package's current layout still load and resume: run directories and
+checkpoints hold tensors and YAML/JSON, no module paths (docs/design.md, Compatibility)."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mt_specialize.config import TrainConfig
+from mt_specialize.learning.inference import InferencePolicy
+from mt_specialize.train import Interrupted, Trainer, latest_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+# an unfinished cell of the archived paper grid: checkpoint at 1.6M samples (iteration 200), its
+# metrics.csv runs on to iteration 210, written by the run that went on from that checkpoint
+ARCHIVED_RUN = REPO / "results" / "grid_paper" / "biped_fwd_bwd" / "random_jt400k_sp25" / "seed4"
+TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def archived_run(tmp_path) -> Path:
+    if not (ARCHIVED_RUN / "checkpoints").is_dir():
+        pytest.skip(f"{ARCHIVED_RUN} is not in this checkout")
+    run_dir = tmp_path / "run"
+    shutil.copytree(ARCHIVED_RUN, run_dir)
+    return run_dir
+
+
+def test_archived_checkpoint_serves_its_tasks(archived_run):
+    policy = InferencePolicy.from_checkpoint(latest_checkpoint(archived_run))
+    assert policy.task_names == ["biped_forward", "biped_backward"]
+    actions = policy.act(np.zeros((2, policy.obs_dim)), np.array([0, 1]))
+    assert actions.shape == (2, policy.act_dim) and np.isfinite(actions).all()
+    assert not np.array_equal(actions[0], actions[1])  # split entries: the tasks act differently
+
+
+def test_archived_run_resumes_and_redoes_its_next_iteration_exactly(archived_run):
+    archived = {int(row["iteration"]): row for row in _rows(archived_run)}
+    config = TrainConfig.from_yaml(archived_run / "config.yaml", run_config=True)
+    trainer = Trainer(config, archived_run, resume=True, progress=lambda row: trainer.request_stop())
+    assert (trainer.iteration, trainer.samples, trainer.split_done) == (200, 1_600_000, True)
+    with pytest.raises(Interrupted):
+        trainer.run()
+    rows = _rows(archived_run)
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 202))  # rows past the checkpoint redone
+    redone = rows[-1]
+    assert {k: v for k, v in redone.items() if k not in TIMING_COLUMNS} == \
+        {k: v for k, v in archived[201].items() if k not in TIMING_COLUMNS}
+    assert latest_checkpoint(archived_run).name == "ckpt_000001608000.safetensors"
