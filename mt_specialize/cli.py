@@ -394,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import RevertLoop
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -401,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"mt-specialize {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RevertLoop as exc:
+        print(f"mt-specialize {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -102,6 +102,10 @@ class TrainConfig:
                     iteration is rejected: policy, value net and normaliser go back to their values
                     at the last accepted iteration and the counted samples rewind (the authors'
                     ``reward_drop_bound``); null = the profile's
+    revert_max_streak: consecutive rejected iterations after which the run stops with an error
+                    instead of reverting on: a policy that cannot bring the pooled return back within
+                    the bound would otherwise loop for ever (the authors' code has no such limit;
+                    the last checkpoint stays). Only read when the revert rule is on
     append_mode:    ``raw`` = the one-hot task id is appended after observation normalisation;
                     ``normalized`` = before it, as the authors' env did (the per-task normaliser then
                     maps it to ~0); null = the profile's
@@ -139,6 +143,7 @@ class TrainConfig:
     profile: str = "mujoco"
     physics: dict = field(default_factory=dict)
     revert_drop_bound: float | str | None = None
+    revert_max_streak: int = 50
     append_mode: str | None = None
     split_count: str | None = None
     task_switch_prob: float = 0.0
@@ -266,6 +271,8 @@ class TrainConfig:
                     or bound < 0:
                 raise ValueError(f"revert_drop_bound must be a return difference >= 0 or 'off', got {bound!r}")
             c.revert_drop_bound = float(bound)
+        if isinstance(c.revert_max_streak, bool) or not isinstance(c.revert_max_streak, int) or c.revert_max_streak < 1:
+            raise ValueError(f"revert_max_streak must be an integer >= 1, got {c.revert_max_streak!r}")
         for name, allowed in (("append_mode", APPEND_MODES), ("score_statistic", SCORE_STATISTICS),
                               ("split_count", SPLIT_COUNTS)):
             if getattr(c, name) not in allowed:

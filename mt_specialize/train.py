@@ -40,6 +40,7 @@ import torch
 import yaml
 
 from .config import TrainConfig
+from .errors import RevertLoop
 from .envs.vec_env import MultiTaskVecEnv
 from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
 from .learning import checkpoint as ckpt
@@ -154,6 +155,7 @@ class Trainer:
         self.samples = 0  # of accepted iterations
         self.samples_real = 0  # every env step
         self.reverts = 0
+        self.revert_streak = 0  # consecutive rejected iterations
         # the revert rule's last accepted point: pooled return, network values, normaliser, samples
         self.accepted_return: float | None = None
         self.accepted_state: dict[str, torch.Tensor] | None = None
@@ -489,6 +491,7 @@ class Trainer:
             "samples": self.samples,
             "samples_real": self.samples_real,
             "reverts": self.reverts,
+            "revert_streak": self.revert_streak,
             "accepted_return": _json_float(self.accepted_return),
             "accepted_samples": self.accepted_samples,
             "split_done": self.split_done,
@@ -555,6 +558,7 @@ class Trainer:
         # absent from checkpoints of runs without the revert rule: every sample was accepted
         self.samples_real = meta.get("samples_real", self.samples)
         self.reverts = meta.get("reverts", 0)
+        self.revert_streak = meta.get("revert_streak", 0)
         self.accepted_samples = meta.get("accepted_samples", 0)
         accepted = meta.get("accepted_return", None)
         self.accepted_return = float("nan") if accepted == "nan" else accepted
@@ -706,7 +710,17 @@ class Trainer:
                                           if k.startswith("obs_rms/")})
             self.samples = self.accepted_samples
             self.reverts += 1
+            self.revert_streak += 1
+            if self.revert_streak >= self.config.revert_max_streak:
+                raise RevertLoop(
+                    f"the revert rule rejected {self.revert_streak} iterations in a row (pooled return "
+                    f"{pooled:.1f}, last accepted {self.accepted_return:.1f}, revert_drop_bound {bound:g}) at "
+                    f"{self.samples_real:,} real samples: the restored policy does not get back within the "
+                    f"bound. Stopped instead of looping (revert_max_streak {self.config.revert_max_streak}); "
+                    f"the newest checkpoint is kept. A larger bound or revert_drop_bound: off lets such a run "
+                    f"go on (as a new run)")
             return False
+        self.revert_streak = 0
         self.accepted_return = pooled
         self.accepted_samples = self.samples
         state = {f"policy/{k}": v for k, v in self.policy.snapshot_values().items()}

@@ -16,6 +16,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "mt_specialize"
 LAYERS = {
     "mt_specialize": 0,
     "mt_specialize.paths": 0,
+    "mt_specialize.errors": 0,
     "mt_specialize.envs": 1,
     "mt_specialize.learning": 2,
     "mt_specialize.experiments": 3,

@@ -306,3 +306,22 @@ def test_a_run_from_before_profiles_resumes_as_profile_none(tiny_experiment, tmp
     resumed.run()
     with pytest.raises(ValueError, match="profile"):  # the same run with another profile is refused
         Trainer(_config(tiny_experiment, method="joint", samples=768, profile="paper"), run, resume=True)
+
+
+def test_a_revert_loop_stops_the_run_with_a_reason(tiny_experiment, tmp_path):
+    """Fake episodes that never leave the return buffer: every iteration after the drop is rejected.
+    After revert_max_streak rejections in a row the run stops with RevertLoop (instead of looping
+    for ever); the rows written so far and the checkpoints stay."""
+    from mt_specialize.errors import RevertLoop
+
+    trainer = Trainer(_config(tiny_experiment, method="joint", revert_drop_bound=300, revert_max_streak=3,
+                              samples=384 * 40), tmp_path / "r")
+    _force_drop_at(trainer, 3, streak=10 ** 6)
+    with pytest.raises(RevertLoop, match=r"rejected 3 iterations in a row .*\(revert_max_streak 3\)"):
+        trainer.run()
+    rows = _rows(tmp_path / "r")
+    assert [int(r["reverted"]) for r in rows] == [0, 0, 0, 1, 1]  # the third rejection raises
+    assert trainer.samples_real == 6 * 384 and trainer.samples == 2 * 384  # rewound to the last accepted rollout
+    assert list((tmp_path / "r" / "checkpoints").glob("ckpt_*.safetensors"))
+    with pytest.raises(ValueError, match="revert_max_streak must be an integer >= 1, got 0"):
+        _config(tiny_experiment, method="joint", revert_max_streak=0).resolved(3840, 384)
