@@ -65,10 +65,10 @@ setup(
     entry_points={
         "console_scripts": [
             "mt-specialize = mt_specialize.cli:main",
-            "simulator = mt_specialize.nodes.entry:simulator",
-            "learner = mt_specialize.nodes.entry:learner",
-            "policy_server = mt_specialize.nodes.entry:policy_server",
-            "foxglove_view = mt_specialize.nodes.entry:foxglove_view",
+            "simulator = mt_specialize.ros.entry:simulator",
+            "learner = mt_specialize.ros.entry:learner",
+            "policy_server = mt_specialize.ros.entry:policy_server",
+            "foxglove_view = mt_specialize.ros.entry:foxglove_view",
         ],
     },
 )

@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     try:
-        from .ros_cli import add_ros_subcommands
+        from .ros.cli import add_ros_subcommands
     except ImportError:  # ROS 2 not installed: the core CLI still works
         pass
     else:

@@ -25,17 +25,12 @@ LAYERS = {
     "mt_specialize.plots": 3,
     "mt_specialize.reproduce": 3,
     "mt_specialize.report": 3,
-    "mt_specialize.nodes": 4,
-    "mt_specialize.ros_cli": 4,
+    "mt_specialize.ros": 4,
     "mt_specialize.cli": 5,
 }
-# old import paths kept for the ROS-side modules: aliases of the moved modules (docs/design.md)
-OLD_PATHS = {"tasks": "envs", "robots": "envs", "inference": "learning", "policy": "learning",
-             "normalize": "learning", "checkpoint": "learning"}
-LAYERS.update({f"mt_specialize.{name}": LAYERS[f"mt_specialize.{sub}"] for name, sub in OLD_PATHS.items()})
 LAYER_NAMES = {0: "base", 1: "envs", 2: "learning", 3: "application", 4: "ROS", 5: "entry"}
 RENDERING = ("mt_specialize.envs.render", "mt_specialize.envs.gait")  # learning never imports these
-ROS_MODULES = ("mt_specialize.nodes", "mt_specialize.ros_cli")  # the only importers of rclpy
+ROS_PACKAGE = "mt_specialize.ros"  # its modules are the only importers of rclpy
 
 
 def module_name(path: Path) -> str:
@@ -159,17 +154,9 @@ def test_learning_never_imports_rendering(graph):
 
 
 def test_only_ros_modules_import_rclpy(graph):
-    bad = [m for m, imports in graph.items() if not m.startswith(ROS_MODULES)
+    bad = [m for m, imports in graph.items() if not (m == ROS_PACKAGE or m.startswith(ROS_PACKAGE + "."))
            and any(t == "rclpy" or t.startswith("rclpy.") for t, _ in imports)]
-    assert not bad, f"modules outside {ROS_MODULES} import rclpy: {bad}"
-
-
-@pytest.mark.parametrize("name", sorted(OLD_PATHS))
-def test_old_import_paths_are_the_moved_modules(name):
-    import importlib
-
-    old = importlib.import_module(f"mt_specialize.{name}")
-    assert old is importlib.import_module(f"mt_specialize.{OLD_PATHS[name]}.{name}")
+    assert not bad, f"modules outside {ROS_PACKAGE} import rclpy: {bad}"
 
 
 @pytest.mark.parametrize("module", ["mt_specialize.train", "mt_specialize.config", "mt_specialize.experiments"])
