@@ -13,7 +13,7 @@ package_name = "mt_specialize"
 setup(
     name=package_name,
     version="0.1.0",
-    packages=find_packages(exclude=["test", "bench"]),
+    packages=find_packages(include=[package_name, package_name + ".*"]),  # not paper/, test/, bench/
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

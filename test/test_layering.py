@@ -23,8 +23,6 @@ LAYERS = {
     "mt_specialize.methods": 3,
     "mt_specialize.train": 3,
     "mt_specialize.plots": 3,
-    "mt_specialize.reproduce": 3,
-    "mt_specialize.report": 3,
     "mt_specialize.ros": 4,
     "mt_specialize.cli": 5,
 }
@@ -167,10 +165,34 @@ def test_core_modules_load_neither_matplotlib_nor_rclpy(module):
     assert out.stdout.strip() == "[]", f"importing {module} loads {out.stdout.strip()}"
 
 
-def test_every_source_directory_is_an_installed_package():
-    """setup.py installs what ``find_packages`` finds: a directory of modules without an
-    ``__init__.py`` would be left out of colcon and pip installs (it works only from a checkout)."""
-    assert "packages=find_packages(" in (PACKAGE_DIR.parent / "setup.py").read_text()
-    missing = sorted(str(d.relative_to(PACKAGE_DIR.parent)) for d in {p.parent for p in PACKAGE_DIR.rglob("*.py")}
-                     if "__pycache__" not in d.parts and not (d / "__init__.py").is_file())
-    assert not missing, f"add __init__.py to {missing}"
+def installed_packages(monkeypatch) -> list[str]:
+    """The ``packages`` setup.py passes to setuptools (colcon and pip install the same list)."""
+    import runpy
+
+    import setuptools
+
+    captured: dict = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
+    monkeypatch.chdir(PACKAGE_DIR.parent)
+    runpy.run_path("setup.py")
+    return list(captured["packages"])
+
+
+def test_every_source_directory_is_an_installed_package(monkeypatch):
+    """A directory of modules that setup.py does not list (e.g. one without ``__init__.py``) would be
+    left out of colcon and pip installs: it would work only from a checkout."""
+    sources = sorted(module_name(d / "__init__.py") for d in {p.parent for p in PACKAGE_DIR.rglob("*.py")}
+                     if "__pycache__" not in d.parts)
+    installed = installed_packages(monkeypatch)
+    assert set(sources) <= set(installed), f"not installed: {sorted(set(sources) - set(installed))}"
+
+
+def test_only_the_package_is_installed(monkeypatch):
+    """The paper's research tooling (paper/), the tests and the benchmarks stay in the checkout."""
+    assert all(p == "mt_specialize" or p.startswith("mt_specialize.") for p in installed_packages(monkeypatch))
+
+
+def test_the_package_never_imports_the_research_tooling(graph):
+    bad = [f"{m} imports {t}" for m, imports in graph.items() for t, _ in imports
+           if t == "paper" or t.startswith("paper.")]
+    assert not bad, bad
