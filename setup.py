@@ -13,7 +13,7 @@ package_name = "mt_specialize"
 setup(
     name=package_name,
     version="0.1.0",
-    packages=find_packages(exclude=["test", "bench"]),
+    packages=find_packages(include=[package_name, package_name + ".*"]),  # not paper/, test/, bench/
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -65,10 +65,10 @@ setup(
     entry_points={
         "console_scripts": [
             "mt-specialize = mt_specialize.cli:main",
-            "simulator = mt_specialize.nodes.entry:simulator",
-            "learner = mt_specialize.nodes.entry:learner",
-            "policy_server = mt_specialize.nodes.entry:policy_server",
-            "foxglove_view = mt_specialize.nodes.entry:foxglove_view",
+            "simulator = mt_specialize.ros.entry:simulator",
+            "learner = mt_specialize.ros.entry:learner",
+            "policy_server = mt_specialize.ros.entry:policy_server",
+            "foxglove_view = mt_specialize.ros.entry:foxglove_view",
         ],
     },
 )

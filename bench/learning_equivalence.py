@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mt_specialize.config import parse_count
-from mt_specialize.plots import read_metrics
-from mt_specialize.report import permutation_p_value, value_at
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the paper tooling (paper/) is not installed
+
+from mt_specialize.config import parse_count  # noqa: E402
+from mt_specialize.plots import read_metrics  # noqa: E402
+from paper.report import permutation_p_value, value_at  # noqa: E402
 
 _RUN = """
 import sys

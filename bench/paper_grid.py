@@ -1,6 +1,6 @@
 """The paper's comparison as a benchmark: ours/paper per Table I cell, orderings matched, intervals, targets.
 
-Reads the grids' run directories (``mt-specialize reproduce`` writes them; ``--run`` first runs or
+Reads the grids' run directories (``python -m paper reproduce`` writes them; ``--run`` first runs or
 resumes the grid under the first ``--root``) and prints, for every profile found (a run's profile is
 its config.yaml's ``profile``; runs older than the key are profile ``none``), at 3M samples:
 
@@ -19,7 +19,7 @@ Usage::
     python bench/paper_grid.py --root results/grid_ankle100 --no-references   # one variant grid alone
     python bench/paper_grid.py --run [--only 'three_hoppers/*'] [--workers 2]   # run/resume, then read
 
-Without ``--no-references`` the archived grids named in config/paper_results.yaml (the first grid,
+Without ``--no-references`` the archived grids named in paper/paper_results.yaml (the first grid,
 ``results/grid``) are read too for the profiles the roots lack. Runs that have not reached ``--at`` are
 listed as partial and left out of the means.
 """
@@ -28,13 +28,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from mt_specialize.config import parse_count
-from mt_specialize.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_COLUMN, PAPER_FIG6_BETTER_OF_JOINT_SEPARATE,
-                                  PAPER_TABLE_I, REFERENCE, TABLE_AT, TORSO_MASS_EXPERIMENTS, Grid, _label,
-                                  collect_grids, comparison_table, load_reference, seed_values_at, torso_mass_table)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the paper tooling (paper/) is not installed
+
+from mt_specialize.config import parse_count  # noqa: E402
+from paper.report import (MAIN_VARIANTS, METHOD_NAMES, PAPER_COLUMN, PAPER_FIG6_BETTER_OF_JOINT_SEPARATE,  # noqa: E402
+                          PAPER_TABLE_I, REFERENCE, TABLE_AT, TORSO_MASS_EXPERIMENTS, Grid, _label,
+                          collect_grids, comparison_table, load_reference, seed_values_at, torso_mass_table)
 
 
 def pairwise_agreement(means: dict[str, float], paper: dict[str, float]) -> tuple[int, int]:
@@ -145,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", action="append", default=None,
                         help="a grid's root directory (repeatable; default runs/paper)")
     parser.add_argument("--no-references", action="store_true",
-                        help="do not add the archived reference grids of config/paper_results.yaml")
+                        help="do not add the archived reference grids of paper/paper_results.yaml")
     parser.add_argument("--at", default=str(TABLE_AT), help="sample count to read the returns at (default 3M)")
     parser.add_argument("--run", action="store_true", help="run or resume the grid under the first --root first "
-                                                           "(mt-specialize reproduce)")
+                                                           "(python -m paper reproduce)")
     parser.add_argument("--only", nargs="+", default=None, help="with --run: cells to run (globs, as reproduce)")
     parser.add_argument("--workers", type=int, default=None, help="with --run: parallel runs (default: one per core)")
     args = parser.parse_args(argv)
@@ -158,20 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     if args.run:
-        from mt_specialize.cli import main as cli_main
+        from paper.cli import main as paper_main
 
-        cli = ["reproduce", "--root", roots[0], "--report", ""]
+        command = ["reproduce", "--root", roots[0], "--report", ""]
         if args.only:
-            cli += ["--only", *args.only]
+            command += ["--only", *args.only]
         if args.workers:
-            cli += ["--workers", str(args.workers)]
-        code = cli_main(cli)
+            command += ["--workers", str(args.workers)]
+        code = paper_main(command)
         if code:
             return code
     grids = collect_grids(roots, references=() if args.no_references else None)
     grids = [g for g in grids if any(e in g.runs for e in [*PAPER_COLUMN, *TORSO_MASS_EXPERIMENTS])]
     if not grids:
-        print(f"no runs of {list(PAPER_COLUMN)} under {roots}: run `mt-specialize reproduce --root {roots[0]}` "
+        print(f"no runs of {list(PAPER_COLUMN)} under {roots}: run `python -m paper reproduce --root {roots[0]}` "
               f"or this script with --run", file=sys.stderr)
         return 1
     print(f"Paper grid at {at:,} samples (pooled mean episode return, last 100 episodes); profiles found: "

@@ -46,7 +46,7 @@ ECHO = r"""
 import sys, rclpy
 from std_msgs.msg import Float64MultiArray
 from rclpy.experimental import EventsExecutor
-from mt_specialize.nodes.common import CONTROL_QOS, freeze_heap
+from mt_specialize.ros.common import CONTROL_QOS, freeze_heap
 rclpy.init()
 node = rclpy.create_node("echo")
 pubs, subs = [], []
@@ -92,7 +92,7 @@ def start_answerer(kind: str, n_robots: int, tmp: Path, ckpt: Path) -> subproces
         params.write_text(yaml.safe_dump({"policy_server": {"ros__parameters": {
             "checkpoint": str(ckpt), "robots": [f"r{i}" for i in range(n_robots)],
             "tasks": TASKS[:n_robots], "rate_mode": kind}}}))
-        cmd = [sys.executable, "-m", "mt_specialize.nodes.policy_server", "--ros-args", "--params-file", str(params),
+        cmd = [sys.executable, "-m", "mt_specialize.ros.policy_server", "--ros-args", "--params-file", str(params),
                "--log-level", "warn"]
     return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -108,7 +108,7 @@ class Driver:
         import rclpy
         from std_msgs.msg import Float64MultiArray
 
-        from mt_specialize.nodes.common import CONTROL_QOS, make_executor
+        from mt_specialize.ros.common import CONTROL_QOS, make_executor
 
         self.n = n_robots
         self.kind, self.policy = kind, policy
@@ -159,7 +159,7 @@ class Driver:
 
     def run(self, rate: float, seconds: float) -> tuple[int, int]:
         """Publish for ``seconds`` at ``rate``; latencies (ns) of the answered ones in ``self.lat``."""
-        from mt_specialize.nodes.common import array_msg
+        from mt_specialize.ros.common import array_msg
 
         period = 1.0 / rate
         ticks = int(seconds * rate)
@@ -221,7 +221,7 @@ def main() -> int:
     from mt_specialize.learning.inference import InferencePolicy
 
     policy = InferencePolicy.from_checkpoint(ckpt)
-    from mt_specialize.nodes.common import freeze_heap
+    from mt_specialize.ros.common import freeze_heap
 
     freeze_heap()  # torch & co.: ~180 000 objects a full collection would walk (50-280 ms)
     hz = os.sysconf("SC_CLK_TCK")

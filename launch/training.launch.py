@@ -41,14 +41,14 @@ def _params(config_dir, node):
 
 def _robot_description(task_name):
     """The URDF the simulator publishes (planar root joints added), for robot_state_publisher."""
-    from mt_specialize.nodes.simulator import urdf_text, with_planar_root
-    from mt_specialize.tasks import get_task
+    from mt_specialize.envs.tasks import get_task
+    from mt_specialize.ros.simulator import urdf_text, with_planar_root
 
     return with_planar_root(urdf_text(get_task(task_name)))
 
 
 def _nodes(context):
-    from mt_specialize.nodes.rviz_config import robot_namespaces
+    from mt_specialize.ros.rviz_config import robot_namespaces
 
     config_dir = LaunchConfiguration("config_dir").perform(context)
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
@@ -84,7 +84,7 @@ def _nodes(context):
     if IfCondition(LaunchConfiguration("rviz")).evaluate(context):
         rviz_file = LaunchConfiguration("rviz_config").perform(context)
         if not rviz_file:
-            from mt_specialize.nodes.rviz_config import rviz_config, write_cached
+            from mt_specialize.ros.rviz_config import rviz_config, write_cached
 
             rviz_file = str(write_cached(rviz_config(namespaces, spacing)))
         elif not os.path.isfile(rviz_file):

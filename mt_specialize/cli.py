@@ -1,10 +1,15 @@
-"""The ``mt-specialize`` command.
+"""The ``mt-specialize`` command: train multi-task policies, look at them, serve them over ROS 2.
 
     mt-specialize list                               experiments and their tasks
     mt-specialize snapshot TASK PNG                  headless picture of a task's robot
     mt-specialize train EXPERIMENT --method ours --jt 400k --sp 0.25 --seed 1 --samples 4M --out DIR
     mt-specialize train --config run.yaml [--resume]
-    mt-specialize up | switch | record               ROS 2 graph for pip-only users (see docs/ros.md)
+    mt-specialize gait RUN_DIR TASK OUT.gif          a trained policy's gait (optionally switching task)
+    mt-specialize export RUN_DIR OUT.safetensors     the serving part of a run's newest checkpoint
+    mt-specialize up | switch | record | rviz-config ROS 2 graph for pip-only users (see docs/ros.md)
+
+The paper's grid of runs and its report are not part of the package: ``python -m paper --help``
+from a source checkout.
 """
 from __future__ import annotations
 
@@ -142,116 +147,6 @@ def _default_run_name(config) -> str:
     return "_".join(str(p) for p in parts + [f"seed{config.seed}"])
 
 
-def _key_values(items: list[str], flag: str) -> dict:
-    """['minibatch_per_task=88', 'lr=1e-4'] -> {'minibatch_per_task': 88, 'lr': 0.0001} (YAML scalars)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{flag} {item!r}: value is not a YAML scalar ({exc})") from exc
-    return out
-
-
-def _parse_seeds(text: str) -> list[int]:
-    """``"1-5"`` or ``"1,2,4"`` (or both, ``"1-3,7"``) -> sorted distinct non-negative seeds."""
-    seeds: set[int] = set()
-    for part in text.split(","):
-        first, _, last = part.strip().partition("-")
-        try:
-            low, high = int(first), int(last or first)
-        except ValueError:
-            raise SystemExit(f"--seeds: {part.strip()!r} is not a seed or range; use e.g. 1-5 or 1,2,4") from None
-        if low < 0 or high < low:
-            raise SystemExit(f"--seeds: {part.strip()!r}: seeds are >= 0 and a range goes up, e.g. 4-5")
-        seeds.update(range(low, high + 1))
-    return sorted(seeds)
-
-
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .config import parse_count
-    from .reproduce import paper_grid, reproduce, select, with_ppo_settings
-
-    from .reproduce import MAIN_SEEDS, main_grid, with_profile
-
-    seeds = _parse_seeds(args.seeds) if args.seeds else None
-    specs = main_grid(args.experiment, seeds or MAIN_SEEDS) if args.experiment else paper_grid(seeds)
-    specs = with_ppo_settings(select(specs, args.only), _key_values(args.ppo or [], "--ppo"))
-    specs = with_profile(specs, args.profile)
-    args.root = args.root or f"runs/grid_{args.profile}"
-    samples = parse_count(args.samples, "samples") if args.samples else None
-    if args.archive:
-        from .reproduce import restore_grid
-
-        restored = restore_grid(args.archive, args.root)
-        if restored:
-            print(f"restored {len(restored)} runs from {args.archive}", file=sys.stderr)
-    if args.list:
-        from .reproduce import run_status
-
-        for spec in specs:
-            status, reached = run_status(Path(args.root) / spec.name)
-            print(f"{status:>8} {reached:>10,}  {spec.name}")
-        return 0
-    print(f"{len(specs)} runs under {args.root} ({args.workers or 'all'} workers"
-          f"{', Ray at ' + args.ray_address if args.ray_address else ''}); finished runs are skipped, "
-          f"interrupted ones resumed", file=sys.stderr)
-    try:
-        results = reproduce(args.root, specs, samples=samples, workers=args.workers, ray_address=args.ray_address)
-    except KeyboardInterrupt:
-        print("interrupted: every running run wrote a checkpoint; run the same command to continue",
-              file=sys.stderr)
-        return 130
-    finally:
-        if args.archive:
-            from .reproduce import archive_grid
-
-            archive_grid(args.root, args.archive)
-    failed = {k: v for k, v in results.items() if v.startswith("failed")}
-    for name, outcome in failed.items():
-        print(f"{name}: {outcome}", file=sys.stderr)
-    if args.report:
-        from .report import write_report
-
-        write_report(args.root, args.report)
-    return 1 if failed else 0
-
-
-def _cmd_archive(args: argparse.Namespace) -> int:
-    from .reproduce import archive_grid
-
-    names = archive_grid(args.root, args.to)
-    print(f"archived {len(names)} runs of {args.root} into {args.to}")
-    return 0
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-
-    from .config import parse_count
-
-    at = parse_count(args.at, "--at")
-    if args.readme and not Path(args.readme).is_file():
-        raise SystemExit(f"--readme: no file {args.readme}")
-    roots = args.root or ["runs/grid_paper"]
-    path = write_report(roots, args.out, gaits=not args.no_gifs, at=at)
-    print(f"wrote {path} and figures in {args.out}")
-    if args.readme:
-        from .report import update_readme
-
-        try:
-            blocks = update_readme(args.readme, roots, at)
-        except ValueError as err:
-            raise SystemExit(f"--readme {args.readme}: {err}") from None
-        print(f"filled {', '.join(blocks)} in {args.readme} ({blocks['n_done']} runs at {at:,} samples)")
-    return 0
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
     from .learning.inference import InferencePolicy
 
@@ -327,34 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "(with its saved config.yaml unless --config is given)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("reproduce", help="the paper's grid of runs (resumable), then the report")
-    p.add_argument("--root", help="where the grid's run directories go (default runs/grid_PROFILE)")
-    p.add_argument("--profile", choices=list(PROFILES), default="paper",
-                   help="settings bundle of every run (default paper: as the paper's authors ran it; "
-                        "mujoco; none = the first grid's settings, results/grid)")
-    p.add_argument("--only", action="append", help="glob(s) over run names, e.g. 'three_hoppers/*' or "
-                   "'*/joint/*' (repeatable)")
-    p.add_argument("--samples", help="budget per run (default: each experiment's, 3M)")
-    p.add_argument("--seeds", help="the grid's seeds, e.g. 1-5 or 4,5 (default 1-3, as the paper)")
-    p.add_argument("--experiment", action="append", metavar="NAME",
-                   help="instead of the paper's grid, the main comparison (ours jt=400k sp=25%%, joint, separate, "
-                   "random, append) on this registered experiment, e.g. biped_fwd_bwd_ankle100 (repeatable)")
-    p.add_argument("--workers", type=int, help="runs at once (default: one per core)")
-    p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
-    p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
-    p.add_argument("--ppo", action="append", metavar="KEY=VALUE",
-                   help="a PPO setting for EVERY run of the grid, e.g. minibatch_per_task=88 (repeatable); use "
-                   "another --root: a run refuses to resume with settings other than its own")
-    p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
-    p.add_argument("--archive", help="restore runs from this directory first and archive into it at the end "
-                   "(configs, metrics, summaries, unfinished runs' newest checkpoint): the grid in git")
-    p.set_defaults(func=_cmd_reproduce)
-
-    p = sub.add_parser("archive", help="copy a grid's results and resume points to a small directory (for git)")
-    p.add_argument("--root", default="runs/grid_paper")
-    p.add_argument("--to", default="results/grid_paper")
-    p.set_defaults(func=_cmd_archive)
-
     p = sub.add_parser("gait", help="render a trained policy's gait headless to GIF/MP4 (optional task switch)")
     p.add_argument("checkpoint", help="checkpoint file or run directory")
     p.add_argument("task", help="task (robot, termination) to run, and the first task driving it")
@@ -372,20 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output .safetensors file")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("report", help="Table I, learning-curve figures and gait GIFs from the grid's runs")
-    p.add_argument("--root", action="append",
-                   help="a grid's run directories (repeatable, one grid per profile; default runs/grid_paper); "
-                        "the archived grids named in config/paper_results.yaml fill in the other profiles")
-    p.add_argument("--out", default="results")
-    p.add_argument("--no-gifs", action="store_true")
-    p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as the paper)")
-    p.add_argument("--readme", default=None, metavar="FILE",
-                   help="also fill FILE's generated blocks: <!-- verdict -->, n_done, table1, comparison, "
-                        "torso_mass (and their _none / _mujoco variants where FILE has the markers)")
-    p.set_defaults(func=_cmd_report)
-
     try:
-        from .ros_cli import add_ros_subcommands
+        from .ros.cli import add_ros_subcommands
     except ImportError:  # ROS 2 not installed: the core CLI still works
         pass
     else:

@@ -24,19 +24,12 @@ LAYERS = {
     "mt_specialize.methods": 3,
     "mt_specialize.train": 3,
     "mt_specialize.plots": 3,
-    "mt_specialize.reproduce": 3,
-    "mt_specialize.report": 3,
-    "mt_specialize.nodes": 4,
-    "mt_specialize.ros_cli": 4,
+    "mt_specialize.ros": 4,
     "mt_specialize.cli": 5,
 }
-# old import paths kept for the ROS-side modules: aliases of the moved modules (docs/design.md)
-OLD_PATHS = {"tasks": "envs", "robots": "envs", "inference": "learning", "policy": "learning",
-             "normalize": "learning", "checkpoint": "learning"}
-LAYERS.update({f"mt_specialize.{name}": LAYERS[f"mt_specialize.{sub}"] for name, sub in OLD_PATHS.items()})
 LAYER_NAMES = {0: "base", 1: "envs", 2: "learning", 3: "application", 4: "ROS", 5: "entry"}
 RENDERING = ("mt_specialize.envs.render", "mt_specialize.envs.gait")  # learning never imports these
-ROS_MODULES = ("mt_specialize.nodes", "mt_specialize.ros_cli")  # the only importers of rclpy
+ROS_PACKAGE = "mt_specialize.ros"  # its modules are the only importers of rclpy
 
 
 def module_name(path: Path) -> str:
@@ -160,17 +153,9 @@ def test_learning_never_imports_rendering(graph):
 
 
 def test_only_ros_modules_import_rclpy(graph):
-    bad = [m for m, imports in graph.items() if not m.startswith(ROS_MODULES)
+    bad = [m for m, imports in graph.items() if not (m == ROS_PACKAGE or m.startswith(ROS_PACKAGE + "."))
            and any(t == "rclpy" or t.startswith("rclpy.") for t, _ in imports)]
-    assert not bad, f"modules outside {ROS_MODULES} import rclpy: {bad}"
-
-
-@pytest.mark.parametrize("name", sorted(OLD_PATHS))
-def test_old_import_paths_are_the_moved_modules(name):
-    import importlib
-
-    old = importlib.import_module(f"mt_specialize.{name}")
-    assert old is importlib.import_module(f"mt_specialize.{OLD_PATHS[name]}.{name}")
+    assert not bad, f"modules outside {ROS_PACKAGE} import rclpy: {bad}"
 
 
 @pytest.mark.parametrize("module", ["mt_specialize.train", "mt_specialize.config", "mt_specialize.experiments"])
@@ -181,10 +166,34 @@ def test_core_modules_load_neither_matplotlib_nor_rclpy(module):
     assert out.stdout.strip() == "[]", f"importing {module} loads {out.stdout.strip()}"
 
 
-def test_every_source_directory_is_an_installed_package():
-    """setup.py installs what ``find_packages`` finds: a directory of modules without an
-    ``__init__.py`` would be left out of colcon and pip installs (it works only from a checkout)."""
-    assert "packages=find_packages(" in (PACKAGE_DIR.parent / "setup.py").read_text()
-    missing = sorted(str(d.relative_to(PACKAGE_DIR.parent)) for d in {p.parent for p in PACKAGE_DIR.rglob("*.py")}
-                     if "__pycache__" not in d.parts and not (d / "__init__.py").is_file())
-    assert not missing, f"add __init__.py to {missing}"
+def installed_packages(monkeypatch) -> list[str]:
+    """The ``packages`` setup.py passes to setuptools (colcon and pip install the same list)."""
+    import runpy
+
+    import setuptools
+
+    captured: dict = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
+    monkeypatch.chdir(PACKAGE_DIR.parent)
+    runpy.run_path("setup.py")
+    return list(captured["packages"])
+
+
+def test_every_source_directory_is_an_installed_package(monkeypatch):
+    """A directory of modules that setup.py does not list (e.g. one without ``__init__.py``) would be
+    left out of colcon and pip installs: it would work only from a checkout."""
+    sources = sorted(module_name(d / "__init__.py") for d in {p.parent for p in PACKAGE_DIR.rglob("*.py")}
+                     if "__pycache__" not in d.parts)
+    installed = installed_packages(monkeypatch)
+    assert set(sources) <= set(installed), f"not installed: {sorted(set(sources) - set(installed))}"
+
+
+def test_only_the_package_is_installed(monkeypatch):
+    """The paper's research tooling (paper/), the tests and the benchmarks stay in the checkout."""
+    assert all(p == "mt_specialize" or p.startswith("mt_specialize.") for p in installed_packages(monkeypatch))
+
+
+def test_the_package_never_imports_the_research_tooling(graph):
+    bad = [f"{m} imports {t}" for m, imports in graph.items() for t, _ in imports
+           if t == "paper" or t.startswith("paper.")]
+    assert not bad, bad

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mt_specialize.report import (Grid, accepted_row, collect_grids, comparison_table, iqm, iqm_interval,
+from paper.report import (Grid, accepted_row, collect_grids, comparison_table, iqm, iqm_interval,
                                   permutation_p_value, poi_interval, probability_of_improvement, real_row,
                                   run_profile, table_one, value_at, verdict)
 
@@ -242,7 +242,7 @@ def test_real_reading_changes_are_named_in_the_verdict(tmp_path):
 
 
 def test_jt_sp_heat_map_only_when_a_sweep_cell_reached_the_budget(tmp_path):
-    from mt_specialize.report import plot_jt_sp_grid
+    from paper.report import plot_jt_sp_grid
 
     runs = {"three_hoppers": {"ours_jt400k_sp25": {1: _rows(1000)}, "ours_jt80k_sp5": {1: _rows(900, until=2 * M)}}}
     assert plot_jt_sp_grid({"three_hoppers": {"joint": {1: _rows(500)}}}, "three_hoppers", tmp_path / "a.png") is None
@@ -257,7 +257,7 @@ README = ("# x\n\n<!-- verdict --><!-- /verdict -->\n<!-- n_done -->0<!-- /n_don
 
 
 def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
-    from mt_specialize.report import fill_blocks, readme_blocks, update_readme
+    from paper.report import fill_blocks, readme_blocks, update_readme
 
     paper = Grid("runs/paper", "paper", {"three_hoppers": {"ours_jt400k_sp25": _seeds(1000, 1100, 1200),
                                                            "joint": _seeds(500, 600, 700, until=2 * M)}})
@@ -292,7 +292,7 @@ def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
 
 
 def test_torso_mass_table_against_the_papers_orderings():
-    from mt_specialize.report import torso_mass_table
+    from paper.report import torso_mass_table
 
     runs = {"torso_mass_3": {"ours_jt400k_sp25": {1: _rows(900), 2: _rows(1100)},
                              "joint": {1: _rows(400), 2: _rows(600)},
@@ -317,7 +317,7 @@ def test_ankle_variant_is_compared_with_the_papers_biped_ranking():
 
 
 def test_write_report_labels_every_grid_and_lists_every_run(tmp_path):
-    from mt_specialize.report import write_report
+    from paper.report import write_report
 
     _write_run(tmp_path / "paper", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper")
     _write_run(tmp_path / "old", "three_hoppers/joint/seed1", OLD_RUN)

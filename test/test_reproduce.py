@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mt_specialize.reproduce import RunSpec, paper_grid, reproduce, run_status, select
-from mt_specialize.report import write_report
 from mt_specialize.train import Interrupted, Trainer
+from paper.report import write_report
+from paper.reproduce import RunSpec, paper_grid, reproduce, run_status, select
+
+REPO = Path(__file__).resolve().parent.parent  # the paper tooling runs from the repository root
 
 ONE_ITERATION = 3984  # three_hoppers: 3 tasks x 16 envs x 83 steps
 
@@ -105,11 +107,12 @@ def test_grid_on_a_local_ray_head_on_loopback(tmp_path):
                             f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=120)
     assert start.returncode == 0, start.stderr
     try:
-        code = ("import sys; from mt_specialize.reproduce import RunSpec, reproduce; "
+        code = ("import sys; from paper.reproduce import RunSpec, reproduce; "
                 f"r = reproduce({str(tmp_path / 'grid')!r}, [RunSpec('three_hoppers', 'separate', 1)], "
                 f"samples={ONE_ITERATION}, ray_address='127.0.0.1:{port}', show_progress=False); "
                 "print(r); sys.exit(0 if set(r.values()) == {'done'} else 1)")
-        driver = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        driver = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                                timeout=300)
         assert driver.returncode == 0, driver.stdout + driver.stderr
         assert "127.0.0.1" in driver.stderr and "192." not in driver.stderr
         assert run_status(tmp_path / "grid" / "three_hoppers/separate/seed1")[0] == "done"
@@ -122,11 +125,11 @@ def test_ctrl_c_checkpoints_running_cells_and_starts_no_other(tmp_path):
     """Ctrl-C at a terminal reaches the whole process group: every running cell stops after a
     checkpoint, no queued cell starts, the command exits 130; the same command then resumes."""
     root = tmp_path / "grid"
-    cmd = [sys.executable, "-m", "mt_specialize.cli", "reproduce", "--root", str(root), "--workers", "2",
+    cmd = [sys.executable, "-m", "paper", "reproduce", "--root", str(root), "--workers", "2",
            "--samples", "400k", "--report", "", "--only", "three_hoppers/*/seed1"]
     # SIGINT back to its default in the child: a runner that starts the suite in the background (e.g.
     # `nohup ... &` from a script) passes SIGINT down as ignored, and Python then keeps ignoring it
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
@@ -168,7 +171,7 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
 
     with pytest.raises(Interrupted):
         Trainer(spec.config(budget), tmp_path / "a" / spec.name, progress=stop_after_two).run()
-    from mt_specialize.reproduce import archive_grid, restore_grid
+    from paper.reproduce import archive_grid, restore_grid
 
     assert archive_grid(tmp_path / "a", tmp_path / "archive") == [spec.name]
     kept = sorted(p.relative_to(tmp_path / "archive" / spec.name).as_posix()
@@ -186,7 +189,7 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
 def test_ppo_settings_reach_every_cell_and_a_run_refuses_to_resume_with_others(tmp_path):
     import yaml
 
-    from mt_specialize.reproduce import with_ppo_settings
+    from paper.reproduce import with_ppo_settings
 
     root = tmp_path / "grid"
     specs = with_ppo_settings([RunSpec("three_hoppers", "joint", 1), RunSpec("three_hoppers", "append", 1)],
@@ -206,7 +209,7 @@ def test_ppo_settings_reach_every_cell_and_a_run_refuses_to_resume_with_others(t
 
 
 def test_seeds_option_sets_the_grid_and_bad_seeds_are_named(tmp_path, capsys):
-    from mt_specialize.cli import main
+    from paper.cli import main
 
     assert main(["reproduce", "--root", str(tmp_path), "--seeds", "2,4-5", "--only", "three_hoppers/joint/*",
                  "--list"]) == 0
@@ -219,8 +222,8 @@ def test_seeds_option_sets_the_grid_and_bad_seeds_are_named(tmp_path, capsys):
 
 
 def test_experiment_option_runs_the_main_comparison_on_a_variant(tmp_path, capsys):
-    from mt_specialize.cli import main
-    from mt_specialize.reproduce import main_grid
+    from paper.cli import main
+    from paper.reproduce import main_grid
 
     assert main(["reproduce", "--root", str(tmp_path), "--experiment", "biped_fwd_bwd_ankle100", "--seeds", "1",
                  "--list"]) == 0

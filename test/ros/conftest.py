@@ -43,7 +43,7 @@ def write_params(path: Path, node: str, params: dict) -> Path:
 
 
 class NodeProcess:
-    """A node started as ``python -m mt_specialize.nodes.<module>`` with a params file."""
+    """A node started as ``python -m mt_specialize.ros.<module>`` with a params file."""
 
     def __init__(self, module: str, params: dict, tmp: Path, node: str | None = None):
         self.name = module
@@ -51,7 +51,7 @@ class NodeProcess:
         self.log_path = tmp / f"{module}_{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"mt_specialize.nodes.{module}", "--ros-args", "--params-file", str(pfile)],
+            [sys.executable, "-m", f"mt_specialize.ros.{module}", "--ros-args", "--params-file", str(pfile)],
             stdout=self._log, stderr=subprocess.STDOUT, env=node_env(), cwd=str(tmp), start_new_session=True)
 
     def log(self) -> str:
@@ -144,9 +144,9 @@ def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: in
     per-task weights random), for the policy-server tests."""
     import torch
 
-    from mt_specialize.checkpoint import save_checkpoint
-    from mt_specialize.normalize import RunningMeanStd
-    from mt_specialize.policy import SplitGaussianPolicy
+    from mt_specialize.learning.checkpoint import save_checkpoint
+    from mt_specialize.learning.normalize import RunningMeanStd
+    from mt_specialize.learning.policy import SplitGaussianPolicy
 
     gen = torch.Generator().manual_seed(seed)
     policy = SplitGaussianPolicy(len(task_names), obs_dim, act_dim)

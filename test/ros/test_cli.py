@@ -164,7 +164,7 @@ def test_up_refuses_a_checkpoint_for_other_robots(up, tmp_path, checkpoint_facto
 
     # the check itself: without a task in policy_server.yaml the robot model decides; a biped
     # checkpoint fits; one with the biped's tasks but another observation size does not
-    from mt_specialize.ros_cli import checkpoint_misfit
+    from mt_specialize.ros.cli import checkpoint_misfit
 
     no_tasks = _config_dir(tmp_path / "no_tasks", server={"tasks": []})
     assert "none of them for robot 'biped' (simulated as task 'biped_forward', robot model 'biped')" \

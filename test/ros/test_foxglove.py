@@ -47,7 +47,7 @@ def decode(obj):
 def test_joint_states_conversion():
     from sensor_msgs.msg import JointState
 
-    from mt_specialize.nodes.foxglove_view import joint_states
+    from mt_specialize.ros.foxglove_view import joint_states
 
     msg = JointState(name=["rootx", "rootz", "knee"], position=[0.5, 1.25, -0.3], velocity=[1.0, 0.0, 2.0])
     msg.header.stamp.sec, msg.header.stamp.nanosec = 12, 345
@@ -62,7 +62,7 @@ def test_joint_states_conversion():
 def test_scene_update_from_markers_keeps_poses_sizes_and_colours():
     from visualization_msgs.msg import Marker, MarkerArray
 
-    from mt_specialize.nodes.foxglove_view import scene_update
+    from mt_specialize.ros.foxglove_view import scene_update
 
     def marker(mtype, x, scale):
         m = Marker(type=mtype)
@@ -86,7 +86,7 @@ def test_scene_update_from_markers_keeps_poses_sizes_and_colours():
 
 
 def test_port_must_be_in_range():
-    from mt_specialize.nodes.foxglove_view import check_port
+    from mt_specialize.ros.foxglove_view import check_port
 
     assert check_port("0") == 0 and check_port(8765) == 8765
     for bad in ("70000", "-1", "http", True):
@@ -153,8 +153,8 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def test_up_foxglove_streams_every_robots_joint_states_and_scene(up, tmp_path):  # noqa: F811
-    from mt_specialize.nodes.simulator import RobotSim
-    from mt_specialize.tasks import get_task
+    from mt_specialize.envs.tasks import get_task
+    from mt_specialize.ros.simulator import RobotSim
 
     config = _config_dir(tmp_path, sim={"tasks": ["biped_forward", "hopper_box"], "namespaces": ["biped", "hb"],
                                         "robot_spacing": 2.0})

@@ -12,8 +12,8 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from std_msgs.msg import Float64MultiArray, String
 
-from mt_specialize.inference import InferencePolicy
-from mt_specialize.nodes.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS, array_msg
+from mt_specialize.learning.inference import InferencePolicy
+from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS, array_msg
 
 pytestmark = pytest.mark.timeout(150)
 

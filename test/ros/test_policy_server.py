@@ -10,8 +10,8 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from mt_specialize.inference import InferencePolicy
-from mt_specialize.nodes.common import CONTROL_QOS, LATCHED_QOS, array_msg
+from mt_specialize.learning.inference import InferencePolicy
+from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, array_msg
 
 pytestmark = pytest.mark.timeout(90)
 

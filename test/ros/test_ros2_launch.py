@@ -139,7 +139,7 @@ def assert_rviz_shows_every_robot(ros2: Ros2, launch: Launch, robots: list[str])
     (robot_description) of every robot in ``robots``, and every topic it names has a publisher:
     those the stand-in reports (``Topic``) from its log, the RobotModel's ``Description Topic``
     (which the stand-in does not read) from ``ros2 topic info``. The config's text."""
-    from mt_specialize.nodes.rviz_config import config_topics
+    from mt_specialize.ros.rviz_config import config_topics
 
     match = launch.wait_for(r"rviz2 display config (\S+) \(robots ([^)]*)\)")
     text = Path(match.group(1)).read_text()

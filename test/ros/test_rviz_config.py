@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from mt_specialize.nodes.rviz_config import config_topics, robot_namespaces, rviz_config, rviz_config_for, write_cached
+from mt_specialize.ros.rviz_config import config_topics, robot_namespaces, rviz_config, rviz_config_for, write_cached
 
 
 def test_committed_rviz_file_is_the_generated_one_for_the_default_simulator_config():

@@ -1,6 +1,6 @@
 """Every node exits 0 on SIGINT (once or twice, any spacing) and on SIGTERM, with no traceback and no
 FATAL line; the learner writes a checkpoint of its last iteration first and the next start resumes
-from it. The nodes run as real processes (``python -m mt_specialize.nodes.<node>``)."""
+from it. The nodes run as real processes (``python -m mt_specialize.ros.<node>``)."""
 from __future__ import annotations
 
 import csv
@@ -129,10 +129,10 @@ def test_two_sigints_while_starting_up(start_node, checkpoint_factory, tmp_path)
 
 BLOCKED_TEARDOWN = '''
 import sys, threading
-from mt_specialize.nodes.signals import STOP
+from mt_specialize.ros.signals import STOP
 STOP.install()
 from rclpy.node import Node
-from mt_specialize.nodes import common
+from mt_specialize.ros import common
 
 class Stuck(Node):
     def __init__(self):
@@ -155,7 +155,7 @@ def test_a_blocked_rclpy_teardown_cannot_hold_the_process(tmp_path):
 
     from conftest import node_env
 
-    from mt_specialize.nodes.common import TEARDOWN_TIMEOUT
+    from mt_specialize.ros.common import TEARDOWN_TIMEOUT
 
     log = tmp_path / "stuck.log"
     with open(log, "w") as out:

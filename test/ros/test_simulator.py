@@ -11,14 +11,14 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from mt_specialize.inference import InferencePolicy
+from mt_specialize.learning.inference import InferencePolicy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from mt_specialize.nodes.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS
+from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS
 
 #: the probe records whole streams: a deep queue so nothing is dropped while it is busy
 RECORD_QOS = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
-from mt_specialize.tasks import get_task
+from mt_specialize.envs.tasks import get_task
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,7 +20,14 @@ import torch
 
 from mt_specialize.config import TrainConfig
 from mt_specialize.learning.ppo import clipped_surrogate, value_loss
-from mt_specialize.train import Trainer, _gather_rows
+from mt_specialize.train import Trainer
+
+
+def gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``x (T, N, ...)`` with task i's rows in the order ``order[i]`` (``x[arange(T)[:, None], order]``)."""
+    index = order.reshape(*order.shape, *(1,) * (x.dim() - 2)).expand(*order.shape, *x.shape[2:])
+    return torch.gather(x, 1, index)
+
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run_dir")
@@ -60,7 +67,7 @@ def autograd_update(trainer, batch):
     kls = []
     for _ in range(ppo.epochs):
         order = torch.from_numpy(np.argsort(trainer.rng.random((T, N)), axis=1))
-        shuffled = [_gather_rows(batch[k], order) for k in keys]
+        shuffled = [gather_rows(batch[k], order) for k in keys]
         epoch = []
         for chunk in np.array_split(np.arange(N), max(1, N // ppo.minibatch_per_task)):
             obs, act, old, adv, ret = (x[:, chunk[0]:chunk[-1] + 1] for x in shuffled)

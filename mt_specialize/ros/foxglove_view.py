@@ -15,13 +15,13 @@ and Raw Messages the joint states). Messages are converted only while a client s
 from __future__ import annotations
 
 if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the heavy imports (signals.py)
-    from mt_specialize.nodes.signals import STOP
+    from mt_specialize.ros.signals import STOP
 
     STOP.install()
 
 from rclpy.node import Node
 
-from mt_specialize.nodes.common import STATE_QOS, clean_ns, run_node, string_list_param
+from mt_specialize.ros.common import STATE_QOS, clean_ns, run_node, string_list_param
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -1,6 +1,6 @@
 """Shared helpers for the ROS 2 nodes: QoS profiles, message helpers, the node main loop.
 
-Only this package's ``nodes`` and ``ros_cli`` modules import ROS; the learning core never does.
+Only this package's ``ros`` modules import ROS; the learning core never does.
 """
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def run_node(factory: Callable[[], Node], args: Iterable[str] | None = None) -> 
     """
     from rclpy.signals import SignalHandlerOptions
 
-    from mt_specialize.nodes.signals import STOP
+    from mt_specialize.ros.signals import STOP
 
     STOP.install()
     ensure_local_discovery()

@@ -41,7 +41,7 @@ class RunSpec:
     @property
     def variant(self) -> str:
         """``ours_jt400k_sp25``, ``random_jt400k_sp25``, ``joint``, ``separate``, ``append``."""
-        from .methods import get_method
+        from mt_specialize.methods import get_method
 
         if get_method(self.method).chooses_split:
             return f"{self.method}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}"
@@ -52,9 +52,8 @@ class RunSpec:
         return f"{self.experiment}/{self.variant}/seed{self.seed}"
 
     def config(self, samples: int | None = None, physics_threads: int | None = None):
-        from .config import TrainConfig
-
-        from .learning.ppo import PPOConfig
+        from mt_specialize.config import TrainConfig
+        from mt_specialize.learning.ppo import PPOConfig
 
         return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed, jt=self.jt,
                            sp=self.sp, samples=samples, physics_threads=physics_threads,
@@ -65,7 +64,7 @@ def with_ppo_settings(specs: list[RunSpec], settings: dict) -> list[RunSpec]:
     """The same cells with PPO ``settings`` (e.g. ``{"minibatch_per_task": 88}``) for every one of
     them, so every method keeps the same budget and settings. Unknown keys or bad values raise
     ValueError naming them."""
-    from .config import TrainConfig
+    from mt_specialize.config import TrainConfig
 
     if not settings:
         return list(specs)
@@ -86,7 +85,7 @@ def _main_cells(experiment: str, seeds: Iterable[int]) -> list[RunSpec]:
 def main_grid(experiments: Iterable[str], seeds: Iterable[int] = PAPER_SEEDS) -> list[RunSpec]:
     """The main comparison (ours jt=400k sp=25%, joint, separate, random, append) on any registered
     experiments, e.g. a variant of the paper's; unknown names raise ValueError listing the allowed."""
-    from .experiments import EXPERIMENTS
+    from mt_specialize.experiments import EXPERIMENTS
 
     experiments, seeds = list(experiments), list(seeds)
     unknown = [e for e in experiments if e not in EXPERIMENTS]
@@ -118,7 +117,7 @@ def paper_grid(seeds: Iterable[int] | None = None) -> list[RunSpec]:
 
 def with_profile(specs: list[RunSpec], profile: str) -> list[RunSpec]:
     """The same cells with settings profile ``profile`` (paper | mujoco | none)."""
-    from .config import PROFILES
+    from mt_specialize.config import PROFILES
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; allowed profiles: {list(PROFILES)}")
@@ -159,7 +158,7 @@ def run_status(run_dir: Path) -> tuple[str, int]:
 
 def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int | None) -> dict:
     """Train (or resume) one cell; returns its summary, or {'interrupted': ...}. Runs in a worker."""
-    from .train import Interrupted, RunBusyError, Trainer
+    from mt_specialize.train import Interrupted, RunBusyError, Trainer
 
     run_dir = Path(root) / spec.name
     if run_status(run_dir)[0] == "done":  # finished since the grid was planned
@@ -242,6 +241,10 @@ def _reproduce_ray(root, pending, samples, address, results, progress):
         import ray
     except ImportError as exc:
         raise ValueError("--ray-address needs Ray: pip install 'ray[default]'") from exc
+    import sys
+
+    # this module is not installed with mt_specialize: send its functions to the workers by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(run_one)
     refs = {remote.remote(s, str(root), samples, 1): s for s in pending}
@@ -269,7 +272,7 @@ class _GridProgress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from .experiments import get_experiment
+        from mt_specialize.experiments import get_experiment
 
         self.root, self.specs = root, specs
         self.budget = {s.name: samples or get_experiment(s.experiment).budget for s in specs}
@@ -318,7 +321,7 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
     unfinished cell also its newest checkpoint, so ``restore_grid`` + ``reproduce`` continue it
     elsewhere. TensorBoard files and older checkpoints stay behind. Returns the cells archived.
     """
-    from .train import checkpoint_paths, latest_checkpoint
+    from mt_specialize.train import checkpoint_paths, latest_checkpoint
 
     root, archive = Path(root), Path(archive)
     archived = []
@@ -338,7 +341,7 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
             (target / "checkpoints").mkdir(exist_ok=True)
             _atomic_copy(newest, target / "checkpoints" / newest.name)
         if status == "done" and newest is not None and name.endswith(GAIT_CELL):
-            from .learning.inference import InferencePolicy
+            from mt_specialize.learning.inference import InferencePolicy
 
             InferencePolicy.export(newest, target / "policy.safetensors")  # for the report's gaits
         for file in ARCHIVED_FILES:

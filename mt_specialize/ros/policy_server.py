@@ -30,7 +30,7 @@ zero (safe) command; the node keeps serving. Without a checkpoint no command is 
 from __future__ import annotations
 
 if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the heavy imports (signals.py)
-    from mt_specialize.nodes.signals import STOP
+    from mt_specialize.ros.signals import STOP
 
     STOP.install()
 
@@ -43,7 +43,7 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from mt_specialize.nodes.common import (
+from mt_specialize.ros.common import (
     CONTROL_QOS,
     LATCHED_QOS,
     WARN_THROTTLE_S,
@@ -68,7 +68,7 @@ def service_name_part(task: str) -> str:
 
 def robot_model(task: str) -> str | None:
     """The robot model (``TaskSpec.robot``) of a built-in task, None for any other name."""
-    from mt_specialize.tasks import TASKS
+    from mt_specialize.envs.tasks import TASKS
 
     spec = TASKS.get(task)
     return spec.robot if spec is not None else None
@@ -76,7 +76,7 @@ def robot_model(task: str) -> str | None:
 
 def load_policy(path: str):
     """``InferencePolicy.from_checkpoint`` (adapter point: the only place that loads weights)."""
-    from mt_specialize.inference import InferencePolicy
+    from mt_specialize.learning.inference import InferencePolicy
 
     if not path:
         raise ValueError("empty checkpoint path")
@@ -122,7 +122,7 @@ class PolicyServerNode(Node):
 
         # The loader (torch) is imported now, not in the first checkpoint callback: that import takes
         # seconds on a busy machine, and a callback that long delays serving and a stop signal.
-        import mt_specialize.inference  # noqa: F401
+        import mt_specialize.learning.inference  # noqa: F401
 
         # Weights: an injected policy (tests), else the checkpoint parameter.
         if policy is not None:
@@ -167,7 +167,7 @@ class PolicyServerNode(Node):
     # -- weights --------------------------------------------------------------------------------
     @staticmethod
     def _builtin_tasks() -> list[str]:
-        from mt_specialize.tasks import TASKS
+        from mt_specialize.envs.tasks import TASKS
 
         return sorted(TASKS)
 

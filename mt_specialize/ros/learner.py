@@ -20,7 +20,7 @@ Publishes:
 from __future__ import annotations
 
 if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the heavy imports (signals.py)
-    from mt_specialize.nodes.signals import STOP
+    from mt_specialize.ros.signals import STOP
 
     STOP.install()
 
@@ -33,7 +33,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
-from mt_specialize.nodes.common import LATCHED_QOS, STATE_QOS, run_node
+from mt_specialize.ros.common import LATCHED_QOS, STATE_QOS, run_node
 
 OK, ERROR = DiagnosticStatus.OK, DiagnosticStatus.ERROR
 PARAMS = ("experiment", "method", "jt", "sp", "seed", "samples", "out_dir", "resume")

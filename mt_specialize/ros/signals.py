@@ -9,7 +9,7 @@ request; ``common.run_node`` stops spinning, lets the node finish (the learner w
 and exits 0.
 
 This module imports nothing heavy, so the console-script entry points (``entry.py``) and the
-``python -m mt_specialize.nodes.<node>`` path install the handlers within milliseconds of start.
+``python -m mt_specialize.ros.<node>`` path install the handlers within milliseconds of start.
 """
 from __future__ import annotations
 

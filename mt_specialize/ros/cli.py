@@ -28,7 +28,7 @@ def add_ros_subcommands(subparsers) -> None:
 
     up = subparsers.add_parser(
         "up", help="start the simulator, policy-server and learner nodes and supervise them",
-        description="Start the three ROS 2 nodes (python -m mt_specialize.nodes.<node> --ros-args "
+        description="Start the three ROS 2 nodes (python -m mt_specialize.ros.<node> --ros-args "
                     "--params-file CONFIG_DIR/<node>.yaml) and supervise them. Ctrl-C / SIGTERM stops "
                     "them all (the learner writes a checkpoint first) and exits 130 / 143 once every node "
                     "exited 0 (1 if one did not); if a node dies it is reported by name with its exit code, "
@@ -84,7 +84,7 @@ def add_ros_subcommands(subparsers) -> None:
 
 
 def _foxglove_port(text: str) -> int:
-    from mt_specialize.nodes.foxglove_view import check_port
+    from mt_specialize.ros.foxglove_view import check_port
 
     try:
         return check_port(text)
@@ -93,7 +93,7 @@ def _foxglove_port(text: str) -> int:
 
 
 def _ros_env() -> dict:
-    from mt_specialize.nodes.common import local_ros_env
+    from mt_specialize.ros.common import local_ros_env
 
     return local_ros_env()
 
@@ -102,8 +102,8 @@ def _ros_env() -> dict:
 # up
 # ---------------------------------------------------------------------------------------------
 def node_command(node: str, config_dir: Path, overrides: dict | None = None) -> list[str]:
-    """``python -m mt_specialize.nodes.<node> --ros-args --params-file <dir>/<node>.yaml [-p k:=v]...``"""
-    cmd = [sys.executable, "-m", f"mt_specialize.nodes.{node}", "--ros-args"]
+    """``python -m mt_specialize.ros.<node> --ros-args --params-file <dir>/<node>.yaml [-p k:=v]...``"""
+    cmd = [sys.executable, "-m", f"mt_specialize.ros.{node}", "--ros-args"]
     params = Path(config_dir) / f"{node}.yaml"
     if params.is_file():
         cmd += ["--params-file", str(params)]
@@ -163,8 +163,8 @@ def checkpoint_misfit(checkpoint: Path, config_dir: Path) -> str | None:
     """
     import numpy as np
 
-    from mt_specialize.inference import InferencePolicy
-    from mt_specialize.tasks import TASKS, observation
+    from mt_specialize.envs.tasks import TASKS, observation
+    from mt_specialize.learning.inference import InferencePolicy
 
     try:
         policy = InferencePolicy.from_checkpoint(checkpoint)
@@ -286,7 +286,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 # rviz-config
 # ---------------------------------------------------------------------------------------------
 def cmd_rviz_config(args: argparse.Namespace) -> int:
-    from mt_specialize.nodes.rviz_config import rviz_config_for
+    from mt_specialize.ros.rviz_config import rviz_config_for
 
     sim = Path(args.config_dir) / "simulator.yaml"
     if not sim.is_file():
@@ -315,8 +315,8 @@ def cmd_switch(args: argparse.Namespace) -> int:
     from rcl_interfaces.srv import GetParameters, SetParameters
     from std_srvs.srv import Trigger
 
-    from mt_specialize.nodes.common import clean_ns
-    from mt_specialize.nodes.policy_server import service_name_part
+    from mt_specialize.ros.common import clean_ns
+    from mt_specialize.ros.policy_server import service_name_part
 
     robot = clean_ns(args.robot)
     rclpy.init(args=[])
@@ -440,7 +440,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from mt_specialize.nodes.common import make_executor
+    from mt_specialize.ros.common import make_executor
 
     if args.duration <= 0:
         print("--duration must be > 0", file=sys.stderr)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib
 
-from mt_specialize.nodes.signals import STOP
+from mt_specialize.ros.signals import STOP
 
 
 def _main(module: str) -> int:
     STOP.install()
-    return importlib.import_module(f"mt_specialize.nodes.{module}").main()
+    return importlib.import_module(f"mt_specialize.ros.{module}").main()
 
 
 def simulator() -> int:

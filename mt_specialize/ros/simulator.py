@@ -22,7 +22,7 @@ reaches the horizon, is reset with the task's reset noise.
 from __future__ import annotations
 
 if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the heavy imports (signals.py)
-    from mt_specialize.nodes.signals import STOP
+    from mt_specialize.ros.signals import STOP
 
     STOP.install()
 
@@ -33,7 +33,7 @@ import mujoco
 import numpy as np
 from rclpy.node import Node
 
-from mt_specialize.nodes.common import (
+from mt_specialize.ros.common import (
     CONTROL_QOS,
     LATCHED_QOS,
     STATE_QOS,
@@ -55,7 +55,7 @@ MODES = ("realtime", "lockstep")
 def urdf_text(task) -> str:
     """The URDF text of a task's robot (``robots.get_robot(task.robot).urdf``), '' if none."""
     try:
-        from mt_specialize.robots import get_robot
+        from mt_specialize.envs.robots import get_robot
 
         path = Path(get_robot(task.robot).urdf)
     except Exception:
@@ -284,7 +284,7 @@ class SimulatorNode(Node):
         from std_msgs.msg import Float64MultiArray, String
         from visualization_msgs.msg import MarkerArray
 
-        from mt_specialize.tasks import get_task
+        from mt_specialize.envs.tasks import get_task
 
         task_names = string_list_param(self, "tasks", ["hopper_capsule"])
         namespaces = string_list_param(self, "namespaces", [])

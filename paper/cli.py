@@ -1,0 +1,171 @@
+"""The paper's reproduction, run from the repository root::
+
+    python -m paper reproduce [--profile paper] [--only GLOB] [--workers N] [--archive DIR]
+    python -m paper report [--root runs/grid_paper] [--out results] [--readme README.md]
+    python -m paper archive [--root runs/grid_paper] [--to results/grid_paper]
+
+``reproduce`` runs (or resumes) the paper's grid of training runs, ``report`` writes Table I, the
+figures and the gait GIFs from the grid's run directories, ``archive`` copies a grid's results and
+resume points to a small directory kept in git.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mt_specialize.config import PROFILES, parse_count
+
+
+def key_values(items: list[str], flag: str) -> dict:
+    """['minibatch_per_task=88', 'lr=1e-4'] -> {'minibatch_per_task': 88, 'lr': 0.0001} (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{flag} {item!r}: value is not a YAML scalar ({exc})") from exc
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1-5"`` or ``"1,2,4"`` (or both, ``"1-3,7"``) -> sorted distinct non-negative seeds."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise SystemExit(f"--seeds: {part.strip()!r} is not a seed or range; use e.g. 1-5 or 1,2,4") from None
+        if low < 0 or high < low:
+            raise SystemExit(f"--seeds: {part.strip()!r}: seeds are >= 0 and a range goes up, e.g. 4-5")
+        seeds.update(range(low, high + 1))
+    return sorted(seeds)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from paper.reproduce import (MAIN_SEEDS, archive_grid, main_grid, paper_grid, reproduce, restore_grid,
+                                 run_status, select, with_ppo_settings, with_profile)
+
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    specs = main_grid(args.experiment, seeds or MAIN_SEEDS) if args.experiment else paper_grid(seeds)
+    specs = with_ppo_settings(select(specs, args.only), key_values(args.ppo or [], "--ppo"))
+    specs = with_profile(specs, args.profile)
+    args.root = args.root or f"runs/grid_{args.profile}"
+    samples = parse_count(args.samples, "samples") if args.samples else None
+    if args.archive:
+        restored = restore_grid(args.archive, args.root)
+        if restored:
+            print(f"restored {len(restored)} runs from {args.archive}", file=sys.stderr)
+    if args.list:
+        for spec in specs:
+            status, reached = run_status(Path(args.root) / spec.name)
+            print(f"{status:>8} {reached:>10,}  {spec.name}")
+        return 0
+    print(f"{len(specs)} runs under {args.root} ({args.workers or 'all'} workers"
+          f"{', Ray at ' + args.ray_address if args.ray_address else ''}); finished runs are skipped, "
+          f"interrupted ones resumed", file=sys.stderr)
+    try:
+        results = reproduce(args.root, specs, samples=samples, workers=args.workers, ray_address=args.ray_address)
+    except KeyboardInterrupt:
+        print("interrupted: every running run wrote a checkpoint; run the same command to continue",
+              file=sys.stderr)
+        return 130
+    finally:
+        if args.archive:
+            archive_grid(args.root, args.archive)
+    failed = {k: v for k, v in results.items() if v.startswith("failed")}
+    for name, outcome in failed.items():
+        print(f"{name}: {outcome}", file=sys.stderr)
+    if args.report:
+        from paper.report import write_report
+
+        write_report(args.root, args.report)
+    return 1 if failed else 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from paper.reproduce import archive_grid
+
+    names = archive_grid(args.root, args.to)
+    print(f"archived {len(names)} runs of {args.root} into {args.to}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from paper.report import update_readme, write_report
+
+    at = parse_count(args.at, "--at")
+    if args.readme and not Path(args.readme).is_file():
+        raise SystemExit(f"--readme: no file {args.readme}")
+    roots = args.root or ["runs/grid_paper"]
+    path = write_report(roots, args.out, gaits=not args.no_gifs, at=at)
+    print(f"wrote {path} and figures in {args.out}")
+    if args.readme:
+        try:
+            blocks = update_readme(args.readme, roots, at)
+        except ValueError as err:
+            raise SystemExit(f"--readme {args.readme}: {err}") from None
+        print(f"filled {', '.join(blocks)} in {args.readme} ({blocks['n_done']} runs at {at:,} samples)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m paper", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("reproduce", help="the paper's grid of runs (resumable), then the report")
+    p.add_argument("--root", help="where the grid's run directories go (default runs/grid_PROFILE)")
+    p.add_argument("--profile", choices=list(PROFILES), default="paper",
+                   help="settings bundle of every run (default paper: as the paper's authors ran it; "
+                        "mujoco; none = the first grid's settings, results/grid)")
+    p.add_argument("--only", action="append", help="glob(s) over run names, e.g. 'three_hoppers/*' or "
+                   "'*/joint/*' (repeatable)")
+    p.add_argument("--samples", help="budget per run (default: each experiment's, 3M)")
+    p.add_argument("--seeds", help="the grid's seeds, e.g. 1-5 or 4,5 (default 1-3, as the paper)")
+    p.add_argument("--experiment", action="append", metavar="NAME",
+                   help="instead of the paper's grid, the main comparison (ours jt=400k sp=25%%, joint, separate, "
+                   "random, append) on this registered experiment, e.g. biped_fwd_bwd_ankle100 (repeatable)")
+    p.add_argument("--workers", type=int, help="runs at once (default: one per core)")
+    p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
+    p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
+    p.add_argument("--ppo", action="append", metavar="KEY=VALUE",
+                   help="a PPO setting for EVERY run of the grid, e.g. minibatch_per_task=88 (repeatable); use "
+                   "another --root: a run refuses to resume with settings other than its own")
+    p.add_argument("--report", default="results", help="write the report here when done ('' to skip)")
+    p.add_argument("--archive", help="restore runs from this directory first and archive into it at the end "
+                   "(configs, metrics, summaries, unfinished runs' newest checkpoint): the grid in git")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("archive", help="copy a grid's results and resume points to a small directory (for git)")
+    p.add_argument("--root", default="runs/grid_paper")
+    p.add_argument("--to", default="results/grid_paper")
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("report", help="Table I, learning-curve figures and gait GIFs from the grid's runs")
+    p.add_argument("--root", action="append",
+                   help="a grid's run directories (repeatable, one grid per profile; default runs/grid_paper); "
+                        "the archived grids named in paper/paper_results.yaml fill in the other profiles")
+    p.add_argument("--out", default="results")
+    p.add_argument("--no-gifs", action="store_true")
+    p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as the paper)")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="also fill FILE's generated blocks: <!-- verdict -->, n_done, table1, comparison, "
+                        "torso_mass (and their _none / _mujoco variants where FILE has the markers)")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"python -m paper {args.command}: error: {exc}", file=sys.stderr)
+        return 2
