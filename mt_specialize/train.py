@@ -27,7 +27,6 @@ import csv
 import json
 import math
 import os
-import signal
 import sys
 import time
 import warnings
@@ -68,7 +67,7 @@ class RunBusyError(ValueError):
 
 
 class Interrupted(Exception):
-    """Training stopped by SIGINT/SIGTERM after writing a checkpoint."""
+    """Training stopped on request (``run``'s ``should_stop``) after writing a checkpoint."""
 
 
 @dataclass
@@ -165,7 +164,6 @@ class Trainer:
         self.obs = self.env.reset()
         if c.ppo.obs_norm_update == "per_step":  # as VecNormalize.reset (a resume loads the saved statistics)
             self.obs_rms.update(self.obs)
-        self._stop_signal: int | None = None
         if resume:
             self._load_latest()
         self._tb = None
@@ -618,24 +616,12 @@ class Trainer:
                 self._tb.add_scalar(key, value, self.samples_real)
 
     # -- main loop ------------------------------------------------------------------------------------
-    def request_stop(self, signum: int = signal.SIGTERM) -> None:
-        """Stop at the end of the current iteration, after a checkpoint (thread-safe; the learner
-        node calls it). ``run`` then raises ``Interrupted``."""
-        self._stop_signal = signum
-
-    def _on_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # second signal: stop now
-            raise KeyboardInterrupt
-        self.request_stop(signum)
-
-    def run(self, stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict:
-        """Train to the budget, or until one of ``stop_signals`` (then after a checkpoint, raising
-        ``Interrupted``). Returns the summary."""
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
+        """Train to the budget and return the summary. ``should_stop()`` is asked after every
+        iteration (and its ``progress`` call); when it is true the trainer writes a checkpoint, the
+        summary and curve of the run so far, and raises ``Interrupted``. The caller owns process
+        signals (``stop_signals.StopOnSignals`` for a command, an event for the learner node)."""
         c = self.config
-        handlers = {}
-        if threading_is_main():
-            for sig in stop_signals:
-                handlers[sig] = signal.signal(sig, self._on_signal)
         try:
             if c.jt == 0 and c.sp > 0 and not self.split_done:
                 self._split()
@@ -650,37 +636,28 @@ class Trainer:
                     self._write_row(row)
                     if self.iteration % c.checkpoint_every == 0:
                         self.save()
-                    if self.progress:
-                        self.progress(row)
-                    if self._stop_signal is not None:
+                else:
+                    batch = self.prepare_batch(rollout)
+                    track = self.method.scores_gradients and not self.split_done and c.sp > 0
+                    stats = self.update(batch, track_gradients=track)
+                    self.iteration += 1
+                    self.samples += self.batch
+                    row = self._row(stats, time.perf_counter() - start, rollout_time)
+                    self._write_row(row)
+                    if not self.split_done and c.sp > 0 and self.samples >= c.jt:
+                        self._split()
                         self.save()
-                        self.finish()
-                        raise Interrupted(f"stopped by signal {signal.Signals(self._stop_signal).name} at "
-                                          f"{self.samples} samples; continue with --resume")
-                    continue
-                batch = self.prepare_batch(rollout)
-                track = self.method.scores_gradients and not self.split_done and c.sp > 0
-                stats = self.update(batch, track_gradients=track)
-                self.iteration += 1
-                self.samples += self.batch
-                row = self._row(stats, time.perf_counter() - start, rollout_time)
-                self._write_row(row)
-                if not self.split_done and c.sp > 0 and self.samples >= c.jt:
-                    self._split()
-                    self.save()
-                elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
-                    self.save()
+                    elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
+                        self.save()
                 if self.progress:
                     self.progress(row)
-                if self._stop_signal is not None:
+                if should_stop():
                     self.save()
-                    self.finish()  # summary and curve of the run so far
-                    raise Interrupted(f"stopped by signal {signal.Signals(self._stop_signal).name} at "
-                                      f"{self.samples} samples; continue with --resume")
+                    self.finish()
+                    raise Interrupted(f"stopped after iteration {self.iteration} at {self.samples} samples; "
+                                      f"continue with --resume")
             return self.finish()
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
             if self._tb is not None:
                 self._tb.flush()
             self.close()
@@ -752,12 +729,6 @@ class _RunLock:
     def release(self) -> None:
         if not self._file.closed:
             self._file.close()  # closing the descriptor drops the flock
-
-
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 REVERTED_STATS = IterationStats(*(float("nan"),) * 4)  # a rejected iteration has no update

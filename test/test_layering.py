@@ -22,6 +22,7 @@ LAYERS = {
     "mt_specialize.config": 3,
     "mt_specialize.methods": 3,
     "mt_specialize.train": 3,
+    "mt_specialize.stop_signals": 3,
     "mt_specialize.plots": 3,
     "mt_specialize.reproduce": 3,
     "mt_specialize.report": 3,
@@ -162,6 +163,13 @@ def test_only_ros_modules_import_rclpy(graph):
     bad = [m for m, imports in graph.items() if not m.startswith(ROS_MODULES)
            and any(t == "rclpy" or t.startswith("rclpy.") for t, _ in imports)]
     assert not bad, f"modules outside {ROS_MODULES} import rclpy: {bad}"
+
+
+def test_the_trainer_owns_no_process_signals(graph):
+    """Signals belong to the programs (CLI, grid workers, ROS nodes): they pass ``run`` a stop predicate."""
+    bad = [m for m, imports in graph.items() if (m == "mt_specialize.train" or layer_of(m) in (1, 2))
+           and any(t == "signal" for t, _ in imports)]
+    assert not bad, f"these modules import signal: {bad}"
 
 
 @pytest.mark.parametrize("name", sorted(OLD_PATHS))

@@ -209,9 +209,8 @@ def test_resume_after_a_revert_is_exact(tiny_experiment, tmp_path):
     whole.run()
     part = Trainer(_config(tiny_experiment, **config), tmp_path / "part")
     _force_drop_at(part, 3)
-    part.progress = lambda row: part.request_stop() if row["iteration"] == 4 else None
     with pytest.raises(Interrupted):
-        part.run()
+        part.run(should_stop=lambda: part.iteration == 4)
     resumed = Trainer(_config(tiny_experiment, **config), tmp_path / "part", resume=True)
     assert resumed.reverts == 1 and resumed.samples_real == 4 * 384 and resumed.samples == 768
     _force_drop_at(resumed, 3)  # the fake episodes came back with the checkpoint; they leave as before
@@ -290,9 +289,8 @@ def test_a_run_from_before_profiles_resumes_as_profile_none(tiny_experiment, tmp
 
     run = tmp_path / "old"
     trainer = Trainer(_config(tiny_experiment, method="joint", samples=768), run)
-    trainer.progress = lambda row: trainer.request_stop()
     with pytest.raises(Interrupted):
-        trainer.run()
+        trainer.run(should_stop=lambda: True)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     for key in ("profile", "revert_drop_bound", "append_mode", "split_count", "task_physics", "physics"):
         saved.pop(key)  # what a config.yaml written before these settings holds

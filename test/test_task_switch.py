@@ -145,9 +145,8 @@ def test_a_run_with_switches_and_a_grace_resumes_exactly(tmp_path):
     whole = Trainer(TrainConfig(**config), tmp_path / "whole")
     whole.run()
     part = Trainer(TrainConfig(**config), tmp_path / "part")
-    part.progress = lambda row: part.request_stop() if row["iteration"] == 2 else None
     with pytest.raises(Interrupted):
-        part.run()
+        part.run(should_stop=lambda: part.iteration == 2)
     assert part.env.grace_left.any()  # the stop falls inside a grace: the checkpoint must carry it
     resumed = Trainer(TrainConfig(**config), tmp_path / "part", resume=True)
     np.testing.assert_array_equal(resumed.env.grace_left, part.env.grace_left)

@@ -14,6 +14,7 @@ import torch
 from mt_specialize.learning import checkpoint as ckpt
 from mt_specialize.config import TrainConfig, parse_count
 from mt_specialize.learning.specialize import n_split_entries
+from mt_specialize.stop_signals import StopOnSignals
 from mt_specialize.train import (Interrupted, RunBusyError, RunExistsError, Trainer, checkpoint_name,
                                  checkpoint_paths, latest_checkpoint)
 
@@ -139,12 +140,24 @@ def test_sigint_then_resume_matches_uninterrupted_run(tiny_experiment, tmp_path)
             os.kill(os.getpid(), signal.SIGINT)
 
     trainer = Trainer(config, tmp_path / "cut", progress=interrupt_at_iteration_5)
-    with pytest.raises(Interrupted, match="--resume"):
-        trainer.run()
+    with pytest.raises(Interrupted, match="--resume"), StopOnSignals() as stop:
+        trainer.run(should_stop=stop)
+    assert stop.name == "SIGINT"
     assert latest_checkpoint(tmp_path / "cut").name == f"ckpt_{5 * 384:012d}.safetensors"
     assert len(_metrics(tmp_path / "cut")) == 5
     Trainer(config, tmp_path / "cut", resume=True).run()
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
+
+
+def test_stop_on_signals_first_signal_asks_to_stop_second_raises_and_handlers_come_back():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopOnSignals((signal.SIGTERM,)) as stop:
+        assert not stop()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop() and stop.name == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_kill_9_between_checkpoints_then_resume(tiny_experiment, tmp_path):
