@@ -1,14 +1,7 @@
 """Experiment runner: joint phase -> gradient score -> split -> specialization, baselines, resumable runs.
 
-A run directory holds (SPEC §8)::
-
-    config.yaml            resolved TrainConfig (a resumed run must match it)
-    metrics.csv            one row per iteration, per-task columns
-    tb/                    TensorBoard scalars (same figures)
-    checkpoints/           ckpt_<samples>.safetensors: weights, masks, normalisers, Adam, RNGs, env state
-    split.safetensors      the split masks and the gradient-spread score they came from
-    summary.json           final per-task returns
-    learning_curve.png     per-task and pooled return against samples
+A run writes its directory through ``run_dir.RunDir`` (the layout is listed there); its checkpoints
+hold weights, masks, normalisers, Adam, RNGs and env state (``Trainer._state_tensors``).
 
 One iteration: a batched rollout of ``steps`` control steps on T tasks x E envs, (with a revert
 bound) the check that the pooled return did not drop, the observation normaliser update, GAE, then
@@ -23,20 +16,17 @@ budget, the joint phase ``jt`` and Table I read ``samples``; without a revert bo
 from __future__ import annotations
 
 import collections
-import csv
 import json
 import math
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import yaml
 
 from .config import TrainConfig
 from .envs.vec_env import MultiTaskVecEnv
@@ -50,20 +40,14 @@ from .learning.ppo import (clipped_surrogate_with_grad, compute_gae, standardize
                            value_loss_with_grad)
 from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
 from .methods import get_method
+from .run_dir import (RunBusyError, RunDir, RunExistsError, checkpoint_name, checkpoint_paths,  # noqa: F401
+                      latest_checkpoint)
 
 RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
 CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
 # Settings a resumed run may change: they do not change any result (the physics is bit-identical
 # for any thread count, tests/test_vec_env.py), only speed and bookkeeping.
 RESULT_NEUTRAL_SETTINGS = {"physics_threads", "checkpoint_every", "keep_checkpoints"}
-
-
-class RunExistsError(ValueError):
-    """The output directory already holds a run and --resume was not given (nothing is overwritten)."""
-
-
-class RunBusyError(ValueError):
-    """Another process is training in this run directory right now."""
 
 
 class Interrupted(Exception):
@@ -106,6 +90,7 @@ class Trainer:
         self.experiment: Experiment = apply_profile(experiment, self.config.profile, self.config.physics)
         self.config.task_physics = resolved_physics(self.experiment)
         self.out_dir = Path(out_dir)
+        self.run_dir = RunDir(self.out_dir)
         self.progress = progress
         self.tasks = list(self.experiment.tasks)
         self.task_names = [t.name for t in self.tasks]
@@ -115,12 +100,12 @@ class Trainer:
         self.steps = max(1, round(c.batch_size / (T * E)))
         self.batch = T * E * self.steps
         torch.set_num_threads(c.torch_threads)
-        self._lock = _RunLock(self.out_dir)
+        self.run_dir.lock()
         try:
             self._prepare_out_dir(resume)
             self._build(resume)
         except BaseException:
-            self._lock.release()
+            self.run_dir.close()
             raise
 
     def _build(self, resume: bool) -> None:
@@ -166,26 +151,19 @@ class Trainer:
             self.obs_rms.update(self.obs)
         if resume:
             self._load_latest()
-        self._tb = None
 
     def close(self) -> None:
         """Release the run directory (``run`` does it when it returns or raises)."""
-        self._lock.release()
+        self.run_dir.close()
 
     # -- run directory --------------------------------------------------------------------------------
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
-
     def _prepare_out_dir(self, resume: bool) -> None:
-        config_path = self.out_dir / "config.yaml"
+        """A new run writes config.yaml; a resumed one must have been started with the same config
+        (``RESULT_NEUTRAL_SETTINGS`` aside)."""
         mine = self.config.to_dict()
         if resume:
-            if not config_path.is_file():
-                raise ValueError(f"cannot resume: {str(self.out_dir)!r} holds no run (no config.yaml)")
             # through TrainConfig, so a setting added since the run started compares as its default
-            saved = TrainConfig.from_run_config(yaml.safe_load(config_path.read_text()) or {},
-                                                source=str(config_path))
+            saved = TrainConfig.from_run_config(self.run_dir.read_config(), source=str(self.run_dir.config_path))
             saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
             if saved.get("task_physics") is None:  # written before the physics was recorded
                 saved["task_physics"] = mine["task_physics"]
@@ -195,13 +173,7 @@ class Trainer:
                 details = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
                 raise ValueError(f"cannot resume {str(self.out_dir)!r} with a different config ({details})")
             return
-        if config_path.exists() or (self.checkpoint_dir.exists() and any(self.checkpoint_dir.iterdir())):
-            raise RunExistsError(f"{str(self.out_dir)!r} already holds a run; pass --resume to continue it "
-                                 f"or choose another --out (nothing was overwritten)")
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        tmp = config_path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(mine, sort_keys=False))
-        os.replace(tmp, config_path)
+        self.run_dir.create(mine)
 
     # -- rollout --------------------------------------------------------------------------------------
     def _normalizer_input(self, obs: np.ndarray) -> np.ndarray:
@@ -438,7 +410,7 @@ class Trainer:
             tensors.update({f"score/{k}": v.float() for k, v in score.items()})
         n_split = int(sum(int(m.sum()) for m in masks.values()))
         n_total = int(sum(m.numel() for m in masks.values()))
-        ckpt.save_checkpoint(self.out_dir / "split.safetensors", tensors,
+        ckpt.save_checkpoint(self.run_dir.split_path, tensors,
                              {"samples": self.samples, "iteration": self.iteration, "method": c.method,
                               "sp": c.sp, "split_entries": n_split, "policy_entries": n_total})
         from .plots import plot_split
@@ -501,38 +473,18 @@ class Trainer:
         return tensors, metadata
 
     def save(self) -> Path:
+        """Write a checkpoint of everything a resume needs; keep the newest ``keep_checkpoints``."""
         tensors, metadata = self._state_tensors()
         # named by the real sample count: it only grows (the counted one rewinds on a revert), so the
         # newest checkpoint sorts last; without the revert rule the two counts are the same
-        path = self.checkpoint_dir / checkpoint_name(self.samples_real)
-        ckpt.save_checkpoint(path, tensors, metadata)
-        old = checkpoint_paths(self.out_dir)[:-self.config.keep_checkpoints]
-        for stale in old:
-            stale.unlink(missing_ok=True)
-        return path
+        return self.run_dir.save_checkpoint(self.samples_real, tensors, metadata, keep=self.config.keep_checkpoints)
 
     def _load_latest(self) -> None:
-        """Continue from the newest checkpoint that verifies; a damaged newer one (e.g. a kill during
-        a disk-full write) is named in a warning and skipped, never deleted."""
-        paths = checkpoint_paths(self.out_dir)
-        if not paths:
+        """Continue from the newest checkpoint that verifies (``RunDir.load_newest_checkpoint``)."""
+        found = self.run_dir.load_newest_checkpoint(CHECKPOINT_FORMAT)
+        if found is None:
             return  # interrupted before the first checkpoint: start over in the same directory
-        damaged = []
-        for path in reversed(paths):
-            try:
-                tensors, meta = ckpt.load_checkpoint(path)
-                if meta.get("format") != CHECKPOINT_FORMAT:
-                    raise ckpt.CheckpointError(f"{path}: not a training checkpoint of this version "
-                                               f"(format {meta.get('format')!r})")
-                break
-            except ckpt.CheckpointError as exc:
-                damaged.append(str(exc))
-        else:
-            raise ckpt.CheckpointError(f"cannot resume {str(self.out_dir)!r}: no checkpoint verifies ("
-                                       + "; ".join(damaged) + ")")
-        if damaged:
-            warnings.warn(f"resuming {str(self.out_dir)!r} from {path.name}, the newest checkpoint that "
-                          f"verifies; skipped: {'; '.join(damaged)}", stacklevel=3)
+        _, tensors, meta = found
         group = lambda p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + "/")}  # noqa: E731
         self.policy.load_state_dict(group("policy"))
         self.value.load_state_dict(group("value"))
@@ -563,27 +515,9 @@ class Trainer:
         for d, values in zip(self.task_lengths, meta["task_lengths"]):
             d.extend(values)
         self.pooled_returns.extend(meta["pooled_returns"])
-        self._truncate_metrics(self.iteration)
+        self.run_dir.truncate_metrics(self.iteration)
 
     # -- metrics --------------------------------------------------------------------------------------
-    @property
-    def metrics_path(self) -> Path:
-        return self.out_dir / "metrics.csv"
-
-    def _truncate_metrics(self, last_iteration: int) -> None:
-        """Drop CSV rows written after the checkpoint we resume from (they will be redone)."""
-        if not self.metrics_path.exists():
-            return
-        with open(self.metrics_path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= last_iteration]
-        tmp = self.metrics_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, self.metrics_path)
-
     def _row(self, stats: IterationStats, elapsed: float, rollout_time: float, reverted: bool = False) -> dict:
         row: dict = {"iteration": self.iteration, "samples": self.samples,
                      "phase": "specialized" if self.split_done else "joint",
@@ -600,20 +534,7 @@ class Trainer:
         return row
 
     def _write_row(self, row: dict) -> None:
-        new_file = not self.metrics_path.exists()
-        with open(self.metrics_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration)
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and key not in ("iteration", "samples", "samples_real") \
-                    and math.isfinite(value):
-                self._tb.add_scalar(key, value, self.samples_real)
+        self.run_dir.append_metrics(row, step=self.samples_real)
 
     # -- main loop ------------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
@@ -658,8 +579,6 @@ class Trainer:
                                       f"continue with --resume")
             return self.finish()
         finally:
-            if self._tb is not None:
-                self._tb.flush()
             self.close()
 
     def _accept_iteration(self) -> bool:
@@ -701,34 +620,13 @@ class Trainer:
             "profile": self.config.profile, "return_pooled": _mean(self.pooled_returns),
             "returns": {name: _mean(r) for name, r in zip(self.task_names, self.task_returns)},
         }
-        tmp = self.out_dir / "summary.json.tmp"
+        tmp = self.run_dir.summary_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, self.out_dir / "summary.json")
+        os.replace(tmp, self.run_dir.summary_path)
         from .plots import plot_run
 
         plot_run(self.out_dir)
         return summary
-
-
-class _RunLock:
-    """An exclusive ``flock`` on RUN_DIR/.lock for the trainer's life: two processes never write
-    one run (e.g. ``reproduce`` reaching a cell a separate command is still training)."""
-
-    def __init__(self, run_dir: Path):
-        import fcntl
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(run_dir / ".lock", "a")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.close()
-            raise RunBusyError(f"{str(run_dir)!r} is being trained by another process (it holds "
-                               f"{run_dir / '.lock'}); nothing was changed") from None
-
-    def release(self) -> None:
-        if not self._file.closed:
-            self._file.close()  # closing the descriptor drops the flock
 
 
 REVERTED_STATS = IterationStats(*(float("nan"),) * 4)  # a rejected iteration has no update
@@ -747,22 +645,6 @@ def run_training(config: TrainConfig, out_dir: str | Path, *, resume: bool = Fal
                  progress_callback: Callable[[dict], None] | None = None) -> dict:
     """Train one run to its budget; the entry point for the CLI and the learner node."""
     return Trainer(config, out_dir, resume=resume, progress=progress_callback).run()
-
-
-def checkpoint_name(samples_real: int) -> str:
-    """File name of the checkpoint taken after ``samples_real`` env steps (12 digits: names sort by age)."""
-    return f"ckpt_{samples_real:012d}.safetensors"
-
-
-def checkpoint_paths(run_dir: str | Path) -> list[Path]:
-    """The checkpoint files of a run directory (RUN_DIR/checkpoints), oldest first."""
-    return sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.safetensors"))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint file of a run directory, or None (it may not verify: see Trainer)."""
-    paths = checkpoint_paths(run_dir)
-    return paths[-1] if paths else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ LAYERS = {
     "mt_specialize.methods": 3,
     "mt_specialize.train": 3,
     "mt_specialize.stop_signals": 3,
+    "mt_specialize.run_dir": 3,
     "mt_specialize.plots": 3,
     "mt_specialize.reproduce": 3,
     "mt_specialize.report": 3,
