@@ -32,6 +32,7 @@ from .config import TrainConfig
 from .envs.vec_env import MultiTaskVecEnv
 from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
 from .learning import checkpoint as ckpt
+from .learning.batch import Batch, Rollout
 from .learning.inference import InferencePolicy
 from .learning.normalize import RewardNormalizer, RunningMeanStd
 from .learning.optim import FastAdam, TaskAlternatingAdam
@@ -67,12 +68,6 @@ class IterationStats:
 def _one_hot(n_tasks: int, count: int) -> np.ndarray:
     """(T, count, T) one-hot task ids, for the ``append`` baseline."""
     return np.broadcast_to(np.eye(n_tasks, dtype=np.float32)[:, None, :], (n_tasks, count, n_tasks))
-
-
-def _gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """``x (T, N, ...)`` with task i's rows in the order ``order[i]`` (``x[arange(T)[:, None], order]``)."""
-    index = order.reshape(*order.shape, *(1,) * (x.dim() - 2)).expand(*order.shape, *x.shape[2:])
-    return torch.gather(x, 1, index)
 
 
 class Trainer:
@@ -191,12 +186,10 @@ class Trainer:
             return x
         return np.concatenate([x, _one_hot(self.n_tasks, x.shape[1])], axis=-1)
 
-    def collect(self) -> dict:
-        """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)
-        (rewards scaled when ``ppo.reward_norm``). With ``ppo.obs_norm_update == 'per_step'`` the
-        normaliser is updated with every step's new observations and ``obs_norm`` (S+1, T, E,
-        policy_in) holds the policy inputs as normalised when seen; ``truncated_obs`` then holds
-        final observations normalised when seen."""
+    def collect(self) -> Rollout:
+        """Run ``steps`` control steps on every env (``Rollout`` lists the shapes). With
+        ``ppo.obs_norm_update == 'per_step'`` the normaliser is updated with every step's new
+        observations and the rollout carries the policy inputs as normalised when seen."""
         S, T, E, A = self.steps, self.n_tasks, self.config.envs_per_task, self.env.act_dim
         ppo = self.config.ppo
         per_step = ppo.obs_norm_update == "per_step"
@@ -245,12 +238,10 @@ class Trainer:
                     self.pooled_returns.append(ep_return)
             self.obs = result.obs
         obs_buf[S] = self.obs
-        rollout = {"obs": obs_buf, "actions": act_buf, "rewards": rew_buf, "terminated": term_buf,
-                   "truncated": trunc_buf, "truncated_obs": truncated_obs}
         if per_step:
             norm_buf[S] = self._normalize(self.obs)
-            rollout["obs_norm"] = norm_buf
-        return rollout
+        return Rollout(obs=obs_buf, actions=act_buf, rewards=rew_buf, terminated=term_buf, truncated=trunc_buf,
+                       truncated_obs=truncated_obs, obs_norm=norm_buf)
 
     # -- update ---------------------------------------------------------------------------------------
     def _to_task_major(self, x: np.ndarray) -> torch.Tensor:
@@ -260,50 +251,49 @@ class Trainer:
         tensor = torch.from_numpy(np.ascontiguousarray(x))
         return tensor.float() if tensor.is_floating_point() else tensor
 
-    def prepare_batch(self, rollout: dict) -> dict:
+    def prepare_batch(self, rollout: Rollout) -> Batch:
         """Normaliser update (per iteration), values, GAE, advantages (standardised per task when
-        ``ppo.advantage_norm == 'per_task_iteration'``); tensors (T, N, ...)."""
+        ``ppo.advantage_norm == 'per_task_iteration'``)."""
         S, T, E = self.steps, self.n_tasks, self.config.envs_per_task
-        per_step = "obs_norm" in rollout
+        per_step = rollout.obs_norm is not None
         if per_step:  # normalised during the rollout, as the policy saw them
-            obs_all = torch.from_numpy(np.moveaxis(rollout["obs_norm"], 1, 0).reshape(T, (S + 1) * E, -1))
+            obs_all = torch.from_numpy(np.moveaxis(rollout.obs_norm, 1, 0).reshape(T, (S + 1) * E, -1))
         else:
-            raw = rollout["obs"]
+            raw = rollout.obs
             self.obs_rms.update(torch.from_numpy(
                 self._normalizer_input(np.moveaxis(raw[:S], 1, 0).reshape(T, S * E, self.obs_dim))))
             obs_all = torch.from_numpy(self._normalize(np.moveaxis(raw, 1, 0).reshape(T, (S + 1) * E, self.obs_dim)))
-        actions = self._to_task_major(rollout["actions"])
+        actions = self._to_task_major(rollout.actions)
         with torch.no_grad():
             values_all = self.value(obs_all).reshape(T, S + 1, E)
             obs = obs_all.reshape(T, S + 1, E, -1)[:, :S].reshape(T, S * E, -1)
             old_logp = self.policy.log_prob(obs, actions)
             next_values = values_all[:, 1:].clone()  # (T, S, E)
-            for t, i, e, final in rollout["truncated_obs"]:
+            for t, i, e, final in rollout.truncated_obs:
                 final_in = torch.from_numpy(final[None, None].repeat(T, axis=0) if per_step
                                             else self._normalize(final[None, None].repeat(T, axis=0)))
                 next_values[i, t, e] = self.value(final_in)[i, 0]
         values = values_all[:, :S].permute(1, 0, 2).reshape(S, T * E)
-        terminated = torch.from_numpy(rollout["terminated"].reshape(S, T * E))
-        episode_end = terminated | torch.from_numpy(rollout["truncated"].reshape(S, T * E))
+        terminated = torch.from_numpy(rollout.terminated.reshape(S, T * E))
+        episode_end = terminated | torch.from_numpy(rollout.truncated.reshape(S, T * E))
         advantages, returns = compute_gae(
-            torch.from_numpy(rollout["rewards"].reshape(S, T * E)).float(), values,
+            torch.from_numpy(rollout.rewards.reshape(S, T * E)).float(), values,
             next_values.permute(1, 0, 2).reshape(S, T * E), terminated, episode_end,
             gamma=self.config.ppo.gamma, lam=self.config.ppo.lam)
         to_tn = lambda x: x.reshape(S, T, E).permute(1, 0, 2).reshape(T, S * E)  # noqa: E731
         advantages = to_tn(advantages)
         if self.config.ppo.advantage_norm == "per_task_iteration":
             advantages = standardize_per_task(advantages)
-        return {"obs": obs, "actions": actions, "old_logp": old_logp,
-                "advantages": advantages, "returns": to_tn(returns)}
+        return Batch(obs=obs, actions=actions, old_logp=old_logp, advantages=advantages, returns=to_tn(returns))
 
-    def update(self, batch: dict, track_gradients: bool) -> IterationStats:
+    def update(self, batch: Batch, track_gradients: bool) -> IterationStats:
         """``epochs`` passes over the batch in mixed-task minibatches; one Adam step each.
 
         With ``track_gradients`` the per-task policy gradients are summed over the iteration's
         minibatches and recorded in ``self.spread`` (the specialization score).
         """
         ppo = self.config.ppo
-        T, N = batch["advantages"].shape
+        T, N = batch.advantages.shape
         n_minibatches = max(1, N // ppo.minibatch_per_task)
         self.policy.set_track_per_task_grads(track_gradients)
         self.policy.zero_per_task_grads()
@@ -315,17 +305,18 @@ class Trainer:
             group["lr"] = ppo.lr_at(progress)
             # fused Adam (a checkpoint of an older version restores foreach=True, fused=None)
             group["foreach"], group["fused"] = False, True
-        keys = ("obs", "actions", "old_logp", "advantages", "returns")
         for _ in range(ppo.epochs):
             order = torch.from_numpy(np.argsort(self.rng.random((T, N)), axis=1))
-            shuffled = [_gather_rows(batch[key], order) for key in keys]  # one gather per epoch, not per minibatch
+            shuffled = batch.gather_rows(order)  # one gather per epoch, not per minibatch
             if ppo.optimizer == "per_task":
                 for chunk in np.array_split(np.arange(N), n_minibatches):
-                    sums += self._step_tasks_in_turn([x[:, chunk[0]:chunk[-1] + 1] for x in shuffled], clip)
+                    sums += self._step_tasks_in_turn(shuffled.rows(chunk[0], chunk[-1] + 1), clip)
                     count += 1
                 continue
             for chunk in np.array_split(np.arange(N), n_minibatches):
-                obs, actions, old_logp, advantages, returns = (x[:, chunk[0]:chunk[-1] + 1] for x in shuffled)
+                minibatch = shuffled.rows(chunk[0], chunk[-1] + 1)
+                obs, actions, old_logp, advantages, returns = (minibatch.obs, minibatch.actions, minibatch.old_logp,
+                                                               minibatch.advantages, minibatch.returns)
                 if ppo.advantage_norm == "per_minibatch":
                     advantages = standardize_minibatch(advantages)
                 # loss = mean_T policy_loss + value_coef * mean_T v_loss - entropy_coef * mean entropy;
@@ -351,19 +342,19 @@ class Trainer:
             self.spread.add(self.policy.per_task_grads())
         return IterationStats(*(sums / max(count, 1)))
 
-    def _step_tasks_in_turn(self, minibatch: list[torch.Tensor], clip: float) -> np.ndarray:
+    def _step_tasks_in_turn(self, minibatch: Batch, clip: float) -> np.ndarray:
         """The authors' optimiser on one minibatch index: task 0, 1, ..., T-1 each take one Adam
-        step on its own samples (``minibatch``: obs, actions, old_logp, advantages, returns, each
-        (T, B, ...)), a task seeing the shared entries as the tasks before it left them. Loss of
-        task i = its policy loss + value_coef * its value loss - entropy_coef * its entropy, means
-        over its B samples. Returns the figures summed over tasks / T (policy loss, value loss,
+        step on its own samples (``minibatch`` fields (T, B, ...)), a task seeing the shared entries
+        as the tasks before it left them. Loss of task i = its policy loss + value_coef * its value
+        loss - entropy_coef * its entropy, means over its B samples. Returns the figures summed over tasks / T (policy loss, value loss,
         approx KL, clip fraction)."""
         ppo = self.config.ppo
         T = self.n_tasks
         sums = np.zeros(4)
         self.optimizer.begin_round()
         for i in range(T):
-            obs, actions, old_logp, advantages, returns = (x[i] for x in minibatch)
+            own = minibatch.task(i)
+            obs, actions, old_logp, advantages, returns = own.obs, own.actions, own.old_logp, own.advantages, own.returns
             if ppo.advantage_norm == "per_minibatch":
                 advantages = standardize_minibatch(advantages[None])[0]
             logp, policy_cache = self.policy.train_log_prob_task(obs, actions, i)
