@@ -7,7 +7,7 @@ One iteration: a batched rollout of ``steps`` control steps on T tasks x E envs,
 bound) the check that the pooled return did not drop, the observation normaliser update, GAE, then
 ``epochs`` passes over the batch: mixed-task minibatches (``minibatch_per_task`` samples of every
 task in each, one Adam step each) or, with the authors' optimiser, single-task minibatches stepped
-task after task (``ppo.optimizer``).
+task after task (``ppo.optimizer``); ``learning.ppo_update`` states the loss.
 
 Sample counts: ``samples`` counts the samples of accepted iterations (it rewinds when the revert
 rule rejects an iteration, as the authors counted); ``samples_real`` every env step taken. The
@@ -21,7 +21,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,8 +36,8 @@ from .learning.inference import InferencePolicy
 from .learning.normalize import RewardNormalizer, RunningMeanStd
 from .learning.optim import FastAdam, TaskAlternatingAdam
 from .learning.policy import SplitGaussianPolicy, SplitValue
-from .learning.ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
-                           value_loss_with_grad)
+from .learning.ppo import compute_gae, standardize_per_task
+from .learning.ppo_update import UpdateStats, ppo_update
 from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
 from .methods import get_method
 from .run_dir import (RunBusyError, RunDir, RunExistsError, checkpoint_name, checkpoint_paths,  # noqa: F401
@@ -53,16 +52,6 @@ RESULT_NEUTRAL_SETTINGS = {"physics_threads", "checkpoint_every", "keep_checkpoi
 
 class Interrupted(Exception):
     """Training stopped on request (``run``'s ``should_stop``) after writing a checkpoint."""
-
-
-@dataclass
-class IterationStats:
-    """Figures of one PPO update (means over its minibatches)."""
-
-    policy_loss: float
-    value_loss: float
-    approx_kl: float
-    clip_fraction: float
 
 
 def _one_hot(n_tasks: int, count: int) -> np.ndarray:
@@ -286,92 +275,23 @@ class Trainer:
             advantages = standardize_per_task(advantages)
         return Batch(obs=obs, actions=actions, old_logp=old_logp, advantages=advantages, returns=to_tn(returns))
 
-    def update(self, batch: Batch, track_gradients: bool) -> IterationStats:
-        """``epochs`` passes over the batch in mixed-task minibatches; one Adam step each.
-
-        With ``track_gradients`` the per-task policy gradients are summed over the iteration's
-        minibatches and recorded in ``self.spread`` (the specialization score).
-        """
+    def update(self, batch: Batch, track_gradients: bool) -> UpdateStats:
+        """One PPO update (``ppo_update``) with the learning rate and clip range of this point of
+        the run. With ``track_gradients`` the per-task policy gradients are summed over the
+        iteration's minibatches and recorded in ``self.spread`` (the specialization score)."""
         ppo = self.config.ppo
-        T, N = batch.advantages.shape
-        n_minibatches = max(1, N // ppo.minibatch_per_task)
         self.policy.set_track_per_task_grads(track_gradients)
         self.policy.zero_per_task_grads()
-        sums = np.zeros(4)
-        count = 0
         progress = self.samples / self.config.samples
-        clip = ppo.clip_at(progress)
         for group in self.optimizer.param_groups:
             group["lr"] = ppo.lr_at(progress)
             # fused Adam (a checkpoint of an older version restores foreach=True, fused=None)
             group["foreach"], group["fused"] = False, True
-        for _ in range(ppo.epochs):
-            order = torch.from_numpy(np.argsort(self.rng.random((T, N)), axis=1))
-            shuffled = batch.gather_rows(order)  # one gather per epoch, not per minibatch
-            if ppo.optimizer == "per_task":
-                for chunk in np.array_split(np.arange(N), n_minibatches):
-                    sums += self._step_tasks_in_turn(shuffled.rows(chunk[0], chunk[-1] + 1), clip)
-                    count += 1
-                continue
-            for chunk in np.array_split(np.arange(N), n_minibatches):
-                minibatch = shuffled.rows(chunk[0], chunk[-1] + 1)
-                obs, actions, old_logp, advantages, returns = (minibatch.obs, minibatch.actions, minibatch.old_logp,
-                                                               minibatch.advantages, minibatch.returns)
-                if ppo.advantage_norm == "per_minibatch":
-                    advantages = standardize_minibatch(advantages)
-                # loss = mean_T policy_loss + value_coef * mean_T v_loss - entropy_coef * mean entropy;
-                # forward and backward by hand (policy.train_*), no autograd graph: the same
-                # gradients (float32 rounding), .grad set as zero_grad + backward would, per-task
-                # gradients accumulated as the hooks do
-                logp, policy_cache = self.policy.train_log_prob(obs, actions)
-                policy_loss, grad_logp = clipped_surrogate_with_grad(logp, old_logp, advantages, clip, 1.0 / T)
-                values, value_cache = self.value.train_forward(obs)
-                v_loss, grad_values = value_loss_with_grad(values, returns, ppo.value_coef / T)
-                # d(-entropy_coef * mean_(T,B) sum_A entropy)/d log_std = -entropy_coef / T per task
-                self.policy.train_backward(policy_cache, grad_logp, -ppo.entropy_coef / T)
-                self.value.train_backward(value_cache, grad_values)
-                if ppo.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], ppo.max_grad_norm)
-                self.optimizer.step()
-                log_ratio = (logp - old_logp).numpy()  # figures in NumPy: a fraction of torch's per-op cost
-                ratio_m1 = np.exp(log_ratio) - 1
-                sums += [policy_loss.numpy().mean(), v_loss.numpy().mean(), (ratio_m1 - log_ratio).mean(),
-                         (np.abs(ratio_m1) > clip).mean()]
-                count += 1
+        stats = ppo_update(self.policy, self.value, self.optimizer, batch, ppo, clip=ppo.clip_at(progress),
+                           rng=self.rng)
         if track_gradients:  # per-task gradients summed over the iteration's minibatches (train_backward)
             self.spread.add(self.policy.per_task_grads())
-        return IterationStats(*(sums / max(count, 1)))
-
-    def _step_tasks_in_turn(self, minibatch: Batch, clip: float) -> np.ndarray:
-        """The authors' optimiser on one minibatch index: task 0, 1, ..., T-1 each take one Adam
-        step on its own samples (``minibatch`` fields (T, B, ...)), a task seeing the shared entries
-        as the tasks before it left them. Loss of task i = its policy loss + value_coef * its value
-        loss - entropy_coef * its entropy, means over its B samples. Returns the figures summed over tasks / T (policy loss, value loss,
-        approx KL, clip fraction)."""
-        ppo = self.config.ppo
-        T = self.n_tasks
-        sums = np.zeros(4)
-        self.optimizer.begin_round()
-        for i in range(T):
-            own = minibatch.task(i)
-            obs, actions, old_logp, advantages, returns = own.obs, own.actions, own.old_logp, own.advantages, own.returns
-            if ppo.advantage_norm == "per_minibatch":
-                advantages = standardize_minibatch(advantages[None])[0]
-            logp, policy_cache = self.policy.train_log_prob_task(obs, actions, i)
-            policy_loss, grad_logp = clipped_surrogate_with_grad(logp[None], old_logp[None], advantages[None], clip)
-            values, value_cache = self.value.train_forward_task(obs, i)
-            v_loss, grad_values = value_loss_with_grad(values[None], returns[None], ppo.value_coef)
-            grads = (self.policy.train_backward_task(policy_cache, grad_logp[0], -ppo.entropy_coef)
-                     + self.value.train_backward_task(value_cache, grad_values[0]))
-            if ppo.max_grad_norm:
-                norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([g.grad for g in grads]))))
-                if norm > ppo.max_grad_norm:
-                    torch._foreach_mul_([g.grad for g in grads], ppo.max_grad_norm / (norm + 1e-6))
-            self.optimizer.step_task(i, grads)
-            log_ratio = (logp - old_logp).numpy()
-            ratio_m1 = np.exp(log_ratio) - 1
-            sums += [float(policy_loss), float(v_loss), (ratio_m1 - log_ratio).mean(), (np.abs(ratio_m1) > clip).mean()]
-        return sums / T
+        return stats
 
     # -- specialization -------------------------------------------------------------------------------
     def _split(self) -> None:
@@ -509,7 +429,7 @@ class Trainer:
         self.run_dir.truncate_metrics(self.iteration)
 
     # -- metrics --------------------------------------------------------------------------------------
-    def _row(self, stats: IterationStats, elapsed: float, rollout_time: float, reverted: bool = False) -> dict:
+    def _row(self, stats: UpdateStats, elapsed: float, rollout_time: float, reverted: bool = False) -> dict:
         row: dict = {"iteration": self.iteration, "samples": self.samples,
                      "phase": "specialized" if self.split_done else "joint",
                      "return_pooled": _mean(self.pooled_returns)}
@@ -620,7 +540,7 @@ class Trainer:
         return summary
 
 
-REVERTED_STATS = IterationStats(*(float("nan"),) * 4)  # a rejected iteration has no update
+REVERTED_STATS = UpdateStats(*(float("nan"),) * 4)  # a rejected iteration has no update
 
 
 def _json_float(value: float | None) -> float | str | None:

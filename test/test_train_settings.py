@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mt_specialize import train as train_module
 from mt_specialize.config import TrainConfig
+from mt_specialize.learning import ppo_update as ppo_update_module
 from mt_specialize.learning.inference import InferencePolicy
 from mt_specialize.learning.normalize import RewardNormalizer, RunningMeanStd
 from mt_specialize.learning.ppo import PPOConfig
@@ -79,13 +79,13 @@ def test_per_minibatch_advantages_are_standardised_in_each_minibatch(two_tasks, 
     batch = trainer.prepare_batch(trainer.collect())
     assert batch.advantages.std(dim=1).min() > 1.5  # raw GAE advantages, not standardised per batch
     seen = []
-    real = train_module.clipped_surrogate_with_grad
+    real = ppo_update_module.clipped_surrogate_with_grad
 
     def spy(logp, old_logp, advantages, *args):
         seen.append(advantages.clone())
         return real(logp, old_logp, advantages, *args)
 
-    monkeypatch.setattr(train_module, "clipped_surrogate_with_grad", spy)
+    monkeypatch.setattr(ppo_update_module, "clipped_surrogate_with_grad", spy)
     trainer.update(batch, track_gradients=False)
     assert len(seen) == S * E // 16
     for adv in seen:
