@@ -553,9 +553,10 @@ def _mean(values) -> float:
 
 
 def run_training(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-                 progress_callback: Callable[[dict], None] | None = None) -> dict:
-    """Train one run to its budget; the entry point for the CLI and the learner node."""
-    return Trainer(config, out_dir, resume=resume, progress=progress_callback).run()
+                 progress_callback: Callable[[dict], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Train one run to its budget (``Trainer(...).run(should_stop)``), for scripts; returns the summary."""
+    return Trainer(config, out_dir, resume=resume, progress=progress_callback).run(should_stop=should_stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

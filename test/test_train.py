@@ -149,6 +149,17 @@ def test_sigint_then_resume_matches_uninterrupted_run(tiny_experiment, tmp_path)
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
 
 
+def test_run_training_stops_after_the_iteration_should_stop_is_true(tiny_experiment, tmp_path):
+    from mt_specialize.train import run_training
+
+    rows = []
+    with pytest.raises(Interrupted, match="after iteration 2 "):
+        run_training(_config(tiny_experiment, method="joint", samples=3840), tmp_path / "run",
+                     progress_callback=rows.append, should_stop=lambda: len(rows) == 2)
+    assert len(_metrics(tmp_path / "run")) == 2
+    assert latest_checkpoint(tmp_path / "run").name == checkpoint_name(2 * 384)
+
+
 def test_stop_on_signals_first_signal_asks_to_stop_second_raises_and_handlers_come_back():
     before = signal.getsignal(signal.SIGTERM)
     with StopOnSignals((signal.SIGTERM,)) as stop:
