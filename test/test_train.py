@@ -171,6 +171,25 @@ def test_stop_on_signals_first_signal_asks_to_stop_second_raises_and_handlers_co
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_ctrl_c_on_the_train_command_finishes_the_iteration_checkpoints_and_exits_130(tiny_experiment, tmp_path):
+    out = tmp_path / "run"
+    (tmp_path / "cfg.yaml").write_text("checkpoint_every: 1000\nppo: {minibatch_per_task: 64, epochs: 2}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "mt_specialize.cli", "train", tiny_experiment, "--method", "joint",
+                             "--seed", "3", "--envs-per-task", "4", "--samples", "38400", "--out", str(out),
+                             "--config", str(tmp_path / "cfg.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.csv").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr and "--resume" in stderr
+    done = len(_metrics(out))
+    assert 1 <= done < 100  # the iteration under way was finished, then the checkpoint of it written
+    assert latest_checkpoint(out).name == checkpoint_name(done * 384)
+
+
 def test_kill_9_between_checkpoints_then_resume(tiny_experiment, tmp_path):
     """A hard kill loses only the iterations since the last checkpoint; the resumed run matches."""
     out = tmp_path / "killed"
