@@ -108,6 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from .stop_signals import StopOnSignals
     from .train import Interrupted, Trainer
 
     config = _train_config(args)
@@ -118,12 +119,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"jt {c.jt:,}, sp {c.sp:g}, seed {c.seed}, {c.samples:,} samples, "
           f"{trainer.batch:,} samples/iteration ({c.envs_per_task} envs x {trainer.steps} steps per task)",
           file=sys.stderr)
-    with _Progress(c.samples, trainer.task_names, start=trainer.samples) as progress:
+    with _Progress(c.samples, trainer.task_names, start=trainer.samples) as progress, StopOnSignals() as stop:
         trainer.progress = progress
         try:
-            summary = trainer.run()
+            summary = trainer.run(should_stop=stop)
         except Interrupted as exc:
-            print(f"interrupted: {exc}", file=sys.stderr)
+            print(f"interrupted by {stop.name}: {exc}", file=sys.stderr)
             return 130
     table = Table(title=f"{summary['experiment']} / {summary['method']}: mean return of the last 100 episodes")
     table.add_column("task")

@@ -1,20 +1,13 @@
 """Experiment runner: joint phase -> gradient score -> split -> specialization, baselines, resumable runs.
 
-A run directory holds (SPEC §8)::
-
-    config.yaml            resolved TrainConfig (a resumed run must match it)
-    metrics.csv            one row per iteration, per-task columns
-    tb/                    TensorBoard scalars (same figures)
-    checkpoints/           ckpt_<samples>.safetensors: weights, masks, normalisers, Adam, RNGs, env state
-    split.safetensors      the split masks and the gradient-spread score they came from
-    summary.json           final per-task returns
-    learning_curve.png     per-task and pooled return against samples
+A run writes its directory through ``run_dir.RunDir`` (the layout is listed there); its checkpoints
+hold weights, masks, normalisers, Adam, RNGs and env state (``Trainer._state_tensors``).
 
 One iteration: a batched rollout of ``steps`` control steps on T tasks x E envs, (with a revert
 bound) the check that the pooled return did not drop, the observation normaliser update, GAE, then
 ``epochs`` passes over the batch: mixed-task minibatches (``minibatch_per_task`` samples of every
 task in each, one Adam step each) or, with the authors' optimiser, single-task minibatches stepped
-task after task (``ppo.optimizer``).
+task after task (``ppo.optimizer``); ``learning.ppo_update`` states the loss.
 
 Sample counts: ``samples`` counts the samples of accepted iterations (it rewinds when the revert
 rule rejects an iteration, as the authors counted); ``samples_real`` every env step taken. The
@@ -23,35 +16,33 @@ budget, the joint phase ``jt`` and Table I read ``samples``; without a revert bo
 from __future__ import annotations
 
 import collections
-import csv
 import json
 import math
 import os
-import signal
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import yaml
 
 from .config import TrainConfig
 from .errors import RevertLoop
 from .envs.vec_env import MultiTaskVecEnv
 from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
 from .learning import checkpoint as ckpt
+from .learning.batch import Batch, Rollout
 from .learning.inference import InferencePolicy
 from .learning.normalize import RewardNormalizer, RunningMeanStd
 from .learning.optim import FastAdam, TaskAlternatingAdam
 from .learning.policy import SplitGaussianPolicy, SplitValue
-from .learning.ppo import (clipped_surrogate_with_grad, compute_gae, standardize_minibatch, standardize_per_task,
-                           value_loss_with_grad)
+from .learning.ppo import compute_gae, standardize_per_task
+from .learning.ppo_update import UpdateStats, ppo_update
 from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
 from .methods import get_method
+from .run_dir import (RunBusyError, RunDir, RunExistsError, checkpoint_name, checkpoint_paths,  # noqa: F401
+                      latest_checkpoint)
 
 RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
 CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
@@ -60,37 +51,13 @@ CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
 RESULT_NEUTRAL_SETTINGS = {"physics_threads", "checkpoint_every", "keep_checkpoints"}
 
 
-class RunExistsError(ValueError):
-    """The output directory already holds a run and --resume was not given (nothing is overwritten)."""
-
-
-class RunBusyError(ValueError):
-    """Another process is training in this run directory right now."""
-
-
 class Interrupted(Exception):
-    """Training stopped by SIGINT/SIGTERM after writing a checkpoint."""
-
-
-@dataclass
-class IterationStats:
-    """Figures of one PPO update (means over its minibatches)."""
-
-    policy_loss: float
-    value_loss: float
-    approx_kl: float
-    clip_fraction: float
+    """Training stopped on request (``run``'s ``should_stop``) after writing a checkpoint."""
 
 
 def _one_hot(n_tasks: int, count: int) -> np.ndarray:
     """(T, count, T) one-hot task ids, for the ``append`` baseline."""
     return np.broadcast_to(np.eye(n_tasks, dtype=np.float32)[:, None, :], (n_tasks, count, n_tasks))
-
-
-def _gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """``x (T, N, ...)`` with task i's rows in the order ``order[i]`` (``x[arange(T)[:, None], order]``)."""
-    index = order.reshape(*order.shape, *(1,) * (x.dim() - 2)).expand(*order.shape, *x.shape[2:])
-    return torch.gather(x, 1, index)
 
 
 class Trainer:
@@ -108,6 +75,7 @@ class Trainer:
         self.experiment: Experiment = apply_profile(experiment, self.config.profile, self.config.physics)
         self.config.task_physics = resolved_physics(self.experiment)
         self.out_dir = Path(out_dir)
+        self.run_dir = RunDir(self.out_dir)
         self.progress = progress
         self.tasks = list(self.experiment.tasks)
         self.task_names = [t.name for t in self.tasks]
@@ -117,12 +85,12 @@ class Trainer:
         self.steps = max(1, round(c.batch_size / (T * E)))
         self.batch = T * E * self.steps
         torch.set_num_threads(c.torch_threads)
-        self._lock = _RunLock(self.out_dir)
+        self.run_dir.lock()
         try:
             self._prepare_out_dir(resume)
             self._build(resume)
         except BaseException:
-            self._lock.release()
+            self.run_dir.close()
             raise
 
     def _build(self, resume: bool) -> None:
@@ -167,29 +135,21 @@ class Trainer:
         self.obs = self.env.reset()
         if c.ppo.obs_norm_update == "per_step":  # as VecNormalize.reset (a resume loads the saved statistics)
             self.obs_rms.update(self.obs)
-        self._stop_signal: int | None = None
         if resume:
             self._load_latest()
-        self._tb = None
 
     def close(self) -> None:
         """Release the run directory (``run`` does it when it returns or raises)."""
-        self._lock.release()
+        self.run_dir.close()
 
     # -- run directory --------------------------------------------------------------------------------
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
-
     def _prepare_out_dir(self, resume: bool) -> None:
-        config_path = self.out_dir / "config.yaml"
+        """A new run writes config.yaml; a resumed one must have been started with the same config
+        (``RESULT_NEUTRAL_SETTINGS`` aside)."""
         mine = self.config.to_dict()
         if resume:
-            if not config_path.is_file():
-                raise ValueError(f"cannot resume: {str(self.out_dir)!r} holds no run (no config.yaml)")
             # through TrainConfig, so a setting added since the run started compares as its default
-            saved = TrainConfig.from_run_config(yaml.safe_load(config_path.read_text()) or {},
-                                                source=str(config_path))
+            saved = TrainConfig.from_run_config(self.run_dir.read_config(), source=str(self.run_dir.config_path))
             saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
             if saved.get("task_physics") is None:  # written before the physics was recorded
                 saved["task_physics"] = mine["task_physics"]
@@ -199,13 +159,7 @@ class Trainer:
                 details = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
                 raise ValueError(f"cannot resume {str(self.out_dir)!r} with a different config ({details})")
             return
-        if config_path.exists() or (self.checkpoint_dir.exists() and any(self.checkpoint_dir.iterdir())):
-            raise RunExistsError(f"{str(self.out_dir)!r} already holds a run; pass --resume to continue it "
-                                 f"or choose another --out (nothing was overwritten)")
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        tmp = config_path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(mine, sort_keys=False))
-        os.replace(tmp, config_path)
+        self.run_dir.create(mine)
 
     # -- rollout --------------------------------------------------------------------------------------
     def _normalizer_input(self, obs: np.ndarray) -> np.ndarray:
@@ -223,12 +177,10 @@ class Trainer:
             return x
         return np.concatenate([x, _one_hot(self.n_tasks, x.shape[1])], axis=-1)
 
-    def collect(self) -> dict:
-        """Run ``steps`` control steps on every env. Returns raw arrays, leading dims (S, T, E)
-        (rewards scaled when ``ppo.reward_norm``). With ``ppo.obs_norm_update == 'per_step'`` the
-        normaliser is updated with every step's new observations and ``obs_norm`` (S+1, T, E,
-        policy_in) holds the policy inputs as normalised when seen; ``truncated_obs`` then holds
-        final observations normalised when seen."""
+    def collect(self) -> Rollout:
+        """Run ``steps`` control steps on every env (``Rollout`` lists the shapes). With
+        ``ppo.obs_norm_update == 'per_step'`` the normaliser is updated with every step's new
+        observations and the rollout carries the policy inputs as normalised when seen."""
         S, T, E, A = self.steps, self.n_tasks, self.config.envs_per_task, self.env.act_dim
         ppo = self.config.ppo
         per_step = ppo.obs_norm_update == "per_step"
@@ -277,12 +229,10 @@ class Trainer:
                     self.pooled_returns.append(ep_return)
             self.obs = result.obs
         obs_buf[S] = self.obs
-        rollout = {"obs": obs_buf, "actions": act_buf, "rewards": rew_buf, "terminated": term_buf,
-                   "truncated": trunc_buf, "truncated_obs": truncated_obs}
         if per_step:
             norm_buf[S] = self._normalize(self.obs)
-            rollout["obs_norm"] = norm_buf
-        return rollout
+        return Rollout(obs=obs_buf, actions=act_buf, rewards=rew_buf, terminated=term_buf, truncated=trunc_buf,
+                       truncated_obs=truncated_obs, obs_norm=norm_buf)
 
     # -- update ---------------------------------------------------------------------------------------
     def _to_task_major(self, x: np.ndarray) -> torch.Tensor:
@@ -292,127 +242,58 @@ class Trainer:
         tensor = torch.from_numpy(np.ascontiguousarray(x))
         return tensor.float() if tensor.is_floating_point() else tensor
 
-    def prepare_batch(self, rollout: dict) -> dict:
+    def prepare_batch(self, rollout: Rollout) -> Batch:
         """Normaliser update (per iteration), values, GAE, advantages (standardised per task when
-        ``ppo.advantage_norm == 'per_task_iteration'``); tensors (T, N, ...)."""
+        ``ppo.advantage_norm == 'per_task_iteration'``)."""
         S, T, E = self.steps, self.n_tasks, self.config.envs_per_task
-        per_step = "obs_norm" in rollout
+        per_step = rollout.obs_norm is not None
         if per_step:  # normalised during the rollout, as the policy saw them
-            obs_all = torch.from_numpy(np.moveaxis(rollout["obs_norm"], 1, 0).reshape(T, (S + 1) * E, -1))
+            obs_all = torch.from_numpy(np.moveaxis(rollout.obs_norm, 1, 0).reshape(T, (S + 1) * E, -1))
         else:
-            raw = rollout["obs"]
+            raw = rollout.obs
             self.obs_rms.update(torch.from_numpy(
                 self._normalizer_input(np.moveaxis(raw[:S], 1, 0).reshape(T, S * E, self.obs_dim))))
             obs_all = torch.from_numpy(self._normalize(np.moveaxis(raw, 1, 0).reshape(T, (S + 1) * E, self.obs_dim)))
-        actions = self._to_task_major(rollout["actions"])
+        actions = self._to_task_major(rollout.actions)
         with torch.no_grad():
             values_all = self.value(obs_all).reshape(T, S + 1, E)
             obs = obs_all.reshape(T, S + 1, E, -1)[:, :S].reshape(T, S * E, -1)
             old_logp = self.policy.log_prob(obs, actions)
             next_values = values_all[:, 1:].clone()  # (T, S, E)
-            for t, i, e, final in rollout["truncated_obs"]:
+            for t, i, e, final in rollout.truncated_obs:
                 final_in = torch.from_numpy(final[None, None].repeat(T, axis=0) if per_step
                                             else self._normalize(final[None, None].repeat(T, axis=0)))
                 next_values[i, t, e] = self.value(final_in)[i, 0]
         values = values_all[:, :S].permute(1, 0, 2).reshape(S, T * E)
-        terminated = torch.from_numpy(rollout["terminated"].reshape(S, T * E))
-        episode_end = terminated | torch.from_numpy(rollout["truncated"].reshape(S, T * E))
+        terminated = torch.from_numpy(rollout.terminated.reshape(S, T * E))
+        episode_end = terminated | torch.from_numpy(rollout.truncated.reshape(S, T * E))
         advantages, returns = compute_gae(
-            torch.from_numpy(rollout["rewards"].reshape(S, T * E)).float(), values,
+            torch.from_numpy(rollout.rewards.reshape(S, T * E)).float(), values,
             next_values.permute(1, 0, 2).reshape(S, T * E), terminated, episode_end,
             gamma=self.config.ppo.gamma, lam=self.config.ppo.lam)
         to_tn = lambda x: x.reshape(S, T, E).permute(1, 0, 2).reshape(T, S * E)  # noqa: E731
         advantages = to_tn(advantages)
         if self.config.ppo.advantage_norm == "per_task_iteration":
             advantages = standardize_per_task(advantages)
-        return {"obs": obs, "actions": actions, "old_logp": old_logp,
-                "advantages": advantages, "returns": to_tn(returns)}
+        return Batch(obs=obs, actions=actions, old_logp=old_logp, advantages=advantages, returns=to_tn(returns))
 
-    def update(self, batch: dict, track_gradients: bool) -> IterationStats:
-        """``epochs`` passes over the batch in mixed-task minibatches; one Adam step each.
-
-        With ``track_gradients`` the per-task policy gradients are summed over the iteration's
-        minibatches and recorded in ``self.spread`` (the specialization score).
-        """
+    def update(self, batch: Batch, track_gradients: bool) -> UpdateStats:
+        """One PPO update (``ppo_update``) with the learning rate and clip range of this point of
+        the run. With ``track_gradients`` the per-task policy gradients are summed over the
+        iteration's minibatches and recorded in ``self.spread`` (the specialization score)."""
         ppo = self.config.ppo
-        T, N = batch["advantages"].shape
-        n_minibatches = max(1, N // ppo.minibatch_per_task)
         self.policy.set_track_per_task_grads(track_gradients)
         self.policy.zero_per_task_grads()
-        sums = np.zeros(4)
-        count = 0
         progress = self.samples / self.config.samples
-        clip = ppo.clip_at(progress)
         for group in self.optimizer.param_groups:
             group["lr"] = ppo.lr_at(progress)
             # fused Adam (a checkpoint of an older version restores foreach=True, fused=None)
             group["foreach"], group["fused"] = False, True
-        keys = ("obs", "actions", "old_logp", "advantages", "returns")
-        for _ in range(ppo.epochs):
-            order = torch.from_numpy(np.argsort(self.rng.random((T, N)), axis=1))
-            shuffled = [_gather_rows(batch[key], order) for key in keys]  # one gather per epoch, not per minibatch
-            if ppo.optimizer == "per_task":
-                for chunk in np.array_split(np.arange(N), n_minibatches):
-                    sums += self._step_tasks_in_turn([x[:, chunk[0]:chunk[-1] + 1] for x in shuffled], clip)
-                    count += 1
-                continue
-            for chunk in np.array_split(np.arange(N), n_minibatches):
-                obs, actions, old_logp, advantages, returns = (x[:, chunk[0]:chunk[-1] + 1] for x in shuffled)
-                if ppo.advantage_norm == "per_minibatch":
-                    advantages = standardize_minibatch(advantages)
-                # loss = mean_T policy_loss + value_coef * mean_T v_loss - entropy_coef * mean entropy;
-                # forward and backward by hand (policy.train_*), no autograd graph: the same
-                # gradients (float32 rounding), .grad set as zero_grad + backward would, per-task
-                # gradients accumulated as the hooks do
-                logp, policy_cache = self.policy.train_log_prob(obs, actions)
-                policy_loss, grad_logp = clipped_surrogate_with_grad(logp, old_logp, advantages, clip, 1.0 / T)
-                values, value_cache = self.value.train_forward(obs)
-                v_loss, grad_values = value_loss_with_grad(values, returns, ppo.value_coef / T)
-                # d(-entropy_coef * mean_(T,B) sum_A entropy)/d log_std = -entropy_coef / T per task
-                self.policy.train_backward(policy_cache, grad_logp, -ppo.entropy_coef / T)
-                self.value.train_backward(value_cache, grad_values)
-                if ppo.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], ppo.max_grad_norm)
-                self.optimizer.step()
-                log_ratio = (logp - old_logp).numpy()  # figures in NumPy: a fraction of torch's per-op cost
-                ratio_m1 = np.exp(log_ratio) - 1
-                sums += [policy_loss.numpy().mean(), v_loss.numpy().mean(), (ratio_m1 - log_ratio).mean(),
-                         (np.abs(ratio_m1) > clip).mean()]
-                count += 1
+        stats = ppo_update(self.policy, self.value, self.optimizer, batch, ppo, clip=ppo.clip_at(progress),
+                           rng=self.rng)
         if track_gradients:  # per-task gradients summed over the iteration's minibatches (train_backward)
             self.spread.add(self.policy.per_task_grads())
-        return IterationStats(*(sums / max(count, 1)))
-
-    def _step_tasks_in_turn(self, minibatch: list[torch.Tensor], clip: float) -> np.ndarray:
-        """The authors' optimiser on one minibatch index: task 0, 1, ..., T-1 each take one Adam
-        step on its own samples (``minibatch``: obs, actions, old_logp, advantages, returns, each
-        (T, B, ...)), a task seeing the shared entries as the tasks before it left them. Loss of
-        task i = its policy loss + value_coef * its value loss - entropy_coef * its entropy, means
-        over its B samples. Returns the figures summed over tasks / T (policy loss, value loss,
-        approx KL, clip fraction)."""
-        ppo = self.config.ppo
-        T = self.n_tasks
-        sums = np.zeros(4)
-        self.optimizer.begin_round()
-        for i in range(T):
-            obs, actions, old_logp, advantages, returns = (x[i] for x in minibatch)
-            if ppo.advantage_norm == "per_minibatch":
-                advantages = standardize_minibatch(advantages[None])[0]
-            logp, policy_cache = self.policy.train_log_prob_task(obs, actions, i)
-            policy_loss, grad_logp = clipped_surrogate_with_grad(logp[None], old_logp[None], advantages[None], clip)
-            values, value_cache = self.value.train_forward_task(obs, i)
-            v_loss, grad_values = value_loss_with_grad(values[None], returns[None], ppo.value_coef)
-            grads = (self.policy.train_backward_task(policy_cache, grad_logp[0], -ppo.entropy_coef)
-                     + self.value.train_backward_task(value_cache, grad_values[0]))
-            if ppo.max_grad_norm:
-                norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([g.grad for g in grads]))))
-                if norm > ppo.max_grad_norm:
-                    torch._foreach_mul_([g.grad for g in grads], ppo.max_grad_norm / (norm + 1e-6))
-            self.optimizer.step_task(i, grads)
-            log_ratio = (logp - old_logp).numpy()
-            ratio_m1 = np.exp(log_ratio) - 1
-            sums += [float(policy_loss), float(v_loss), (ratio_m1 - log_ratio).mean(), (np.abs(ratio_m1) > clip).mean()]
-        return sums / T
+        return stats
 
     # -- specialization -------------------------------------------------------------------------------
     def _split(self) -> None:
@@ -442,7 +323,7 @@ class Trainer:
             tensors.update({f"score/{k}": v.float() for k, v in score.items()})
         n_split = int(sum(int(m.sum()) for m in masks.values()))
         n_total = int(sum(m.numel() for m in masks.values()))
-        ckpt.save_checkpoint(self.out_dir / "split.safetensors", tensors,
+        ckpt.save_checkpoint(self.run_dir.split_path, tensors,
                              {"samples": self.samples, "iteration": self.iteration, "method": c.method,
                               "sp": c.sp, "split_entries": n_split, "policy_entries": n_total})
         from .plots import plot_split
@@ -506,38 +387,18 @@ class Trainer:
         return tensors, metadata
 
     def save(self) -> Path:
+        """Write a checkpoint of everything a resume needs; keep the newest ``keep_checkpoints``."""
         tensors, metadata = self._state_tensors()
         # named by the real sample count: it only grows (the counted one rewinds on a revert), so the
         # newest checkpoint sorts last; without the revert rule the two counts are the same
-        path = self.checkpoint_dir / checkpoint_name(self.samples_real)
-        ckpt.save_checkpoint(path, tensors, metadata)
-        old = checkpoint_paths(self.out_dir)[:-self.config.keep_checkpoints]
-        for stale in old:
-            stale.unlink(missing_ok=True)
-        return path
+        return self.run_dir.save_checkpoint(self.samples_real, tensors, metadata, keep=self.config.keep_checkpoints)
 
     def _load_latest(self) -> None:
-        """Continue from the newest checkpoint that verifies; a damaged newer one (e.g. a kill during
-        a disk-full write) is named in a warning and skipped, never deleted."""
-        paths = checkpoint_paths(self.out_dir)
-        if not paths:
+        """Continue from the newest checkpoint that verifies (``RunDir.load_newest_checkpoint``)."""
+        found = self.run_dir.load_newest_checkpoint(CHECKPOINT_FORMAT)
+        if found is None:
             return  # interrupted before the first checkpoint: start over in the same directory
-        damaged = []
-        for path in reversed(paths):
-            try:
-                tensors, meta = ckpt.load_checkpoint(path)
-                if meta.get("format") != CHECKPOINT_FORMAT:
-                    raise ckpt.CheckpointError(f"{path}: not a training checkpoint of this version "
-                                               f"(format {meta.get('format')!r})")
-                break
-            except ckpt.CheckpointError as exc:
-                damaged.append(str(exc))
-        else:
-            raise ckpt.CheckpointError(f"cannot resume {str(self.out_dir)!r}: no checkpoint verifies ("
-                                       + "; ".join(damaged) + ")")
-        if damaged:
-            warnings.warn(f"resuming {str(self.out_dir)!r} from {path.name}, the newest checkpoint that "
-                          f"verifies; skipped: {'; '.join(damaged)}", stacklevel=3)
+        _, tensors, meta = found
         group = lambda p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + "/")}  # noqa: E731
         self.policy.load_state_dict(group("policy"))
         self.value.load_state_dict(group("value"))
@@ -569,28 +430,10 @@ class Trainer:
         for d, values in zip(self.task_lengths, meta["task_lengths"]):
             d.extend(values)
         self.pooled_returns.extend(meta["pooled_returns"])
-        self._truncate_metrics(self.iteration)
+        self.run_dir.truncate_metrics(self.iteration)
 
     # -- metrics --------------------------------------------------------------------------------------
-    @property
-    def metrics_path(self) -> Path:
-        return self.out_dir / "metrics.csv"
-
-    def _truncate_metrics(self, last_iteration: int) -> None:
-        """Drop CSV rows written after the checkpoint we resume from (they will be redone)."""
-        if not self.metrics_path.exists():
-            return
-        with open(self.metrics_path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= last_iteration]
-        tmp = self.metrics_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, self.metrics_path)
-
-    def _row(self, stats: IterationStats, elapsed: float, rollout_time: float, reverted: bool = False) -> dict:
+    def _row(self, stats: UpdateStats, elapsed: float, rollout_time: float, reverted: bool = False) -> dict:
         row: dict = {"iteration": self.iteration, "samples": self.samples,
                      "phase": "specialized" if self.split_done else "joint",
                      "return_pooled": _mean(self.pooled_returns)}
@@ -606,40 +449,15 @@ class Trainer:
         return row
 
     def _write_row(self, row: dict) -> None:
-        new_file = not self.metrics_path.exists()
-        with open(self.metrics_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration)
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and key not in ("iteration", "samples", "samples_real") \
-                    and math.isfinite(value):
-                self._tb.add_scalar(key, value, self.samples_real)
+        self.run_dir.append_metrics(row, step=self.samples_real)
 
     # -- main loop ------------------------------------------------------------------------------------
-    def request_stop(self, signum: int = signal.SIGTERM) -> None:
-        """Stop at the end of the current iteration, after a checkpoint (thread-safe; the learner
-        node calls it). ``run`` then raises ``Interrupted``."""
-        self._stop_signal = signum
-
-    def _on_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # second signal: stop now
-            raise KeyboardInterrupt
-        self.request_stop(signum)
-
-    def run(self, stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict:
-        """Train to the budget, or until one of ``stop_signals`` (then after a checkpoint, raising
-        ``Interrupted``). Returns the summary."""
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
+        """Train to the budget and return the summary. ``should_stop()`` is asked after every
+        iteration (and its ``progress`` call); when it is true the trainer writes a checkpoint, the
+        summary and curve of the run so far, and raises ``Interrupted``. The caller owns process
+        signals (``stop_signals.StopOnSignals`` for a command, an event for the learner node)."""
         c = self.config
-        handlers = {}
-        if threading_is_main():
-            for sig in stop_signals:
-                handlers[sig] = signal.signal(sig, self._on_signal)
         try:
             if c.jt == 0 and c.sp > 0 and not self.split_done:
                 self._split()
@@ -654,39 +472,28 @@ class Trainer:
                     self._write_row(row)
                     if self.iteration % c.checkpoint_every == 0:
                         self.save()
-                    if self.progress:
-                        self.progress(row)
-                    if self._stop_signal is not None:
+                else:
+                    batch = self.prepare_batch(rollout)
+                    track = self.method.scores_gradients and not self.split_done and c.sp > 0
+                    stats = self.update(batch, track_gradients=track)
+                    self.iteration += 1
+                    self.samples += self.batch
+                    row = self._row(stats, time.perf_counter() - start, rollout_time)
+                    self._write_row(row)
+                    if not self.split_done and c.sp > 0 and self.samples >= c.jt:
+                        self._split()
                         self.save()
-                        self.finish()
-                        raise Interrupted(f"stopped by signal {signal.Signals(self._stop_signal).name} at "
-                                          f"{self.samples} samples; continue with --resume")
-                    continue
-                batch = self.prepare_batch(rollout)
-                track = self.method.scores_gradients and not self.split_done and c.sp > 0
-                stats = self.update(batch, track_gradients=track)
-                self.iteration += 1
-                self.samples += self.batch
-                row = self._row(stats, time.perf_counter() - start, rollout_time)
-                self._write_row(row)
-                if not self.split_done and c.sp > 0 and self.samples >= c.jt:
-                    self._split()
-                    self.save()
-                elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
-                    self.save()
+                    elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
+                        self.save()
                 if self.progress:
                     self.progress(row)
-                if self._stop_signal is not None:
+                if should_stop():
                     self.save()
-                    self.finish()  # summary and curve of the run so far
-                    raise Interrupted(f"stopped by signal {signal.Signals(self._stop_signal).name} at "
-                                      f"{self.samples} samples; continue with --resume")
+                    self.finish()
+                    raise Interrupted(f"stopped after iteration {self.iteration} at {self.samples} samples; "
+                                      f"continue with --resume")
             return self.finish()
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            if self._tb is not None:
-                self._tb.flush()
             self.close()
 
     def _accept_iteration(self) -> bool:
@@ -738,43 +545,16 @@ class Trainer:
             "profile": self.config.profile, "return_pooled": _mean(self.pooled_returns),
             "returns": {name: _mean(r) for name, r in zip(self.task_names, self.task_returns)},
         }
-        tmp = self.out_dir / "summary.json.tmp"
+        tmp = self.run_dir.summary_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, self.out_dir / "summary.json")
+        os.replace(tmp, self.run_dir.summary_path)
         from .plots import plot_run
 
         plot_run(self.out_dir)
         return summary
 
 
-class _RunLock:
-    """An exclusive ``flock`` on RUN_DIR/.lock for the trainer's life: two processes never write
-    one run (e.g. ``reproduce`` reaching a cell a separate command is still training)."""
-
-    def __init__(self, run_dir: Path):
-        import fcntl
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(run_dir / ".lock", "a")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.close()
-            raise RunBusyError(f"{str(run_dir)!r} is being trained by another process (it holds "
-                               f"{run_dir / '.lock'}); nothing was changed") from None
-
-    def release(self) -> None:
-        if not self._file.closed:
-            self._file.close()  # closing the descriptor drops the flock
-
-
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-REVERTED_STATS = IterationStats(*(float("nan"),) * 4)  # a rejected iteration has no update
+REVERTED_STATS = UpdateStats(*(float("nan"),) * 4)  # a rejected iteration has no update
 
 
 def _json_float(value: float | None) -> float | str | None:
@@ -787,25 +567,10 @@ def _mean(values) -> float:
 
 
 def run_training(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-                 progress_callback: Callable[[dict], None] | None = None) -> dict:
-    """Train one run to its budget; the entry point for the CLI and the learner node."""
-    return Trainer(config, out_dir, resume=resume, progress=progress_callback).run()
-
-
-def checkpoint_name(samples_real: int) -> str:
-    """File name of the checkpoint taken after ``samples_real`` env steps (12 digits: names sort by age)."""
-    return f"ckpt_{samples_real:012d}.safetensors"
-
-
-def checkpoint_paths(run_dir: str | Path) -> list[Path]:
-    """The checkpoint files of a run directory (RUN_DIR/checkpoints), oldest first."""
-    return sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.safetensors"))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint file of a run directory, or None (it may not verify: see Trainer)."""
-    paths = checkpoint_paths(run_dir)
-    return paths[-1] if paths else None
+                 progress_callback: Callable[[dict], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Train one run to its budget (``Trainer(...).run(should_stop)``), for scripts; returns the summary."""
+    return Trainer(config, out_dir, resume=resume, progress=progress_callback).run(should_stop=should_stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

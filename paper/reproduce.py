@@ -166,7 +166,10 @@ def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int 
     try:
         trainer = Trainer(spec.config(samples, physics_threads), run_dir,
                           resume=(run_dir / "config.yaml").exists())
-        return trainer.run(stop_signals=(signal.SIGTERM,))  # the driver stops workers with SIGTERM
+        from mt_specialize.stop_signals import StopOnSignals
+
+        with StopOnSignals((signal.SIGTERM,)) as stop:  # the driver stops workers with SIGTERM
+            return trainer.run(should_stop=stop)
     except Interrupted as exc:
         return {"interrupted": str(exc), "run": spec.name}
     except RunBusyError as exc:

@@ -44,10 +44,10 @@ def test_archived_checkpoint_serves_its_tasks(archived_run):
 def test_archived_run_resumes_and_redoes_its_next_iteration_exactly(archived_run):
     archived = {int(row["iteration"]): row for row in _rows(archived_run)}
     config = TrainConfig.from_yaml(archived_run / "config.yaml", run_config=True)
-    trainer = Trainer(config, archived_run, resume=True, progress=lambda row: trainer.request_stop())
+    trainer = Trainer(config, archived_run, resume=True)
     assert (trainer.iteration, trainer.samples, trainer.split_done) == (200, 1_600_000, True)
     with pytest.raises(Interrupted):
-        trainer.run()
+        trainer.run(should_stop=lambda: True)
     rows = _rows(archived_run)
     assert [int(r["iteration"]) for r in rows] == list(range(1, 202))  # rows past the checkpoint redone
     redone = rows[-1]

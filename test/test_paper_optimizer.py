@@ -110,6 +110,43 @@ def test_task_alternating_adam_equals_synchronised_per_task_adams(split):
             assert not bool(same[mask].all())
 
 
+@pytest.mark.parametrize("split", ["joint", "partial"])
+def test_task_loss_backward_is_the_gradient_of_the_tasks_own_loss(split):
+    """``task_loss_backward`` (by hand) gives the gradient autograd takes of ``task_losses``'s
+    entry for that task, computed on a one-task network holding the task's effective values."""
+    from mt_specialize.learning.batch import Batch
+    from mt_specialize.learning.policy import SplitValue
+    from mt_specialize.learning.ppo_update import task_loss_backward, task_losses
+
+    torch.manual_seed(0)
+    policy, value = SplitGaussianPolicy(T, OBS, ACT), SplitValue(T, OBS)
+    gen = torch.Generator().manual_seed(2)
+    if split == "partial":
+        policy.set_split_masks({n: torch.rand(s, generator=gen) < 0.3 for n, s in policy.param_shapes().items()})
+        value.set_split_masks({n: torch.rand(s, generator=gen) < 0.3 for n, s in value.param_shapes().items()})
+        with torch.no_grad():
+            for p in list(policy.parameters()) + list(value.parameters()):
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    obs, act = torch.randn(T, B, OBS, generator=gen), torch.randn(T, B, ACT, generator=gen)
+    old = policy.log_prob(obs, act).detach() + 0.3 * torch.randn(T, B, generator=gen)
+    batch = Batch(obs, act, old, torch.randn(T, B, generator=gen), torch.randn(T, B, generator=gen))
+    for i in range(T):
+        _, grads = task_loss_backward(policy, value, batch.task(i), i, 0.2, 0.7, 0.01)
+        by_entry = {id(g.shared): g.grad for g in grads}  # the T-task net's shared tensor of each entry
+        single = [SplitGaussianPolicy(1, OBS, ACT), SplitValue(1, OBS)]
+        pairs = []  # (entry name, hand-written gradient, one-task net)
+        for net, source in zip(single, (policy, value)):
+            with torch.no_grad():
+                for name, effective in source.effective_params().items():
+                    _entry(net, name)[0].copy_(effective[i])
+                    pairs.append((name, by_entry[id(_entry(source, name)[0])], net))
+        own = Batch(*(x[i:i + 1] for x in (batch.obs, batch.actions, batch.old_logp, batch.advantages, batch.returns)))
+        task_losses(single[0], single[1], own, 0.2, 0.7, 0.01)[0].backward()
+        assert len(grads) == len(pairs)
+        for name, hand, net in pairs:
+            torch.testing.assert_close(hand, _entry(net, name)[0].grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_step_task_needs_a_round():
     policy = SplitGaussianPolicy(T, OBS, ACT)
     adam = TaskAlternatingAdam(policy.parameters(), lr=LR, eps=EPS)
@@ -209,9 +246,8 @@ def test_resume_after_a_revert_is_exact(tiny_experiment, tmp_path):
     whole.run()
     part = Trainer(_config(tiny_experiment, **config), tmp_path / "part")
     _force_drop_at(part, 3)
-    part.progress = lambda row: part.request_stop() if row["iteration"] == 4 else None
     with pytest.raises(Interrupted):
-        part.run()
+        part.run(should_stop=lambda: part.iteration == 4)
     resumed = Trainer(_config(tiny_experiment, **config), tmp_path / "part", resume=True)
     assert resumed.reverts == 1 and resumed.samples_real == 4 * 384 and resumed.samples == 768
     _force_drop_at(resumed, 3)  # the fake episodes came back with the checkpoint; they leave as before
@@ -290,9 +326,8 @@ def test_a_run_from_before_profiles_resumes_as_profile_none(tiny_experiment, tmp
 
     run = tmp_path / "old"
     trainer = Trainer(_config(tiny_experiment, method="joint", samples=768), run)
-    trainer.progress = lambda row: trainer.request_stop()
     with pytest.raises(Interrupted):
-        trainer.run()
+        trainer.run(should_stop=lambda: True)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     for key in ("profile", "revert_drop_bound", "append_mode", "split_count", "task_physics", "physics"):
         saved.pop(key)  # what a config.yaml written before these settings holds

@@ -296,8 +296,10 @@ def test_bad_input_shape():
     (None, True, 0.0, False), (None, False, 0.0, False), (0.3, True, 0.0, False),
     (0.3, False, 0.01, False), (1.0, False, 0.0, True), (0.5, True, 0.0, True)])
 def test_train_path_matches_autograd(p_split, track, entropy, split_value):
-    from mt_specialize.learning.ppo import (clipped_surrogate, clipped_surrogate_with_grad, value_loss,
-                                   value_loss_with_grad)
+    """``ppo_loss_backward`` (by hand) sets the gradients ``ppo_loss(...).backward()`` gives."""
+    from mt_specialize.learning.batch import Batch
+    from mt_specialize.learning.ppo import clipped_surrogate, value_loss
+    from mt_specialize.learning.ppo_update import ppo_loss, ppo_loss_backward
     pol = make_policy(3)
     val = SplitValue(T, OBS, hidden=HID)
     g = torch.Generator().manual_seed(5)
@@ -318,10 +320,7 @@ def test_train_path_matches_autograd(p_split, track, entropy, split_value):
         for p in params:  # as optimizer.zero_grad: per-task gradients keep accumulating
             if p.grad is not None:
                 p.grad.zero_()
-        loss = clipped_surrogate(pol.log_prob(obs, act), old, adv).mean() + 0.7 * value_loss(val(obs), ret).mean()
-        if entropy:
-            loss = loss - entropy * pol.distribution(obs).entropy().sum(-1).mean()
-        loss.backward()
+        ppo_loss(pol, val, Batch(obs, act, old, adv, ret), 0.2, 0.7, entropy).backward()
         adv = adv.flip(1)
     ref = [None if p.grad is None else p.grad.clone() for p in params]
     ref_task = pol.per_task_grads() if track else None
@@ -330,14 +329,10 @@ def test_train_path_matches_autograd(p_split, track, entropy, split_value):
             p.grad.fill_(7.0)
     pol.zero_per_task_grads()
     for _ in range(2):
-        logp, cache = pol.train_log_prob(obs, act)
-        assert torch.equal(logp, pol.log_prob(obs, act).detach())
-        _, g_logp = clipped_surrogate_with_grad(logp, old, adv, 0.2, 1.0 / T)
-        v, vcache = val.train_forward(obs)
-        torch.testing.assert_close(v, val(obs).detach())
-        _, g_v = value_loss_with_grad(v, ret, 0.7 / T)
-        pol.train_backward(cache, g_logp, -entropy / T)
-        val.train_backward(vcache, g_v)
+        loss = ppo_loss_backward(pol, val, Batch(obs, act, old, adv, ret), 0.2, 0.7, entropy)
+        assert torch.equal(loss.log_prob, pol.log_prob(obs, act).detach())
+        torch.testing.assert_close(loss.policy_loss, clipped_surrogate(pol.log_prob(obs, act), old, adv).detach())
+        torch.testing.assert_close(loss.value_loss, value_loss(val(obs), ret).detach())
         adv = adv.flip(1)
     for p, r in zip(params, ref):
         assert (p.grad is None) == (r is None)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mt_specialize.train import Interrupted, Trainer
+from mt_specialize.stop_signals import StopOnSignals
 from paper.report import write_report
 from paper.reproduce import RunSpec, paper_grid, reproduce, run_status, select
 
@@ -65,8 +66,9 @@ def test_local_grid_runs_skips_finished_and_resumes_interrupted(tmp_path):
     def stop_after_first_iteration(row):
         os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(Interrupted):  # an interrupted run: one of its two iterations done
-        Trainer(joint.config(2 * ONE_ITERATION), root / joint.name, progress=stop_after_first_iteration).run()
+    with pytest.raises(Interrupted), StopOnSignals() as stop:  # an interrupted run: one of its two iterations done
+        Trainer(joint.config(2 * ONE_ITERATION), root / joint.name,
+                progress=stop_after_first_iteration).run(should_stop=stop)
     assert run_status(root / joint.name) == ("partial", ONE_ITERATION)
     first_row = _rows(root / joint.name)[0]
 
@@ -169,8 +171,8 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
         if row["iteration"] == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(Interrupted):
-        Trainer(spec.config(budget), tmp_path / "a" / spec.name, progress=stop_after_two).run()
+    with pytest.raises(Interrupted), StopOnSignals() as stop:
+        Trainer(spec.config(budget), tmp_path / "a" / spec.name, progress=stop_after_two).run(should_stop=stop)
     from paper.reproduce import archive_grid, restore_grid
 
     assert archive_grid(tmp_path / "a", tmp_path / "archive") == [spec.name]

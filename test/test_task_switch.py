@@ -71,11 +71,11 @@ def test_trainer_cuts_the_trajectory_at_a_switch(tmp_path):
     trainer = Trainer(TrainConfig(experiment=str(path), method="separate", envs_per_task=4, profile="none",
                                   task_switch_prob=0.2), tmp_path / "run")
     rollout = trainer.collect()
-    cut_at = {(t, i, e) for t, i, e, _ in rollout["truncated_obs"]}
-    assert rollout["truncated"].sum() == len(cut_at) > 0  # every switch bootstraps from the state reached
-    for t, i, e, final in rollout["truncated_obs"]:
+    cut_at = {(t, i, e) for t, i, e, _ in rollout.truncated_obs}
+    assert rollout.truncated.sum() == len(cut_at) > 0  # every switch bootstraps from the state reached
+    for t, i, e, final in rollout.truncated_obs:
         # the next observation of a switched env is the other task's robot, not this one's
-        assert not np.array_equal(final, rollout["obs"][t + 1, i, e]) or rollout["terminated"][t, i, e]
+        assert not np.array_equal(final, rollout.obs[t + 1, i, e]) or rollout.terminated[t, i, e]
     trainer.close()
 
 
@@ -89,7 +89,7 @@ def test_switches_begin_at_task_switch_start(tmp_path):
 
     def counting_collect():
         rollout = collect()
-        cuts.append(len(rollout["truncated_obs"]))
+        cuts.append(len(rollout.truncated_obs))
         return rollout
     trainer.collect = counting_collect
     trainer.run()
@@ -145,9 +145,8 @@ def test_a_run_with_switches_and_a_grace_resumes_exactly(tmp_path):
     whole = Trainer(TrainConfig(**config), tmp_path / "whole")
     whole.run()
     part = Trainer(TrainConfig(**config), tmp_path / "part")
-    part.progress = lambda row: part.request_stop() if row["iteration"] == 2 else None
     with pytest.raises(Interrupted):
-        part.run()
+        part.run(should_stop=lambda: part.iteration == 2)
     assert part.env.grace_left.any()  # the stop falls inside a grace: the checkpoint must carry it
     resumed = Trainer(TrainConfig(**config), tmp_path / "part", resume=True)
     np.testing.assert_array_equal(resumed.env.grace_left, part.env.grace_left)

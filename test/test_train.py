@@ -14,6 +14,7 @@ import torch
 from mt_specialize.learning import checkpoint as ckpt
 from mt_specialize.config import TrainConfig, parse_count
 from mt_specialize.learning.specialize import n_split_entries
+from mt_specialize.stop_signals import StopOnSignals
 from mt_specialize.train import (Interrupted, RunBusyError, RunExistsError, Trainer, checkpoint_name,
                                  checkpoint_paths, latest_checkpoint)
 
@@ -139,12 +140,54 @@ def test_sigint_then_resume_matches_uninterrupted_run(tiny_experiment, tmp_path)
             os.kill(os.getpid(), signal.SIGINT)
 
     trainer = Trainer(config, tmp_path / "cut", progress=interrupt_at_iteration_5)
-    with pytest.raises(Interrupted, match="--resume"):
-        trainer.run()
+    with pytest.raises(Interrupted, match="--resume"), StopOnSignals() as stop:
+        trainer.run(should_stop=stop)
+    assert stop.name == "SIGINT"
     assert latest_checkpoint(tmp_path / "cut").name == f"ckpt_{5 * 384:012d}.safetensors"
     assert len(_metrics(tmp_path / "cut")) == 5
     Trainer(config, tmp_path / "cut", resume=True).run()
     assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
+
+
+def test_run_training_stops_after_the_iteration_should_stop_is_true(tiny_experiment, tmp_path):
+    from mt_specialize.train import run_training
+
+    rows = []
+    with pytest.raises(Interrupted, match="after iteration 2 "):
+        run_training(_config(tiny_experiment, method="joint", samples=3840), tmp_path / "run",
+                     progress_callback=rows.append, should_stop=lambda: len(rows) == 2)
+    assert len(_metrics(tmp_path / "run")) == 2
+    assert latest_checkpoint(tmp_path / "run").name == checkpoint_name(2 * 384)
+
+
+def test_stop_on_signals_first_signal_asks_to_stop_second_raises_and_handlers_come_back():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopOnSignals((signal.SIGTERM,)) as stop:
+        assert not stop()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop() and stop.name == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_ctrl_c_on_the_train_command_finishes_the_iteration_checkpoints_and_exits_130(tiny_experiment, tmp_path):
+    out = tmp_path / "run"
+    (tmp_path / "cfg.yaml").write_text("checkpoint_every: 1000\nppo: {minibatch_per_task: 64, epochs: 2}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "mt_specialize.cli", "train", tiny_experiment, "--method", "joint",
+                             "--seed", "3", "--envs-per-task", "4", "--samples", "38400", "--out", str(out),
+                             "--config", str(tmp_path / "cfg.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.csv").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr and "--resume" in stderr
+    done = len(_metrics(out))
+    assert 1 <= done < 100  # the iteration under way was finished, then the checkpoint of it written
+    assert latest_checkpoint(out).name == checkpoint_name(done * 384)
 
 
 def test_kill_9_between_checkpoints_then_resume(tiny_experiment, tmp_path):

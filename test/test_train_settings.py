@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mt_specialize import train as train_module
 from mt_specialize.config import TrainConfig
+from mt_specialize.learning import ppo_update as ppo_update_module
 from mt_specialize.learning.inference import InferencePolicy
 from mt_specialize.learning.normalize import RewardNormalizer, RunningMeanStd
 from mt_specialize.learning.ppo import PPOConfig
@@ -56,19 +56,19 @@ def test_defaults_keep_todays_iteration(two_tasks, tmp_path):
     count0 = trainer.obs_rms.count.clone()
     record = _record_env(trainer)
     rollout = trainer.collect()
-    assert torch.equal(trainer.obs_rms.count, count0) and "obs_norm" not in rollout
-    assert np.array_equal(np.stack(record["actions"]), rollout["actions"])
-    assert np.abs(rollout["actions"]).max() > 1.0  # unclipped (std 1 at the start)
-    assert np.array_equal(rollout["rewards"], np.stack(record["rewards"]))
+    assert torch.equal(trainer.obs_rms.count, count0) and rollout.obs_norm is None
+    assert np.array_equal(np.stack(record["actions"]), rollout.actions)
+    assert np.abs(rollout.actions).max() > 1.0  # unclipped (std 1 at the start)
+    assert np.array_equal(rollout.rewards, np.stack(record["rewards"]))
     batch = trainer.prepare_batch(rollout)
-    raw = np.moveaxis(rollout["obs"][:S], 1, 0).reshape(2, S * E, -1)
+    raw = np.moveaxis(rollout.obs[:S], 1, 0).reshape(2, S * E, -1)
     assert np.allclose(trainer.obs_rms.count.numpy(), count0.numpy() + S * E)
     assert np.allclose(trainer.obs_rms.mean.numpy(), raw.mean(axis=1), atol=1e-6)
     assert np.allclose(trainer.obs_rms.var.numpy(), raw.var(axis=1), rtol=1e-3, atol=1e-5)
     std = np.sqrt(np.maximum(trainer.obs_rms.var.numpy(), 1e-2))[:, None]
     expected = np.clip((raw - trainer.obs_rms.mean.numpy()[:, None]) / std, -5, 5)
-    assert np.allclose(batch["obs"].numpy(), expected, atol=1e-5)
-    adv = batch["advantages"]
+    assert np.allclose(batch.obs.numpy(), expected, atol=1e-5)
+    adv = batch.advantages
     assert torch.allclose(adv.mean(dim=1), torch.zeros(2), atol=1e-5)
     assert torch.allclose(adv.std(dim=1, unbiased=False), torch.ones(2), atol=1e-4)
     trainer.close()
@@ -77,15 +77,15 @@ def test_defaults_keep_todays_iteration(two_tasks, tmp_path):
 def test_per_minibatch_advantages_are_standardised_in_each_minibatch(two_tasks, tmp_path, monkeypatch):
     trainer = Trainer(_config(two_tasks, advantage_norm="per_minibatch"), tmp_path / "run")
     batch = trainer.prepare_batch(trainer.collect())
-    assert batch["advantages"].std(dim=1).min() > 1.5  # raw GAE advantages, not standardised per batch
+    assert batch.advantages.std(dim=1).min() > 1.5  # raw GAE advantages, not standardised per batch
     seen = []
-    real = train_module.clipped_surrogate_with_grad
+    real = ppo_update_module.clipped_surrogate_with_grad
 
     def spy(logp, old_logp, advantages, *args):
         seen.append(advantages.clone())
         return real(logp, old_logp, advantages, *args)
 
-    monkeypatch.setattr(train_module, "clipped_surrogate_with_grad", spy)
+    monkeypatch.setattr(ppo_update_module, "clipped_surrogate_with_grad", spy)
     trainer.update(batch, track_gradients=False)
     assert len(seen) == S * E // 16
     for adv in seen:
@@ -98,7 +98,7 @@ def test_per_minibatch_advantages_are_standardised_in_each_minibatch(two_tasks, 
 def test_none_leaves_advantages_raw(two_tasks, tmp_path):
     trainer = Trainer(_config(two_tasks, advantage_norm="none"), tmp_path / "run")
     reference = Trainer(_config(two_tasks), tmp_path / "reference")
-    raw, standardised = (t.prepare_batch(t.collect())["advantages"] for t in (trainer, reference))
+    raw, standardised = (t.prepare_batch(t.collect()).advantages for t in (trainer, reference))
     mean, std = raw.mean(dim=1, keepdim=True), raw.std(dim=1, unbiased=False, keepdim=True)
     assert torch.allclose((raw - mean) / (std + 1e-8), standardised, atol=1e-5)
     trainer.close(), reference.close()
@@ -113,14 +113,14 @@ def test_per_step_normaliser_stores_observations_as_the_policy_saw_them(two_task
     rollout = trainer.collect()
     mirror = RunningMeanStd(2, (trainer.obs_dim,), clip=10.0, var_floor=0.0, norm_epsilon=1e-8)
     for t in range(S + 1):
-        obs = rollout["obs"][t]  # (T, E, obs_dim): the reset observations, then each step's new ones
+        obs = rollout.obs[t]  # (T, E, obs_dim): the reset observations, then each step's new ones
         mirror.update(obs)
-        assert np.array_equal(rollout["obs_norm"][t], mirror.normalize(obs))
+        assert np.array_equal(rollout.obs_norm[t], mirror.normalize(obs))
     assert torch.equal(trainer.obs_rms.count, mirror.count)
     batch = trainer.prepare_batch(rollout)
     assert torch.equal(trainer.obs_rms.count, mirror.count)  # no second update
-    stored = np.moveaxis(rollout["obs_norm"][:S], 1, 0).reshape(2, S * E, -1)
-    assert np.array_equal(batch["obs"].numpy(), stored)
+    stored = np.moveaxis(rollout.obs_norm[:S], 1, 0).reshape(2, S * E, -1)
+    assert np.array_equal(batch.obs.numpy(), stored)
     trainer.close()
 
 
@@ -130,10 +130,10 @@ def test_reward_normalisation_and_clipped_env_actions(two_tasks, tmp_path):
     record = _record_env(trainer)
     rollout = trainer.collect()
     sent = np.stack(record["actions"])
-    assert np.array_equal(sent, np.clip(rollout["actions"], -1, 1)) and np.abs(rollout["actions"]).max() > 1
+    assert np.array_equal(sent, np.clip(rollout.actions, -1, 1)) and np.abs(rollout.actions).max() > 1
     mirror = RewardNormalizer(2, E, 0.98, clip=10.0)
     expected = np.stack([mirror(r, end) for r, end in zip(record["rewards"], record["ends"])])
-    assert np.array_equal(rollout["rewards"], expected)
+    assert np.array_equal(rollout.rewards, expected)
     assert not np.allclose(expected, np.stack(record["rewards"]))
     trainer.close()
 

@@ -25,7 +25,6 @@ if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the hea
     STOP.install()
 
 import math
-import signal
 import threading
 from pathlib import Path
 
@@ -75,8 +74,6 @@ def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.
     trainer = train.Trainer(config, out_dir, resume=resume)
 
     def on_progress(row: dict) -> None:
-        if stop.is_set():  # the trainer checks this right after the callback: save, Interrupted
-            trainer.request_stop(signal.SIGTERM)
         try:
             progress(row)
         except Exception:  # publishing must never break training (e.g. during shutdown)
@@ -86,7 +83,7 @@ def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.
     if stop.is_set():  # stopped while the trainer was being built: no iteration to save
         trainer.close()
         raise train.Interrupted("stopped before the first iteration")
-    return trainer.run()
+    return trainer.run(should_stop=stop.is_set)
 
 
 def newest_checkpoint(out_dir: Path) -> Path | None:
