@@ -33,7 +33,6 @@ from mt_specialize.envs import urdf_gen
 from mt_specialize.paths import URDF_DIR
 
 TIMESTEP = 0.002  # s
-ARMATURE = 1.0  # kg*m^2, actuated hinges (Gymnasium hopper default)
 FRICTION = 0.9  # sliding friction coefficient, all geoms
 FLOOR_HALF_SIZE = 40.0  # m
 FOOT_CLEARANCE = urdf_gen.FOOT_CLEARANCE  # m, lowest robot point above the floor at the start pose

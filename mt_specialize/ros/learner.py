@@ -33,6 +33,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from mt_specialize.ros.common import LATCHED_QOS, STATE_QOS, run_node
+from mt_specialize.run_dir import latest_checkpoint
 
 OK, ERROR = DiagnosticStatus.OK, DiagnosticStatus.ERROR
 PARAMS = ("experiment", "method", "jt", "sp", "seed", "samples", "out_dir", "resume")
@@ -84,11 +85,6 @@ def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.
         trainer.close()
         raise train.Interrupted("stopped before the first iteration")
     return trainer.run(should_stop=stop.is_set)
-
-
-def newest_checkpoint(out_dir: Path) -> Path | None:
-    paths = sorted((Path(out_dir) / "checkpoints").glob("ckpt_*.safetensors"))
-    return paths[-1] if paths else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +171,7 @@ class LearnerNode(Node):
         self._stop.clear()
         resume = bool(params["resume"]) and (self.out_dir / "config.yaml").is_file()
         self._last_ckpt = None  # re-publish the newest checkpoint of a resumed run at once
-        previous = newest_checkpoint(self.out_dir) if resume else None
+        previous = latest_checkpoint(self.out_dir) if resume else None
         self._set_status("training started", OK, {"phase": "starting", "experiment": experiment.name,
                                                  "method": config.method, "out_dir": str(self.out_dir)})
         self.get_logger().info(f"training {experiment.name} ({config.method}, seed {config.seed}) "
@@ -197,7 +193,7 @@ class LearnerNode(Node):
                 self._set_status(f"stopped: {exc}", ok, {**self._values(self._last_row), "phase": "stopped"})
                 done = (f"after iteration {self._last_row['iteration']}" if "iteration" in self._last_row
                         else "before its first iteration")
-                self._last_ckpt = self._last_ckpt or newest_checkpoint(out_dir)
+                self._last_ckpt = self._last_ckpt or latest_checkpoint(out_dir)
                 self.get_logger().info(f"training stopped {done}; last checkpoint {self._last_ckpt or 'none'}"
                                        + (" (resume: true continues from it)" if self._last_ckpt else ""))
             else:
@@ -228,7 +224,7 @@ class LearnerNode(Node):
     def _check_checkpoint(self) -> None:
         if self.out_dir is None:
             return
-        path = newest_checkpoint(self.out_dir)
+        path = latest_checkpoint(self.out_dir)
         if path is not None and path != self._last_ckpt:
             self._last_ckpt = path
             try:
