@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ HARNESS_ENV = "MT_ROS2_HARNESS"
 #: Lines that must not appear in a launch log (a node killed by a KeyboardInterrupt, a crash).
 UNCLEAN = ("Traceback", "KeyboardInterrupt", "[FATAL]", "process has died", "escalating to", "exit code -")
 OUR_NODES = ("simulator", "policy_server", "learner")
+#: The harness's stand-in executables (not this package's code).
+STANDINS = ("robot_state_publisher", "static_transform_publisher", "rviz2")
 
 
 def harness_dir() -> Path:
@@ -108,13 +111,28 @@ class Launch:
 
 
 def assert_clean_stop(launch: Launch, code: int, nodes=OUR_NODES) -> str:
-    """launch exited 0, every one of ``nodes`` "finished cleanly", nothing in UNCLEAN was logged."""
+    """launch exited 0, every one of ``nodes`` "finished cleanly", nothing in UNCLEAN was logged.
+
+    The harness's stand-ins (robot_state_publisher, static_transform_publisher, rviz2) are not this
+    package's code: one that finishes uncleanly (a stand-in once hung in rclpy's shutdown until launch
+    killed it) is a warning, not a failure of ours."""
     log = launch.log()
     assert code == 0, f"ros2 launch exited {code}:\n{log}"
     for node in nodes:
-        assert re.search(rf"\[INFO\] \[{node}-\d+\]: process has finished cleanly", log), f"{node}:\n{log}"
-    for text in UNCLEAN:
-        assert text not in log, f"{text!r} in the launch log:\n{log}"
+        finished = re.search(rf"\[INFO\] \[{node}-\d+\]: process has finished cleanly", log)
+        if node in STANDINS and not finished:
+            warnings.warn(f"harness stand-in {node} did not finish cleanly:\n{log}")
+            continue
+        assert finished, f"{node}:\n{log}"
+    for line in log.splitlines():
+        bad = [text for text in UNCLEAN if text in line]
+        if not bad:
+            continue
+        process = re.search(r"\[(\w+)-\d+\]", line)
+        if process and process.group(1) in STANDINS:
+            warnings.warn(f"harness stand-in {process.group(1)}: {line}")
+            continue
+        raise AssertionError(f"{bad[0]!r} in the launch log:\n{log}")
     return log
 
 
