@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from mt_specialize.config import TrainConfig
+from mt_specialize.envs import planar
 from mt_specialize.experiments import apply_profile, get_experiment
 from mt_specialize.learning.inference import InferencePolicy
 from mt_specialize.train import latest_checkpoint
@@ -58,7 +59,7 @@ def run_switches(policy: InferencePolicy, task_a, task_b, robots: int, seed: int
     ia, ib = policy.task_index(task_a.name), policy.task_index(task_b.name)
     driver = np.full(robots, ia)
     x = np.empty((last + 1, robots))
-    x[0] = env.state[:robots, 1]
+    x[0] = planar.x_position(env.qpos()[0])  # task a's robots
     fell = np.full(robots, np.inf)
     for t in range(last):
         if switch:
@@ -66,7 +67,7 @@ def run_switches(policy: InferencePolicy, task_a, task_b, robots: int, seed: int
         actions = policy.act(obs, driver)
         both = np.stack([actions, np.zeros_like(actions)])
         result = env.step(both)
-        x[t + 1] = env.state[:robots, 1]
+        x[t + 1] = planar.x_position(env.qpos()[0])  # task a's robots
         fell[(result.terminated[0] | result.truncated[0]) & np.isinf(fell)] = t + 1
         obs = result.obs[0]
     rows = np.arange(robots)

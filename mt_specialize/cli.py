@@ -173,6 +173,7 @@ def _checkpoint_path(source: str) -> Path:
 
 def _cmd_gait(args: argparse.Namespace) -> int:
     from .envs.gait import play, write_animation
+    from .envs.planar import x_position
     from .learning.inference import InferencePolicy
 
     policy = InferencePolicy.from_checkpoint(_checkpoint_path(args.checkpoint))
@@ -181,7 +182,7 @@ def _cmd_gait(args: argparse.Namespace) -> int:
         schedule.append((args.switch_at, args.switch_to))
     episode = play(policy, args.task, schedule, args.steps, seed=args.seed)
     path = write_animation(args.task, episode.qpos, args.out, width=args.width, height=args.height)
-    x = episode.qpos[:, 0]
+    x = x_position(episode.qpos)
     print(f"wrote {path}: {len(episode.task_index)} control steps ({episode.ended_by}), return "
           f"{episode.episode_return:.1f}, torso x from {x[0]:.2f} m to {x[-1]:.2f} m")
     return 0
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint file or run directory")
     p.add_argument("task", help="task (robot, termination) to run, and the first task driving it")
     p.add_argument("out", help="output .gif or .mp4")
-    p.add_argument("--steps", type=int, default=500, help="control steps (125 per second)")
+    p.add_argument("--steps", type=int, default=500,
+                   help="control steps (the task's control period each: 8 ms, 125 per second, for the built-in tasks)")
     p.add_argument("--switch-to", help="switch the driving task at --switch-at, e.g. biped_backward")
     p.add_argument("--switch-at", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)

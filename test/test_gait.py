@@ -3,7 +3,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from mt_specialize.envs import planar
 from mt_specialize.envs.gait import play, write_animation
+from mt_specialize.envs.tasks import TaskSpec
 from mt_specialize.learning.inference import InferencePolicy
 
 
@@ -33,3 +35,12 @@ def test_animation_has_one_frame_per_rendered_pose(policy, tmp_path):
     assert np.ptp(frames) > 0  # not a blank image
     with pytest.raises(ValueError, match=r"\.gif or \.mp4"):
         write_animation("biped_forward", episode.qpos, tmp_path / "g.png")
+
+
+def test_animation_plays_at_the_tasks_control_period(tmp_path):
+    """One frame per ``every`` control steps of the task's own period (timestep x frame_skip)."""
+    slow = TaskSpec("slow_hopper", "hopper_capsule", frame_skip=10)  # 0.02 s per control step
+    poses = np.tile(slow.build_model().qpos0, (6, 1))
+    poses[:, planar.PITCH] = np.linspace(0.0, 1.0, 6)  # distinct frames (a GIF merges repeated ones)
+    path = write_animation(slow, poses, tmp_path / "slow.gif", every=2, width=32, height=24)
+    assert iio.immeta(path, index=0)["duration"] == pytest.approx(1000 * slow.dt * 2) == 40  # ms per frame

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from mt_specialize.envs import planar
 from mt_specialize.envs.tasks import TaskEnv, TaskSpec, get_task
 from mt_specialize.envs.vec_env import MultiTaskVecEnv
 
@@ -12,35 +13,40 @@ def _random_actions(rng, n_steps, shape):
     return rng.uniform(-1.5, 1.5, size=(n_steps, *shape))
 
 
-def test_batched_step_is_bit_identical_to_gymnasium_env():
-    """Same start state and actions: every batched env follows its TaskEnv exactly (rewards, obs, done)."""
-    tasks = [get_task(n) for n in HOPPERS]
-    venv = MultiTaskVecEnv(tasks, envs_per_task=2, seed=3, nthread=2)
+@pytest.mark.parametrize("names, steps", [(HOPPERS, 40), (["biped_forward", "biped_backward"], 150)],
+                         ids=["hoppers", "bipeds"])
+def test_batched_step_is_bit_identical_to_gymnasium_env(names, steps):
+    """Same start state and actions: every batched env follows its TaskEnv exactly (state, rewards,
+    obs, termination) until its episode ends."""
+    tasks = [get_task(n) for n in names]
+    T, E = len(tasks), 2
+    venv = MultiTaskVecEnv(tasks, envs_per_task=E, seed=3, nthread=2)
     venv.reset()
-    singles = []
+    singles = {}
     for i, task in enumerate(tasks):
-        for e in range(2):
+        for e in range(E):
             env = TaskEnv(task)
             env.reset(seed=0)
-            row = i * 2 + e
-            env.unwrapped.data.qpos[:] = venv.state[row, 1:1 + venv.nq]
-            env.unwrapped.data.qvel[:] = venv.state[row, 1 + venv.nq:]
-            singles.append(env)
-    actions = _random_actions(np.random.default_rng(0), 40, (3, 2, 3))
-    alive = np.ones((3, 2), dtype=bool)
+            env.data.qpos[:], env.data.qvel[:] = venv.qpos()[i, e], venv.qvel()[i, e]
+            singles[i, e] = env
+    actions = _random_actions(np.random.default_rng(0), steps, (T, E, venv.act_dim))
+    alive = np.ones((T, E), dtype=bool)
     for a in actions:
         result = venv.step(a)
-        for i in range(3):
-            for e in range(2):
-                if not alive[i, e]:
-                    continue
-                obs, reward, terminated, truncated, _ = singles[i * 2 + e].step(a[i, e])
-                np.testing.assert_array_equal(result.final_obs[i, e], obs)
-                assert result.reward[i, e] == reward
-                assert result.terminated[i, e] == terminated
-                if terminated or truncated:
-                    alive[i, e] = False
-    assert not alive.all(), "random actions should end some episodes within 40 steps"
+        for (i, e), env in singles.items():
+            if not alive[i, e]:
+                continue
+            obs, reward, terminated, truncated, info = env.step(a[i, e])
+            np.testing.assert_array_equal(result.final_obs[i, e], obs)
+            assert result.reward[i, e] == reward
+            assert result.terminated[i, e] == terminated
+            if terminated or truncated:
+                alive[i, e] = False
+            else:  # not reset: the batched state is still the one the step reached
+                np.testing.assert_array_equal(venv.qpos()[i, e], env.data.qpos)
+                np.testing.assert_array_equal(venv.qvel()[i, e], env.data.qvel)
+                assert planar.x_position(venv.qpos()[i, e]) == info["x_position"]
+    assert not alive.all(), f"random actions should end some episodes within {steps} steps"
 
 
 def test_thread_count_does_not_change_trajectories():
@@ -122,8 +128,8 @@ def test_tasks_with_different_sizes_are_refused():
 def _set_state(venv, qpos, qvel):
     """Put every env of every task in the state (qpos, qvel)."""
     venv.state[:] = 0.0
-    venv.state[:, 1:1 + venv.nq] = qpos
-    venv.state[:, 1 + venv.nq:] = qvel
+    venv.qpos()[:] = qpos
+    venv.qvel()[:] = qvel
 
 
 @pytest.mark.parametrize("knee, penalised", [(-0.01, True), (-2.60, True), (-1.0, False), (-0.2, False)])
@@ -156,10 +162,10 @@ def test_state_limit_terminates_when_a_velocity_reaches_it_and_not_otherwise(tas
     free = TaskSpec("free", base.robot, base.family, physics={"state_limit": None})
     venv = MultiTaskVecEnv([limited, free], envs_per_task=1, seed=0, nthread=1)
     qpos = venv.models[0].qpos0.copy()
-    qpos[1] += 0.2  # in the air: no contact slows it
+    qpos[planar.HEIGHT] += 0.2  # in the air: no contact slows it
     for speed, expected in ((150.0, [True, False]), (50.0, [False, False])):
         qvel = np.zeros(venv.nv)
-        qvel[0] = speed
+        qvel[planar.X] = speed
         _set_state(venv, qpos, qvel)
         result = venv.step(np.zeros((2, 1, venv.act_dim)))
         assert list(result.terminated[:, 0]) == expected, speed
@@ -178,7 +184,7 @@ def test_hopper_gymnasium_reproduces_gymnasiums_hopper_v5_step():
     for episode in range(3):
         reference.reset(seed=episode)
         venv.reset()
-        reference.set_state(venv._qpos(venv.state)[0, 0], venv._qvel(venv.state)[0, 0])
+        reference.set_state(venv.qpos()[0, 0], venv.qvel()[0, 0])
         for _ in range(60):
             action = rng.uniform(-1, 1, 3)
             obs, reward, terminated, _, _ = reference.step(action)

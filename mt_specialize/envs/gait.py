@@ -14,8 +14,6 @@ import numpy as np
 
 from .tasks import TaskEnv, TaskSpec, get_task
 
-CONTROL_DT = 0.008  # s per control step (timestep 0.002 x frame skip 4)
-
 
 class PerTaskPolicy(Protocol):
     """What ``play`` needs of a policy (``InferencePolicy`` is one)."""
@@ -51,12 +49,12 @@ def play(policy: PerTaskPolicy, env_task: str, schedule: list[tuple[int, str]], 
     indices = [(start, policy.task_index(name)) for start, name in schedule]
     env = TaskEnv(get_task(env_task))
     obs, _ = env.reset(seed=seed)
-    qpos = [env.unwrapped.data.qpos.copy()]
+    qpos = [env.data.qpos.copy()]
     used, total, ended_by = [], 0.0, "steps"
     for step in range(steps):
         index = [i for start, i in indices if start <= step][-1]  # the latest entry that has started
         obs, reward, terminated, truncated, _ = env.step(policy.act(obs[None], np.array([index]))[0])
-        qpos.append(env.unwrapped.data.qpos.copy())
+        qpos.append(env.data.qpos.copy())
         used.append(index)
         total += reward
         if terminated or truncated:
@@ -67,7 +65,8 @@ def play(policy: PerTaskPolicy, env_task: str, schedule: list[tuple[int, str]], 
 
 def write_animation(task: str | TaskSpec, qpos: np.ndarray, path: str | Path, *, every: int = 2, width: int = 320,
                     height: int = 240) -> Path:
-    """Render every ``every``-th pose to a GIF or MP4 (by suffix) playing at real time."""
+    """Render every ``every``-th pose qpos (S, nq), one per control step of ``task``, to a GIF or MP4
+    (by suffix) playing at real time (the task's control period, ``TaskSpec.dt``)."""
     import imageio.v3 as iio
 
     from .render import render_frames
@@ -75,10 +74,12 @@ def write_animation(task: str | TaskSpec, qpos: np.ndarray, path: str | Path, *,
     path = Path(path)
     if path.suffix.lower() not in (".gif", ".mp4"):
         raise ValueError(f"{path}: choose a .gif or .mp4 file name")
-    frames = np.stack(render_frames(get_task(task), qpos[::every], width=width, height=height))
+    task = get_task(task)
+    frames = np.stack(render_frames(task, qpos[::every], width=width, height=height))
+    frame_period = task.dt * every  # s of robot time between two frames
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
-        iio.imwrite(path, frames, duration=1000 * CONTROL_DT * every, loop=0)
+        iio.imwrite(path, frames, duration=1000 * frame_period, loop=0)
     else:
-        iio.imwrite(path, frames, fps=round(1 / (CONTROL_DT * every)))
+        iio.imwrite(path, frames, fps=round(1 / frame_period))
     return path

@@ -29,14 +29,14 @@ import mujoco
 import numpy as np
 
 from mt_specialize.envs import physics as physics_settings
-from mt_specialize.envs import urdf_gen
+from mt_specialize.envs import planar, urdf_gen
 from mt_specialize.paths import URDF_DIR
 
 TIMESTEP = 0.002  # s
 FRICTION = 0.9  # sliding friction coefficient, all geoms
 FLOOR_HALF_SIZE = 40.0  # m
 FOOT_CLEARANCE = urdf_gen.FOOT_CLEARANCE  # m, lowest robot point above the floor at the start pose
-ROOT_JOINTS = ("rootx", "rootz", "rooty")
+ROOT_JOINTS = planar.ROOT_JOINTS  # x, torso height, pitch: first in qpos and qvel (planar.X, HEIGHT, PITCH)
 GYMNASIUM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"  # Gymnasium's MJCF files
 
 _PRIMITIVES = {"capsule": (mujoco.mjtGeom.mjGEOM_CAPSULE, 2), "ellipsoid": (mujoco.mjtGeom.mjGEOM_ELLIPSOID, 3),
@@ -322,7 +322,7 @@ def build_model(robot: str | Path | RobotSpec, *, torso_mass: float | None = Non
     setting torso_inertia is ``unchanged``; applied before mass_scale, which multiplies every link's
     mass and inertia. gears: torque scale per actuated joint (N*m per unit action; default
     RobotSpec.gears, else the URDF ``<limit effort>``). start_height: torso height (m) at qpos0;
-    ``qpos[1]`` is the absolute torso height. physics: setting -> value (``mt_specialize.envs.physics``),
+    ``planar.height(qpos)`` is the absolute torso height. physics: setting -> value (``mt_specialize.envs.physics``),
     unset settings at their defaults (which reproduce the models built before these settings).
     """
     spec_r = get_robot(robot)
@@ -370,7 +370,7 @@ def build_model(robot: str | Path | RobotSpec, *, torso_mass: float | None = Non
                           gear=[gear, 0, 0, 0, 0, 0], ctrlrange=[-1.0, 1.0],
                           ctrllimited=mujoco.mjtLimited.mjLIMITED_TRUE)
 
-    # planar root; qpos[1] is the absolute torso height through rootz's ref
+    # planar root; planar.height(qpos) is the absolute torso height through rootz's ref
     if start_height is None:
         start_height = spec_r.start_height
     if start_height is None:  # user robot: lowest point FOOT_CLEARANCE above the floor

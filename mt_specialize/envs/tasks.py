@@ -27,9 +27,11 @@ The ``*_ankle100`` tasks are SPEC's biped with Walker2d's ankle torque scale (10
 per unit action), a sensitivity variant: with SPEC's 20 N*m ankles forward walking fails in MuJoCo
 for every method (results/probes/walker2d_body/).
 
-Each env step: ``data.ctrl[:] = action; data.qacc_warmstart[:] = 0; mj_step(nstep=frame_skip)``.
-The zero warm-start makes a step a pure function of (qpos, qvel, action), which the batched engine
-(``mujoco.rollout``) relies on to be bit-identical to this env.
+The rules read the robot's named quantities (``planar``: x position, torso height, pitch, ...).
+One robot of one task is a ``TaskRobot``; its step is ``planar.control_step`` (``ctrl = action``,
+zero warm-start, ``frame_skip`` substeps) followed by the task's reward and termination. The
+Gymnasium env ``TaskEnv`` and the simulator node step through it; the batched engine (``vec_env``)
+runs the same steps through ``mujoco.rollout`` and the same rules, bit-identical to it.
 """
 from __future__ import annotations
 
@@ -41,16 +43,17 @@ import mujoco
 import numpy as np
 
 from mt_specialize.envs import physics as physics_settings
-from mt_specialize.envs import robots
+from mt_specialize.envs import planar, robots
 
 FAMILIES = ("hopper", "biped")
 # hopper termination (Gymnasium Hopper's healthy ranges, height relative to the start height)
-HOPPER_STATE_LIMIT = physics_settings.FAMILY_STATE_LIMIT["hopper"]  # |concat(qpos, qvel)[2:]| must stay below
-HOPPER_ANGLE_LIMIT = 0.2  # rad, |torso angle| must stay below
+# every |planar.without_x_and_height(state vector)| (pitch, joint angles, velocities) must stay below
+HOPPER_STATE_LIMIT = physics_settings.FAMILY_STATE_LIMIT["hopper"]
+HOPPER_PITCH_LIMIT = 0.2  # rad, |torso pitch| must stay below
 HOPPER_MIN_HEIGHT_RATIO = 0.56  # torso height must stay above this times the start height
 # biped termination
 BIPED_HEIGHT_RANGE = (0.8, 2.0)  # m, open interval for the torso height
-BIPED_ANGLE_LIMIT = 1.0  # rad
+BIPED_PITCH_LIMIT = 1.0  # rad, |torso pitch| must stay below
 VELOCITY_CLIP = 10.0  # observation clip for qvel
 DEFAULT_CTRL_COST = {"hopper": 1e-3, "biped": 0.1}
 DEFAULT_ALIVE_BONUS = 1.0
@@ -139,8 +142,9 @@ class TaskSpec:
     def _model_info(self) -> dict:
         if not self._cache:
             model = self.build_model()
+            planar.check_planar_root(model, f"task {self.name!r}: robot {self.robot!r}")
             self._cache.update(nq=model.nq, nv=model.nv, nu=model.nu, timestep=model.opt.timestep,
-                               start_height=float(model.qpos0[1]), qpos0=model.qpos0.copy())
+                               start_height=float(planar.height(model.qpos0)), qpos0=model.qpos0.copy())
             knee = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, physics_settings.KNEE_JOINT)
             if knee >= 0:
                 self._cache.update(knee_qpos=int(model.jnt_qposadr[knee]), knee_range=tuple(model.jnt_range[knee]))
@@ -180,7 +184,7 @@ class TaskSpec:
         return self._model_info()["start_height"]
 
     def observation(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-        """(N, obs_dim) = [qpos[:, 1:], clip(qvel, -10, 10)] from qpos (N, nq), qvel (N, nv)."""
+        """(N, obs_dim) = [qpos without x, clip(qvel, -10, 10)] from qpos (N, nq), qvel (N, nv)."""
         return observation(qpos, qvel)
 
     def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray,
@@ -213,9 +217,10 @@ class TaskSpec:
 # -- the formulas, on arrays of any leading shape (one task's (N, ...) or T tasks' (T, E, ...) with
 # per-task parameters shaped (T, 1)); TaskSpec's methods and the batched engine both call these. ----
 def observation(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-    """(..., nq - 1 + nv) = [qpos[..., 1:], clip(qvel, -10, 10)] from qpos (..., nq), qvel (..., nv)."""
+    """(..., nq - 1 + nv) = [qpos without x (``planar.without_x``), clip(qvel, -10, 10)] from
+    qpos (..., nq), qvel (..., nv)."""
     qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
-    return np.concatenate([qpos[..., 1:], np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
+    return np.concatenate([planar.without_x(qpos), np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
 
 
 def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt) -> np.ndarray:
@@ -224,7 +229,7 @@ def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt) -> 
     x_before, x_after (...) in m; action (..., nu) unclipped; dt (s) the control period; the
     parameters are scalars or arrays broadcasting against (...).
     """
-    velocity = (np.asarray(x_after, dtype=np.float64) - np.asarray(x_before, dtype=np.float64)) / dt
+    velocity = planar.mean_speed(x_before, x_after, dt)
     ctrl = np.sum(np.square(np.asarray(action, dtype=np.float64)), axis=-1)
     return direction * velocity + alive_bonus - ctrl_cost * ctrl
 
@@ -246,25 +251,26 @@ def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height,
     """bool (...): ``family``'s termination rule on qpos (..., nq), qvel (..., nv).
 
     start_height (m; scalar or broadcasting against (...)) scales the hopper's minimum torso height.
-    state_limit: terminate when any |concat(qpos, qvel)[..., 2:]| >= it; None or inf = no such rule;
+    state_limit: terminate when any |``planar.without_x_and_height(concat(qpos, qvel))``| >= it (pitch,
+    joint angles, every velocity); None or inf = no such rule;
     scalar or broadcasting against (...); default the family's (100 hopper, none biped).
     """
     if state_limit is _FAMILY_LIMIT:
         state_limit = physics_settings.FAMILY_STATE_LIMIT.get(family)
     state_limit = np.inf if state_limit is None else np.asarray(state_limit, dtype=np.float64)
     qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
-    state = np.concatenate([qpos, qvel], axis=-1)
+    state = planar.state_vector(qpos, qvel)
     bad = ~np.all(np.isfinite(state), axis=-1)
-    height, angle = qpos[..., 1], qpos[..., 2]
+    height, pitch = planar.height(qpos), planar.pitch(qpos)
     with np.errstate(invalid="ignore"):
-        bad |= np.any(np.abs(state[..., 2:]) >= np.expand_dims(state_limit, -1), axis=-1)
+        bad |= np.any(np.abs(planar.without_x_and_height(state)) >= np.expand_dims(state_limit, -1), axis=-1)
         if family == "hopper":
-            bad |= np.abs(angle) >= HOPPER_ANGLE_LIMIT
+            bad |= np.abs(pitch) >= HOPPER_PITCH_LIMIT
             bad |= height <= HOPPER_MIN_HEIGHT_RATIO * np.asarray(start_height)
         elif family == "biped":
             low, high = BIPED_HEIGHT_RANGE
             bad |= (height <= low) | (height >= high)
-            bad |= np.abs(angle) >= BIPED_ANGLE_LIMIT
+            bad |= np.abs(pitch) >= BIPED_PITCH_LIMIT
         else:
             raise ValueError(f"unknown family {family!r}, allowed {list(FAMILIES)}")
     return bad
@@ -316,8 +322,75 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     return TASKS[name]
 
 
+@dataclass(frozen=True)
+class Transition:
+    """One control step of one robot: its reward, whether the task's termination rule fired, the
+    torso's x position before and after the step (m) and the mean forward speed between (m/s)."""
+
+    reward: float
+    terminated: bool
+    x_before: float
+    x_after: float
+    mean_speed: float
+
+
+class TaskRobot:
+    """One robot of one task: its MuJoCo model and data, reset and stepped under the task's rules.
+
+    ``step`` is the one single-robot control step (``planar.control_step``, then the task's reward
+    and termination); ``TaskEnv`` and the simulator node both step through it. The current state's
+    named quantities: ``x()``, ``height()``, ``pitch()``, ``speed()`` (``planar``).
+    """
+
+    def __init__(self, task: str | TaskSpec):
+        self.task = get_task(task)
+        self.model = self.task.build_model()
+        self.data = mujoco.MjData(self.model)
+        self.dt = self.task.dt  # s per control step: timestep x frame_skip
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """A fresh state from the task's reset noise (``TaskSpec.sample_reset`` with ``rng``)."""
+        qpos, qvel = self.task.sample_reset(self.model, rng, 1)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:], self.data.qvel[:] = qpos[0], qvel[0]
+        mujoco.mj_forward(self.model, self.data)
+
+    def observation(self) -> np.ndarray:
+        """(obs_dim,) the task's observation of the current state."""
+        return self.task.observation(self.data.qpos[None], self.data.qvel[None])[0]
+
+    def step(self, action: np.ndarray) -> Transition:
+        """One control step with action (act_dim,) (MuJoCo clamps it to [-1, 1]; the control cost
+        takes it unclipped)."""
+        action = np.asarray(action, dtype=np.float64).reshape(self.task.act_dim)
+        x_before = self.x()
+        planar.control_step(self.model, self.data, action, self.task.frame_skip)
+        x_after = self.x()
+        qpos, qvel = self.data.qpos[None], self.data.qvel[None]
+        reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None], qpos)[0])
+        terminated = bool(self.task.terminated(qpos, qvel)[0])
+        return Transition(reward, terminated, x_before, x_after, float(planar.mean_speed(x_before, x_after, self.dt)))
+
+    def x(self) -> float:
+        """Torso x position (m)."""
+        return float(planar.x_position(self.data.qpos))
+
+    def height(self) -> float:
+        """Torso height (m)."""
+        return float(planar.height(self.data.qpos))
+
+    def pitch(self) -> float:
+        """Torso pitch (rad)."""
+        return float(planar.pitch(self.data.qpos))
+
+    def speed(self) -> float:
+        """Forward speed of the torso now (m/s)."""
+        return float(planar.speed(self.data.qvel))
+
+
 class TaskEnv(gym.Env):
-    """One environment of one task. Observation (obs_dim,) float64; action (act_dim,) in [-1, 1]."""
+    """One environment of one task (a ``TaskRobot``). Observation (obs_dim,) float64; action
+    (act_dim,) in [-1, 1]. ``model`` and ``data`` are the robot's."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 125}
 
@@ -326,8 +399,8 @@ class TaskEnv(gym.Env):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode {render_mode!r}, allowed {[None, *self.metadata['render_modes']]}")
         self.task = get_task(task)
-        self.model = self.task.build_model()
-        self.data = mujoco.MjData(self.model)
+        self.robot = TaskRobot(self.task)
+        self.model, self.data = self.robot.model, self.robot.data
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.task.dt))}
         self._size = (width, height)
@@ -336,32 +409,18 @@ class TaskEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.task.act_dim,), np.float32)
         self._steps = 0
 
-    def _obs(self) -> np.ndarray:
-        return self.task.observation(self.data.qpos[None], self.data.qvel[None])[0]
-
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        qpos, qvel = self.task.sample_reset(self.model, self.np_random, 1)
-        mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[:], self.data.qvel[:] = qpos[0], qvel[0]
-        mujoco.mj_forward(self.model, self.data)
+        self.robot.reset(self.np_random)
         self._steps = 0
-        return self._obs(), {"x_position": float(self.data.qpos[0])}
+        return self.robot.observation(), {"x_position": self.robot.x()}
 
     def step(self, action):
-        action = np.asarray(action, dtype=np.float64).reshape(self.task.act_dim)
-        x_before = float(self.data.qpos[0])
-        self.data.ctrl[:] = action
-        self.data.qacc_warmstart[:] = 0
-        mujoco.mj_step(self.model, self.data, nstep=self.task.frame_skip)
-        x_after = float(self.data.qpos[0])
+        step = self.robot.step(action)
         self._steps += 1
-        reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None],
-                                        self.data.qpos[None])[0])
-        terminated = bool(self.task.terminated(self.data.qpos[None], self.data.qvel[None])[0])
         truncated = self._steps >= self.task.horizon
-        info = {"x_position": x_after, "x_velocity": (x_after - x_before) / self.task.dt}
-        return self._obs(), reward, terminated, truncated, info
+        info = {"x_position": step.x_after, "x_velocity": step.mean_speed}
+        return self.robot.observation(), step.reward, step.terminated, truncated, info
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -6,9 +6,12 @@ hands all of them, with their models (tasks may use different robots of the same
 to MuJoCo's native multi-threaded rollout, which runs ``frame_skip`` substeps in C without the GIL.
 Rewards, terminations and observations are then computed with NumPy on whole task slices.
 
-Each control step starts MuJoCo's constraint solver from a zero warm-start (``initial_warmstart``),
-exactly as ``tasks.TaskEnv`` does, so a batched env and a single Gymnasium env given the same actions
-produce bit-identical trajectories, whatever the thread count and scheduling.
+A control step is ``planar.control_step``'s rule run natively: ``ctrl = action`` held for
+``frame_skip`` substeps, MuJoCo's constraint solver started from a zero warm-start
+(``initial_warmstart``). The rewards and terminations are ``tasks``' rules reading the same named
+quantities (``planar``), so a batched env and a single ``tasks.TaskRobot`` (``TaskEnv``, the
+simulator node) given the same actions produce bit-identical trajectories, whatever the thread
+count and scheduling.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
+from . import planar
 from . import tasks as task_rules
 from .tasks import TaskSpec
 
@@ -88,14 +92,18 @@ class MultiTaskVecEnv:
                     f"{(first.nq, first.nv, first.nu, first.na)}: tasks trained together need one size signature")
         self.nq, self.nv, self.nu = first.nq, first.nv, first.nu
         self.nstate = mujoco.mj_stateSize(first, _FULLPHYSICS)
-        if self.nstate != 1 + self.nq + self.nv:
+        # a state row is [time, qpos (nq), qvel (nv)] (FULLPHYSICS without activations or plugins)
+        time_size = mujoco.mj_stateSize(first, mujoco.mjtState.mjSTATE_TIME)
+        if self.nstate != time_size + self.nq + self.nv:
             raise ValueError(f"models with activations or plugins are not supported (state size {self.nstate})")
+        self._qpos_columns = slice(time_size, time_size + self.nq)
+        self._qvel_columns = slice(time_size + self.nq, self.nstate)
         self.obs_dim = self.tasks[0].obs_dim
         self.act_dim = self.nu
         self.frame_skip = self.tasks[0].frame_skip
         if any(t.frame_skip != self.frame_skip for t in self.tasks):
             raise ValueError("all tasks of an experiment must share one frame_skip")
-        self.start_heights = [float(m.qpos0[1]) for m in self.models]
+        self.start_heights = [float(planar.height(m.qpos0)) for m in self.models]
         # per-task parameters shaped (T, 1), so each rule runs once over all tasks' (T, E) arrays
         column = lambda values: np.array(values, dtype=np.float64)[:, None]  # noqa: E731
         self._direction = column([t.direction for t in self.tasks])
@@ -173,17 +181,21 @@ class MultiTaskVecEnv:
         return switched
 
     # -- state views ------------------------------------------------------------------------------
-    def _qpos(self, state: np.ndarray) -> np.ndarray:
-        """(T, E, nq) view of qpos in a (T*E, nstate) state array."""
-        return state[:, 1:1 + self.nq].reshape(self.n_tasks, self.envs_per_task, self.nq)
+    def qpos(self, state: np.ndarray | None = None) -> np.ndarray:
+        """(T, E, nq) view of qpos in a (T*E, nstate) state array (default: the current state); its
+        named quantities: ``planar.x_position(venv.qpos())``, ``planar.height``, ``planar.pitch``."""
+        state = self.state if state is None else state
+        return state[:, self._qpos_columns].reshape(self.n_tasks, self.envs_per_task, self.nq)
 
-    def _qvel(self, state: np.ndarray) -> np.ndarray:
-        return state[:, 1 + self.nq:].reshape(self.n_tasks, self.envs_per_task, self.nv)
+    def qvel(self, state: np.ndarray | None = None) -> np.ndarray:
+        """(T, E, nv) view of qvel in a (T*E, nstate) state array (default: the current state)."""
+        state = self.state if state is None else state
+        return state[:, self._qvel_columns].reshape(self.n_tasks, self.envs_per_task, self.nv)
 
     def observe(self, state: np.ndarray | None = None) -> np.ndarray:
         """(T, E, obs_dim) observations of ``state`` (default: the current state)."""
         state = self.state if state is None else state
-        return task_rules.observation(self._qpos(state), self._qvel(state))
+        return task_rules.observation(self.qpos(state), self.qvel(state))
 
     def _terminated(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
         """bool (T, E): each task's termination rule on qpos (T, E, nq), qvel (T, E, nv)."""
@@ -202,8 +214,8 @@ class MultiTaskVecEnv:
                                                          len(env_index))
         rows = task_index * self.envs_per_task + env_index
         self.state[rows] = 0.0
-        self.state[rows, 1:1 + self.nq] = qpos
-        self.state[rows, 1 + self.nq:] = qvel
+        self.state[rows, self._qpos_columns] = qpos
+        self.state[rows, self._qvel_columns] = qvel
         self.episode_return[task_index, env_index] = 0.0
         self.episode_length[task_index, env_index] = 0
         self.grace_left[task_index, env_index] = 0
@@ -231,14 +243,13 @@ class MultiTaskVecEnv:
                              skip_checks=True, initial_warmstart=self._warmstart, state=self._out,
                              sensordata=self._sensor, chunk_size=self._chunk)
         new_state = self._out[:, -1]
-        x_before = self.state[:, 1].reshape(self.n_tasks, self.envs_per_task)
-        x_after = new_state[:, 1].reshape(self.n_tasks, self.envs_per_task)
-        qpos, qvel = self._qpos(new_state), self._qvel(new_state)
+        qpos, qvel = self.qpos(new_state), self.qvel(new_state)
+        x_before, x_after = planar.x_position(self.qpos()), planar.x_position(qpos)
         reward = task_rules.reward(x_before, x_after, actions, self._direction, self._alive_bonus,
                                    self._ctrl_cost, self._dt)
         if self.grace_left.any():
             graced = self.grace_left > 0
-            moving = self._direction * (x_after - x_before) / self._dt
+            moving = self._direction * planar.mean_speed(x_before, x_after, self._dt)
             reward += np.where(graced & (moving < 0), -moving, 0.0)
             self.grace_left[graced] -= 1
         for row, knee, low, high, penalty in self._knee_rows:
@@ -258,13 +269,13 @@ class MultiTaskVecEnv:
                 envs = np.flatnonzero(done[i])
                 finished[i] = [(float(self.episode_return[i, e]), int(self.episode_length[i, e])) for e in envs]
                 self._reset_envs(i, envs)
-                qpos_i = self._qpos(self.state)[i, envs]
-                qvel_i = self._qvel(self.state)[i, envs]
+                qpos_i = self.qpos()[i, envs]
+                qvel_i = self.qvel()[i, envs]
                 obs[i, envs] = task_rules.observation(qpos_i, qvel_i)
         switched = self._switch(done)
         if switched is not None and switched.any():
             obs = obs.copy() if obs is final_obs else obs
-            obs[switched] = task_rules.observation(self._qpos(self.state)[switched], self._qvel(self.state)[switched])
+            obs[switched] = task_rules.observation(self.qpos()[switched], self.qvel()[switched])
         return StepResult(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
                           final_obs=final_obs, finished=finished, switched=switched)
 

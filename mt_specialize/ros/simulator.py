@@ -8,8 +8,9 @@ of the real MuJoCo geoms in frame ``world``, robots side by side along y) and ``
 (std_msgs/Float64MultiArray, the task's observation), and subscribes ``commands``
 (Float64MultiArray, one value in [-1, 1] per actuator).
 
-Stepping is the one of ``tasks.TaskEnv``: ``ctrl = action``, zero warm-start, ``frame_skip``
-MuJoCo steps (4 x 2 ms -> 125 Hz control). A robot whose task's termination rule fires, or that
+Each robot is a ``tasks.TaskRobot``, stepped as ``tasks.TaskEnv`` and the batched training env step
+it: ``ctrl = action``, zero warm-start, ``frame_skip`` MuJoCo steps (4 x 2 ms -> 125 Hz control),
+then the task's reward and termination. A robot whose task's termination rule fires, or that
 reaches the horizon, is reset with the task's reset noise.
 
 ``mode``:
@@ -33,6 +34,7 @@ import mujoco
 import numpy as np
 from rclpy.node import Node
 
+from mt_specialize.envs.tasks import TaskRobot, TaskSpec, Transition, get_task
 from mt_specialize.ros.common import (
     CONTROL_QOS,
     LATCHED_QOS,
@@ -122,21 +124,21 @@ class GeomVisual:
 
 @dataclass
 class RobotSim:
-    """One robot of one task stepped exactly like ``tasks.TaskEnv``."""
+    """One simulated robot: a ``tasks.TaskRobot`` (its physics and its task's rules, stepped exactly
+    like ``tasks.TaskEnv``) with its episode counters, the joints it publishes and the geoms it draws."""
 
-    task: object
+    task: TaskSpec
     rng: np.random.Generator
+    robot: TaskRobot = field(init=False)
     model: mujoco.MjModel = field(init=False)
     data: mujoco.MjData = field(init=False)
 
     def __post_init__(self):
-        self.model = self.task.build_model()
-        self.data = mujoco.MjData(self.model)
-        self.frame_skip = int(getattr(self.task, "frame_skip", 4))
-        self.horizon = int(getattr(self.task, "horizon", 1000))
-        self.dt = float(self.model.opt.timestep) * self.frame_skip
+        self.robot = TaskRobot(self.task)
+        self.model, self.data = self.robot.model, self.robot.data
+        self.horizon = self.robot.task.horizon
+        self.dt = self.robot.dt
         self.act_dim = int(self.model.nu)
-        self.start_height = float(self.model.qpos0[1])  # as MultiTaskVecEnv
         m = self.model
         kinds = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
         self.joint_ids = [j for j in range(m.njnt) if int(m.jnt_type[j]) in kinds]
@@ -167,32 +169,25 @@ class RobotSim:
         return out
 
     def reset(self) -> None:
-        qpos, qvel = self.task.sample_reset(self.model, self.rng, 1)
-        mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[:] = np.asarray(qpos).reshape(-1)
-        self.data.qvel[:] = np.asarray(qvel).reshape(-1)
-        mujoco.mj_forward(self.model, self.data)
+        """A new episode from the task's reset noise (drawn from ``rng``)."""
+        self.robot.reset(self.rng)
         self.episode_steps = 0
         self.episode_return = 0.0
 
     def observation(self) -> np.ndarray:
-        return np.asarray(self.task.observation(self.data.qpos[None], self.data.qvel[None])[0],
-                          dtype=np.float64)
+        """(obs_dim,) float64, the task's observation of the current state."""
+        return self.robot.observation()
 
-    def step(self, action: np.ndarray) -> tuple[bool, bool]:
-        """One control step; returns (terminated, truncated). The caller resets on either."""
-        x_before = float(self.data.qpos[0])
-        self.data.ctrl[:] = action
-        self.data.qacc_warmstart[:] = 0.0
-        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+    def step(self, action: np.ndarray) -> tuple[Transition, bool]:
+        """One control step with action (act_dim,) (``TaskRobot.step``); returns its transition and
+        whether the horizon cut the episode (truncated: reached without termination). The caller
+        resets on either."""
+        step = self.robot.step(action)
         self.episode_steps += 1
         self.total_steps += 1
-        r = self.task.reward(np.array([x_before]), self.data.qpos[None, 0], action[None], qpos=self.data.qpos[None])
-        self.episode_return += float(np.asarray(r).reshape(-1)[0])
-        term = bool(np.asarray(self.task.terminated(self.data.qpos[None], self.data.qvel[None],
-                                                    self.start_height)).reshape(-1)[0])
-        trunc = (not term) and self.episode_steps >= self.horizon
-        return term, trunc
+        self.episode_return += step.reward
+        truncated = not step.terminated and self.episode_steps >= self.horizon
+        return step, truncated
 
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self.qpos_adr].copy()
@@ -284,8 +279,6 @@ class SimulatorNode(Node):
         from std_msgs.msg import Float64MultiArray, String
         from visualization_msgs.msg import MarkerArray
 
-        from mt_specialize.envs.tasks import get_task
-
         task_names = string_list_param(self, "tasks", ["hopper_capsule"])
         namespaces = string_list_param(self, "namespaces", [])
         self.mode = str(self.declare_parameter(
@@ -365,12 +358,12 @@ class SimulatorNode(Node):
 
     def _advance(self, i: int, action: np.ndarray) -> None:
         robot = self.robots[i]
-        term, trunc = robot.step(action)
-        if term or trunc:
+        step, truncated = robot.step(action)
+        if step.terminated or truncated:
             robot.episodes += 1
             self.get_logger().debug(
                 f"{self.ns[i]}: episode {robot.episodes} ended after {robot.episode_steps} steps "
-                f"({'terminated' if term else 'horizon'}), return {robot.episode_return:.1f}")
+                f"({'terminated' if step.terminated else 'horizon'}), return {robot.episode_return:.1f}")
             robot.reset()
 
     def _publish_state(self, i: int, force_markers: bool = False) -> None:

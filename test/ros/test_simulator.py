@@ -18,7 +18,9 @@ from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS
 
 #: the probe records whole streams: a deep queue so nothing is dropped while it is busy
 RECORD_QOS = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
-from mt_specialize.envs.tasks import get_task
+from mt_specialize.envs.tasks import TaskEnv, get_task
+from mt_specialize.envs.vec_env import MultiTaskVecEnv
+from mt_specialize.ros.simulator import RobotSim
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,6 +45,37 @@ def _dedupe(seq):
         if not out or not np.array_equal(out[-1], x):
             out.append(x)
     return out
+
+
+@pytest.mark.parametrize("name", ["hopper_box", "biped_backward"])
+def test_robot_sim_steps_bit_identically_to_task_env_and_the_batched_env(name):
+    """From one state, the same actions: the simulator's robot, a TaskEnv and the training env reach
+    the same states, rewards, terminations and episode return, bit for bit (no ROS traffic)."""
+    task = get_task(name)
+    venv = MultiTaskVecEnv([task], envs_per_task=1, seed=2, nthread=1)
+    venv.reset()
+    sim = RobotSim(task, np.random.default_rng(0))
+    env = TaskEnv(task)
+    env.reset(seed=0)
+    for data in (sim.data, env.data):
+        data.qpos[:], data.qvel[:] = venv.qpos()[0, 0], venv.qvel()[0, 0]
+    rng = np.random.default_rng(1)
+    for steps in range(1, 301):
+        action = rng.uniform(-1, 1, task.act_dim)  # in [-1, 1], as the node passes commands on
+        result = venv.step(action[None, None])
+        obs, reward, terminated, _, _ = env.step(action)
+        step, truncated = sim.step(action)
+        assert step.reward == reward == result.reward[0, 0]
+        assert step.terminated == terminated == result.terminated[0, 0] and not truncated
+        np.testing.assert_array_equal(sim.observation(), obs)
+        np.testing.assert_array_equal(obs, result.final_obs[0, 0])
+        if terminated:
+            break
+        for qpos, qvel in ((sim.data.qpos, sim.data.qvel), (venv.qpos()[0, 0], venv.qvel()[0, 0])):
+            np.testing.assert_array_equal(qpos, env.data.qpos)
+            np.testing.assert_array_equal(qvel, env.data.qvel)
+    assert terminated, "random actions should end the episode within 300 steps"
+    assert result.finished[0] == [(sim.episode_return, sim.episode_steps)] == [(sim.episode_return, steps)]
 
 
 def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, checkpoint_factory):
