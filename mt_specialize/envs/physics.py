@@ -23,8 +23,9 @@ torso_inertia         ``scaled`` (a torso_mass scales the torso's inertia with i
                       (only the mass changes, as DART's ``setMass``)
 knee_limit_penalty    >= 0 reward subtracted per step while the knee (joint ``leg_joint``) is within
                       KNEE_LIMIT_MARGIN rad of either limit; hopper family only
-state_limit           None | > 0: terminate when any |concat(qpos, qvel)[2:]| >= it (so |qvel| and
-                      the joint angles; the authors' ``(np.abs(s[2:]) < 100).all()``)
+state_limit           None | > 0: terminate when any |concat(qpos, qvel)[2:]| >= it (pitch, joint
+                      angles, every velocity: ``planar.without_x_and_height``; the authors'
+                      ``(np.abs(s[2:]) < 100).all()``)
 integrator            ``euler`` | ``implicitfast`` | ``implicit`` | ``rk4``
 ====================  ============================================================================
 
