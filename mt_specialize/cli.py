@@ -121,7 +121,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, out, resume=args.resume)
     c = trainer.config
     print(f"run {out}: {trainer.experiment.name} [{', '.join(trainer.task_names)}], method {c.method}, "
-          f"joint samples {c.joint_samples:,}, split fraction {c.split_fraction:g}, seed {c.seed}, {c.samples:,} samples, "
+          f"joint samples {c.joint_samples:,}, split fraction {c.split_fraction:g}, seed {c.seed}, "
+          f"{c.samples:,} samples, "
           f"{trainer.batch:,} samples/iteration ({c.envs_per_task} envs x {trainer.steps} steps per task)",
           file=sys.stderr)
     with _Progress(c.samples, trainer.task_names, start=trainer.samples) as progress, StopOnSignals() as stop:
@@ -144,7 +145,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _default_run_name(config) -> str:
-    """``<experiment>_<method>[_jt<J>_sp<S>]_seed<N>`` in the paper's names (``three_hoppers_ours_jt400k_sp0.25_seed1``)."""
+    """``<experiment>_<method>[_jt<J>_sp<S>]_seed<N>`` in the paper's names
+    (``three_hoppers_ours_jt400k_sp0.25_seed1``)."""
     exp = Path(str(config.experiment)).stem
     from .methods import get_method
 

@@ -102,8 +102,9 @@ def canonical_settings(data: Mapping[str, Any], source: str = "config",
         name = PAPER_ALIASES.get(key, key)
         if name in out and not _same_setting(name, out[name], value):
             alias = _PAPER_NAME[name]
-            raise ValueError(f"{source + ': ' if source else ''}{label(alias)} is the paper's name of {label(name)}, and the two "
-                             f"differ ({label(alias)}={data[alias]}, {label(name)}={data[name]}); give one of them")
+            where = f"{source}: " if source else ""
+            raise ValueError(f"{where}{label(alias)} is the paper's name of {label(name)}, and the two differ "
+                             f"({label(alias)}={data[alias]}, {label(name)}={data[name]}); give one of them")
         if name not in out or key == name:
             out[name] = value
     method = out.get("method")

@@ -539,9 +539,9 @@ def headline_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
             values = seed_values_at(seeds, "return_pooled", at)
             ours = seed_values_at(grid.cells(experiment, reference), "return_pooled", at)
             comparison = Comparison(ours, values)
-            cells += [f"{PAPER_TABLE_I[variant][PAPER_COLUMN[experiment]]:.0f}", _cell(values) + _seed_note(values, seeds),
-                      "" if variant == reference else
-                      (_fmt_interval(comparison.poi) if comparison.complete else "–")]
+            paper = PAPER_TABLE_I[variant][PAPER_COLUMN[experiment]]
+            cells += [f"{paper:.0f}", _cell(values) + _seed_note(values, seeds),
+                      "" if variant == reference else (_fmt_interval(comparison.poi) if comparison.complete else "–")]
         lines.append(f"| {METHOD_NAMES[variant]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -716,8 +716,8 @@ def readme_blocks(source, at: int = TABLE_AT, references: Iterable[str | Path] |
     for profile, grid in first.items():
         suffix = "" if profile == headline else f"_{profile}"
         blocks.update({f"n_done{suffix}": str(_n_done(grid, at)), f"table1{suffix}": table_one(grid, at),
-                       f"comparison{suffix}": comparison_summary(grid, at), f"torso_mass{suffix}": torso_mass_table(grid, at),
-                       f"headline{suffix}": headline_table(grid, at)})
+                       f"comparison{suffix}": comparison_summary(grid, at),
+                       f"torso_mass{suffix}": torso_mass_table(grid, at), f"headline{suffix}": headline_table(grid, at)})
     return blocks
 
 

@@ -59,8 +59,8 @@ class RunSpec:
         from mt_specialize.learning.ppo import PPOConfig
 
         return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed,
-                           joint_samples=self.jt, split_fraction=self.sp, samples=samples, physics_threads=physics_threads,
-                           ppo=PPOConfig(**dict(self.ppo)), profile=self.profile)
+                           joint_samples=self.jt, split_fraction=self.sp, samples=samples,
+                           physics_threads=physics_threads, ppo=PPOConfig(**dict(self.ppo)), profile=self.profile)
 
 
 def with_ppo_settings(specs: list[RunSpec], settings: dict) -> list[RunSpec]:

@@ -64,7 +64,8 @@ def test_one_setting_under_two_names_with_one_value_is_accepted():
 
 
 def test_an_unknown_method_is_refused_listing_both_names_of_the_papers():
-    with pytest.raises(ValueError, match=r"unknown method 'ourz'; allowed methods: \['gradient_guided', 'ours', 'joint'"):
+    with pytest.raises(ValueError, match=r"unknown method 'ourz'; allowed methods: "
+                                         r"\['gradient_guided', 'ours', 'joint'"):
         _resolved(TrainConfig(method="ourz"))
 
 
