@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from mujoco import rollout as mj_rollout
 
-from mt_specialize.config import DEFAULT_JT, TrainConfig, parse_count
+from mt_specialize.config import DEFAULT_JOINT_SAMPLES, TrainConfig, parse_count
 from mt_specialize.experiments import get_experiment
 from mt_specialize.envs.tasks import TaskEnv
 from mt_specialize.train import Trainer
@@ -56,8 +56,9 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
     steps = max(1, round(probe.batch_size / (n_tasks * probe.envs_per_task)))
     batch = n_tasks * probe.envs_per_task * steps
     iters = max(1, -(-samples_per_phase // batch))
-    jt = (1 + iters) * batch
-    config = TrainConfig(experiment=experiment, method="ours", seed=1, jt=jt, samples=jt + (1 + iters) * batch,
+    joint_samples = (1 + iters) * batch
+    config = TrainConfig(experiment=experiment, method="gradient_guided", seed=1, joint_samples=joint_samples,
+                         samples=joint_samples + (1 + iters) * batch,
                          physics_threads=physics_threads, torch_threads=torch_threads, checkpoint_every=10**6,
                          profile=profile)
     rows: list[dict] = []
@@ -93,7 +94,8 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
                 "update_seconds_per_iteration": (seconds - rollout_seconds) / len(timed)}
 
     joint, spec = phase("joint"), phase("specialized")
-    estimate = DEFAULT_JT / joint["samples_per_s"] + (RUN_SAMPLES - DEFAULT_JT) / spec["samples_per_s"]
+    estimate = (DEFAULT_JOINT_SAMPLES / joint["samples_per_s"]
+                + (RUN_SAMPLES - DEFAULT_JOINT_SAMPLES) / spec["samples_per_s"])
     # physics replay set: (model index, state, action) evenly thinned over the joint phase
     states = np.concatenate([s for s, _ in recorded])
     actions = np.concatenate([a for _, a in recorded])
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         for phase in ("joint", "specialized"):
             print(f"  (d) rollout / (bound x {r['physics_threads']} cores), {phase:<11}: "
                   f"{r[phase]['rollout_over_physics_bound_x_cores']:.0%}")
-        print(f"      3M-sample run (jt {DEFAULT_JT // 1000}k): ~{r['estimated_3M_run_minutes']:.1f} min "
+        print(f"      3M-sample run (jt {DEFAULT_JOINT_SAMPLES // 1000}k): ~{r['estimated_3M_run_minutes']:.1f} min "
               f"(ESTIMATE from the per-phase throughput above; checkpoints/metrics not included)")
     if "sb3" in report:
         s = report["sb3"]

@@ -2,14 +2,17 @@
 
     mt-specialize list                               experiments and their tasks
     mt-specialize snapshot TASK PNG                  headless picture of a task's robot
-    mt-specialize train EXPERIMENT --method ours --jt 400k --sp 0.25 --seed 1 --samples 4M --out DIR
+    mt-specialize train EXPERIMENT --method gradient_guided --joint-samples 400k --split-fraction 0.25
+                        --seed 1 --samples 4M --out DIR
     mt-specialize train --config run.yaml [--resume]
     mt-specialize gait RUN_DIR TASK OUT.gif          a trained policy's gait (optionally switching task)
     mt-specialize export RUN_DIR OUT.safetensors     the serving part of a run's newest checkpoint
     mt-specialize up | switch | record | rviz-config ROS 2 graph for pip-only users (see docs/ros.md)
 
-The paper's grid of runs and its report are not part of the package: ``python -m paper --help``
-from a source checkout.
+The paper's names are accepted everywhere: ``--jt`` = ``--joint-samples``, ``--sp`` =
+``--split-fraction``, method ``ours`` = ``gradient_guided`` (``mt-specialize train --method ours --jt
+400k --sp 0.25``). The paper's grid of runs and its report are not part of the package: ``python -m
+paper --help`` from a source checkout.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from .config import TrainConfig
+    from .config import TrainConfig, canonical_settings
 
     saved = Path(args.out or "") / "config.yaml"
     if args.config:
@@ -56,12 +59,14 @@ def _train_config(args: argparse.Namespace):
         config = TrainConfig.from_yaml(saved, run_config=True)
     else:
         config = TrainConfig()
-    overrides = {"experiment": args.experiment, "method": args.method, "jt": args.jt, "sp": args.sp,
-                 "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task,
-                 "profile": args.profile}
+    flags = {"experiment": args.experiment, "method": args.method, "jt": args.jt,
+             "joint_samples": args.joint_samples, "sp": args.sp, "split_fraction": args.split_fraction,
+             "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task,
+             "profile": args.profile}
+    given = {key: value for key, value in flags.items() if value is not None}
+    overrides = canonical_settings(given, source="", label=lambda key: "--" + key.replace("_", "-"))
     for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, value)
+        setattr(config, key, value)
     return config
 
 
@@ -116,7 +121,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, out, resume=args.resume)
     c = trainer.config
     print(f"run {out}: {trainer.experiment.name} [{', '.join(trainer.task_names)}], method {c.method}, "
-          f"jt {c.jt:,}, sp {c.sp:g}, seed {c.seed}, {c.samples:,} samples, "
+          f"joint samples {c.joint_samples:,}, split fraction {c.split_fraction:g}, seed {c.seed}, "
+          f"{c.samples:,} samples, "
           f"{trainer.batch:,} samples/iteration ({c.envs_per_task} envs x {trainer.steps} steps per task)",
           file=sys.stderr)
     with _Progress(c.samples, trainer.task_names, start=trainer.samples) as progress, StopOnSignals() as stop:
@@ -139,12 +145,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _default_run_name(config) -> str:
+    """``<experiment>_<method>[_jt<J>_sp<S>]_seed<N>`` in the paper's names
+    (``three_hoppers_ours_jt400k_sp0.25_seed1``)."""
     exp = Path(str(config.experiment)).stem
-    from .methods import METHODS
+    from .methods import get_method
 
-    parts = [exp, config.method]
-    if config.method in METHODS and METHODS[config.method].chooses_split:
-        parts += [f"jt{config.jt or '400k'}", f"sp{config.sp if config.sp is not None else 0.25}"]
+    try:
+        method = get_method(config.method)
+    except ValueError:
+        method = None
+    parts = [exp, method.file_name if method else config.method]
+    if method is not None and method.chooses_split:
+        parts += [f"jt{config.joint_samples or '400k'}",
+                  f"sp{config.split_fraction if config.split_fraction is not None else 0.25}"]
     return "_".join(str(p) for p in parts + [f"seed{config.seed}"])
 
 
@@ -189,7 +202,7 @@ def _cmd_gait(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .methods import METHODS
+    from .methods import METHODS, method_names
 
     parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,9 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run (joint -> split -> specialize, or a baseline)")
     p.add_argument("experiment", nargs="?", help="built-in experiment name or experiment YAML file")
     p.add_argument("--config", help="YAML file of TrainConfig settings (command-line flags override it)")
-    p.add_argument("--method", choices=list(METHODS))
-    p.add_argument("--jt", help="joint-training samples before the split, e.g. 400k")
-    p.add_argument("--sp", help="fraction of policy entries to split, in [0, 1]")
+    methods = [m.name + (f" (the paper's {m.paper_name})" if m.paper_name else "") + f": {m.summary}"
+               for m in METHODS.values()]
+    p.add_argument("--method", choices=method_names(), metavar="METHOD",
+                   help="; ".join(methods).replace("%", "%%") + " (default gradient_guided)")
+    p.add_argument("--joint-samples", dest="joint_samples", metavar="N",
+                   help="joint-training samples (all tasks) before the split, e.g. 400k (default 400k)")
+    p.add_argument("--jt", metavar="N", help="the paper's name of --joint-samples")
+    p.add_argument("--split-fraction", dest="split_fraction", metavar="F",
+                   help="fraction of the policy's entries split into per-task copies, in [0, 1] (default 0.25)")
+    p.add_argument("--sp", metavar="F", help="the paper's name of --split-fraction")
     p.add_argument("--seed", type=int)
     p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
     p.add_argument("--envs-per-task", type=int, dest="envs_per_task")

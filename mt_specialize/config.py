@@ -2,15 +2,21 @@
 
 A run is fully described by a ``TrainConfig``; it is written to ``RUN_DIR/config.yaml`` and a resumed
 run must match it. Sample counts accept suffixes: ``400k``, ``3M``, ``3_000_000``.
+
+The paper's names are aliases (``PAPER_ALIASES``): ``jt`` = ``joint_samples``, ``sp`` =
+``split_fraction``, method ``ours`` = ``gradient_guided``; a setting given under both names must have
+one value. A run's config.yaml is written under the paper's names (``TrainConfig.to_run_config``), the
+format every version of the package reads and resumes.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -39,8 +45,12 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     "none": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
              "score_statistic": "variance", "split_count": "round"},
 }
-DEFAULT_JT = 400_000
-DEFAULT_SP = 0.25
+DEFAULT_JOINT_SAMPLES = 400_000
+DEFAULT_SPLIT_FRACTION = 0.25
+# the paper's names of settings (Yu, Turk & Liu, Table I: "jt=400k, sp=25%") -> the names here;
+# accepted wherever a setting is given, and the keys of a run's config.yaml
+PAPER_ALIASES = {"jt": "joint_samples", "sp": "split_fraction"}
+_PAPER_NAME = {name: alias for alias, name in PAPER_ALIASES.items()}
 
 _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
 
@@ -67,14 +77,71 @@ def parse_count(value: Any, what: str = "count") -> int:
     return count
 
 
+def _same_setting(name: str, a: Any, b: Any) -> bool:
+    """Whether two spellings of setting ``name`` are one value (``400k`` and 400000 are)."""
+    if a == b:
+        return True
+    try:
+        if name == "joint_samples":
+            return parse_count(a, name) == parse_count(b, name)
+        if name == "split_fraction":
+            return float(a) == float(b)
+    except (TypeError, ValueError):
+        pass
+    return False
+
+
+def canonical_settings(data: Mapping[str, Any], source: str = "config",
+                       label: Callable[[str], str] = str) -> dict[str, Any]:
+    """``data`` with the paper's names replaced by the settings' names: ``jt`` -> ``joint_samples``,
+    ``sp`` -> ``split_fraction``, and a method given by its paper name (``ours``) by its name
+    (``gradient_guided``). Key order is kept. ValueError if a setting is given under both names with
+    different values; ``label`` spells a key in that message (e.g. as a command-line flag)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = PAPER_ALIASES.get(key, key)
+        if name in out and not _same_setting(name, out[name], value):
+            alias = _PAPER_NAME[name]
+            where = f"{source}: " if source else ""
+            raise ValueError(f"{where}{label(alias)} is the paper's name of {label(name)}, and the two differ "
+                             f"({label(alias)}={data[alias]}, {label(name)}={data[name]}); give one of them")
+        if name not in out or key == name:
+            out[name] = value
+    method = out.get("method")
+    if isinstance(method, str):
+        try:
+            out["method"] = get_method(method).name
+        except ValueError:  # an unknown method is reported by TrainConfig.resolved, with the allowed ones
+            pass
+    return out
+
+
+def _accepts_paper_names(cls):
+    """Let ``cls(...)`` take the paper's names too (``TrainConfig(jt=400_000, sp=0.25, method="ours")``)."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **canonical_settings(kwargs, source=cls.__name__))
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_accepts_paper_names
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (SPEC §5). ``None`` fields take the method's default.
+    The paper's names are accepted as keywords and YAML keys, and read as attributes: ``jt``, ``sp``
+    and method ``ours``.
 
     experiment:     built-in experiment name or path to an experiment YAML file
-    method:         ours | joint | separate | random | append (mt_specialize.methods: what each fixes)
-    jt:             joint-training samples before the split (ours, random); default 400k
-    sp:             fraction of policy entries split into per-task copies (ours, random); default 0.25
+    method:         gradient_guided (the paper's ``ours``) | joint | separate | random | append
+                    (mt_specialize.methods: what each fixes)
+    joint_samples:  the paper's ``jt``: joint-training samples (all tasks) before the split
+                    (gradient_guided, random); default 400k
+    split_fraction: the paper's ``sp``: fraction of policy entries split into per-task copies
+                    (gradient_guided, random); default 0.25
     seed:           seeds the networks' initialisation, the envs' resets, the minibatch order and the
                     random split
     samples:        total env steps summed over tasks (default: the experiment's budget)
@@ -109,7 +176,8 @@ class TrainConfig:
     append_mode:    ``raw`` = the one-hot task id is appended after observation normalisation;
                     ``normalized`` = before it, as the authors' env did (the per-task normaliser then
                     maps it to ~0); null = the profile's
-    split_count:    ``round`` = round(sp * n) entries; ``floor_nonzero`` = the int(sp * n) highest
+    split_count:    ``round`` = round(split_fraction * n) entries; ``floor_nonzero`` = the
+                    int(split_fraction * n) highest
                     scores, only those with a nonzero score (the authors'); null = the profile's
     task_switch_prob: per control step and env, the probability that a robot walking under one task
                     goes on under another task that drives the same robot (biped forward/backward):
@@ -125,9 +193,9 @@ class TrainConfig:
     """
 
     experiment: str = "three_hoppers"
-    method: str = "ours"
-    jt: int | None = None
-    sp: float | None = None
+    method: str = "gradient_guided"
+    joint_samples: int | None = None
+    split_fraction: float | None = None
     seed: int = 1
     samples: int | None = None
     batch_size: int | None = None
@@ -151,17 +219,38 @@ class TrainConfig:
     task_switch_grace: float = 0.0
     task_physics: dict | None = None
 
+    # -- the paper's names ---------------------------------------------------------------------------
+    @property
+    def jt(self):
+        """The paper's name of ``joint_samples``."""
+        return self.joint_samples
+
+    @jt.setter
+    def jt(self, value) -> None:
+        self.joint_samples = value
+
+    @property
+    def sp(self):
+        """The paper's name of ``split_fraction``."""
+        return self.split_fraction
+
+    @sp.setter
+    def sp(self, value) -> None:
+        self.split_fraction = value
+
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "TrainConfig":
-        """Build from a mapping (YAML); unknown keys are an error naming them and the allowed ones."""
+        """Build from a mapping (YAML), the paper's names accepted (``canonical_settings``); unknown keys
+        are an error naming them and the allowed ones."""
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
-        data = dict(data)
+        data = canonical_settings(data, source)
         allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; allowed keys: {allowed}")
+            raise ValueError(f"{source}: unknown key(s) {unknown}; allowed keys: {allowed} "
+                             f"(and the paper's names {list(PAPER_ALIASES)})")
         ppo_data = data.pop("ppo", None) or {}
         if not isinstance(ppo_data, dict):
             raise ValueError(f"{source}: 'ppo' must be a mapping of PPO settings")
@@ -196,7 +285,19 @@ class TrainConfig:
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict:
+        """Every field by its name (plain values; ``ppo`` a mapping)."""
         return dataclasses.asdict(self)
+
+    def to_run_config(self) -> dict:
+        """What a run's config.yaml and its checkpoints' metadata hold: :meth:`to_dict` under the
+        paper's names (``jt``, ``sp``, method ``ours``), in the same order: the file format every
+        version reads, so a run resumes under older and newer code alike."""
+        out = {_PAPER_NAME.get(key, key): value for key, value in self.to_dict().items()}
+        try:
+            out["method"] = get_method(self.method).file_name
+        except ValueError:
+            pass
+        return out
 
     # -- validation and defaults --------------------------------------------------------------------
     def resolved(self, experiment_budget: int, experiment_batch: int) -> "TrainConfig":
@@ -207,37 +308,41 @@ class TrainConfig:
         if c.samples <= 0:
             raise ValueError("samples must be > 0")
         c.batch_size = parse_count(c.batch_size if c.batch_size is not None else experiment_batch, "batch_size")
-        if c.jt is not None:
-            c.jt = parse_count(c.jt, "jt")
-        if c.sp is not None:
+        c.method = method.name
+        if c.joint_samples is not None:
+            c.joint_samples = parse_count(c.joint_samples, "joint_samples (jt)")
+        if c.split_fraction is not None:
             try:
-                c.sp = float(c.sp)
+                c.split_fraction = float(c.split_fraction)
             except (TypeError, ValueError):
-                raise ValueError(f"sp must be a number in [0, 1], got {c.sp!r}") from None
-            if not 0.0 <= c.sp <= 1.0:
-                raise ValueError(f"sp must be in [0, 1] (a fraction of the policy's entries), got {c.sp}")
-        fixed = {"jt": 0 if method.joint_phase == "none" else None, "sp": method.split_fraction}
-        for name, given in (("jt", c.jt), ("sp", c.sp)):
+                raise ValueError(f"split_fraction (sp) must be a number in [0, 1], got {c.split_fraction!r}") from None
+            if not 0.0 <= c.split_fraction <= 1.0:
+                raise ValueError("split_fraction (sp) must be in [0, 1] (a fraction of the policy's entries), "
+                                 f"got {c.split_fraction}")
+        fixed = {"joint_samples": 0 if method.joint_phase == "none" else None,
+                 "split_fraction": method.split_fraction}
+        for name, given in (("joint_samples", c.joint_samples), ("split_fraction", c.split_fraction)):
             want = fixed[name]
             if given is not None and want is not None and given != want:
                 choosers = " or ".join(repr(m.name) for m in METHODS.values() if m.chooses_split)
-                raise ValueError(f"method {c.method!r} fixes {name}={want}; got {name}={given} "
-                                 f"(use method {choosers} to choose jt and sp)")
+                raise ValueError(f"method {c.method!r} fixes {name} ({_PAPER_NAME[name]}) = {want}; got {given} "
+                                 f"(use method {choosers} to choose joint_samples and split_fraction)")
         if method.split_fraction is not None:
-            c.sp = method.split_fraction
-        else:
-            c.sp = DEFAULT_SP if c.sp is None else c.sp
+            c.split_fraction = method.split_fraction
+        elif c.split_fraction is None:
+            c.split_fraction = DEFAULT_SPLIT_FRACTION
         if method.joint_phase == "budget":
-            c.jt = c.samples
+            c.joint_samples = c.samples
         elif method.joint_phase == "none":
-            c.jt = 0
+            c.joint_samples = 0
         else:
-            c.jt = DEFAULT_JT if c.jt is None else c.jt
-            if c.jt > c.samples:
-                raise ValueError(f"jt={c.jt} joint samples is beyond the budget samples={c.samples}")
-        if method.scores_gradients and c.jt == 0 and 0.0 < c.sp < 1.0:
-            raise ValueError(f"method {c.method!r} with jt=0 has no joint-training gradients to score; "
-                             "use jt > 0, or sp=1 (that is method 'separate')")
+            c.joint_samples = DEFAULT_JOINT_SAMPLES if c.joint_samples is None else c.joint_samples
+            if c.joint_samples > c.samples:
+                raise ValueError(f"joint_samples (jt) = {c.joint_samples:,} is beyond the budget "
+                                 f"samples = {c.samples:,}")
+        if method.scores_gradients and c.joint_samples == 0 and 0.0 < c.split_fraction < 1.0:
+            raise ValueError(f"method {c.method!r} with joint_samples (jt) = 0 has no joint-training gradients "
+                             "to score; use joint_samples > 0, or split_fraction 1 (that is method 'separate')")
         if c.split_value is None:
             c.split_value = method.split_value_net
         for name in ("envs_per_task", "score_window", "checkpoint_every", "keep_checkpoints", "torch_threads"):

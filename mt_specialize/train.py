@@ -11,7 +11,7 @@ task after task (``ppo.optimizer``); ``learning.ppo_update`` states the loss.
 
 Sample counts: ``samples`` counts the samples of accepted iterations (it rewinds when the revert
 rule rejects an iteration, as the authors counted); ``samples_real`` every env step taken. The
-budget, the joint phase ``jt`` and Table I read ``samples``; without a revert bound they are equal.
+budget, the joint phase ``joint_samples`` and Table I read ``samples``; without a revert bound they are equal.
 """
 from __future__ import annotations
 
@@ -144,8 +144,8 @@ class Trainer:
 
     # -- run directory --------------------------------------------------------------------------------
     def _prepare_out_dir(self, resume: bool) -> None:
-        """A new run writes config.yaml; a resumed one must have been started with the same config
-        (``RESULT_NEUTRAL_SETTINGS`` aside)."""
+        """A new run writes config.yaml (``TrainConfig.to_run_config``: the paper's names); a resumed one
+        must have been started with the same config (``RESULT_NEUTRAL_SETTINGS`` aside)."""
         mine = self.config.to_dict()
         if resume:
             # through TrainConfig, so a setting added since the run started compares as its default
@@ -159,7 +159,7 @@ class Trainer:
                 details = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
                 raise ValueError(f"cannot resume {str(self.out_dir)!r} with a different config ({details})")
             return
-        self.run_dir.create(mine)
+        self.run_dir.create(self.config.to_run_config())
 
     # -- rollout --------------------------------------------------------------------------------------
     def _normalizer_input(self, obs: np.ndarray) -> np.ndarray:
@@ -302,9 +302,9 @@ class Trainer:
         shapes = {name: mask.shape for name, mask in self.policy.split_masks().items()}
         if self.method.random_mask:
             generator = torch.Generator().manual_seed(c.seed + 7919)
-            masks = random_split_masks(shapes, c.sp, generator)
+            masks = random_split_masks(shapes, c.split_fraction, generator)
             score = None
-        elif c.sp >= 1.0:
+        elif c.split_fraction >= 1.0:
             masks = {name: torch.ones(shape, dtype=torch.bool) for name, shape in shapes.items()}
             score = None
         else:
@@ -312,7 +312,7 @@ class Trainer:
                 raise RuntimeError("no gradient spread was recorded during the joint phase")
             raw_score = self.spread.score()
             score = {name: raw_score[name] for name in shapes}  # canonical order: ties break the same way
-            masks = select_split_masks(score, c.sp, count=c.split_count)
+            masks = select_split_masks(score, c.split_fraction, count=c.split_count)
         self._apply_masks(self.policy, masks)
         if c.split_value:
             self._apply_masks(self.value, {n: torch.ones(m.shape, dtype=torch.bool)
@@ -324,8 +324,8 @@ class Trainer:
         n_split = int(sum(int(m.sum()) for m in masks.values()))
         n_total = int(sum(m.numel() for m in masks.values()))
         ckpt.save_checkpoint(self.run_dir.split_path, tensors,
-                             {"samples": self.samples, "iteration": self.iteration, "method": c.method,
-                              "sp": c.sp, "split_entries": n_split, "policy_entries": n_total})
+                             {"samples": self.samples, "iteration": self.iteration, "method": self.method.file_name,
+                              "sp": c.split_fraction, "split_entries": n_split, "policy_entries": n_total})
         from .plots import plot_split
 
         plot_split(self.out_dir)
@@ -362,7 +362,7 @@ class Trainer:
         tensors["torch_rng"] = torch.get_rng_state()
         metadata = {
             "format": CHECKPOINT_FORMAT,
-            "config": self.config.to_dict(),
+            "config": self.config.to_run_config(),
             "experiment": self.experiment.name,
             "task_names": self.task_names,
             "obs_dim": self.obs_dim,
@@ -459,7 +459,7 @@ class Trainer:
         signals (``stop_signals.StopOnSignals`` for a command, an event for the learner node)."""
         c = self.config
         try:
-            if c.jt == 0 and c.sp > 0 and not self.split_done:
+            if c.joint_samples == 0 and c.split_fraction > 0 and not self.split_done:
                 self._split()
             while self.samples < c.samples:
                 start = time.perf_counter()
@@ -474,13 +474,13 @@ class Trainer:
                         self.save()
                 else:
                     batch = self.prepare_batch(rollout)
-                    track = self.method.scores_gradients and not self.split_done and c.sp > 0
+                    track = self.method.scores_gradients and not self.split_done and c.split_fraction > 0
                     stats = self.update(batch, track_gradients=track)
                     self.iteration += 1
                     self.samples += self.batch
                     row = self._row(stats, time.perf_counter() - start, rollout_time)
                     self._write_row(row)
-                    if not self.split_done and c.sp > 0 and self.samples >= c.jt:
+                    if not self.split_done and c.split_fraction > 0 and self.samples >= c.joint_samples:
                         self._split()
                         self.save()
                     elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
@@ -537,10 +537,11 @@ class Trainer:
         return True
 
     def finish(self) -> dict:
-        """Write summary.json and learning_curve.png; return the summary."""
+        """Write summary.json and learning_curve.png; return the summary (the paper's names, as the run's
+        config.yaml: ``method`` ``ours`` for gradient_guided, ``jt``, ``sp``)."""
         summary = {
-            "experiment": self.experiment.name, "method": self.config.method, "jt": self.config.jt,
-            "sp": self.config.sp, "seed": self.config.seed, "samples": self.samples,
+            "experiment": self.experiment.name, "method": self.method.file_name, "jt": self.config.joint_samples,
+            "sp": self.config.split_fraction, "seed": self.config.seed, "samples": self.samples,
             "iterations": self.iteration, "samples_real": self.samples_real, "reverts": self.reverts,
             "profile": self.config.profile, "return_pooled": _mean(self.pooled_returns),
             "returns": {name: _mean(r) for name, r in zip(self.task_names, self.task_returns)},

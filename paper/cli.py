@@ -1,7 +1,7 @@
 """The paper's reproduction, run from the repository root::
 
     python -m paper reproduce [--profile paper] [--only GLOB] [--workers N] [--archive DIR]
-    python -m paper report [--root runs/grid_paper] [--out results] [--readme README.md]
+    python -m paper report [--root runs/grid_paper] [--out results] [--readme results/README.md --readme README.md]
     python -m paper archive [--root runs/grid_paper] [--to results/grid_paper]
 
 ``reproduce`` runs (or resumes) the paper's grid of training runs, ``report`` writes Table I, the
@@ -98,20 +98,24 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from paper.report import update_readme, write_report
+    from paper.report import blocks_in, update_readme, write_report
 
     at = parse_count(args.at, "--at")
-    if args.readme and not Path(args.readme).is_file():
-        raise SystemExit(f"--readme: no file {args.readme}")
+    readmes = args.readme or []
+    for readme in readmes:
+        if not Path(readme).is_file():
+            raise SystemExit(f"--readme: no file {readme}")
     roots = args.root or ["runs/grid_paper"]
     path = write_report(roots, args.out, gaits=not args.no_gifs, at=at)
     print(f"wrote {path} and figures in {args.out}")
-    if args.readme:
+    if readmes:
         try:
-            blocks = update_readme(args.readme, roots, at)
+            blocks = update_readme(readmes, roots, at)
         except ValueError as err:
-            raise SystemExit(f"--readme {args.readme}: {err}") from None
-        print(f"filled {', '.join(blocks)} in {args.readme} ({blocks['n_done']} runs at {at:,} samples)")
+            raise SystemExit(f"--readme: {err}") from None
+        for readme in readmes:
+            print(f"filled {', '.join(blocks_in(Path(readme).read_text(), blocks))} in {readme} "
+                  f"({blocks['n_done']} runs at {at:,} samples)")
     return 0
 
 
@@ -155,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--no-gifs", action="store_true")
     p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as the paper)")
-    p.add_argument("--readme", default=None, metavar="FILE",
-                   help="also fill FILE's generated blocks: <!-- verdict -->, n_done, table1, comparison, "
-                        "torso_mass (and their _none / _mujoco variants where FILE has the markers)")
+    p.add_argument("--readme", action="append", metavar="FILE",
+                   help="also fill FILE's generated blocks, those it has markers for (repeatable; together the "
+                        "files hold <!-- verdict -->, n_done, table1, comparison, torso_mass; optional: headline "
+                        "and the _none / _mujoco variants): --readme results/README.md --readme README.md")
     p.set_defaults(func=cmd_report)
     return parser
 

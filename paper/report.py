@@ -520,6 +520,32 @@ def comparison_summary(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> 
 
 # ---------------------------------------------------------------------------------------------- verdict
 
+def headline_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
+    """Markdown, one row per main method (Table I's method rows): for three_hoppers and biped_fwd_bwd the
+    paper's figure, ours at ``at`` (mean ± std over seeds, accepted reading, partial runs counted) and
+    P(reference > method) with its 95% stratified-bootstrap interval."""
+    grid = _as_grid(runs)
+    titles = _REF["table_i"]["column_titles"]
+    short = METHOD_NAMES[reference].split(" (")[0]
+    header, rule = ["method"], ["---"]
+    for column in TABLE_COLUMNS:
+        header += [f"{titles[column]}: paper", f"{titles[column]}: here", f"P({short} > method)"]
+        rule += ["---:"] * 3
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    for variant in MAIN_VARIANTS:
+        cells = []
+        for experiment in TABLE_COLUMNS:
+            seeds = grid.cells(experiment, variant)
+            values = seed_values_at(seeds, "return_pooled", at)
+            ours = seed_values_at(grid.cells(experiment, reference), "return_pooled", at)
+            comparison = Comparison(ours, values)
+            paper = PAPER_TABLE_I[variant][PAPER_COLUMN[experiment]]
+            cells += [f"{paper:.0f}", _cell(values) + _seed_note(values, seeds),
+                      "" if variant == reference else (_fmt_interval(comparison.poi) if comparison.complete else "–")]
+        lines.append(f"| {METHOD_NAMES[variant]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _planned_seeds(profile: str) -> int:
     return int(_REF["profiles"].get(profile, {}).get("seeds", 3))
 
@@ -674,9 +700,10 @@ def _n_done(grid: Grid, at: int) -> int:
 
 
 def readme_blocks(source, at: int = TABLE_AT, references: Iterable[str | Path] | None = None) -> dict[str, str]:
-    """The README's generated blocks, by marker name: ``verdict`` (:func:`verdict`); for the headline
-    profile's grid ``n_done`` (runs at ``at``), ``table1``, ``comparison`` and ``torso_mass``; for the first
-    grid of every other profile P the same four named ``<block>_<P>``."""
+    """The READMEs' generated blocks, by marker name: ``verdict`` (:func:`verdict`); for the headline
+    profile's grid ``n_done`` (runs at ``at``), ``table1``, ``comparison``, ``torso_mass`` and
+    ``headline`` (:func:`headline_table`, the front page's); for the first grid of every other profile P
+    the same five named ``<block>_<P>``."""
     grids = _as_grids(source, references)
     headline = _REF["headline_profile"]
     blocks = {"verdict": verdict(grids, at)}
@@ -685,11 +712,12 @@ def readme_blocks(source, at: int = TABLE_AT, references: Iterable[str | Path] |
         first.setdefault(grid.profile, grid)
     if headline not in first:
         empty = f"no {headline}-profile runs yet (read: {', '.join(str(g.root) for g in grids) or 'no runs at all'})"
-        blocks.update(n_done="0", table1=empty, comparison=empty, torso_mass=empty)
+        blocks.update(n_done="0", table1=empty, comparison=empty, torso_mass=empty, headline=empty)
     for profile, grid in first.items():
         suffix = "" if profile == headline else f"_{profile}"
         blocks.update({f"n_done{suffix}": str(_n_done(grid, at)), f"table1{suffix}": table_one(grid, at),
-                       f"comparison{suffix}": comparison_summary(grid, at), f"torso_mass{suffix}": torso_mass_table(grid, at)})
+                       f"comparison{suffix}": comparison_summary(grid, at),
+                       f"torso_mass{suffix}": torso_mass_table(grid, at), f"headline{suffix}": headline_table(grid, at)})
     return blocks
 
 
@@ -717,20 +745,40 @@ def fill_blocks(text: str, blocks: dict[str, str], optional: Iterable[str] = ())
     return text
 
 
-def update_readme(path: str | Path, source, at: int = TABLE_AT,
-                  references: Iterable[str | Path] | None = None) -> dict[str, str]:
-    """Fill ``path``'s generated blocks (:func:`readme_blocks`) in place, atomically; returns them.
+REQUIRED_BLOCKS = ("verdict", "n_done", "table1", "comparison", "torso_mass")
 
-    ``source``: Grids, :func:`collect_runs`'s result or run roots (then the data file's reference grids
-    are added unless ``references`` says otherwise). The headline profile's blocks and ``verdict`` must
-    have markers; other profiles' blocks are filled where the README has their markers."""
-    path = Path(path)
+
+def blocks_in(text: str, names: Iterable[str]) -> list[str]:
+    """The blocks of ``names`` that ``text`` has a marker of (opening or closing)."""
+    return [name for name in names if f"<!-- {name} -->" in text or f"<!-- /{name} -->" in text]
+
+
+def update_readme(paths: str | Path | Sequence[str | Path], source, at: int = TABLE_AT,
+                  references: Iterable[str | Path] | None = None) -> dict[str, str]:
+    """Fill the generated blocks (:func:`readme_blocks`) of one Markdown file or several in place,
+    atomically; returns the blocks.
+
+    Each file gets the blocks it has markers for (results/README.md the research blocks, README.md the
+    headline table). ``source``: Grids, :func:`collect_runs`'s result or run roots (then the data file's
+    reference grids are added unless ``references`` says otherwise). ValueError, before any file is
+    written, when a file has no block's markers, when ``verdict`` or a headline-profile block of
+    :data:`REQUIRED_BLOCKS` is in none of the files, or when a block's markers are broken."""
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     blocks = readme_blocks(source, at, references)
-    required = {"verdict", "n_done", "table1", "comparison", "torso_mass"}
-    text = fill_blocks(path.read_text(), blocks, optional=set(blocks) - required)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    texts = {path: path.read_text() for path in paths}
+    found = {path: blocks_in(text, blocks) for path, text in texts.items()}
+    empty = [str(path) for path in paths if not found[path]]
+    if empty:
+        raise ValueError(f"{', '.join(empty)}: no '<!-- NAME -->...<!-- /NAME -->' block of {sorted(blocks)}")
+    missing = [name for name in REQUIRED_BLOCKS if not any(name in names for names in found.values())]
+    if missing:
+        raise ValueError("each of these blocks needs a '<!-- NAME -->...<!-- /NAME -->' pair in one of "
+                         f"{[str(p) for p in paths]}: " + ", ".join(missing))
+    filled = {path: fill_blocks(texts[path], {name: blocks[name] for name in found[path]}) for path in paths}
+    for path, text in filled.items():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return blocks
 
 

@@ -26,7 +26,8 @@ SP_GRID = (0.05, 0.25, 0.50)
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the grid: experiment, method, (jt, sp) for ours/random, seed; ``ppo``: PPO settings
+    """One cell of the grid in the paper's names: experiment, method (``ours`` = gradient_guided), (jt, sp)
+    = (joint_samples, split_fraction) for ours/random, seed; ``ppo``: PPO settings
     that differ from the defaults, as sorted (key, value) pairs (the same for every cell of a grid);
     ``profile``: the settings profile of every run (``TrainConfig.profile``)."""
 
@@ -40,12 +41,14 @@ class RunSpec:
 
     @property
     def variant(self) -> str:
-        """``ours_jt400k_sp25``, ``random_jt400k_sp25``, ``joint``, ``separate``, ``append``."""
+        """``ours_jt400k_sp25``, ``random_jt400k_sp25``, ``joint``, ``separate``, ``append``: the method by
+        its paper name (``ours`` whether the spec says ``ours`` or ``gradient_guided``)."""
         from mt_specialize.methods import get_method
 
-        if get_method(self.method).chooses_split:
-            return f"{self.method}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}"
-        return self.method
+        method = get_method(self.method)
+        if method.chooses_split:
+            return f"{method.file_name}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}"
+        return method.file_name
 
     @property
     def name(self) -> str:
@@ -55,9 +58,9 @@ class RunSpec:
         from mt_specialize.config import TrainConfig
         from mt_specialize.learning.ppo import PPOConfig
 
-        return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed, jt=self.jt,
-                           sp=self.sp, samples=samples, physics_threads=physics_threads,
-                           ppo=PPOConfig(**dict(self.ppo)), profile=self.profile)
+        return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed,
+                           joint_samples=self.jt, split_fraction=self.sp, samples=samples,
+                           physics_threads=physics_threads, ppo=PPOConfig(**dict(self.ppo)), profile=self.profile)
 
 
 def with_ppo_settings(specs: list[RunSpec], settings: dict) -> list[RunSpec]:

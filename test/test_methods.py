@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mt_specialize.config import TrainConfig
-from mt_specialize.methods import METHODS, Method, get_method, register_method
+from mt_specialize.methods import METHODS, Method, get_method, method_names, register_method
 
 
 def _resolved(**kw) -> TrainConfig:
@@ -12,24 +12,31 @@ def _resolved(**kw) -> TrainConfig:
 
 
 def test_the_papers_methods_are_registered():
-    assert list(METHODS) == ["ours", "joint", "separate", "random", "append"]
-    assert [m.name for m in METHODS.values() if m.chooses_split] == ["ours", "random"]
-    assert get_method("ours").scores_gradients and get_method("random").random_mask
+    assert list(METHODS) == ["gradient_guided", "joint", "separate", "random", "append"]
+    assert [m.name for m in METHODS.values() if m.chooses_split] == ["gradient_guided", "random"]
+    assert get_method("gradient_guided").scores_gradients and get_method("random").random_mask
     assert get_method("append").task_id_input and get_method("separate").split_value_net
 
 
-@pytest.mark.parametrize("method, jt, sp, split_value", [
-    ("ours", 400_000, 0.25, False), ("random", 400_000, 0.25, False), ("joint", 3_000_000, 0.0, False),
-    ("append", 3_000_000, 0.0, False), ("separate", 0, 1.0, True)])
-def test_each_method_fills_its_defaults(method, jt, sp, split_value):
+def test_the_papers_name_of_a_method_finds_it_and_is_what_run_files_record():
+    assert get_method("ours") is get_method("gradient_guided")
+    assert [m.file_name for m in METHODS.values()] == ["ours", "joint", "separate", "random", "append"]
+    assert method_names() == ["gradient_guided", "ours", "joint", "separate", "random", "append"]
+
+
+@pytest.mark.parametrize("method, joint_samples, split_fraction, split_value", [
+    ("gradient_guided", 400_000, 0.25, False), ("ours", 400_000, 0.25, False), ("random", 400_000, 0.25, False),
+    ("joint", 3_000_000, 0.0, False), ("append", 3_000_000, 0.0, False), ("separate", 0, 1.0, True)])
+def test_each_method_fills_its_defaults(method, joint_samples, split_fraction, split_value):
     c = _resolved(method=method)
-    assert (c.jt, c.sp, c.split_value) == (jt, sp, split_value)
+    assert (c.joint_samples, c.split_fraction, c.split_value) == (joint_samples, split_fraction, split_value)
 
 
 def test_a_fixed_setting_given_otherwise_is_refused_naming_the_methods_that_choose_it():
-    with pytest.raises(ValueError, match=r"method 'separate' fixes sp=1.0; got sp=0.5 \(use method 'ours' or 'random'"):
+    with pytest.raises(ValueError, match=r"method 'separate' fixes split_fraction \(sp\) = 1.0; got 0.5 "
+                                         r"\(use method 'gradient_guided' or 'random'"):
         _resolved(method="separate", sp=0.5)
-    with pytest.raises(ValueError, match="allowed methods: \\['ours', 'joint'"):
+    with pytest.raises(ValueError, match="allowed methods: \\['gradient_guided', 'ours', 'joint'"):
         _resolved(method="nope")
 
 
@@ -37,7 +44,9 @@ def test_a_registered_method_is_accepted_by_the_config(monkeypatch):
     monkeypatch.setattr("mt_specialize.methods.METHODS", dict(METHODS))
     register_method(Method("late_split", "joint until 2M, then split a fixed half", joint_phase="chosen",
                            split_fraction=0.5, scores_gradients=True))
-    c = _resolved(method="late_split", jt="2M")
-    assert (c.jt, c.sp) == (2_000_000, 0.5)
-    with pytest.raises(ValueError, match="already registered"):
+    c = _resolved(method="late_split", joint_samples="2M")
+    assert (c.joint_samples, c.split_fraction) == (2_000_000, 0.5)
+    with pytest.raises(ValueError, match="'late_split' is already registered"):
         register_method(Method("late_split", "again", joint_phase="budget", split_fraction=0.0))
+    with pytest.raises(ValueError, match="'ours' is already registered"):  # a paper name is taken too
+        register_method(Method("mine", "again", joint_phase="budget", split_fraction=0.0, paper_name="ours"))

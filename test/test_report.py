@@ -277,7 +277,7 @@ def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
     verdict_text = text.split("<!-- verdict -->\n")[1].split("\n<!-- /verdict -->")[0]
     assert "three_hoppers (partial: 3 of 25 runs)" in verdict_text
     assert "comparison_none" in blocks and "<!-- comparison_none -->" not in text  # optional: no markers, not written
-    assert fill_blocks(text, blocks, optional=[b for b in blocks if b.endswith("_none")]) == text  # idempotent
+    assert fill_blocks(text, blocks, optional=[b for b in blocks if b.endswith("_none") or b == "headline"]) == text  # idempotent
     # no paper-profile runs: the headline blocks say so
     assert readme_blocks([first])["table1"] == "no paper-profile runs yet (read: results/grid)"
 
@@ -289,6 +289,37 @@ def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
     readme.write_text(README.replace("<!-- verdict --><!-- /verdict -->", ""))
     with pytest.raises(ValueError, match="verdict"):  # the headline blocks and the verdict are required
         update_readme(readme, [paper])
+
+
+def test_research_blocks_in_one_file_and_the_headline_table_in_another(tmp_path):
+    """One report run fills results/README.md (research blocks) and README.md (the front page's
+    headline table); a block in neither file, or a file with no block, is an error before any write."""
+    from paper.report import update_readme
+
+    paper = Grid("runs/paper", "paper", {"three_hoppers": {"ours_jt400k_sp25": _seeds(1000, 1100, 1200),
+                                                           "joint": _seeds(500, 600, 700),
+                                                           "append": _seeds(1500, until=2 * M)}})
+    results = tmp_path / "results.md"
+    results.write_text(README)
+    front = tmp_path / "README.md"
+    front.write_text("# front\n\n<!-- headline -->\nold\n<!-- /headline -->\nDetail: results.md\n")
+    update_readme([results, front], [paper])
+    headline = front.read_text().split("<!-- headline -->\n")[1].split("\n<!-- /headline -->")[0].splitlines()
+    assert headline[0].startswith("| method | 3 Hoppers: paper | 3 Hoppers: here | P(ours > method) |")
+    assert headline[2].startswith("| ours (jt=400k, sp=25%) | 2636 | 1100.0 ± 81.6 (3 seeds) |  |")
+    assert headline[3].startswith("| joint (sp=0%) | 1602 | 600.0 ± 81.6 (3 seeds) | 1.00 [1.00, 1.00] |")
+    assert headline[6].startswith("| append (one-hot task id) | 1604 | – (0 seeds, 1 partial) | – |")
+    assert front.read_text().endswith("<!-- /headline -->\nDetail: results.md\n")
+    assert "<!-- n_done -->6<!-- /n_done -->" in results.read_text() and "<!-- headline -->" not in results.read_text()
+
+    before = {results: results.read_text(), front: front.read_text()}
+    unrelated = tmp_path / "NOTES.md"
+    unrelated.write_text("# notes\n")
+    with pytest.raises(ValueError, match="NOTES.md: no '<!-- NAME -->"):
+        update_readme([results, front, unrelated], [paper])
+    with pytest.raises(ValueError, match="verdict, n_done, table1, comparison, torso_mass"):
+        update_readme([front], [paper])  # the research blocks are in neither file
+    assert {path: path.read_text() for path in before} == before
 
 
 def test_torso_mass_table_against_the_papers_orderings():

@@ -220,11 +220,11 @@ def test_kill_9_between_checkpoints_then_resume(tiny_experiment, tmp_path):
 
 @pytest.mark.parametrize("kw, message", [
     (dict(method="magic"), "unknown method 'magic'"),
-    (dict(sp=1.5), r"sp must be in \[0, 1\]"),
-    (dict(sp=-0.1), r"sp must be in \[0, 1\]"),
-    (dict(jt="10M"), "beyond the budget"),
+    (dict(sp=1.5), r"split_fraction \(sp\) must be in \[0, 1\]"),
+    (dict(split_fraction=-0.1), r"split_fraction \(sp\) must be in \[0, 1\]"),
+    (dict(joint_samples="10M"), "beyond the budget"),
     (dict(experiment="four_hoppers"), "four_hoppers"),
-    (dict(method="separate", sp=0.5), "fixes sp"),
+    (dict(method="separate", sp=0.5), r"fixes split_fraction \(sp\)"),
 ])
 def test_bad_settings_are_refused(tiny_experiment, tmp_path, kw, message):
     kw.setdefault("experiment", tiny_experiment)

@@ -1,11 +1,13 @@
 """Learner node: runs a training run (the core's ``train.run_training``) in a worker thread.
 
-Parameters: ``experiment`` (built-in name or YAML path), ``method`` (ours | joint | separate | random
-| append), ``jt`` and ``samples`` (sample counts: 400000, "400k", "3M"; empty = the method's /
-experiment's default), ``sp`` (fraction in [0, 1]; negative = default), ``seed``, ``out_dir`` (run
-directory; empty = ``runs/<experiment>_<method>_seed<seed>``), ``resume`` (continue the run in
-``out_dir`` if there is one, else start it), ``stop_timeout`` (seconds ``close`` waits for the
-trainer's final checkpoint).
+Parameters: ``experiment`` (built-in name or YAML path), ``method`` (gradient_guided | joint | separate
+| random | append; the paper's ``ours`` = gradient_guided), ``joint_samples`` and ``samples`` (sample
+counts: 400000, "400k", "3M"; empty = the method's / experiment's default), ``split_fraction``
+(fraction in [0, 1]; negative = default), ``jt`` and ``sp`` (the paper's names of the two: either
+name, one value), ``seed``, ``out_dir`` (run directory; empty =
+``runs/<experiment>_<method>_seed<seed>``, the method by its paper name: ``..._ours_seed1``),
+``resume`` (continue the run in ``out_dir`` if there is one, else start it), ``stop_timeout``
+(seconds ``close`` waits for the trainer's final checkpoint).
 
 On SIGINT / SIGTERM (``common.run_node``) the trainer finishes its current iteration, writes a
 checkpoint and the node exits 0; with ``resume: true`` the next start continues from that checkpoint.
@@ -36,7 +38,8 @@ from mt_specialize.ros.common import LATCHED_QOS, STATE_QOS, run_node
 from mt_specialize.run_dir import latest_checkpoint
 
 OK, ERROR = DiagnosticStatus.OK, DiagnosticStatus.ERROR
-PARAMS = ("experiment", "method", "jt", "sp", "seed", "samples", "out_dir", "resume")
+PARAMS = ("experiment", "method", "joint_samples", "split_fraction", "jt", "sp", "seed", "samples", "out_dir",
+          "resume")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,27 +47,35 @@ PARAMS = ("experiment", "method", "jt", "sp", "seed", "samples", "out_dir", "res
 # ---------------------------------------------------------------------------------------------
 def make_config(params: dict):
     """Node parameters -> a validated ``TrainConfig`` (ValueError with the reason if bad)."""
-    from mt_specialize.config import TrainConfig
+    from mt_specialize.config import TrainConfig, canonical_settings
     from mt_specialize.experiments import get_experiment
 
     kwargs = {"experiment": str(params["experiment"]), "method": str(params["method"]),
               "seed": int(params["seed"])}
     if not kwargs["experiment"]:
         raise ValueError("parameter experiment is empty")
-    for key in ("jt", "samples"):
+    for key in ("joint_samples", "jt", "samples"):
         v = params.get(key)
         if v is not None and str(v).strip() not in ("", "-1"):
             kwargs[key] = v if isinstance(v, int) else str(v).strip()
-    sp = params.get("sp")
-    if sp is not None and str(sp).strip() != "" and float(sp) >= 0:
-        kwargs["sp"] = float(sp)
-    config = TrainConfig(**kwargs)
+    for key in ("split_fraction", "sp"):
+        v = params.get(key)
+        if v is not None and str(v).strip() != "" and float(v) >= 0:
+            kwargs[key] = float(v)
+    config = TrainConfig(**canonical_settings(kwargs, source="parameters"))
     try:
         experiment = get_experiment(config.experiment)
     except Exception as exc:
         raise ValueError(f"experiment {config.experiment!r}: {exc}") from None
     config.resolved(experiment.budget, experiment.batch_size)  # raises ValueError on a bad value
     return config, experiment
+
+
+def default_out_dir(config, experiment) -> Path:
+    """``runs/<experiment>_<method>_seed<seed>``, the method by the name run files record (``ours``)."""
+    from mt_specialize.methods import get_method
+
+    return Path("runs") / f"{experiment.name}_{get_method(config.method).file_name}_seed{config.seed}"
 
 
 def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.Event) -> dict:
@@ -100,8 +111,10 @@ class LearnerNode(Node):
 
         dyn = ParameterDescriptor(dynamic_typing=True)
         self.declare_parameter("experiment", "three_hoppers")
-        self.declare_parameter("method", "ours")
-        self.declare_parameter("jt", "", dyn)
+        self.declare_parameter("method", "gradient_guided")
+        self.declare_parameter("joint_samples", "", dyn)
+        self.declare_parameter("split_fraction", -1.0, dyn)
+        self.declare_parameter("jt", "", dyn)  # the paper's names of the two above
         self.declare_parameter("sp", -1.0, dyn)
         self.declare_parameter("seed", 1)
         self.declare_parameter("samples", "", dyn)
@@ -167,7 +180,7 @@ class LearnerNode(Node):
             self._error(f"bad parameter: {exc}")
             return False
         out = str(params["out_dir"] or "")
-        self.out_dir = Path(out) if out else Path("runs") / f"{experiment.name}_{config.method}_seed{config.seed}"
+        self.out_dir = Path(out) if out else default_out_dir(config, experiment)
         self._stop.clear()
         resume = bool(params["resume"]) and (self.out_dir / "config.yaml").is_file()
         self._last_ckpt = None  # re-publish the newest checkpoint of a resumed run at once

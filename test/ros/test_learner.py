@@ -22,6 +22,20 @@ def _values(status) -> dict:
     return {kv.key: kv.value for kv in status.values}
 
 
+def test_parameters_take_the_papers_names_too_and_two_values_of_one_setting_are_refused():
+    from mt_specialize.ros.learner import default_out_dir, make_config
+
+    params = {"experiment": "three_hoppers", "method": "ours", "seed": 2, "samples": "", "jt": "80k", "sp": 0.05,
+              "joint_samples": "", "split_fraction": -1.0}
+    config, experiment = make_config(params)
+    named, _ = make_config({**params, "method": "gradient_guided", "jt": "", "sp": -1.0,
+                            "joint_samples": "80k", "split_fraction": 0.05})
+    assert config == named and (config.joint_samples, config.split_fraction) == ("80k", 0.05)
+    assert default_out_dir(config, experiment) == Path("runs/three_hoppers_ours_seed2")  # as before the names
+    with pytest.raises(ValueError, match="parameters: jt is the paper's name of joint_samples, and the two differ"):
+        make_config({**params, "joint_samples": "400k"})
+
+
 def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
     statuses = []
     paths = []

@@ -239,7 +239,7 @@ def test_default_launch_trains_stops_cleanly_and_resumes(ros2, launches, tmp_pat
     launches.append(launch)
     launch.wait_for(r"\[simulator\]: simulating biped \(biped_forward\)")
     launch.wait_for(r"\[policy_server\]: serving robots \['biped'\]")
-    launch.wait_for(r"\[learner\]: training biped_fwd_bwd \(ours, seed 1\)")
+    launch.wait_for(r"\[learner\]: training biped_fwd_bwd \(gradient_guided, seed 1\) into runs/biped_fwd_bwd_ours_seed1")
     launch.wait_for(r"stand-in robot_state_publisher: joint_states names every movable joint")
     progress = ros2.progress_after(0)
     assert "name: 'learner: training'" in progress and "key: return/biped_backward" in progress
