@@ -922,6 +922,8 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
         if not variants:
             continue
         task_keys = _task_keys(variants)
+        if not task_keys:  # runs that log no per-task returns
+            continue
         fig, axes = plt.subplots(1, len(task_keys), figsize=(5.2 * len(task_keys), 4.0), squeeze=False)
         for ax, key in zip(axes[0], task_keys):
             plot_curves(ax, variants, key=key, only=MAIN_VARIANTS)
@@ -953,6 +955,8 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
         path = out / f"fig6_torso_mass{suffix}.png"
         _save(fig, path)
         written.append(path)
+    else:  # no torso-mass run of this profile yet: a figure left by an older report is not this profile's
+        (out / f"fig6_torso_mass{suffix}.png").unlink(missing_ok=True)
     return written
 
 

@@ -366,3 +366,15 @@ def test_write_report_labels_every_grid_and_lists_every_run(tmp_path):
                       ("paper", "real"): ("3", str(3 * M), "1", "50.0", "51.0"),
                       ("none", "accepted"): ("3", str(3 * M), "0", "30.0", "30.0"),
                       ("none", "real"): ("3", str(3 * M), "0", "30.0", "30.0")}
+
+
+def test_a_stale_torso_mass_figure_is_removed_when_the_profile_has_no_torso_mass_runs(tmp_path):
+    from paper.report import write_figures
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "fig6_torso_mass.png").write_bytes(b"an older report's figure of another profile")
+    write_figures({"three_hoppers": {"joint": {1: _rows(500)}}}, out)
+    assert not (out / "fig6_torso_mass.png").exists()
+    write_figures({"torso_mass_3": {"joint": {1: _rows(500)}}}, out)
+    assert (out / "fig6_torso_mass.png").stat().st_size > 10_000
