@@ -1,6 +1,7 @@
 """Observation -> command round trip through the policy server, next to a bare rclpy echo.
 
-    .venv/bin/python bench/serve_latency.py [--seconds 5] [--rates 125 500] [--robots 1 3]
+    .venv/bin/python bench/serve_latency.py [--seconds 5] [--rates 125 500] [--robots 1 3] [--repeat N]
+                                            [--fifo PRIORITY]
 
 This process plays the simulator: every control tick it publishes one observation per robot on
 ``/r<i>/observation`` and times the matching ``/r<i>/commands`` (p50 / p99 / max, microseconds).
@@ -16,6 +17,13 @@ The answering process is, in turn:
   * ``immediate`` the policy server, ``rate_mode: immediate`` (one act() per observation).
 All on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of their own. A benchmark, not
 a test: the figures depend on the machine and its load, and are printed with the ratios to echo.
+
+``--repeat N`` times each row N times against the same answerer (each after a pause of about a
+second while the next row's messages are prepared, as the first one). ``--fifo P`` runs this process
+and the answerer (every thread) with real-time priority ``SCHED_FIFO`` P while they warm up and time
+(needs root or CAP_SYS_NICE): other processes on the machine can then no longer delay them, the
+virtual machine's own CPU stalls still can; a controlled comparison on a shared machine, not the
+figure a user sees.
 
 Fair to both answerers: the echo freezes its start-up heap like the policy server
 (``common.freeze_heap``, run by ``run_node``), and this process freezes its heap and turns the
@@ -191,6 +199,17 @@ class Driver:
         return len(self.lat), ticks * self.n
 
 
+def set_fifo(pids: list[int], priority: int) -> None:
+    """Every thread of ``pids`` on ``SCHED_FIFO`` ``priority``; 0 puts them back on ``SCHED_OTHER``."""
+    policy, param = (os.SCHED_FIFO, os.sched_param(priority)) if priority else (os.SCHED_OTHER, os.sched_param(0))
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setscheduler(int(tid), policy, param)
+            except ProcessLookupError:
+                pass  # thread gone meanwhile
+
+
 def foreign_jiffies(own: set[int]) -> int:
     """CPU time (jiffies) used so far by every process not in ``own`` (from /proc/<pid>/stat)."""
     total = 0
@@ -211,7 +230,14 @@ def main() -> int:
     ap.add_argument("--rates", type=float, nargs="+", default=[125.0, 500.0])
     ap.add_argument("--robots", type=int, nargs="+", default=[1, 3])
     ap.add_argument("--kinds", nargs="+", default=["echo", "batched", "immediate"])
+    ap.add_argument("--repeat", type=int, default=1, help="measured runs per row (same answerer)")
+    ap.add_argument("--fifo", type=int, default=0, metavar="PRIORITY",
+                    help="SCHED_FIFO priority (1-99) of this process and the answerer while timing; 0: off")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat {args.repeat}: must be at least 1")
+    if not 0 <= args.fifo <= 99:
+        ap.error(f"--fifo {args.fifo}: must be a SCHED_FIFO priority 1-99, or 0 for off")
 
     import rclpy
 
@@ -237,18 +263,25 @@ def main() -> int:
                 try:
                     driver.wait_ready()
                     for rate in args.rates:
-                        driver.run(rate, 1.0)  # warm-up
                         own = {os.getpid(), proc.pid}
-                        j0, t0 = foreign_jiffies(own), time.monotonic()
-                        answered, expected = driver.run(rate, args.seconds)
-                        other = 100 * (foreign_jiffies(own) - j0) / (hz * (time.monotonic() - t0))
-                        lat = np.array(driver.lat, dtype=np.float64) / 1e3
-                        late = int((lat > 1e6 / rate).sum()) + expected - answered
-                        p50, p99, mx = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) if lat.size \
-                            else (float("nan"),) * 3
-                        rows.append((kind, n, rate, p50, p99, mx))
-                        print(f"{kind:>10} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>6.0f} {p99:>6.0f} "
-                              f"{mx:>6.0f} {late:>5} {other:>6.0f}", flush=True)
+                        if args.fifo:
+                            set_fifo(sorted(own), args.fifo)
+                        try:
+                            driver.run(rate, 1.0)  # warm-up
+                            for _ in range(args.repeat):
+                                j0, t0 = foreign_jiffies(own), time.monotonic()
+                                answered, expected = driver.run(rate, args.seconds)
+                                other = 100 * (foreign_jiffies(own) - j0) / (hz * (time.monotonic() - t0))
+                                lat = np.array(driver.lat, dtype=np.float64) / 1e3
+                                late = int((lat > 1e6 / rate).sum()) + expected - answered
+                                p50, p99, mx = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) \
+                                    if lat.size else (float("nan"),) * 3
+                                rows.append((kind, n, rate, p50, p99, mx))
+                                print(f"{kind:>10} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>6.0f} "
+                                      f"{p99:>6.0f} {mx:>6.0f} {late:>5} {other:>6.0f}", flush=True)
+                        finally:
+                            if args.fifo:
+                                set_fifo(sorted(own), 0)
                 finally:
                     driver.node.destroy_node()
                     proc.send_signal(signal.SIGINT)
@@ -259,12 +292,16 @@ def main() -> int:
                         proc.wait()
     finally:
         rclpy.shutdown()
-    echo = {(n, r): p50 for k, n, r, p50, _, _ in rows if k == "echo"}
-    if echo:
-        print("\np50 against the bare echo (same robots, same rate):")
-        for k, n, r, p50, _, _ in rows:
-            if k != "echo" and (n, r) in echo:
-                print(f"  {k:>9} robots={n} {r:>4.0f} Hz: {p50 - echo[(n, r)]:+5.0f} us ({p50 / echo[(n, r)]:.2f}x)")
+    p50s: dict[tuple, list[float]] = {}
+    for k, n, r, p50, _, _ in rows:
+        p50s.setdefault((k, n, r), []).append(p50)
+    median = {key: float(np.median(v)) for key, v in p50s.items()}
+    if any(k == "echo" for k, _, _ in median):
+        print("\np50 against the bare echo (same robots, same rate; medians over --repeat runs):")
+        for (k, n, r), p50 in median.items():
+            if k != "echo" and ("echo", n, r) in median:
+                ref = median[("echo", n, r)]
+                print(f"  {k:>9} robots={n} {r:>4.0f} Hz: {p50 - ref:+5.0f} us ({p50 / ref:.2f}x)")
     return 0
 
 

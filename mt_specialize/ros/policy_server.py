@@ -11,10 +11,12 @@ Parameters:
   ``robots``            robot namespaces served (each has ``observation`` in, ``commands`` out).
   ``tasks``             initial task per robot (default: the robot's name if the checkpoint has such
                         a task, else the checkpoint's tasks in order).
-  ``rate_mode``         ``batched`` (default): observations are gathered until every active robot has
-                        sent one (or ``batch_timeout_ms`` passed since the first), then ONE ``act``
-                        call answers them all; ``immediate``: every observation is answered at once
-                        by its own ``act`` call. See docs/ros.md for the measured latencies.
+  ``rate_mode``         ``batched`` (default): the observations of one control tick are gathered
+                        until every active robot has sent one, then ONE ``act`` call answers them all;
+                        a batch waits at most ``batch_timeout_ms`` and at most half the robots' control
+                        period (see :class:`TickBatcher`). ``immediate``: every observation is answered
+                        at once by its own ``act`` call. See docs/ros.md for the measured latencies.
+  ``batch_timeout_ms``  longest wait of a batch for its missing robots (default 3 ms; > 0).
   ``task.<robot>``      the task driving each robot; the set-parameters callback refuses a task that
                         is not one of the robot's with the list of allowed ones.
 
@@ -59,6 +61,66 @@ from mt_specialize.ros.common import (
 RATE_MODES = ("batched", "immediate")
 #: A robot counts as active (the batch waits for it) if it sent an observation this recently.
 ACTIVE_WINDOW_S = 0.5
+#: Weight of the newest interval in a robot's control-period estimate (exponential moving average).
+PERIOD_EMA = 0.2
+
+
+class TickBatcher:
+    """Which robots' observations the batched mode answers together; times in s (``time.monotonic``).
+
+    A batch holds the observations of one control tick. It is complete once every robot active in
+    the last ``ACTIVE_WINDOW_S`` has sent one, and waits at most :meth:`max_wait`: ``timeout``, and
+    never more than half the control period measured from the robots' observation intervals. An
+    observation that comes later than that after the batch began, or a second one from a robot
+    already in it, belongs to a later tick, so the pending batch is answered first.
+
+    Without the period bound a batch could span two ticks whenever the period is shorter than
+    ``timeout`` (500 Hz against 3 ms): once one robot was answered alone (the first one after a
+    pause, or a late robot's partners after a timeout), the others' observations each waited a whole
+    period for that robot's next one, every tick from then on.
+    """
+
+    def __init__(self, n_robots: int, timeout: float):
+        if not timeout > 0 or timeout == float("inf"):
+            raise ValueError(f"batch timeout must be a positive finite number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self.fresh = [False] * n_robots               # observation in the pending batch
+        self.last_seen = [-float("inf")] * n_robots   # arrival time of each robot's last observation
+        self.period: list[float | None] = [None] * n_robots  # moving average of its observation interval
+        self.started: float | None = None             # arrival of the pending batch's first observation
+
+    def max_wait(self, now: float) -> float:
+        """The longest a batch waits: ``timeout``, or half the shortest period of an active robot."""
+        periods = [p for p, seen in zip(self.period, self.last_seen)
+                   if p is not None and now - seen < ACTIVE_WINDOW_S]
+        return min(self.timeout, 0.5 * min(periods)) if periods else self.timeout
+
+    def arrive(self, i: int, now: float) -> list[int]:
+        """Robot ``i``'s observation arrived: updates its period; returns the robots of the pending
+        batch to answer before this observation joins one (an earlier tick's), else []."""
+        since = now - self.last_seen[i]
+        self.last_seen[i] = now
+        if since < ACTIVE_WINDOW_S:  # a pause is not a control period
+            p = self.period[i]
+            self.period[i] = since if p is None else p + PERIOD_EMA * (since - p)
+        if self.started is not None and (self.fresh[i] or now - self.started >= self.max_wait(now)):
+            return self.take()
+        return []
+
+    def add(self, i: int, now: float) -> bool:
+        """Robot ``i``'s observation (after :meth:`arrive`) joins the pending batch; True when no
+        active robot still owes its observation."""
+        self.fresh[i] = True
+        if self.started is None:
+            self.started = now
+        return all(fresh or now - seen >= ACTIVE_WINDOW_S for fresh, seen in zip(self.fresh, self.last_seen))
+
+    def take(self) -> list[int]:
+        """The robots of the pending batch, which is then empty."""
+        idx = [k for k, fresh in enumerate(self.fresh) if fresh]
+        self.fresh = [False] * len(self.fresh)
+        self.started = None
+        return idx
 
 
 def service_name_part(task: str) -> str:
@@ -105,6 +167,9 @@ class PolicyServerNode(Node):
 
         if self.rate_mode not in RATE_MODES:
             raise ValueError(f"parameter rate_mode={self.rate_mode!r}: must be one of {list(RATE_MODES)}")
+        if not 0 < self.batch_timeout < float("inf"):
+            raise ValueError(f"parameter batch_timeout_ms={self.batch_timeout * 1e3!r}: must be a positive number "
+                             f"of milliseconds")
         if not self.robots:
             raise ValueError("parameter robots is empty: give the robot namespaces to serve")
         if len(set(self.robots)) != len(self.robots):
@@ -142,8 +207,6 @@ class PolicyServerNode(Node):
         n = len(self.robots)
         self._obs = [None] * n            # latest observation not answered yet (np.ndarray)
         self._bad = [None] * n            # reason it is malformed, or None
-        self._fresh = [False] * n         # observation received, not answered yet
-        self._last_seen = [-1e9] * n      # time.monotonic() of the last observation
         self._cmd_msgs = [Float64MultiArray() for _ in range(n)]  # reused for every command
         self.served = np.zeros(n, dtype=np.int64)
         self.rejected = np.zeros(n, dtype=np.int64)
@@ -155,8 +218,11 @@ class PolicyServerNode(Node):
                           for i, r in enumerate(self.robots)]
         self._ckpt_sub = self.create_subscription(String, topic, self._on_checkpoint_topic, LATCHED_QOS)
         self._batch_timer = None
+        self._batcher = None
         if self.rate_mode == "batched" and n > 1:
-            self._batch_timer = self.create_timer(max(self.batch_timeout, 1e-4), self._on_batch_timeout)
+            self._batcher = TickBatcher(n, self.batch_timeout)
+            self._batch_wait_ns = int(self.batch_timeout * 1e9)  # the timer's period
+            self._batch_timer = self.create_timer(self.batch_timeout, self._on_batch_timeout)
             self._batch_timer.cancel()
         self._sync_timer = self.create_timer(0.2, self._sync_task_params)
         self.get_logger().info(
@@ -311,8 +377,13 @@ class PolicyServerNode(Node):
     # The hot path: plain Python lists for the per-robot flags (a handful of robots: cheaper than
     # numpy indexing), one reused command message per robot (publish() serialises it at once).
     def _on_observation(self, i: int, msg) -> None:
+        batcher = self._batcher
         now = time.monotonic()
-        self._last_seen[i] = now
+        if batcher is not None:
+            earlier = batcher.arrive(i, now)
+            if earlier:  # the pending batch is an earlier tick's: answer it before this one joins
+                self._batch_timer.cancel()
+                self._flush(earlier)
         if self.policy is None:
             self.get_logger().warning("observation received but no checkpoint is loaded: no command sent",
                                       throttle_duration_sec=5.0)
@@ -320,27 +391,26 @@ class PolicyServerNode(Node):
         obs = array_from_msg(msg)
         self._obs[i] = obs
         self._bad[i] = check_vector(obs, self._obs_dim)
-        self._fresh[i] = True
-        if self._batch_timer is None:  # immediate mode, or a single robot
+        if batcher is None:  # immediate mode, or a single robot
             self._flush([i])
             return
-        # Answer once no robot active in the last ACTIVE_WINDOW_S still owes its observation.
-        if all(fresh or now - seen >= ACTIVE_WINDOW_S for fresh, seen in zip(self._fresh, self._last_seen)):
+        if batcher.add(i, now):
             self._batch_timer.cancel()
-            self._flush([k for k, fresh in enumerate(self._fresh) if fresh])
-        elif self._batch_timer.is_canceled():
+            self._flush(batcher.take())
+        elif self._batch_timer.is_canceled():  # the first observation of a batch: bound its wait
+            wait_ns = max(int(batcher.max_wait(now) * 1e9), 1)
+            if abs(wait_ns - self._batch_wait_ns) > self._batch_wait_ns // 10:
+                self._batch_timer.timer_period_ns = self._batch_wait_ns = wait_ns
             self._batch_timer.reset()
 
     def _on_batch_timeout(self) -> None:
         self._batch_timer.cancel()
-        fresh = [k for k, f in enumerate(self._fresh) if f]
-        if fresh:
-            self._flush(fresh)
+        pending = self._batcher.take()
+        if pending:
+            self._flush(pending)
 
     def _flush(self, idx: list[int]) -> None:
         """Answer the observations of robots ``idx`` with ONE batched act call."""
-        for i in idx:
-            self._fresh[i] = False
         good = [i for i in idx if self._bad[i] is None]
         actions = {}
         if good:
