@@ -8,13 +8,16 @@ Runs share nothing but the arithmetic: each has its own masks, Adam moments and 
 minibatch order (its own NumPy generator), learning rate, clip range and per-task gradient tracking.
 
 Exactness. Every run computes what :func:`mt_specialize.learning.ppo_update.ppo_update` computes for it
-alone, bit for bit: each product is the same ``(rows, in) @ (in, out)`` matrix product per run (and
-task) as the single-run path's, now one batch element of a ``bmm`` over runs (x tasks), and every
-reduction runs over the same elements in the same order (the tests check this). Where a run's
-single path sums a layer's weight gradient over all tasks' samples at once (nothing split, no
-per-task gradients recorded) but another run of the batch needs the per-task form, both forms are
+alone, bit for bit (``test/test_multi.py``): each product is the product the run computes alone, as one
+batch element of a ``baddbmm``/``bmm`` over runs (x tasks); where MKL rounds a batched product
+differently (thin outputs such as the value head's), :class:`VerifiedProducts` finds out on first use
+and computes that product run by run. Every reduction runs over the same elements in the same order.
+Where a run's own path sums a layer's weight gradient over all tasks' samples at once (nothing split,
+no per-task gradients recorded) but another run of the batch needs the per-task form, both forms are
 computed and each run takes its own, so a run's numbers do not depend on which runs share its batch.
-Adam steps each run's slice of each tensor as its own tensor in one fused call (per-run step counts).
+Adam steps each run's slice of each tensor as a tensor of its own in one fused call (per-run step counts).
+Single-threaded torch only: with more intra-op threads MKL rounds some products differently, a single
+run's as well.
 
 Use: build ``MultiGaussianPolicy``/``MultiValue`` and load each run's single-run modules into its slot
 (``load_run``), ``MultiAdam`` (``optimizer: mixed``) or ``MultiTaskAlternatingAdam`` (``per_task``)
@@ -70,11 +73,10 @@ class MultiEntry:
     def refresh(self) -> None:
         """Recompute the per-run mask flags (after the masks changed)."""
         flat = self.mask.reshape(self.n_runs, -1)
-        self.split = [bool(v) for v in flat.any(1)]
-        self.full = [bool(v) for v in flat.all(1)]
+        self.split = tuple(bool(v) for v in flat.any(1))
+        self.full = tuple(bool(v) for v in flat.all(1))
         self.any_split = any(self.split)
         self.mask_b = self.mask.unsqueeze(1)  # (K, 1, *shape): broadcasts over tasks
-        self.not_mask = ~self.mask
         self.task_has_grad = [a or b for a, b in zip(self.task_has_grad, self.split)]
 
     def effective(self) -> torch.Tensor:
@@ -184,7 +186,7 @@ class MultiSplitMLP:
 
     def _site(self, op: str, i: int, h: torch.Tensor) -> tuple:
         we, be = self.layers[i]
-        return (self.prefix, op, i, tuple(h.shape), h.stride(), tuple(zip(we.split, be.split)))
+        return (self.prefix, op, i, h.shape, h.stride(), we.split, be.split)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
