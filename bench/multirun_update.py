@@ -164,7 +164,7 @@ def measure(experiment: str, optimizer: str, phase: str, n_runs: int, repeats: i
             "sequential_median_s": statistics.median(times["sequential"]),
             "batched_median_s": statistics.median(times["batched"]),
             "speedup": best["sequential"] / best["batched"],
-            "per_run_sites": sorted({(site[0], site[1], site[2]) for g in batches
+            "per_run_sites": sorted({tuple(str(part) for part in site[:3]) for g in batches
                                      for site in g.policy.products.per_run_sites + g.value.net.products.per_run_sites}),
             "bytes_per_run": core_bytes_per_run(first.policy, first.value, first.adam, first.batch), **shape}
 

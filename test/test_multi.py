@@ -18,7 +18,8 @@ from mt_specialize.learning.ppo import PPOConfig
 from mt_specialize.learning.ppo_update import ppo_update
 from mt_specialize.learning.specialize import random_split_masks
 
-T, OBS, ACT = 3, 11, 3
+T, OBS, ACT = 3, 11, 3  # three_hoppers' tasks, observation and action sizes
+BIPED = (2, 17, 6)  # biped_fwd_bwd's
 HIDDEN = [64, 64]
 N = 200  # samples per task: minibatches of 67, 67 and 66 rows
 
@@ -37,20 +38,22 @@ def _ppo(optimizer: str, settings: str, **extra) -> PPOConfig:
 
 def _batch(policy: SplitGaussianPolicy, seed: int, n: int = N) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    obs, act = torch.randn(T, n, OBS, generator=g), torch.randn(T, n, ACT, generator=g)
-    old = policy.log_prob(obs, act).detach() + 0.2 * torch.randn(T, n, generator=g)
-    return Batch(obs, act, old, torch.randn(T, n, generator=g), torch.randn(T, n, generator=g))
+    tasks = policy.n_tasks
+    obs, act = torch.randn(tasks, n, policy.obs_dim, generator=g), torch.randn(tasks, n, policy.act_dim, generator=g)
+    old = policy.log_prob(obs, act).detach() + 0.2 * torch.randn(tasks, n, generator=g)
+    return Batch(obs, act, old, torch.randn(tasks, n, generator=g), torch.randn(tasks, n, generator=g))
 
 
 class Run:
     """One single-run learner as the trainer holds it, after one update (so Adam has state) and,
     for ``split``, a scored split that copies moments into the newly split entries."""
 
-    def __init__(self, seed: int, kind: str, ppo: PPOConfig):
+    def __init__(self, seed: int, kind: str, ppo: PPOConfig, dims: tuple[int, int, int] = (T, OBS, ACT)):
         torch.manual_seed(seed)
         self.kind, self.ppo = kind, ppo
-        self.policy = SplitGaussianPolicy(T, OBS, ACT, HIDDEN)
-        self.value = SplitValue(T, OBS, HIDDEN)
+        tasks, obs, act = dims
+        self.policy = SplitGaussianPolicy(tasks, obs, act, ppo.policy_hidden)
+        self.value = SplitValue(tasks, obs, ppo.value_hidden)
         self.value.set_track_per_task_grads(False)
         adam = TaskAlternatingAdam if ppo.optimizer == "per_task" else FastAdam
         self.optimizer = adam(self.params(), lr=3e-4 * (1 + seed / 10), eps=ppo.adam_eps)
@@ -115,11 +118,12 @@ def _assert_same_run(a: Run, b: Run) -> None:
     assert a.rng.bit_generator.state == b.rng.bit_generator.state
 
 
+@pytest.mark.parametrize("dims", [(T, OBS, ACT), BIPED], ids=["three_hoppers", "biped"])
 @pytest.mark.parametrize("optimizer", ["mixed", "per_task"])
 @pytest.mark.parametrize("settings", sorted(SETTINGS))
-def test_one_batched_update_equals_each_runs_own_update(optimizer, settings):
+def test_one_batched_update_equals_each_runs_own_update(optimizer, settings, dims):
     ppo = _ppo(optimizer, settings)
-    runs = [Run(seed, kind, ppo) for seed, kind in zip((1, 2, 3), KINDS)]
+    runs = [Run(seed, kind, ppo, dims) for seed, kind in zip((1, 2, 3), KINDS)]
     batches = [_batch(r.policy, 200 + k) for k, r in enumerate(runs)]
     batched, stats, _ = _batched_update(runs, batches, clips=[0.2] * 3)
     for k, run in enumerate(runs):
@@ -149,23 +153,26 @@ def test_a_runs_result_does_not_depend_on_the_runs_beside_it(optimizer):
         _assert_same_run(together[slot], alone[0])
 
 
-def test_runs_of_one_state_at_training_size_equal_their_own_updates():
-    """Seeds of one method in the same phase (the usual batch), three_hoppers-sized minibatches."""
-    ppo = PPOConfig(optimizer="mixed", epochs=1)
+@pytest.mark.parametrize("dims,n", [((T, OBS, ACT), 1328), (BIPED, 1067)], ids=["three_hoppers", "biped"])
+@pytest.mark.parametrize("optimizer", ["mixed", "per_task"])
+def test_seeds_of_one_variant_at_training_size_equal_their_own_updates(dims, n, optimizer):
+    """The usual batch: seeds of one variant after the split, the trainer's network and minibatches
+    (three_hoppers' 1328 samples per task, minibatches of 266 and 265 rows; the biped's 267 and 266)."""
+    ppo = PPOConfig(optimizer=optimizer, epochs=1)
     runs = []
     for seed in (1, 2, 3):
         torch.manual_seed(seed)
         run = Run.__new__(Run)
         run.kind, run.ppo = "split", ppo
-        run.policy, run.value = SplitGaussianPolicy(T, OBS, ACT), SplitValue(T, OBS)
+        run.policy, run.value = SplitGaussianPolicy(dims[0], dims[1], dims[2]), SplitValue(dims[0], dims[1])
         run.value.set_track_per_task_grads(False)
         run.policy.set_track_per_task_grads(False)
-        run.optimizer = FastAdam(run.params(), lr=3e-4, eps=1e-5)
+        run.optimizer = (TaskAlternatingAdam if optimizer == "per_task" else FastAdam)(run.params(), lr=3e-4, eps=1e-5)
         run.rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
         run.policy.set_split_masks(random_split_masks(run.policy.param_shapes(), 0.25, gen), optimizer=run.optimizer)
         runs.append(run)
-    batches = [_batch(r.policy, 400 + k, n=1328) for k, r in enumerate(runs)]
+    batches = [_batch(r.policy, 400 + k, n=n) for k, r in enumerate(runs)]
     batched, stats, _ = _batched_update(runs, batches, clips=[0.2] * 3)
     for k, run in enumerate(runs):
         assert run.update(batches[k], clip=0.2) == stats[k]
@@ -241,13 +248,23 @@ def test_snapshot_and_restore_of_one_run():
 
 
 def test_products_that_batch_differently_are_computed_run_by_run():
-    products = multi.VerifiedProducts()
-    x = torch.randn(2, 5, 4)
+    products = multi.VerifiedProducts(min_values=30)
+    x = torch.randn(2, 5)  # 10 values a call
     per_run = lambda: x * 2  # noqa: E731
-    assert torch.equal(products(("site",), lambda: x * 2 + 1e-3, per_run), x * 2)
+    calls = []
+
+    def sometimes_off():  # equal to the runs' own products twice, then not
+        calls.append(1)
+        return x * 2 if len(calls) <= 2 else x * 2 + 1e-3
+
+    for _ in range(4):
+        assert torch.equal(products(("site",), sometimes_off, per_run), x * 2)
     assert products.per_run_sites == [("site",)]
-    assert torch.equal(products(("site",), lambda: x * 2 + 1e-3, per_run), x * 2)  # not the batched one
-    assert torch.equal(products(("other",), per_run, per_run), x * 2)
+    assert len(calls) == 3  # not called again once found different
+    for _ in range(3):  # 30 equal values: trusted, and the runs' own products no longer computed
+        products(("other",), per_run, lambda: x * 2)
+    assert products.exact[("other",)] is True
+    assert torch.equal(products(("other",), lambda: x * 3, lambda: pytest.fail("per-run computed")), x * 3)
     assert products.per_run_sites == [("site",)]
 
 
