@@ -313,7 +313,8 @@ class MultiSplitMLP:
         h = x
         for i, (we, be) in enumerate(self.layers):
             w, b = we.task_value(task), be.task_value(task)
-            z = self.products(self._site("forward_task", i, h), lambda h=h, w=w, b=b: torch.baddbmm(b.unsqueeze(1), h, w),
+            z = self.products(self._site("forward_task", i, h),
+                              lambda h=h, w=w, b=b: torch.baddbmm(b.unsqueeze(1), h, w),
                               lambda h=h, w=w, b=b: torch.stack([torch.addmm(b[k], h[k], w[k]) for k in range(K)]))
             weights.append(w)
             if i < last:
@@ -324,7 +325,8 @@ class MultiSplitMLP:
         return z, (hs, weights, task)
 
     @torch.no_grad()
-    def backward_task(self, cache: tuple, grad_out: torch.Tensor, track: Sequence[bool]) -> list[tuple[MultiEntry, torch.Tensor]]:
+    def backward_task(self, cache: tuple, grad_out: torch.Tensor,
+                      track: Sequence[bool]) -> list[tuple[MultiEntry, torch.Tensor]]:
         """Backward of :meth:`forward_task`: ``[(entry, gradient (K, *shape))]`` in the order of one
         run's ``train_backward_task``; runs with ``track`` accumulate into row ``task``."""
         hs, weights, task = cache
@@ -510,11 +512,13 @@ class MultiGaussianPolicy(_MultiNet):
         mlp_cache, diff, sq, var = cache
         K, T, B = grad_log_prob.shape
         A = self.act_dim
-        site = ("log_std", tuple(grad_log_prob.shape))
+        # each run's own path multiplies fresh (aligned) tensors: its references do too
         g_log_std = self.products(
-            site, lambda: torch.bmm(grad_log_prob.reshape(K * T, 1, B), sq.view(K * T, B, A)).view(K, T, A, 1),
-            lambda: torch.stack([torch.bmm(grad_log_prob[k].unsqueeze(1), sq[k]) for k in range(K)]).view(K, T, A, 1))
-        g_log_std = g_log_std.view(K, T, A) / var.squeeze(2) - grad_log_prob.sum(2, keepdim=True)
+            ("log_std", tuple(grad_log_prob.shape)),
+            lambda: torch.bmm(grad_log_prob.reshape(K * T, 1, B), sq.view(K * T, B, A)).view(K, T, A),
+            lambda: torch.stack([torch.bmm(grad_log_prob[k].clone().unsqueeze(1), sq[k].clone()).squeeze(1)
+                                 for k in range(K)]))
+        g_log_std = g_log_std / var.squeeze(2) - grad_log_prob.sum(2, keepdim=True)
         if grad_log_std:
             g_log_std = g_log_std + grad_log_std
         self.log_std.set_per_task_grads(g_log_std, self.track)
@@ -537,6 +541,7 @@ class MultiGaussianPolicy(_MultiNet):
         """Backward of :meth:`train_log_prob_task`: ``[(entry, gradient (K, *shape))]``."""
         mlp_cache, diff, sq, var, task = cache
         K = self.n_runs
+        # fresh (aligned) operands in the references, as the run's own path multiplies
         g_log_std = self.products(("log_std_task", tuple(grad_log_prob.shape)),
                                   lambda: torch.bmm(grad_log_prob.unsqueeze(1), sq).squeeze(1),
                                   lambda: torch.stack([grad_log_prob[k].clone() @ sq[k].clone() for k in range(K)]))
