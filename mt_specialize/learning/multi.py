@@ -39,7 +39,7 @@ from .policy import SplitGaussianPolicy, SplitValue
 from .ppo import PPOConfig, value_loss_with_grad
 from .ppo_update import UpdateStats
 
-__all__ = ["MultiEntry", "MultiSplitMLP", "MultiGaussianPolicy", "MultiValue", "MultiAdam",
+__all__ = ["MultiEntry", "VerifiedProducts", "MultiSplitMLP", "MultiGaussianPolicy", "MultiValue", "MultiAdam",
            "MultiTaskAlternatingAdam", "RunsBatch", "multi_ppo_update", "runs_from_single", "runs_to_single"]
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
