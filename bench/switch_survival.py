@@ -41,7 +41,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
+    return (max(0.0, centre - half), min(1.0, centre + half))  # clamped: rounding can leave [0, 1] at p = 0 or 1
 
 
 def run_switches(policy: InferencePolicy, task_a, task_b, robots: int, seed: int, switch_window: tuple[float, float],
@@ -100,7 +100,8 @@ def measure(run: Path, robots: int, seed: int, switch_window, window: float, min
         raise SystemExit(f"{run_dir}: experiment {experiment.name} has no two tasks of one robot to switch between")
     out = {"run": str(run_dir), "checkpoint": checkpoint.name, "profile": config.profile,
            "task_switch_prob": config.task_switch_prob, "task_switch_start": config.task_switch_start,
-           "task_switch_grace": config.task_switch_grace, "switches": {}}
+           "task_switch_grace": config.task_switch_grace, "task_switch_bootstrap": config.task_switch_bootstrap,
+           "switches": {}}
     for group in groups:
         for a in group:
             for b in group:
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"\n{r['run']} ({r['checkpoint']}, profile {r['profile']}, trained with task_switch_prob "
               f"{r['task_switch_prob']:g} from {r['task_switch_start']:,} samples, task_switch_grace "
-              f"{r['task_switch_grace']:g} s)")
+              f"{r['task_switch_grace']:g} s, task_switch_bootstrap {r['task_switch_bootstrap']})")
         for name, parts in r["switches"].items():
             for kind, s in parts.items():
                 lo, hi = s["interval95"]

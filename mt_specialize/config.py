@@ -27,6 +27,7 @@ PROFILES = ("paper", "mujoco", "none")
 APPEND_MODES = ("raw", "normalized")
 SPLIT_COUNTS = ("round", "floor_nonzero")
 SCORE_STATISTICS = ("variance", "std")
+SWITCH_BOOTSTRAPS = ("old_task", "new_task")  # TrainConfig.task_switch_bootstrap
 # The training settings of each profile (SPEC §5b); the robots' physics of each profile is in
 # mt_specialize.envs.physics. A setting given explicitly (not null) overrides its profile's value.
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -188,6 +189,11 @@ class TrainConfig:
                     for the momentum it was handed (its direction * velocity term floored at 0), so
                     that falling never pays more than turning round (MultiTaskVecEnv ``switch_grace``);
                     0 = the tasks' rewards unchanged
+    task_switch_bootstrap: the value that ends a task's trajectory at a switch (the robot goes on
+                    under another task): ``old_task`` = that task's own value of the state reached, as
+                    at a time limit (a gait is never charged for a switch it cannot survive);
+                    ``new_task`` = the value of the task that takes the robot over, so the policy
+                    learns the return the robot really gets when switches come at random times
     task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
                     setting -> value), recorded in the run's config.yaml
     """
@@ -217,6 +223,7 @@ class TrainConfig:
     task_switch_prob: float = 0.0
     task_switch_start: int = 0
     task_switch_grace: float = 0.0
+    task_switch_bootstrap: str = "old_task"
     task_physics: dict | None = None
 
     # -- the paper's names ---------------------------------------------------------------------------
@@ -358,6 +365,9 @@ class TrainConfig:
         g = c.task_switch_grace
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < float("inf"):
             raise ValueError(f"task_switch_grace must be a non-negative finite number of seconds, got {g!r}")
+        if c.task_switch_bootstrap not in SWITCH_BOOTSTRAPS:
+            raise ValueError(f"task_switch_bootstrap must be one of {list(SWITCH_BOOTSTRAPS)}, "
+                             f"got {c.task_switch_bootstrap!r}")
         if c.profile not in PROFILES:
             raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
         if not isinstance(c.physics, dict):

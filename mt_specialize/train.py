@@ -191,6 +191,8 @@ class Trainer:
         term_buf = np.zeros((S, T, E), dtype=bool)
         trunc_buf = np.zeros((S, T, E), dtype=bool)
         truncated_obs: list[tuple[int, int, int, np.ndarray]] = []
+        value_task: list[int] = []  # per entry of truncated_obs, the task whose value bootstraps it
+        new_task_value = self.config.task_switch_bootstrap == "new_task"
         with torch.no_grad():
             std = torch.exp(self.policy.log_std()).numpy()[:, None, :]  # (T, 1, A)
         # weights and normaliser are fixed during a rollout: materialise them once (NumPy float32 forward)
@@ -218,10 +220,15 @@ class Trainer:
             rew_buf[t], term_buf[t], trunc_buf[t] = reward, result.terminated, cut
             if cut.any():
                 for i, e in zip(*np.nonzero(cut)):
+                    # a switch hands the robot to another task: with task_switch_bootstrap new_task
+                    # its trajectory so far is valued as that task will go on with it
+                    handed_over = new_task_value and result.switched is not None and result.switched[i, e]
+                    k = int(result.switched_to[i, e]) if handed_over else int(i)
                     final = result.final_obs[i, e].copy()
                     if per_step:
-                        final = self._normalize(np.repeat(final[None, None], T, axis=0))[i, 0]
+                        final = self._normalize(np.repeat(final[None, None], T, axis=0))[k, 0]
                     truncated_obs.append((t, int(i), int(e), final))
+                    value_task.append(k)
             for i, finished in enumerate(result.finished):
                 for ep_return, ep_length in finished:
                     self.task_returns[i].append(ep_return)
@@ -232,7 +239,7 @@ class Trainer:
         if per_step:
             norm_buf[S] = self._normalize(self.obs)
         return Rollout(obs=obs_buf, actions=act_buf, rewards=rew_buf, terminated=term_buf, truncated=trunc_buf,
-                       truncated_obs=truncated_obs, obs_norm=norm_buf)
+                       truncated_obs=truncated_obs, obs_norm=norm_buf, truncated_value_task=value_task)
 
     # -- update ---------------------------------------------------------------------------------------
     def _to_task_major(self, x: np.ndarray) -> torch.Tensor:
@@ -260,10 +267,11 @@ class Trainer:
             obs = obs_all.reshape(T, S + 1, E, -1)[:, :S].reshape(T, S * E, -1)
             old_logp = self.policy.log_prob(obs, actions)
             next_values = values_all[:, 1:].clone()  # (T, S, E)
-            for t, i, e, final in rollout.truncated_obs:
+            value_task = rollout.truncated_value_task or [i for _, i, _, _ in rollout.truncated_obs]
+            for (t, i, e, final), k in zip(rollout.truncated_obs, value_task):
                 final_in = torch.from_numpy(final[None, None].repeat(T, axis=0) if per_step
                                             else self._normalize(final[None, None].repeat(T, axis=0)))
-                next_values[i, t, e] = self.value(final_in)[i, 0]
+                next_values[i, t, e] = self.value(final_in)[k, 0]
         values = values_all[:, :S].permute(1, 0, 2).reshape(S, T * E)
         terminated = torch.from_numpy(rollout.terminated.reshape(S, T * E))
         episode_end = terminated | torch.from_numpy(rollout.truncated.reshape(S, T * E))

@@ -3,6 +3,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 from mt_specialize.config import TrainConfig
 from mt_specialize.envs import planar
@@ -30,8 +31,11 @@ def test_switch_swaps_robot_states_between_tasks_of_one_robot():
         assert s is not None and (s[0] == s[1]).all()  # a switch is a swap: both envs of the pair
         done = result.terminated | result.truncated
         assert not (s & done).any()
+        np.testing.assert_array_equal(result.switched_to[~s], -1)
         for e in np.flatnonzero(s[0]):
             switched_any = True
+            # each robot is now driven by the other task of the pair
+            assert (result.switched_to[0, e], result.switched_to[1, e]) == (1, 0)
             # each env now holds the robot the other task's env had reached
             np.testing.assert_array_equal(result.obs[0, e], result.final_obs[1, e])
             np.testing.assert_array_equal(result.obs[1, e], result.final_obs[0, e])
@@ -155,3 +159,45 @@ def test_a_run_with_switches_and_a_grace_resumes_exactly(tmp_path):
     rows = lambda d: [{k: v for k, v in r.items() if "per_s" not in k}  # noqa: E731
                       for r in csv.DictReader(open(d / "metrics.csv"))]
     assert rows(tmp_path / "whole") == rows(tmp_path / "part")
+
+
+@pytest.mark.parametrize("bootstrap", ["old_task", "new_task"])
+def test_a_switched_trajectory_is_valued_by_the_task_that_takes_the_robot_over(tmp_path, bootstrap):
+    """The value target at a switch: r + gamma * V(state reached), V of the task that now drives that
+    robot (``new_task``) or of the task whose trajectory it was (``old_task``, as a time limit)."""
+    path = tmp_path / "biped.yaml"
+    path.write_text("name: tiny_biped\nbatch_size: 256\nbudget: 512\ntasks: [biped_forward, biped_backward]\n")
+    trainer = Trainer(TrainConfig(experiment=str(path), method="separate", envs_per_task=4, profile="none",
+                                  task_switch_prob=0.2, task_switch_bootstrap=bootstrap), tmp_path / "run")
+    switches = []
+    step = trainer.env.step
+
+    def recording_step(actions):
+        result = step(actions)
+        switches.append(result.switched_to.copy())
+        return result
+    trainer.env.step = recording_step
+    # the two tasks' value nets start equal: offset one so that whose value bootstraps shows
+    net = trainer.value
+    trainer.value = lambda x: net(x) + torch.tensor([[0.0], [50.0]])
+    rollout = trainer.collect()
+    batch = trainer.prepare_batch(rollout)
+    T, E, gamma = trainer.n_tasks, trainer.config.envs_per_task, trainer.config.ppo.gamma
+    checked = 0
+    with torch.no_grad():
+        for (t, i, e, final), k in zip(rollout.truncated_obs, rollout.truncated_value_task):
+            taken_over_by = switches[t][i, e]
+            if taken_over_by < 0 or rollout.terminated[t, i, e]:
+                continue
+            assert k == (taken_over_by if bootstrap == "new_task" else i)
+            value = trainer.value(torch.from_numpy(trainer._normalize(final[None, None].repeat(T, axis=0))))
+            target = rollout.rewards[t, i, e] + gamma * float(value[k, 0])
+            assert float(batch.returns[i, t * E + e]) == pytest.approx(target, rel=1e-5, abs=1e-4)
+            checked += 1
+    assert checked > 0
+    trainer.close()
+
+
+def test_switch_bootstrap_must_be_a_known_rule():
+    with pytest.raises(ValueError, match=r"task_switch_bootstrap must be one of \['old_task', 'new_task'\]"):
+        TrainConfig(task_switch_bootstrap="new").resolved(3_000_000, 4000)

@@ -43,6 +43,8 @@ class StepResult:
     switched:     (T, E) the env's robot state was handed to another task after the step (a task
                   switch, ``switch_prob``): its trajectory is cut there like a truncation (bootstrap
                   from final_obs), and obs is the state it takes over; the episode goes on
+    switched_to:  (T, E) int, for a switched env the task that now drives the robot it had reached
+                  (the other task of the swap, whose env holds final_obs now); -1 elsewhere
     """
 
     obs: np.ndarray
@@ -52,6 +54,7 @@ class StepResult:
     final_obs: np.ndarray
     finished: list[list[tuple[float, int]]] = field(default_factory=list)
     switched: np.ndarray | None = None
+    switched_to: np.ndarray | None = None
 
 
 class MultiTaskVecEnv:
@@ -161,12 +164,14 @@ class MultiTaskVecEnv:
             keys.setdefault(key, []).append(i)
         return [np.array(group) for group in keys.values() if len(group) > 1]
 
-    def _switch(self, done: np.ndarray) -> np.ndarray | None:
+    def _switch(self, done: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Swap robot states between tasks of a group (see ``switch_prob``); envs that ended this
-        step take no part. Returns the (T, E) bool mask of switched envs, or None."""
+        step take no part. Returns the (T, E) bool mask of switched envs and the (T, E) int task now
+        driving each switched env's robot (-1 elsewhere), or None."""
         if not self.switch_groups or self.switch_prob == 0:
             return None
         switched = np.zeros((self.n_tasks, self.envs_per_task), dtype=bool)
+        switched_to = np.full((self.n_tasks, self.envs_per_task), -1, dtype=np.int64)
         rng = self._switch_rng
         for group in self.switch_groups:
             for e in np.flatnonzero(rng.random(self.envs_per_task) < self.switch_prob):
@@ -176,9 +181,10 @@ class MultiTaskVecEnv:
                 a, b = i * self.envs_per_task + e, j * self.envs_per_task + e
                 self.state[[a, b]] = self.state[[b, a]]
                 switched[i, e] = switched[j, e] = True
+                switched_to[i, e], switched_to[j, e] = j, i
         if self.switch_grace > 0:
             self.grace_left[switched] = np.rint(self.switch_grace / self._dt.repeat(self.envs_per_task, 1))[switched]
-        return switched
+        return switched, switched_to
 
     # -- state views ------------------------------------------------------------------------------
     def qpos(self, state: np.ndarray | None = None) -> np.ndarray:
@@ -272,12 +278,12 @@ class MultiTaskVecEnv:
                 qpos_i = self.qpos()[i, envs]
                 qvel_i = self.qvel()[i, envs]
                 obs[i, envs] = task_rules.observation(qpos_i, qvel_i)
-        switched = self._switch(done)
+        switched, switched_to = self._switch(done) or (None, None)
         if switched is not None and switched.any():
             obs = obs.copy() if obs is final_obs else obs
             obs[switched] = task_rules.observation(self.qpos()[switched], self.qvel()[switched])
         return StepResult(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
-                          final_obs=final_obs, finished=finished, switched=switched)
+                          final_obs=final_obs, finished=finished, switched=switched, switched_to=switched_to)
 
     # -- checkpointing ----------------------------------------------------------------------------
     def get_state(self) -> dict:

@@ -27,6 +27,9 @@ class Rollout:
     #: (S+1, T, E, policy_in) float32 policy inputs as normalised when seen
     #: (``ppo.obs_norm_update == 'per_step'``), else None (normalised after the rollout)
     obs_norm: np.ndarray | None = None
+    #: per entry of ``truncated_obs``, the task whose value bootstraps it (a task switch can hand the
+    #: robot to another task, ``task_switch_bootstrap``); None = each entry's own task
+    truncated_value_task: list[int] | None = None
 
 
 @dataclass
