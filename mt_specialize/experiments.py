@@ -22,10 +22,14 @@ split equally among them) and a sample budget (SPEC section 4).
           foot_friction: 2.0     #   or one value per foot (leaf link)
           inertia: dart          #   true | dart
 
-A robot may also be ``gymnasium:hopper`` (Gymnasium's Hopper-v5 model file).
+A robot may also be ``gymnasium:hopper`` (Gymnasium's Hopper-v5 model file) or ``gymnasium:walker2d``
+(Walker2d-v5's, family biped). Settings such a task leaves unset take the file's values under profile
+``none``; other profiles set theirs (e.g. ``mujoco``'s biped frictions), so give ``physics:`` explicitly
+to keep the file's.
 
 ``apply_profile`` resolves every task's physics under a named profile (``physics.PROFILES``);
-``resolved_physics`` lists the result per task for a run's config.yaml.
+``resolved_physics`` lists the result per task for a run's config.yaml; ``complete_physics_record``
+reads such a record back with the settings it predates at their defaults.
 """
 from __future__ import annotations
 
@@ -96,6 +100,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     # not the paper's: SPEC's biped with Walker2d's 100 N*m ankles (tasks.BIPED_ANKLE100_GEARS)
     "biped_fwd_bwd_ankle100": _builtin("biped_fwd_bwd_ankle100",
                                        ("biped_forward_ankle100", "biped_backward_ankle100"), 8000),
+    # not the paper's: the biped's two tasks on Gymnasium's Walker2d-v5 body
+    "walker2d_fwd_bwd": _builtin("walker2d_fwd_bwd", ("walker2d_forward", "walker2d_backward"), 8000),
 }
 
 
@@ -211,8 +217,7 @@ def apply_profile(experiment: Experiment, profile: str | None,
     for task in experiment.tasks:
         changes = bundle["tasks"].get(task.name, {}) if TASKS.get(task.name) == task else {}
         settings = {**physics.profile_settings(profile, task.family), **task.physics, **overrides}
-        mjcf = robots.get_robot(task.robot).mjcf is not None
-        resolved = {**physics.default_physics(task.family, mjcf=mjcf), **settings}
+        resolved = {**robots.default_physics(task.robot, task.family), **settings}
         try:
             tasks.append(dataclasses.replace(task, physics=resolved, **changes))
         except ValueError as exc:
@@ -223,3 +228,12 @@ def apply_profile(experiment: Experiment, profile: str | None,
 def resolved_physics(experiment: Experiment) -> dict[str, dict]:
     """Task name -> every physics setting (plain YAML types) and the task's torso_mass (kg or None)."""
     return {task.name: {**task.resolved_physics, "torso_mass": task.torso_mass} for task in experiment.tasks}
+
+
+def complete_physics_record(experiment: Experiment, record: Mapping) -> dict[str, dict]:
+    """A run's recorded ``resolved_physics`` (task -> setting -> value) with every physics setting it
+    does not name at that task's default: a run recorded before a setting existed ran at its default,
+    which builds the model the run had. Tasks ``experiment`` lacks are kept as they are."""
+    defaults = {task.name: robots.default_physics(task.robot, task.family) for task in experiment.tasks}
+    return {name: {**defaults.get(name, {}), **values} if isinstance(values, Mapping) else values
+            for name, values in record.items()}

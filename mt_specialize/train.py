@@ -30,7 +30,7 @@ import torch
 from .config import TrainConfig
 from .errors import RevertLoop
 from .envs.vec_env import MultiTaskVecEnv
-from .experiments import Experiment, apply_profile, get_experiment, resolved_physics
+from .experiments import Experiment, apply_profile, complete_physics_record, get_experiment, resolved_physics
 from .learning import checkpoint as ckpt
 from .learning.batch import Batch, Rollout
 from .learning.inference import InferencePolicy
@@ -153,6 +153,8 @@ class Trainer:
             saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
             if saved.get("task_physics") is None:  # written before the physics was recorded
                 saved["task_physics"] = mine["task_physics"]
+            else:  # a physics setting added since the run started compares as its default
+                saved["task_physics"] = complete_physics_record(self.experiment, saved["task_physics"])
             diff = {k: (saved.get(k), v) for k, v in mine.items()
                     if saved.get(k) != v and k not in RESULT_NEUTRAL_SETTINGS}
             if diff:

@@ -21,6 +21,7 @@ def test_builtin_experiments():
         "torso_mass_8": (("hopper_torso15", "hopper_torso8"), 4000),
         "torso_mass_14": (("hopper_torso15", "hopper_torso14"), 4000),
         "biped_fwd_bwd_ankle100": (("biped_forward_ankle100", "biped_backward_ankle100"), 8000),
+        "walker2d_fwd_bwd": (("walker2d_forward", "walker2d_backward"), 8000),
     }
     assert set(EXPERIMENTS) == set(expected)
     for name, (tasks, batch) in expected.items():

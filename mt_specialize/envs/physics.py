@@ -27,10 +27,13 @@ state_limit           None | > 0: terminate when any |concat(qpos, qvel)[2:]| >=
                       angles, every velocity: ``planar.without_x_and_height``; the authors'
                       ``(np.abs(s[2:]) < 100).all()``)
 integrator            ``euler`` | ``implicitfast`` | ``implicit`` | ``rk4``
+damping               None (the robot file's: URDF ``<dynamics damping>``, MJCF joint damping) | >= 0
+                      N*m*s/rad on every actuated hinge (root joints keep 0)
 ====================  ============================================================================
 
-A robot loaded from an MJCF file (``gymnasium:hopper``) also accepts ``model`` for friction,
-foot_friction and contact: keep what the file has (its default).
+A robot loaded from an MJCF file (``gymnasium:hopper``, ``gymnasium:walker2d``) also accepts ``model``
+for friction, foot_friction and contact: keep what the file has (its default). Such a robot's
+defaults are the file's values (``robots.default_physics``: e.g. Walker2d's armature 0.01).
 
 Hard constraints ("as stiff as MuJoCo stays stable at timestep 0.002"): MuJoCo's documentation
 (Modeling > Solver parameters; XML reference, option/flag ``refsafe``) says the solref time constant
@@ -49,7 +52,7 @@ from collections.abc import Mapping
 import numpy as np
 
 SETTINGS = ("armature", "friction", "foot_friction", "contact", "joint_limits", "inertia",
-            "torso_inertia", "knee_limit_penalty", "state_limit", "integrator")
+            "torso_inertia", "knee_limit_penalty", "state_limit", "integrator", "damping")
 DEFAULT_SOLREF = (0.02, 1.0)  # s, damping ratio: MuJoCo's default for contacts and joint limits
 DEFAULT_SOLIMP = (0.9, 0.95, 0.001, 0.5, 2.0)  # MuJoCo's default impedance
 STIFF_SOLREF = (0.004, 1.0)  # 2 * timestep 0.002 s (MuJoCo's stability floor), critically damped
@@ -68,7 +71,7 @@ PAPER_STATE_LIMIT = 100.0  # the authors' hopper.py and walker2d.py: (np.abs(s[2
 # today's loader for URDF robots (SPEC section 4; every setting's default)
 URDF_DEFAULTS = {"armature": 1.0, "friction": 0.9, "foot_friction": None, "contact": "default",
                  "joint_limits": "soft", "inertia": "true", "torso_inertia": "scaled",
-                 "knee_limit_penalty": 0.0, "integrator": "euler"}
+                 "knee_limit_penalty": 0.0, "integrator": "euler", "damping": None}
 FAMILY_STATE_LIMIT = {"hopper": 100.0, "biped": None}  # SPEC section 4's termination rules
 # Gymnasium's hopper.xml as it is (armature 1, RK4, its own frictions and contacts)
 MJCF_DEFAULTS = {**URDF_DEFAULTS, "friction": MODEL, "foot_friction": MODEL, "contact": MODEL,
@@ -185,6 +188,9 @@ def validate(settings: Mapping | None, where: str, family: str | None = None, mj
             out[key] = None if value is None else _number(w + " (None or a positive number)", value, positive=True)
         elif key == "integrator":
             out[key] = _choice(w, value, INTEGRATORS)
+        elif key == "damping":
+            out[key] = None if value is None else _number(
+                w + " (None = the robot file's, or N*m*s/rad)", value)
     return out
 
 

@@ -15,13 +15,18 @@ These are the defaults of the physics settings (``mt_specialize.envs.physics``),
 
 ``gymnasium:hopper`` is Gymnasium's own MJCF Hopper (the installed package's ``assets/hopper.xml``),
 loaded as it is (RK4 integrator, its frictions and contacts) unless a setting says otherwise; the
-calibration benchmark's reference robot.
+calibration benchmark's reference robot. ``gymnasium:walker2d`` is Gymnasium's Walker2d-v5 model
+(``assets/walker2d_v5.xml``: armature 0.01, damping 0.1, ankle gear 100, RK4, foot friction 1.9), a
+biped-family robot with our biped's joints and motors in the same order (thigh, leg, foot, then the
+left leg's), so its actions and observations mean what the biped's do.
+An MJCF robot's motors must drive its hinges one each in joint order (``build_model`` refuses
+another layout): ``gears`` and a policy's actions are in that order.
 """
 from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium
@@ -51,6 +56,8 @@ class RobotSpec:
     ``start_height=None`` means: put the lowest collision point FOOT_CLEARANCE above the floor.
     ``torso_link=None`` means the URDF's root link. ``mjcf``: a complete MuJoCo model file used
     instead of a URDF (its own root joints, floor and motors; ``urdf`` is then None).
+    ``default_physics``: physics settings whose default for this robot differs from its kind's
+    (``physics.default_physics``): the file's own values, so that the defaults build the file as it is.
     """
 
     name: str
@@ -60,6 +67,7 @@ class RobotSpec:
     torso_link: str | None = None
     family: str | None = None
     mjcf: Path | None = None
+    default_physics: dict | None = field(default=None, hash=False)
 
 
 def _builtin(name: str, family: str) -> RobotSpec:
@@ -78,6 +86,8 @@ ROBOTS: dict[str, RobotSpec] = {
 MJCF_ROBOTS: dict[str, RobotSpec] = {
     "gymnasium:hopper": RobotSpec("gymnasium:hopper", None, None, None, "torso", "hopper",
                                   GYMNASIUM_ASSETS / "hopper.xml"),
+    "gymnasium:walker2d": RobotSpec("gymnasium:walker2d", None, None, None, "torso", "biped",
+                                    GYMNASIUM_ASSETS / "walker2d_v5.xml", {"armature": 0.01}),
 }
 
 
@@ -229,13 +239,21 @@ _INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "implicitfast": mujoc
                 "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT, "rk4": mujoco.mjtIntegrator.mjINT_RK4}
 
 
+def default_physics(robot: str | Path | RobotSpec, family: str | None = None) -> dict:
+    """Every physics setting's default for ``robot`` under ``family`` (default: the robot's, else
+    hopper): its kind's (``physics.default_physics``: URDF loader or MJCF file) updated by the robot's
+    own ``RobotSpec.default_physics``."""
+    spec_r = get_robot(robot)
+    defaults = physics_settings.default_physics(family or spec_r.family or "hopper", mjcf=spec_r.mjcf is not None)
+    return {**defaults, **(spec_r.default_physics or {})}
+
+
 def resolve_physics(robot: str | Path | RobotSpec, physics: dict | None = None) -> dict:
-    """Every physics setting of ``robot``: its defaults (``physics.default_physics``) updated by the
+    """Every physics setting of ``robot``: its defaults (``default_physics``) updated by the
     validated ``physics`` (setting -> value)."""
     spec_r = get_robot(robot)
-    mjcf = spec_r.mjcf is not None
-    given = physics_settings.validate(physics, f"robot {spec_r.name!r}", spec_r.family, mjcf=mjcf)
-    return {**physics_settings.default_physics(spec_r.family or "hopper", mjcf=mjcf), **given}
+    given = physics_settings.validate(physics, f"robot {spec_r.name!r}", spec_r.family, mjcf=spec_r.mjcf is not None)
+    return {**default_physics(spec_r), **given}
 
 
 def feet(spec: mujoco.MjSpec) -> list:
@@ -310,6 +328,8 @@ def _apply_physics(spec: mujoco.MjSpec, settings: dict, hinges: list, torso_name
     limit_ref, limit_imp = physics_settings.JOINT_LIMITS[settings["joint_limits"]]
     for joint in hinges:
         joint.armature = settings["armature"]
+        if settings["damping"] is not None:
+            joint.damping = [settings["damping"], *list(joint.damping)[1:]]  # the linear coefficient
         joint.solref_limit, joint.solimp_limit = list(limit_ref), list(limit_imp)
 
 
@@ -419,6 +439,7 @@ def _build_mjcf(spec_r: RobotSpec, settings: dict, torso_mass: float | None, mas
     if tuple(names[:3]) != ROOT_JOINTS:
         raise ValueError(f"MJCF robot {spec_r.name!r}: its first joints must be {list(ROOT_JOINTS)}, got {names[:3]}")
     hinges = [j for j in spec.joints if j.name not in ROOT_JOINTS]
+    _check_motor_layout(spec, hinges, spec_r.name)
     if settings["inertia"] == "dart" or torso_mass is not None or mass_scale != 1.0:
         _explicit_inertials(spec)
     _apply_physics(spec, settings, hinges, spec_r.torso_link or "torso", spec_r.name, torso_mass=torso_mass,
@@ -431,3 +452,13 @@ def _build_mjcf(spec_r: RobotSpec, settings: dict, torso_mass: float | None, mas
             actuator.gear = [_check_positive(f"gear of motor {actuator.name!r}", gear), 0, 0, 0, 0, 0]
     return spec.compile()
 
+
+def _check_motor_layout(spec: mujoco.MjSpec, hinges: list, robot_name: str) -> None:
+    """ValueError unless the MJCF's motors are joint motors driving ``hinges`` one each, in joint order
+    (the order ``gears``, the actions and the policies of every robot assume)."""
+    hinge_names = [j.name for j in hinges]
+    targets = [(a.target if a.trntype == mujoco.mjtTrn.mjTRN_JOINT else f"<{a.trntype.name} {a.target}>")
+               for a in spec.actuators]
+    if targets != hinge_names:
+        raise ValueError(f"MJCF robot {robot_name!r}: its motors must drive its hinges one each in joint order "
+                         f"{hinge_names}, got motors on {targets}")

@@ -14,11 +14,17 @@ id                              task                  robot
 ``mt_specialize/BipedForwardAnkle100-v0``     ``biped_forward_ankle100``   biped, ankles 100 N*m
 ``mt_specialize/BipedBackwardAnkle100-v0``    ``biped_backward_ankle100``  (not SPEC's: see below)
 ``mt_specialize/HopperGymnasium-v0``  ``hopper_gymnasium``  Gymnasium's Hopper-v5 model (hopper.xml)
+``mt_specialize/Walker2dForward-v0``  ``walker2d_forward``  Gymnasium's Walker2d-v5 model
+``mt_specialize/Walker2dBackward-v0`` ``walker2d_backward`` (walker2d_v5.xml), biped rules, -vx
 ==============================  ====================  =================================
 
 ``hopper_gymnasium`` runs Gymnasium's own MJCF hopper (RK4, its frictions and contacts) under the
 hopper family's rules, which are Hopper-v5's (its healthy_z 0.7 = 0.56 * 1.25): the calibration
-benchmark's link between our trainer and Gymnasium's Hopper-v5.
+benchmark's link between our trainer and Gymnasium's Hopper-v5. ``walker2d_forward`` /
+``walker2d_backward`` run Gymnasium's Walker2d-v5 model (robot ``gymnasium:walker2d``: armature 0.01,
+damping 0.1, ankle gear 100, RK4, foot friction 1.9) under the biped family's rules (reward, control
+cost 0.1, termination), the biped tasks' counterparts on Walker2d's body. Both keep their file's
+physics under every profile; run-wide physics settings still change them.
 
 Physics settings (``mt_specialize.envs.physics``): ``TaskSpec.physics`` holds the settings a task sets
 itself; the rest take their defaults, which are the robots as SPEC section 4 describes them.
@@ -131,8 +137,7 @@ class TaskSpec:
     @property
     def resolved_physics(self) -> dict:
         """Every physics setting of this task: its defaults updated by ``physics``."""
-        mjcf = robots.get_robot(self.robot).mjcf is not None
-        return {**physics_settings.default_physics(self.family, mjcf=mjcf), **self.physics}
+        return {**robots.default_physics(self.robot, self.family), **self.physics}
 
     def build_model(self) -> mujoco.MjModel:
         """A fresh compiled MuJoCo model of this task's robot."""
@@ -297,7 +302,11 @@ TASKS: dict[str, TaskSpec] = {
                                         DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
     # Gymnasium's Hopper-v5 under every profile: its settings are explicit (only run-wide overrides change them)
     "hopper_gymnasium": _hopper("hopper_gymnasium", "gymnasium:hopper",
-                                physics=physics_settings.default_physics("hopper", mjcf=True)),
+                                physics=robots.default_physics("gymnasium:hopper")),
+    # Gymnasium's Walker2d-v5 model under the biped's rules, likewise as the file has it under every profile
+    **{f"walker2d_{way}": TaskSpec(f"walker2d_{way}", "gymnasium:walker2d", "biped", direction, DEFAULT_ALIVE_BONUS,
+                                   DEFAULT_CTRL_COST["biped"], physics=robots.default_physics("gymnasium:walker2d"))
+       for way, direction in (("forward", 1), ("backward", -1))},
 }
 
 ENV_IDS: dict[str, str] = {
@@ -310,6 +319,8 @@ ENV_IDS: dict[str, str] = {
     "biped_forward_ankle100": "mt_specialize/BipedForwardAnkle100-v0",
     "biped_backward_ankle100": "mt_specialize/BipedBackwardAnkle100-v0",
     "hopper_gymnasium": "mt_specialize/HopperGymnasium-v0",
+    "walker2d_forward": "mt_specialize/Walker2dForward-v0",
+    "walker2d_backward": "mt_specialize/Walker2dBackward-v0",
 }
 
 
