@@ -21,6 +21,7 @@ split equally among them) and a sample budget (SPEC section 4).
           armature: 0.0          #   kg*m^2 on the actuated hinges
           foot_friction: 2.0     #   or one value per foot (leaf link)
           inertia: dart          #   true | dart
+          damping: 1.0           #   N*m*s/rad on the actuated hinges (default: the robot file's)
 
 A robot may also be ``gymnasium:hopper`` (Gymnasium's Hopper-v5 model file) or ``gymnasium:walker2d``
 (Walker2d-v5's, family biped). Settings such a task leaves unset take the file's values under profile

@@ -57,9 +57,11 @@ def ankle_gears(robot: str, gear: float) -> list[float]:
 def experiment_doc(args: argparse.Namespace) -> dict:
     """The experiment YAML (as a mapping): the biped's two tasks on the chosen body."""
     robot = ROBOTS[args.body]
-    gears = {} if args.ankle_gear is None else {"gears": ankle_gears(robot, args.ankle_gear)}
+    gears = None if args.ankle_gear is None else ankle_gears(robot, args.ankle_gear)
+    tasks = [{"name": name, "robot": robot, "direction": direction, **({} if gears is None else {"gears": list(gears)})}
+             for name, direction in TASKS]
     return {"name": f"biped_fwd_bwd_{args.body}", "batch_size": get_experiment("biped_fwd_bwd").batch_size,
-            "tasks": [{"name": name, "robot": robot, "direction": direction, **gears} for name, direction in TASKS]}
+            "tasks": tasks}
 
 
 def train_config(args: argparse.Namespace, experiment_path: Path) -> TrainConfig:
