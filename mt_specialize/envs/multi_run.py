@@ -73,7 +73,8 @@ class _RunRows(MultiTaskVecEnv):
         """Each run's switches as ``MultiTaskVecEnv._switch`` makes them, from its own generator and among
         its own tasks. Returns (K*T, E) masks with run-local task indices in switched_to, or None."""
         T, E = self.run_tasks, self.envs_per_task
-        self.switch_active = [bool(groups) and p != 0 for groups, p in zip(self.run_switch_groups, self.run_switch_prob)]
+        self.switch_active = [bool(groups) and p != 0
+                              for groups, p in zip(self.run_switch_groups, self.run_switch_prob)]
         if not any(self.switch_active):
             return None
         switched = np.zeros((self.n_tasks, E), dtype=bool)
