@@ -100,7 +100,9 @@ def test_grid_on_a_local_ray_head_on_loopback(tmp_path):
     pytest.importorskip("ray")
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0",
                # Ray otherwise swaps 127.0.0.1 for the machine's "remotely reachable" address
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               # Ray runs its workers at nice 15: on a busy machine the cell then starves past the timeout
+               RAY_worker_niceness="0")
     port = _free_port()
     ray_bin = Path(sys.executable).parent / "ray"
     ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # AF_UNIX socket paths must stay < 108 bytes
