@@ -11,8 +11,8 @@ from gymnasium.utils.env_checker import check_env
 
 from mt_specialize.envs import physics, robots
 from mt_specialize.envs.robots import RobotSpec
-from mt_specialize.envs.tasks import TASKS, TaskEnv, TaskSpec, get_task
-from mt_specialize.envs.vec_env import MultiTaskVecEnv
+from mt_specialize.envs.tasks import TASKS, TaskEnv, TaskSpec
+from gymnasium_lockstep import assert_steps_like_gymnasium
 from mt_specialize.experiments import Experiment, apply_profile, complete_physics_record, load_experiment_yaml
 
 WALKER2D_XML = robots.GYMNASIUM_ASSETS / "walker2d_v5.xml"
@@ -88,27 +88,12 @@ def test_walker2d_forward_steps_as_gymnasiums_walker2d_v5():
     """From the same state, the same actions give Walker2d-v5's observation and termination; the
     reward differs only by the biped's control cost (0.1 against Walker2d-v5's 1e-3) and the alive
     bonus, which Walker2d-v5 does not pay on the step that ends unhealthy."""
-    reference = gym.make("Walker2d-v5").unwrapped
-    venv = MultiTaskVecEnv([get_task("walker2d_forward")], envs_per_task=1, seed=3, nthread=1)
-    rng = np.random.default_rng(0)
-    steps = 0
-    for episode in range(3):
-        reference.reset(seed=episode)
-        venv.reset()
-        reference.set_state(venv.qpos()[0, 0], venv.qvel()[0, 0])
-        for _ in range(80):
-            action = rng.uniform(-1, 1, 6)
-            obs, reward, terminated, _, _ = reference.step(action)
-            result = venv.step(action[None, None])
-            steps += 1
-            np.testing.assert_allclose(result.final_obs[0, 0], obs, atol=1e-9)
-            assert result.terminated[0, 0] == terminated
-            ctrl = float(np.sum(action ** 2))
-            ours_as_v5 = result.reward[0, 0] + 0.1 * ctrl - 1e-3 * ctrl - (1.0 if terminated else 0.0)
-            assert ours_as_v5 == pytest.approx(reward, abs=1e-9)
-            if terminated:
-                break
-    assert steps >= 20
+    def as_v5(reward, action, terminated):
+        ctrl = float(np.sum(action ** 2))
+        return reward + 0.1 * ctrl - 1e-3 * ctrl - (1.0 if terminated else 0.0)
+
+    assert_steps_like_gymnasium("Walker2d-v5", "walker2d_forward", seed=3, steps_per_episode=80,
+                                as_reference_reward=as_v5)
 
 
 @pytest.mark.parametrize("robot", ["biped", "gymnasium:walker2d"])
