@@ -5,6 +5,7 @@
     mt-specialize train EXPERIMENT --method gradient_guided --joint-samples 400k --split-fraction 0.25
                         --seed 1 --samples 4M --out DIR
     mt-specialize train --config run.yaml [--resume]
+    mt-specialize train EXPERIMENT --seeds 1-5 --out DIR  five seeds in one process (DIR/seed1 ... DIR/seed5)
     mt-specialize gait RUN_DIR TASK OUT.gif          a trained policy's gait (optionally switching task)
     mt-specialize export RUN_DIR OUT.safetensors     the serving part of a run's newest checkpoint
     mt-specialize up | switch | record | rviz-config ROS 2 graph for pip-only users (see docs/ros.md)
@@ -49,13 +50,16 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_config(args: argparse.Namespace):
+def _train_config(args: argparse.Namespace, out: str | Path | None = None):
+    """The run's TrainConfig: --config, or (--resume) the run's saved config.yaml in ``out`` (default
+    --out), or the defaults; the command-line flags given override it."""
     from .config import TrainConfig, canonical_settings
 
-    saved = Path(args.out or "") / "config.yaml"
+    out = args.out if out is None else out
+    saved = Path(out or "") / "config.yaml"
     if args.config:
         config = TrainConfig.from_yaml(args.config)
-    elif args.resume and args.out and saved.is_file():  # continue with the run's own settings
+    elif args.resume and out and saved.is_file():  # continue with the run's own settings
         config = TrainConfig.from_yaml(saved, run_config=True)
     else:
         config = TrainConfig()
@@ -109,6 +113,116 @@ def _fmt(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:7.1f}"
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``1-5``, ``1,3,8`` or both (``1-3,7``) -> distinct seeds in the order given."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            lo, hi = int(first), int(last or first)
+            if lo < 0 or hi < lo:
+                raise ValueError
+            seeds += [s for s in range(lo, hi + 1) if s not in seeds]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: give non-negative seeds as a range and/or a list, e.g. 1-5 or "
+                         f"1,3,8") from None
+    return seeds
+
+
+class _GroupProgress:
+    """One rich bar over the samples of all runs of a group, each run's pooled return beside it."""
+
+    def __init__(self, configs: list, starts: list[int]):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.seeds = [c.seed for c in configs]
+        self.budgets = [c.samples for c in configs]
+        self.samples = list(starts)
+        self.returns = [float("nan")] * len(configs)
+        self.rate = 0.0
+        self.progress = Progress(TextColumn("[bold]{task.fields[n]} runs"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[returns]}"),
+                                 console=self.console, disable=not self.live)
+        self.bar = self.progress.add_task("train", total=sum(c.samples for c in configs), completed=sum(starts),
+                                          n=len(configs), returns="")
+        self.last_print = 0.0
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, k: int, row: dict) -> None:
+        import time
+
+        self.samples[k], self.returns[k] = int(row["samples"]), row["return_pooled"]
+        text = "  ".join(f"seed{s}: {_fmt(r)}" for s, r in zip(self.seeds, self.returns))
+        running = sum(n < b for n, b in zip(self.samples, self.budgets)) or 1
+        text += f"  {row['samples_per_s'] * running:,.0f} samples/s"  # a row's rate is per run of the group
+        self.progress.update(self.bar, completed=sum(self.samples), returns=text)
+        if not self.live and time.monotonic() - self.last_print > 10:
+            self.last_print = time.monotonic()
+            print(f"samples {sum(self.samples):,}  pooled {text}", file=sys.stderr, flush=True)
+
+
+def _cmd_train_seeds(args: argparse.Namespace) -> int:
+    """``train --seeds``: the runs of several seeds in one process (``run_group.RunGroup``)."""
+    import copy
+
+    from .run_group import RunGroup
+    from .stop_signals import StopOnSignals
+    from .train import Interrupted
+
+    if args.seed is not None:
+        raise ValueError("give --seed or --seeds, not both")
+    seeds = parse_seeds(args.seeds)
+    base = _train_config(args, out="")
+    configs, out_dirs = [], []
+    for seed in seeds:
+        config = copy.deepcopy(base)
+        config.seed = seed
+        out = Path(args.out) / f"seed{seed}" if args.out else Path("runs") / _default_run_name(config)
+        if args.resume and not args.config and (out / "config.yaml").is_file():
+            config = _train_config(args, out=out)  # the run's own settings, the flags given on top
+            config.seed = seed
+        configs.append(config)
+        out_dirs.append(out)
+    resume = [args.resume and (d / "config.yaml").is_file() for d in out_dirs]
+    group = RunGroup(configs, out_dirs, resume=resume)
+    trainers = list(group.trainers)
+    c = trainers[0].config
+    print(f"{len(seeds)} runs in one process: {trainers[0].experiment.name} "
+          f"[{', '.join(trainers[0].task_names)}], method {c.method}, seeds {seeds}, {c.samples:,} samples each, "
+          f"into {', '.join(map(str, out_dirs))}", file=sys.stderr)
+    with _GroupProgress([t.config for t in trainers], [t.samples for t in trainers]) as progress, \
+            StopOnSignals() as stop:
+        group.progress = progress
+        try:
+            summaries = group.run(should_stop=stop)
+        except Interrupted as exc:
+            print(f"interrupted by {stop.name}: {exc}", file=sys.stderr)
+            return 130
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summaries[0]['experiment']} / {summaries[0]['method']}: mean return of the last 100 "
+                        f"episodes")
+    table.add_column("task")
+    for s in summaries:
+        table.add_column(f"seed {s['seed']}", justify="right")
+    for name in summaries[0]["returns"]:
+        table.add_row(name, *(_fmt(s["returns"][name]) for s in summaries))
+    table.add_row("[bold]pooled", *(_fmt(s["return_pooled"]) for s in summaries))
+    Console().print(table)
+    print(f"results: {', '.join(f'{d}/summary.json' for d in out_dirs)}", file=sys.stderr)
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -116,6 +230,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .stop_signals import StopOnSignals
     from .train import Interrupted, Trainer
 
+    if args.seeds is not None:
+        return _cmd_train_seeds(args)
     config = _train_config(args)
     out = Path(args.out) if args.out else Path("runs") / _default_run_name(config)
     trainer = Trainer(config, out, resume=args.resume)
@@ -233,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the policy's entries split into per-task copies, in [0, 1] (default 0.25)")
     p.add_argument("--sp", metavar="F", help="the paper's name of --split-fraction")
     p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", metavar="LIST", help="train several seeds in one process, e.g. 1-5 or 1,3,8: their "
+                   "envs stepped and networks updated together, each run as if alone (same results as --seed), "
+                   "into --out/seed<N> (default runs/<experiment>_..._seed<N>)")
     p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
     p.add_argument("--envs-per-task", type=int, dest="envs_per_task")
     p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")

@@ -22,14 +22,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator
 
 import numpy as np
 import torch
 
 from .config import TrainConfig
 from .errors import RevertLoop
-from .envs.vec_env import MultiTaskVecEnv
+from .envs.vec_env import MultiTaskVecEnv, StepResult
 from .experiments import Experiment, apply_profile, complete_physics_record, get_experiment, resolved_physics
 from .learning import checkpoint as ckpt
 from .learning.batch import Batch, Rollout
@@ -65,10 +65,12 @@ class Trainer:
 
     progress: called after every iteration with the metrics row (dict); the CLI draws a progress bar
     with it, the learner node publishes diagnostics.
+    env: the run's envs, for a run trained in a group (``run_group.RunGroup`` gives each run its view
+    of one shared ``MultiRunVecEnv``); default a ``MultiTaskVecEnv`` of its own.
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-                 progress: Callable[[dict], None] | None = None):
+                 progress: Callable[[dict], None] | None = None, env=None):
         experiment = get_experiment(config.experiment)
         self.config = config.resolved(experiment.budget, experiment.batch_size)
         # the robots as the profile, the tasks' own settings and the run's physics settings make them
@@ -88,17 +90,18 @@ class Trainer:
         self.run_dir.lock()
         try:
             self._prepare_out_dir(resume)
-            self._build(resume)
+            self._build(resume, env)
         except BaseException:
             self.run_dir.close()
             raise
 
-    def _build(self, resume: bool) -> None:
+    def _build(self, resume: bool, env=None) -> None:
         """Env, networks, optimiser, normaliser, RNGs; then the last checkpoint when resuming."""
         c, T, E = self.config, self.n_tasks, self.config.envs_per_task
         torch.manual_seed(c.seed)
-        self.env = MultiTaskVecEnv(self.tasks, E, seed=c.seed, nthread=c.physics_threads,
-                                   switch_prob=c.task_switch_prob, switch_grace=c.task_switch_grace)
+        self.env = env if env is not None else MultiTaskVecEnv(
+            self.tasks, E, seed=c.seed, nthread=c.physics_threads, switch_prob=c.task_switch_prob,
+            switch_grace=c.task_switch_grace)
         self.obs_dim = self.env.obs_dim
         self.method = get_method(c.method)
         self.append_task_id = self.method.task_id_input
@@ -183,6 +186,18 @@ class Trainer:
         """Run ``steps`` control steps on every env (``Rollout`` lists the shapes). With
         ``ppo.obs_norm_update == 'per_step'`` the normaliser is updated with every step's new
         observations and the rollout carries the policy inputs as normalised when seen."""
+        steps = self.collect_steps()
+        action = next(steps)
+        while True:
+            try:
+                action = steps.send(self.env.step(action))
+            except StopIteration as done:
+                return done.value
+
+    def collect_steps(self) -> Generator[np.ndarray, StepResult, Rollout]:
+        """``collect`` as a generator, for runs stepped together (``run_group``): yields each control
+        step's actions (T, E, A) float32, is sent the env's ``StepResult`` for them, and returns the
+        ``Rollout`` after ``steps`` steps."""
         S, T, E, A = self.steps, self.n_tasks, self.config.envs_per_task, self.env.act_dim
         ppo = self.config.ppo
         per_step = ppo.obs_norm_update == "per_step"
@@ -211,7 +226,7 @@ class Trainer:
             else:
                 action = inference.mean_actions(self.obs) + std * noise[t]
             act_buf[t] = action
-            result = self.env.step(np.clip(action, -1.0, 1.0) if ppo.clip_env_actions else action)
+            result = yield (np.clip(action, -1.0, 1.0) if ppo.clip_env_actions else action)
             if per_step:
                 self.obs_rms.update(self._normalizer_input(result.obs))
             reward = result.reward
@@ -294,16 +309,24 @@ class Trainer:
         ppo = self.config.ppo
         self.policy.set_track_per_task_grads(track_gradients)
         self.policy.zero_per_task_grads()
-        progress = self.samples / self.config.samples
+        lr, clip = self.schedule()
         for group in self.optimizer.param_groups:
-            group["lr"] = ppo.lr_at(progress)
+            group["lr"] = lr
             # fused Adam (a checkpoint of an older version restores foreach=True, fused=None)
             group["foreach"], group["fused"] = False, True
-        stats = ppo_update(self.policy, self.value, self.optimizer, batch, ppo, clip=ppo.clip_at(progress),
-                           rng=self.rng)
+        stats = ppo_update(self.policy, self.value, self.optimizer, batch, ppo, clip=clip, rng=self.rng)
         if track_gradients:  # per-task gradients summed over the iteration's minibatches (train_backward)
             self.spread.add(self.policy.per_task_grads())
         return stats
+
+    def schedule(self) -> tuple[float, float]:
+        """(learning rate, clip range) of the next update, at this point of the run (its counted samples)."""
+        progress = self.samples / self.config.samples
+        return self.config.ppo.lr_at(progress), self.config.ppo.clip_at(progress)
+
+    def tracks_gradients(self) -> bool:
+        """Whether the next update records per-task gradients for the split score."""
+        return self.method.scores_gradients and not self.split_done and self.config.split_fraction > 0
 
     # -- specialization -------------------------------------------------------------------------------
     def _split(self) -> None:
@@ -467,44 +490,70 @@ class Trainer:
         iteration (and its ``progress`` call); when it is true the trainer writes a checkpoint, the
         summary and curve of the run so far, and raises ``Interrupted``. The caller owns process
         signals (``stop_signals.StopOnSignals`` for a command, an event for the learner node)."""
-        c = self.config
         try:
-            if c.joint_samples == 0 and c.split_fraction > 0 and not self.split_done:
-                self._split()
-            while self.samples < c.samples:
+            self.begin()
+            while not self.done:
                 start = time.perf_counter()
                 rollout = self.collect()
                 rollout_time = time.perf_counter() - start
-                self.samples_real += self.batch
-                if not self._accept_iteration():
-                    self.iteration += 1
-                    row = self._row(REVERTED_STATS, time.perf_counter() - start, rollout_time, reverted=True)
-                    self._write_row(row)
-                    if self.iteration % c.checkpoint_every == 0:
-                        self.save()
-                else:
-                    batch = self.prepare_batch(rollout)
-                    track = self.method.scores_gradients and not self.split_done and c.split_fraction > 0
-                    stats = self.update(batch, track_gradients=track)
-                    self.iteration += 1
-                    self.samples += self.batch
-                    row = self._row(stats, time.perf_counter() - start, rollout_time)
-                    self._write_row(row)
-                    if not self.split_done and c.split_fraction > 0 and self.samples >= c.joint_samples:
-                        self._split()
-                        self.save()
-                    elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
-                        self.save()
+                batch = self.accept_rollout(rollout)
+                stats = None if batch is None else self.update(batch, track_gradients=self.tracks_gradients())
+                row = self.end_iteration(stats, time.perf_counter() - start, rollout_time)
                 if self.progress:
                     self.progress(row)
                 if should_stop():
-                    self.save()
-                    self.finish()
-                    raise Interrupted(f"stopped after iteration {self.iteration} at {self.samples} samples; "
-                                      f"continue with --resume")
+                    self.stop()
             return self.finish()
         finally:
             self.close()
+
+    # -- one iteration in steps (``run``; ``run_group.RunGroup`` interleaves several runs' steps) ---------
+    @property
+    def done(self) -> bool:
+        """The run has reached its budget (counted samples)."""
+        return self.samples >= self.config.samples
+
+    def begin(self) -> None:
+        """Before the first iteration: a run without a joint phase splits at once."""
+        c = self.config
+        if c.joint_samples == 0 and c.split_fraction > 0 and not self.split_done:
+            self._split()
+
+    def accept_rollout(self, rollout: Rollout) -> Batch | None:
+        """Count the rollout's samples and apply the revert rule; the update's batch, or None when
+        the iteration is rejected (no update)."""
+        self.samples_real += self.batch
+        if not self._accept_iteration():
+            return None
+        return self.prepare_batch(rollout)
+
+    def end_iteration(self, stats: UpdateStats | None, elapsed: float, rollout_time: float) -> dict:
+        """Count the iteration (``stats`` None: rejected), write its metrics row, split at the end of the
+        joint phase, checkpoint when due; returns the row. ``elapsed``/``rollout_time``: s."""
+        c = self.config
+        self.iteration += 1
+        if stats is None:
+            row = self._row(REVERTED_STATS, elapsed, rollout_time, reverted=True)
+            self._write_row(row)
+            if self.iteration % c.checkpoint_every == 0:
+                self.save()
+            return row
+        self.samples += self.batch
+        row = self._row(stats, elapsed, rollout_time)
+        self._write_row(row)
+        if not self.split_done and c.split_fraction > 0 and self.samples >= c.joint_samples:
+            self._split()
+            self.save()
+        elif self.iteration % c.checkpoint_every == 0 or self.samples >= c.samples:
+            self.save()
+        return row
+
+    def stop(self) -> None:
+        """Stop on request: checkpoint, summary and curve of the run so far, then ``Interrupted``."""
+        self.save()
+        self.finish()
+        raise Interrupted(f"stopped after iteration {self.iteration} at {self.samples} samples; "
+                          f"continue with --resume")
 
     def _accept_iteration(self) -> bool:
         """The revert rule (``revert_drop_bound``), checked after a rollout, before its update.

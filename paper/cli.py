@@ -11,6 +11,7 @@ resume points to a small directory kept in git.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,38 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(seeds)
 
 
+def parse_bytes(text: str, flag: str) -> int:
+    """``4G`` / ``512M`` / ``2.5G`` / ``1000000`` -> bytes (G and M binary: GiB, MiB)."""
+    scale = {"G": 2**30, "M": 2**20, "K": 2**10}.get(text.strip()[-1:].upper(), 1)
+    number = text.strip()[:-1] if scale > 1 else text.strip()
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: give bytes like 4G, 512M or 1000000") from None
+    if value <= 0:
+        raise ValueError(f"{flag} {text!r} must be > 0")
+    return int(value)
+
+
+MAX_BATCH_RUNS = 5  # the default cap: a batch of 5 seeds of one method is the grid's natural unit
+
+
+def _batch_runs(args: argparse.Namespace) -> int:
+    """--batch-runs, or as many runs per worker as --worker-memory allows (at most ``MAX_BATCH_RUNS``)."""
+    from paper.reproduce import batch_runs_for_memory
+
+    if args.batch_runs is not None:
+        if args.batch_runs < 1:
+            raise ValueError(f"--batch-runs must be >= 1, got {args.batch_runs}")
+        return args.batch_runs
+    if args.worker_memory is not None:
+        memory = parse_bytes(args.worker_memory, "--worker-memory")
+    else:
+        workers = args.workers or os.cpu_count() or 1
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 // workers
+    return min(MAX_BATCH_RUNS, batch_runs_for_memory(memory))
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from paper.reproduce import (MAIN_SEEDS, archive_grid, main_grid, paper_grid, reproduce, restore_grid,
                                  run_status, select, with_ppo_settings, with_profile)
@@ -67,11 +100,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             status, reached = run_status(Path(args.root) / spec.name)
             print(f"{status:>8} {reached:>10,}  {spec.name}")
         return 0
-    print(f"{len(specs)} runs under {args.root} ({args.workers or 'all'} workers"
+    print(f"{len(specs)} runs under {args.root} ({args.workers or 'all'} workers, up to {_batch_runs(args)} "
+          f"runs per worker process"
           f"{', Ray at ' + args.ray_address if args.ray_address else ''}); finished runs are skipped, "
           f"interrupted ones resumed", file=sys.stderr)
+    batch_runs = _batch_runs(args)
     try:
-        results = reproduce(args.root, specs, samples=samples, workers=args.workers, ray_address=args.ray_address)
+        results = reproduce(args.root, specs, samples=samples, workers=args.workers, ray_address=args.ray_address,
+                            batch_runs=batch_runs)
     except KeyboardInterrupt:
         print("interrupted: every running run wrote a checkpoint; run the same command to continue",
               file=sys.stderr)
@@ -136,7 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", action="append", metavar="NAME",
                    help="instead of the paper's grid, the main comparison (ours jt=400k sp=25%%, joint, separate, "
                    "random, append) on this registered experiment, e.g. biped_fwd_bwd_ankle100 (repeatable)")
-    p.add_argument("--workers", type=int, help="runs at once (default: one per core)")
+    p.add_argument("--workers", type=int, help="worker processes at once (default: one per core)")
+    p.add_argument("--batch-runs", type=int, metavar="K",
+                   help="cells a worker trains together in one process (one physics call and one batched update "
+                        "for all; each cell's results are those it gets alone); default: as many as "
+                        "--worker-memory allows, at most 5; 1 = one run per process")
+    p.add_argument("--worker-memory", default=None, metavar="BYTES",
+                   help="memory bound per worker for --batch-runs' default, e.g. 4G (default: half this "
+                        "machine's memory shared by the workers)")
     p.add_argument("--ray-address", help="run on an existing Ray cluster, e.g. 127.0.0.1:6379")
     p.add_argument("--list", action="store_true", help="show the grid and each run's status, run nothing")
     p.add_argument("--ppo", action="append", metavar="KEY=VALUE",

@@ -179,9 +179,67 @@ def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int 
         return {"busy": str(exc), "run": spec.name}
 
 
+def run_batch(specs: list[RunSpec], root: str, samples: int | None, physics_threads: int | None) -> dict:
+    """Train (or resume) cells that batch together in one process (``mt_specialize.run_group.RunGroup``:
+    each run's results are those it gets alone); returns {name: summary | {'interrupted'|'busy': ...}}.
+    Runs in a worker. A cell another process trains is left out (reported busy)."""
+    from mt_specialize.run_dir import RunBusyError
+    from mt_specialize.run_group import RunGroup
+    from mt_specialize.stop_signals import StopOnSignals
+    from mt_specialize.train import Interrupted
+
+    out: dict = {}
+    todo = [s for s in specs if run_status(Path(root) / s.name)[0] != "done"]
+    out.update({s.name: {"run": s.name} for s in specs if s not in todo})
+    group = None
+    while todo and group is None:
+        dirs = [Path(root) / s.name for s in todo]
+        try:
+            group = RunGroup([s.config(samples, physics_threads) for s in todo], dirs,
+                             resume=[(d / "config.yaml").exists() for d in dirs])
+        except RunBusyError as exc:  # leave that cell to the process that trains it
+            busy = next((s for s, d in zip(todo, dirs) if str(d) in str(exc)), todo[0])
+            out[busy.name] = {"busy": str(exc), "run": busy.name}
+            todo.remove(busy)
+    if group is None:
+        return out
+    try:
+        with StopOnSignals((signal.SIGTERM,)) as stop:  # the driver stops workers with SIGTERM
+            out.update({s.name: summary for s, summary in zip(todo, group.run(should_stop=stop))})
+    except Interrupted as exc:
+        for s in todo:  # a cell that finished before the stop is done
+            done = run_status(Path(root) / s.name)[0] == "done"
+            out[s.name] = {"run": s.name} if done else {"interrupted": str(exc), "run": s.name}
+    return out
+
+
+def plan_batches(specs: list[RunSpec], samples: int | None, batch_runs: int) -> list[list[RunSpec]]:
+    """The cells in batches of at most ``batch_runs`` that train together (``run_group.group_configs``:
+    one experiment, profile and update shape; ``append`` apart), in the grid's order of importance."""
+    from mt_specialize.run_group import group_configs
+
+    groups = group_configs([s.config(samples) for s in specs], max_runs=batch_runs)
+    return [[specs[i] for i in group] for group in groups]
+
+
+def batch_runs_for_memory(worker_memory: int, per_run: int = 0) -> int:
+    """Runs per batch that fit ``worker_memory`` bytes: (memory - one process) // memory per run
+    (``RUN_MEMORY``, measured by bench/throughput.py --seeds), at least 1."""
+    per_run = per_run or RUN_MEMORY
+    return max(1, (worker_memory - PROCESS_MEMORY) // per_run)
+
+
+# measured (bench/throughput.py --seeds 5, peak RSS): a worker process with torch and MuJoCo loaded,
+# and what each further three_hoppers / biped run of a batch adds; the larger figure is used for both
+PROCESS_MEMORY = 600 * 2**20
+RUN_MEMORY = 120 * 2**20
+
+
 def reproduce(root: str | Path, specs: list[RunSpec], *, samples: int | None = None, workers: int | None = None,
-              ray_address: str | None = None, show_progress: bool = True) -> dict[str, str]:
-    """Run every pending cell; returns name -> 'done' | 'interrupted' | 'failed: ...'."""
+              ray_address: str | None = None, show_progress: bool = True, batch_runs: int = 1) -> dict[str, str]:
+    """Run every pending cell; returns name -> 'done' | 'interrupted' | 'failed: ...'. With
+    ``batch_runs`` > 1 a worker trains up to that many cells that batch together in one process
+    (``plan_batches``; each cell's results are those it gets alone)."""
     root = Path(root)
     workers = workers or os.cpu_count() or 1
     pending = [s for s in specs if run_status(root / s.name)[0] != "done"]
@@ -190,18 +248,20 @@ def reproduce(root: str | Path, specs: list[RunSpec], *, samples: int | None = N
     progress = _GridProgress(root, specs, samples) if show_progress else None
     if ray_address:
         return _reproduce_ray(root, pending, samples, ray_address, results, progress)
-    queue = list(pending)
+    queue = plan_batches(pending, samples, batch_runs) if batch_runs > 1 else [[s] for s in pending]
     futures: dict = {}
     previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
     try:
         while queue or futures:
-            while queue and len(futures) < workers:  # one run per worker: nothing queued behind it
-                spec = queue.pop(0)
-                futures[pool.submit(run_one, spec, str(root), samples, physics_threads)] = spec
+            while queue and len(futures) < workers:  # one batch per worker: nothing queued behind it
+                batch = queue.pop(0)
+                future = (pool.submit(run_one, batch[0], str(root), samples, physics_threads) if len(batch) == 1
+                          else pool.submit(run_batch, batch, str(root), samples, physics_threads))
+                futures[future] = batch
             done, _ = wait(futures, timeout=5.0, return_when=FIRST_COMPLETED)
             for future in done:
-                results[futures.pop(future).name] = _outcome(future)
+                results.update(_batch_outcome(futures.pop(future), future))
             if progress:
                 progress.update(results)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every running run checkpoints, then stops
@@ -209,7 +269,7 @@ def reproduce(root: str | Path, specs: list[RunSpec], *, samples: int | None = N
             if process.is_alive():
                 process.terminate()  # SIGTERM: the trainer saves at the end of its iteration
         for future in list(futures):
-            results[futures.pop(future).name] = _outcome(future)
+            results.update(_batch_outcome(futures.pop(future), future))
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -226,6 +286,17 @@ def _ignore_sigint() -> None:
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _batch_outcome(batch: list[RunSpec], future) -> dict[str, str]:
+    """name -> outcome of each cell of a finished worker task (one cell: ``run_one``; more: ``run_batch``)."""
+    if len(batch) == 1:
+        return {batch[0].name: _outcome(future)}
+    try:
+        result = future.result()
+    except Exception as exc:  # a failed batch is reported for each of its cells, the grid goes on
+        return {s.name: f"failed: {type(exc).__name__}: {exc}" for s in batch}
+    return {s.name: _summarize(result.get(s.name, {"interrupted": "not run", "run": s.name})) for s in batch}
 
 
 def _outcome(future) -> str:

@@ -125,25 +125,46 @@ def test_grid_on_a_local_ray_head_on_loopback(tmp_path):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def test_ctrl_c_checkpoints_running_cells_and_starts_no_other(tmp_path):
+def test_batched_cells_give_what_each_cell_gives_alone(tmp_path):
+    """``batch_runs``: cells that batch train in one process (here ours, joint, random and separate of
+    seeds 1-2 in batches of 3; append apart), with the metrics each cell gets in a process of its own."""
+    cells = [RunSpec("three_hoppers", "ours", seed, ONE_ITERATION, 0.25) for seed in (1, 2)] + [
+        RunSpec("three_hoppers", "joint", 1), RunSpec("three_hoppers", "random", 2, ONE_ITERATION, 0.5),
+        RunSpec("three_hoppers", "separate", 1), RunSpec("three_hoppers", "append", 1)]
+    from paper.reproduce import plan_batches
+
+    batches = plan_batches(cells, 2 * ONE_ITERATION, 3)
+    assert [[c.name for c in b] for b in batches] == [[c.name for c in cells[:3]], [c.name for c in cells[3:5]],
+                                                      [cells[5].name]]
+    alone = reproduce(tmp_path / "alone", cells, samples=2 * ONE_ITERATION, workers=2, show_progress=False)
+    batched = reproduce(tmp_path / "batched", cells, samples=2 * ONE_ITERATION, workers=2, show_progress=False,
+                        batch_runs=3)
+    assert alone == batched == {c.name: "done" for c in cells}
+    for cell in cells:
+        assert _rows(tmp_path / "batched" / cell.name) == _rows(tmp_path / "alone" / cell.name), cell.name
+
+
+@pytest.mark.parametrize("batch_runs, started_cells", [(1, 2), (4, 5)])
+def test_ctrl_c_checkpoints_running_cells_and_starts_no_other(tmp_path, batch_runs, started_cells):
     """Ctrl-C at a terminal reaches the whole process group: every running cell stops after a
-    checkpoint, no queued cell starts, the command exits 130; the same command then resumes."""
+    checkpoint, no queued cell starts, the command exits 130; the same command then resumes.
+    Two workers: one cell each (--batch-runs 1), or the batch of four and append (--batch-runs 4)."""
     root = tmp_path / "grid"
     cmd = [sys.executable, "-m", "paper", "reproduce", "--root", str(root), "--workers", "2",
-           "--samples", "400k", "--report", "", "--only", "three_hoppers/*/seed1"]
+           "--samples", "400k", "--report", "", "--only", "three_hoppers/*/seed1", "--batch-runs", str(batch_runs)]
     # SIGINT back to its default in the child: a runner that starts the suite in the background (e.g.
     # `nohup ... &` from a script) passes SIGINT down as ignored, and Python then keeps ignoring it
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(root.glob("*/*/seed1/metrics.csv"))) < 2:
+    while time.time() < deadline and len(list(root.glob("*/*/seed1/metrics.csv"))) < started_cells:
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     started = sorted(p.parent for p in root.glob("*/*/seed1/config.yaml"))
-    assert len(started) == 2, started  # two workers, two cells; the other three never started
+    assert len(started) == started_cells, started  # what the two workers took; no other cell started
     for run_dir in started:
         status, reached = run_status(run_dir)
         assert status == "partial" and reached > 0

@@ -1,0 +1,301 @@
+"""Several runs trained in one process: one physics call and one PPO update per iteration for all of them.
+
+A ``RunGroup`` holds K ordinary ``Trainer``s (each with its own run directory, config, masks, split
+time, normalisers, generators, revert decisions and checkpoints) and trains them in lockstep:
+
+* the rollout steps every run's envs in one ``mujoco.rollout`` call per control step
+  (``envs.multi_run.MultiRunVecEnv``; each trainer sees its own run through a ``RunEnvView``);
+* the update is ``learning.multi.multi_ppo_update`` over the runs whose iteration was accepted:
+  one batched forward/backward and one fused Adam call serve all K parameter sets.
+
+Exactness: a run trained in a group writes the same checkpoints and metrics as the same config
+trained alone, bit for bit (the speed columns aside): the env and the update are bit-identical per
+run (``test/test_multi_run_env.py``, ``test/test_multi.py``), and the group gives each run its own
+torch generator state (only network initialisation draws from it). ``test/test_run_group.py``
+checks whole runs. The batched products need ``torch_threads: 1`` (the default), as a single run's.
+
+Which runs batch (``batch_key``): runs of one experiment, profile, physics and PPO settings (the
+learning-rate and clip values and schedules aside: they are per run), with the same batch size,
+envs per task and network input (``append`` adds the task id to the input, so append runs batch
+only with append runs of the same ``append_mode``). Seeds, methods, joint samples, split fractions,
+split-score settings, ``split_value``, revert bounds, task-switch settings and budgets may differ.
+A run that reaches its budget leaves the group (its envs are dropped, the others' states carried
+over); a stop request checkpoints every run, and each resumes alone or in any group.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .envs.multi_run import MultiRunVecEnv
+from .envs.vec_env import StepResult
+from .learning.multi import RunsBatch, multi_ppo_update, runs_from_single
+from .learning.ppo_update import UpdateStats
+from .train import Interrupted, Trainer
+
+__all__ = ["RunGroup", "RunEnvView", "batch_key", "group_configs"]
+
+# PPO settings applied per run by the batched update (Trainer.schedule); every other PPO setting is shared
+PER_RUN_PPO = {"lr", "lr_schedule", "clip", "clip_schedule"}
+# run settings that may differ within a group (each run applies its own)
+PER_RUN_SETTINGS = {"seed", "method", "joint_samples", "split_fraction", "split_value", "split_count", "score_window",
+                    "score_statistic", "samples", "checkpoint_every", "keep_checkpoints", "physics_threads",
+                    "revert_drop_bound", "revert_max_streak", "task_switch_prob", "task_switch_start",
+                    "task_switch_grace", "task_switch_bootstrap", "ppo"}
+
+
+def batch_key(config: TrainConfig) -> tuple:
+    """What runs trained in one group must share: two configs with equal keys batch (as resolved).
+
+    The experiment, profile, physics (every task's resolved physics), batch size, envs per task,
+    torch threads, append mode and whether the method appends the task id to the network input,
+    and every PPO setting but the learning rate and clip range and their schedules."""
+    from .experiments import get_experiment
+    from .methods import get_method
+
+    experiment = get_experiment(config.experiment)
+    config = config.resolved(experiment.budget, experiment.batch_size)
+    data = config.to_dict()
+    # task_physics follows from experiment, profile and physics (and is only recorded by a trainer)
+    shared = {k: v for k, v in data.items() if k not in PER_RUN_SETTINGS and k != "task_physics"}
+    shared["ppo"] = {k: v for k, v in asdict(config.ppo).items() if k not in PER_RUN_PPO}
+    shared["task_id_input"] = get_method(config.method).task_id_input
+    return tuple(sorted((k, repr(v)) for k, v in shared.items()))
+
+
+def group_configs(configs: Sequence[TrainConfig], max_runs: int | None = None) -> list[list[int]]:
+    """Indices of ``configs`` grouped by ``batch_key``, in first-seen order, each group at most
+    ``max_runs`` long (None: no bound). A config that does not resolve is a group of its own."""
+    if max_runs is not None and max_runs < 1:
+        raise ValueError(f"max_runs must be >= 1 or None, got {max_runs!r}")
+    groups: dict[tuple, list[list[int]]] = {}
+    order: list[list[int]] = []
+    for i, config in enumerate(configs):
+        try:
+            key = batch_key(config)
+        except ValueError:  # a config that does not resolve goes alone (and fails with its reason when trained)
+            key = ("unresolved", i)
+        chunks = groups.setdefault(key, [])
+        if not chunks or (max_runs is not None and len(chunks[-1]) >= max_runs):
+            chunks.append([])
+            order.append(chunks[-1])
+        chunks[-1].append(i)
+    return order
+
+
+class RunEnvView:
+    """Run ``k`` of a ``MultiRunVecEnv`` as a ``Trainer`` uses its own env: sizes, the initial reset,
+    the switch probability, ``get_state``/``set_state`` (single-run format). The group steps it."""
+
+    def __init__(self, env: MultiRunVecEnv, k: int, initial_obs: np.ndarray):
+        self.env, self.k = env, k
+        self.obs_dim, self.act_dim = env.obs_dim, env.act_dim
+        self._initial_obs = initial_obs
+
+    def reset(self) -> np.ndarray:
+        """(T, E, obs_dim) the run's observations after the group's reset (only at the start)."""
+        if self._initial_obs is None:
+            raise RuntimeError("a grouped run's envs are reset by its group, once")
+        obs, self._initial_obs = self._initial_obs, None
+        return obs
+
+    @property
+    def switch_prob(self) -> float:
+        return self.env.switch_prob[self.k]
+
+    @switch_prob.setter
+    def switch_prob(self, value: float) -> None:
+        self.env.set_switch_prob(self.k, value)
+
+    def get_state(self) -> dict:
+        return self.env.get_state(self.k)
+
+    def set_state(self, saved: dict) -> None:
+        self.env.set_state(self.k, saved)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        raise RuntimeError("a grouped run's envs are stepped by its RunGroup")
+
+
+class RunGroup:
+    """Trains K runs in lockstep (module docstring). ``RunGroup(configs, out_dirs).run()``.
+
+    configs: the runs' ``TrainConfig``s (one ``batch_key``); out_dirs: their run directories;
+    resume: continue each run from its newest checkpoint (as ``Trainer``), one flag for all or one per
+    run; progress: called after each run's iteration with (its position in ``configs``, metrics row).
+    """
+
+    def __init__(self, configs: Sequence[TrainConfig], out_dirs: Sequence[str | Path], *,
+                 resume: bool | Sequence[bool] = False, progress: Callable[[int, dict], None] | None = None):
+        configs, out_dirs = list(configs), [Path(d) for d in out_dirs]
+        if not configs or len(configs) != len(out_dirs):
+            raise ValueError(f"a run group needs one run directory per config, got {len(configs)} configs and "
+                             f"{len(out_dirs)} directories")
+        resume = [bool(resume)] * len(configs) if isinstance(resume, bool) else [bool(r) for r in resume]
+        if len(resume) != len(configs):
+            raise ValueError(f"resume needs one flag per run ({len(configs)}), got {len(resume)}")
+        if len(set(map(str, out_dirs))) != len(out_dirs):
+            raise ValueError(f"the runs of a group need distinct run directories, got {[str(d) for d in out_dirs]}")
+        self.progress = progress
+        self.trainers: list[Trainer] = []  # the unfinished runs
+        self.indices: list[int] = []  # their positions in the configs given
+        self.torch_rng: list[torch.Tensor] = []  # each run's own torch generator state
+        try:
+            self._build(configs, out_dirs, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, configs, out_dirs, resume) -> None:
+        from .experiments import apply_profile, get_experiment
+
+        experiment = get_experiment(configs[0].experiment)
+        resolved = [c.resolved(experiment.budget, experiment.batch_size) for c in configs]
+        keys = [dict(batch_key(c)) for c in resolved]
+        differ = sorted({name for key in keys[1:] for name in key if key[name] != keys[0].get(name)})
+        if differ:
+            raise ValueError(f"runs batched in one group must share the experiment, profile, physics, batch shape and "
+                             f"PPO settings (lr and clip aside); these differ: {differ}")
+        first = resolved[0]
+        tasks = list(apply_profile(experiment, first.profile, first.physics).tasks)
+        self.env = MultiRunVecEnv(tasks, first.envs_per_task, [c.seed for c in configs], nthread=first.physics_threads,
+                                  switch_prob=[c.task_switch_prob for c in configs],
+                                  switch_grace=[c.task_switch_grace for c in configs])
+        initial = self.env.reset()
+        for k, (config, out_dir) in enumerate(zip(configs, out_dirs)):
+            view = RunEnvView(self.env, k, initial[k].copy())
+            self.trainers.append(Trainer(config, out_dir, resume=resume[k], env=view))
+            self.indices.append(k)
+            self.torch_rng.append(torch.get_rng_state())
+        self._build_networks()
+
+    def _build_networks(self) -> None:
+        """The batched networks and optimiser over the group's runs (slot k = run k)."""
+        trainers = self.trainers
+        self.policy, self.value, self.optimizer = runs_from_single(
+            [t.policy for t in trainers], [t.value for t in trainers], [t.optimizer for t in trainers])
+        self.value.set_tracking([False] * len(trainers))
+
+    def close(self) -> None:
+        for trainer in self.trainers:
+            trainer.close()
+
+    def _as_run(self, k: int, fn, *args):
+        """Call ``fn`` with run k's torch generator state in place (checkpoints record it)."""
+        torch.set_rng_state(self.torch_rng[k])
+        try:
+            return fn(*args)
+        finally:
+            self.torch_rng[k] = torch.get_rng_state()
+
+    # -- one iteration ----------------------------------------------------------------------------------
+    def collect(self) -> list:
+        """Every run's rollout, their envs stepped together (``Trainer.collect_steps``)."""
+        steps = [t.collect_steps() for t in self.trainers]
+        actions = np.stack([next(s) for s in steps])
+        rollouts = [None] * len(steps)
+        while any(r is None for r in rollouts):
+            result = self.env.step(actions)
+            for k, s in enumerate(steps):
+                try:
+                    actions[k] = s.send(result.run(k))
+                except StopIteration as done:
+                    rollouts[k] = done.value
+        return rollouts
+
+    def update(self, batches: list) -> list[UpdateStats | None]:
+        """``Trainer.update`` of every run with a batch (None: rejected iteration, no update), batched."""
+        active = [b is not None for b in batches]
+        if not any(active):
+            return [None] * len(batches)
+        clips, track = [], []
+        for k, (t, batch) in enumerate(zip(self.trainers, batches)):
+            lr, clip = t.schedule()
+            clips.append(clip)
+            track.append(bool(batch is not None and t.tracks_gradients()))
+            if batch is not None:
+                params = list(t.policy.parameters()) + list(t.value.parameters())
+                self.policy.load_run(k, t.policy)
+                self.value.load_run(k, t.value)
+                self.optimizer.load_run(k, t.optimizer, params)
+                self.optimizer.lr[k] = lr
+                for group in t.optimizer.param_groups:  # as Trainer.update leaves them
+                    group["foreach"], group["fused"] = False, True
+        self.policy.set_tracking(track)
+        self.policy.zero_per_task_grads()
+        ppo = self.trainers[active.index(True)].config.ppo
+        stats = multi_ppo_update(self.policy, self.value, self.optimizer, RunsBatch.stack(batches), ppo,
+                                 clips=clips, rngs=[t.rng if a else None for t, a in zip(self.trainers, active)])
+        for k, t in enumerate(self.trainers):
+            if not active[k]:
+                continue
+            self.policy.store_run(k, t.policy)
+            self.value.store_run(k, t.value)
+            self.optimizer.store_run(k, t.optimizer, list(t.policy.parameters()) + list(t.value.parameters()))
+            if track[k]:
+                t.spread.add(self.policy.per_task_grads(k))
+        return stats
+
+    def _drop_finished(self) -> dict[int, dict]:
+        """Finish the runs that reached their budget and go on without them: {position given: summary}."""
+        finished = [k for k, t in enumerate(self.trainers) if t.done]
+        summaries = {}
+        for k in finished:
+            summaries[self.indices[k]] = self.trainers[k].finish()
+            self.trainers[k].close()
+        if not finished:
+            return summaries
+        keep = [k for k in range(len(self.trainers)) if k not in finished]
+        states = [self.env.get_state(k) for k in keep]
+        self.trainers = [self.trainers[k] for k in keep]
+        self.indices = [self.indices[k] for k in keep]
+        self.torch_rng = [self.torch_rng[k] for k in keep]
+        if self.trainers:  # the others' envs carried over into an env of their own
+            old = self.env
+            self.env = MultiRunVecEnv(old.tasks, old.envs_per_task, [t.config.seed for t in self.trainers],
+                                      nthread=old.nthread,
+                                      switch_prob=[t.config.task_switch_prob for t in self.trainers],
+                                      switch_grace=[t.config.task_switch_grace for t in self.trainers])
+            for k, (t, state) in enumerate(zip(self.trainers, states)):
+                self.env.set_state(k, state)
+                self.env.set_switch_prob(k, old.switch_prob[keep[k]])
+                t.env = RunEnvView(self.env, k, None)
+            self._build_networks()
+        return summaries
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> list[dict]:
+        """Train every run to its budget; returns their summaries in the order given. ``should_stop()``
+        is asked after every iteration: when true, every unfinished run writes a checkpoint, summary
+        and curve, and ``Interrupted`` is raised (each resumes with ``resume=True``, alone or grouped)."""
+        summaries: dict[int, dict] = {}
+        try:
+            for k, t in enumerate(self.trainers):
+                self._as_run(k, t.begin)
+            summaries.update(self._drop_finished())
+            while self.trainers:
+                start = time.perf_counter()
+                rollouts = self.collect()
+                rollout_time = time.perf_counter() - start
+                batches = [t.accept_rollout(r) for t, r in zip(self.trainers, rollouts)]
+                stats = self.update(batches)
+                elapsed = time.perf_counter() - start
+                for k, t in enumerate(self.trainers):
+                    row = self._as_run(k, t.end_iteration, stats[k], elapsed, rollout_time)
+                    if self.progress:
+                        self.progress(self.indices[k], row)
+                summaries.update(self._drop_finished())
+                if self.trainers and should_stop():
+                    for k, t in enumerate(self.trainers):
+                        self._as_run(k, t.save)
+                        t.finish()
+                    raise Interrupted(f"stopped the group's {len(self.trainers)} unfinished runs at "
+                                      f"{[t.samples for t in self.trainers]} samples; continue with --resume")
+            return [summaries[i] for i in sorted(summaries)]
+        finally:
+            self.close()

@@ -1,0 +1,146 @@
+"""Runs trained in one group (``run_group.RunGroup``) write what each writes alone, bit for bit."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mt_specialize.config import TrainConfig
+from mt_specialize.learning import checkpoint as ckpt
+from mt_specialize.run_group import RunGroup, batch_key, group_configs
+from mt_specialize.train import Interrupted, Trainer, checkpoint_paths
+
+TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
+
+
+@pytest.fixture
+def tiny_experiment(tmp_path):
+    """Three hoppers, 3 x 4 envs x 32 steps = 384 samples per iteration."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\nbatch_size: 384\nbudget: 3840\n"
+                    "tasks: [hopper_capsule, hopper_box, hopper_ellipsoid]\n")
+    return str(path)
+
+
+def _config(experiment, **kw):
+    base = dict(experiment=experiment, envs_per_task=4, checkpoint_every=2, keep_checkpoints=100)
+    base.update(kw)
+    config = TrainConfig(**base)
+    config.ppo.minibatch_per_task = 64
+    config.ppo.epochs = 2
+    return config
+
+
+def _metrics(run_dir):
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+
+def _checkpoints(run_dir):
+    """{checkpoint name: (tensors, metadata)} of a run."""
+    return {p.name: ckpt.load_checkpoint(p) for p in checkpoint_paths(run_dir)}
+
+
+def assert_same_run(a, b, stopped_at=()):
+    """Two run directories hold the same results: metrics (speed aside), summary, every checkpoint (``b``
+    also the checkpoints written when it was stopped, at the given real sample counts)."""
+    assert _metrics(a) == _metrics(b)
+    assert json.loads((Path(a) / "summary.json").read_text()) == json.loads((Path(b) / "summary.json").read_text())
+    ca, cb = _checkpoints(a), _checkpoints(b)
+    assert ca and sorted(set(cb) - set(ca)) == sorted(f"ckpt_{n:012d}.safetensors" for n in stopped_at)
+    for name in ca:
+        (ta, ma), (tb, mb) = ca[name], cb[name]
+        assert ma == mb, name
+        assert sorted(ta) == sorted(tb), name
+        for key in ta:
+            assert torch.equal(ta[key], tb[key]), f"{name}: {key}"
+    split_a, split_b = Path(a) / "split.safetensors", Path(b) / "split.safetensors"
+    assert split_a.exists() == split_b.exists()
+    if split_a.exists():
+        (ta, ma), (tb, mb) = ckpt.load_checkpoint(split_a), ckpt.load_checkpoint(split_b)
+        assert ma == mb and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+# Runs of different methods, seeds, split points and budgets: what one group may mix
+MIXED = [dict(method="ours", jt=768, sp=0.25, seed=1, samples=2304),
+         dict(method="joint", seed=2, samples=1536),
+         dict(method="random", jt=1152, sp=0.5, seed=3, samples=2304),
+         dict(method="separate", seed=4, samples=1920)]
+
+
+def test_mixed_runs_in_a_group_equal_each_run_alone(tiny_experiment, tmp_path):
+    configs = [_config(tiny_experiment, **kw) for kw in MIXED]
+    for k, config in enumerate(configs):
+        Trainer(config, tmp_path / f"alone{k}").run()
+    rows = []
+    summaries = RunGroup(configs, [tmp_path / f"group{k}" for k in range(len(configs))],
+                         progress=lambda k, row: rows.append((k, row["iteration"]))).run()
+    assert [s["seed"] for s in summaries] == [1, 2, 3, 4]
+    for k in range(len(configs)):
+        assert_same_run(tmp_path / f"alone{k}", tmp_path / f"group{k}")
+    # the joint run (4 iterations) left the group before the others; every run reported each iteration
+    assert sorted(rows) == sorted((k, i) for k, kw in enumerate(MIXED) for i in range(1, kw["samples"] // 384 + 1))
+
+
+def test_paper_profile_runs_with_reverts_in_a_group_equal_each_alone(tiny_experiment, tmp_path):
+    """The authors' optimiser and the revert rule (a bound of 0.1 rejects iterations often, at different
+    iterations in different runs: a rejected run sits out the batched update)."""
+    configs = [_config(tiny_experiment, profile="paper", revert_drop_bound=0.1, samples=3072, **kw)
+               for kw in (dict(method="ours", jt=768, sp=0.25, seed=5), dict(method="joint", seed=6))]
+    for k, config in enumerate(configs):
+        Trainer(config, tmp_path / f"alone{k}").run()
+    RunGroup(configs, [tmp_path / f"group{k}" for k in range(2)]).run()
+    reverts = []
+    for k in range(2):
+        assert_same_run(tmp_path / f"alone{k}", tmp_path / f"group{k}")
+        reverts.append([int(r["reverted"]) for r in _metrics(tmp_path / f"group{k}")])
+    assert any(sum(r) for r in reverts), "the bound should have rejected some iteration"
+    assert reverts[0] != reverts[1], "the runs should have rejected different iterations"
+
+
+def test_a_stopped_group_resumes_alone_or_grouped_to_the_same_results(tiny_experiment, tmp_path):
+    configs = [_config(tiny_experiment, method="ours", jt=768, sp=0.25, seed=s, samples=2304) for s in (7, 8)]
+    for k, config in enumerate(configs):
+        Trainer(config, tmp_path / f"alone{k}").run()
+    dirs = [tmp_path / f"group{k}" for k in range(2)]
+    calls = iter(range(100))
+    with pytest.raises(Interrupted, match="--resume"):
+        RunGroup(configs, dirs).run(should_stop=lambda: next(calls) == 2)  # after iteration 3
+    assert [len(_metrics(d)) for d in dirs] == [3, 3]
+    Trainer(configs[0], dirs[0], resume=True).run()  # one run alone
+    RunGroup(configs[1:], dirs[1:], resume=True).run()  # the other as a group
+    for k in range(2):
+        assert_same_run(tmp_path / f"alone{k}", dirs[k], stopped_at=[3 * 384])
+
+
+def test_what_batches_together(tiny_experiment):
+    base = _config(tiny_experiment, method="joint")
+    same = [_config(tiny_experiment, seed=9, method="random", jt=1, sp=0.5, samples=99),
+            _config(tiny_experiment, method="ours", jt=768, sp=0.05, split_value=True),
+            _config(tiny_experiment, method="separate", revert_drop_bound=3.0)]
+    same[2].ppo.lr = 1e-4
+    same[2].ppo.clip_schedule = "linear"
+    for other in same:
+        assert batch_key(other) == batch_key(base)
+    different = [_config(tiny_experiment, method="append"), _config(tiny_experiment, method="joint", envs_per_task=8),
+                 _config(tiny_experiment, method="joint", profile="paper"),
+                 _config(tiny_experiment, method="joint", physics={"armature": 0.1})]
+    epochs = _config(tiny_experiment, method="joint")
+    epochs.ppo.epochs = 3
+    for other in different + [epochs]:
+        assert batch_key(other) != batch_key(base)
+    configs = [base, different[0], same[0], same[2], different[0]]
+    assert group_configs(configs) == [[0, 2, 3], [1, 4]]
+    assert group_configs(configs, max_runs=2) == [[0, 2], [1, 4], [3]]
+    beyond = _config(tiny_experiment, method="ours", jt=10_000)  # jt beyond the budget: alone, fails when run
+    assert group_configs([base, beyond, base]) == [[0, 2], [1]]
+
+
+def test_runs_that_cannot_batch_are_refused_naming_what_differs(tiny_experiment, tmp_path):
+    configs = [_config(tiny_experiment, method="joint"), _config(tiny_experiment, method="joint", envs_per_task=8)]
+    with pytest.raises(ValueError, match="envs_per_task"):
+        RunGroup(configs, [tmp_path / "a", tmp_path / "b"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="distinct run directories"):
+        RunGroup([_config(tiny_experiment, method="joint")] * 2, [tmp_path / "c", tmp_path / "c"])
