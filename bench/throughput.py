@@ -15,7 +15,16 @@ Prints (SPEC section 9: ratios measured in one run, on one machine):
     (no Python per step); the faster is the bound, given as env steps/s = calls/s / 4;
 (d) ratios: ours / SB3, and our rollout / (physics bound x physics threads used).
 
-Usage: ``python bench/throughput.py [--samples 24k] [--sb3-samples N] [--experiments ...] [--json]``.
+With ``--seeds K`` it times instead many runs in one process (``mt_specialize.run_group.RunGroup``):
+
+(e) K seeds of one config (ours, half the iterations joint, half specialized) trained in one process
+    against the same K runs one after another, each timing in a fresh process: aggregate samples/s
+    over whole iterations (the first iteration of each phase, a warm-up, not counted), the speed-up,
+    the peak memory of the one process and what each further run adds, and whether every run's
+    metrics are identical both ways (they must be); per experiment and profile, beside SB3 (b).
+
+Usage: ``python bench/throughput.py [--samples 24k] [--sb3-samples N] [--experiments ...] [--json]``,
+``python bench/throughput.py --seeds 5 [--iterations 6]``.
 """
 from __future__ import annotations
 
@@ -189,6 +198,108 @@ def bench_sb3(samples: int, torch_threads: int) -> dict:
             "torch_threads": torch_threads}
 
 
+# -- (e) K seeds in one process -------------------------------------------------------------------------
+def _time_seeds(experiment: str, profile: str, seeds: list[int], iterations: int, grouped: bool,
+                physics_threads: int | None, torch_threads: int) -> dict:
+    """In a fresh process: train ``seeds`` (ours, jt = half of ``iterations``) grouped or one after another;
+    per run its metrics rows; the timed seconds and samples (warm-up iterations excluded); peak RSS."""
+    import resource
+
+    from mt_specialize.run_group import RunGroup
+
+    exp = get_experiment(experiment)
+    probe = TrainConfig(experiment=experiment, profile=profile).resolved(exp.budget, exp.batch_size)
+    steps = max(1, round(probe.batch_size / (len(exp.tasks) * probe.envs_per_task)))
+    batch = len(exp.tasks) * probe.envs_per_task * steps
+    jt = (iterations // 2) * batch
+    configs = [TrainConfig(experiment=experiment, method="gradient_guided", seed=seed, joint_samples=jt,
+                           samples=iterations * batch, physics_threads=physics_threads, torch_threads=torch_threads,
+                           checkpoint_every=10**6, keep_checkpoints=1, profile=profile) for seed in seeds]
+    out = tempfile.mkdtemp(prefix="mt_bench_seeds_")
+    rows: dict[int, list[dict]] = {k: [] for k in range(len(seeds))}
+    try:
+        dirs = [os.path.join(out, f"seed{seed}") for seed in seeds]
+        if grouped:
+            RunGroup(configs, dirs, progress=lambda k, row: rows[k].append(row)).run()
+        else:
+            for k, (config, run_dir) in enumerate(zip(configs, dirs)):
+                Trainer(config, run_dir, progress=rows[k].append).run()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    seconds = 0.0
+    counted = 0
+    for k, run_rows in rows.items():
+        for i, row in enumerate(run_rows):
+            warm_up = i == 0 or (row["phase"] == "specialized" and run_rows[i - 1]["phase"] == "joint")
+            if warm_up:
+                continue
+            counted += batch
+            # a group's row gives the group's iteration time per run: count it once per iteration
+            seconds += batch / row["samples_per_s"] / (len(seeds) if grouped else 1)
+    timing = {"samples_per_s", "rollout_samples_per_s"}
+    return {"batch": batch, "samples": counted, "seconds": seconds, "samples_per_s": counted / seconds,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "metrics": [[{k: v for k, v in r.items() if k not in timing} for r in rows[k]] for k in sorted(rows)]}
+
+
+def bench_seeds(experiment: str, profile: str, n_seeds: int, iterations: int, physics_threads: int | None,
+                torch_threads: int) -> dict:
+    """(e): K seeds in one process vs one after another, and one run alone (for memory), each in a
+    fresh process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    seeds = list(range(1, n_seeds + 1))
+    context = multiprocessing.get_context("spawn")
+
+    def fresh(*args):
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            return pool.submit(_time_seeds, experiment, profile, *args, physics_threads, torch_threads).result()
+
+    one = fresh(seeds[:1], iterations, False)
+    sequential = fresh(seeds, iterations, False)
+    grouped = fresh(seeds, iterations, True)
+    return {"experiment": experiment, "profile": profile, "seeds": n_seeds, "iterations": iterations,
+            "batch": grouped["batch"], "sequential_samples_per_s": sequential["samples_per_s"],
+            "grouped_samples_per_s": grouped["samples_per_s"],
+            "speedup": grouped["samples_per_s"] / sequential["samples_per_s"],
+            "identical_metrics": grouped["metrics"] == sequential["metrics"],
+            "process_rss_bytes": one["peak_rss_bytes"], "grouped_rss_bytes": grouped["peak_rss_bytes"],
+            "rss_per_further_run_bytes": (grouped["peak_rss_bytes"] - one["peak_rss_bytes"]) / max(1, n_seeds - 1)}
+
+
+def _report_seeds(args) -> int:
+    load_before = os.getloadavg()
+    results = [bench_seeds(e, p, args.seeds, args.iterations, args.physics_threads, args.torch_threads)
+               for p in args.profiles for e in args.experiments]
+    sb3_samples = parse_count(args.sb3_samples, "--sb3-samples") if args.sb3_samples is not None else 4 * 4096
+    sb3 = bench_sb3(sb3_samples, args.torch_threads) if sb3_samples > 0 else {"skipped": "--sb3-samples 0"}
+    report = {"seeds": results, "sb3": sb3, "load_average": {"before": load_before, "after": os.getloadavg()}}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.seeds} seeds in one process vs one after another ({args.iterations} iterations per run, the "
+          f"first of each phase not timed); load average before {load_before[0]:.2f}, after "
+          f"{report['load_average']['after'][0]:.2f}")
+    mib = 2**20
+    for r in results:
+        print(f"[{r['experiment']}@{r['profile']}] batch {r['batch']}: sequential {r['sequential_samples_per_s']:,.0f} "
+              f"samples/s, one process {r['grouped_samples_per_s']:,.0f} samples/s = {r['speedup']:.2f}x; "
+              f"memory: one run's process {r['process_rss_bytes'] / mib:,.0f} MiB, {args.seeds} runs "
+              f"{r['grouped_rss_bytes'] / mib:,.0f} MiB (+{r['rss_per_further_run_bytes'] / mib:,.0f} MiB per further run); "
+              f"metrics identical to the runs alone: {'yes' if r['identical_metrics'] else 'NO'}")
+    if "samples_per_s" in sb3:
+        print(f"SB3 {sb3['version']} PPO, hopper_capsule, one run: {sb3['samples_per_s']:,.0f} samples/s over "
+              f"{sb3['samples']:,} samples")
+        for r in results:
+            print(f"  {r['experiment']}@{r['profile']}: {args.seeds} seeds in one process / SB3 = "
+                  f"{r['grouped_samples_per_s'] / sb3['samples_per_s']:.1f}x, sequential / SB3 = "
+                  f"{r['sequential_samples_per_s'] / sb3['samples_per_s']:.1f}x")
+    else:
+        print(f"SB3: {sb3['skipped']}")
+    return 0 if all(r["identical_metrics"] for r in results) else 1
+
+
 # -- report --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -209,8 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", nargs="+", default=["mujoco", "paper"], choices=["paper", "mujoco", "none"],
                         help="settings profiles to time ours with (default: %(default)s; paper = the authors' "
                              "optimiser, T single-task Adam steps per minibatch)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="K",
+                        help="time K seeds trained in one process against K runs one after another, (e)")
+    parser.add_argument("--iterations", type=int, default=6,
+                        help="with --seeds: iterations per run, half joint, half specialized (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     args = parser.parse_args(argv)
+    if args.seeds is not None:
+        if args.seeds < 2 or args.iterations < 4:
+            parser.error("--seeds needs K >= 2 and --iterations >= 4")
+        return _report_seeds(args)
     samples = parse_count(args.samples, "--samples")
     physics_steps = parse_count(args.physics_steps, "--physics-steps")
 
