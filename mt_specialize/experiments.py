@@ -17,6 +17,7 @@ split equally among them) and a sample budget (SPEC section 4).
         gears: [200, 200, 200]   # torque scale per actuated joint, N*m per unit action (default SPEC's)
         alive_bonus: 1.0         # default 1
         ctrl_cost: 0.001         # default: 1e-3 hopper, 0.1 biped
+        speed_cap: 1.0           # m/s: speed rewarded at most this (default: none)
         physics:                 # optional physics settings (mt_specialize.envs.physics), e.g.
           armature: 0.0          #   kg*m^2 on the actuated hinges
           foot_friction: 2.0     #   or one value per foot (leaf link)
@@ -48,7 +49,7 @@ from mt_specialize.envs.tasks import DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST, FAM
 DEFAULT_BUDGET = 3_000_000  # samples, Table I
 EXPERIMENT_KEYS = ("name", "batch_size", "budget", "tasks")
 TASK_KEYS = ("name", "robot", "family", "direction", "torso_mass", "mass_scale", "gears", "alive_bonus",
-             "ctrl_cost", "physics")
+             "ctrl_cost", "speed_cap", "physics")
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,8 @@ def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
     family = entry.get("family", _robot_family(robot))
     if family not in FAMILIES:
         raise ValueError(f"{where}: family {family!r}; allowed {list(FAMILIES)} (required for a URDF robot)")
-    kwargs = {key: entry[key] for key in ("direction", "torso_mass", "mass_scale", "gears", "alive_bonus", "physics")
-              if key in entry}
+    kwargs = {key: entry[key] for key in ("direction", "torso_mass", "mass_scale", "gears", "alive_bonus", "physics",
+                                          "speed_cap") if key in entry}
     kwargs.setdefault("alive_bonus", DEFAULT_ALIVE_BONUS)
     kwargs["ctrl_cost"] = entry.get("ctrl_cost", DEFAULT_CTRL_COST[family])
     try:

@@ -72,6 +72,46 @@ def test_biped_forward_backward_opposite_velocity_terms():
     np.testing.assert_allclose(r_b - alive_minus_ctrl, -(r_f - alive_minus_ctrl))
 
 
+def test_speed_cap_rewards_speed_up_to_the_cap_only(tmp_path):
+    capped = dataclasses.replace(get_task("biped_backward"), name="walk_backward", speed_cap=1.0)
+    x0 = np.zeros(4)
+    x1 = np.array([-0.004, -0.008, -0.016, 0.016])  # backward at 0.5, 1, 2 m/s; forward at 2 m/s
+    a = np.zeros((4, 6))
+    np.testing.assert_allclose(capped.reward(x0, x1, a) - 1.0, [0.5, 1.0, 1.0, -2.0])  # a loss stays whole
+    np.testing.assert_array_equal(get_task("biped_backward").reward(x0, x1, a) - 1.0, [0.5, 1.0, 2.0, -2.0])
+    # the batched env and the single env agree under the cap (the ROS simulator steps the latter)
+    from mt_specialize.envs.vec_env import MultiTaskVecEnv
+
+    fast = dataclasses.replace(get_task("biped_forward"), name="walk_forward", speed_cap=0.05)
+    env = MultiTaskVecEnv([fast, get_task("biped_forward")], 1, seed=1, nthread=1)
+    env.reset()
+    robot = TaskEnv(fast)
+    robot.reset(seed=0)
+    robot.data.qpos[:], robot.data.qvel[:] = env.qpos()[0, 0], env.qvel()[0, 0]
+    rng = np.random.default_rng(0)
+    capped_steps = 0
+    for _ in range(30):
+        actions = rng.uniform(-1, 1, (2, 1, 6))
+        result = env.step(actions)
+        _, reward, terminated, _, info = robot.step(actions[0, 0])
+        assert reward == result.reward[0, 0]
+        capped_steps += info["x_velocity"] > 0.05
+        if terminated:
+            break
+    assert capped_steps > 0
+    for bad in (0.0, -1.0, float("inf"), "fast"):
+        with pytest.raises(ValueError, match="speed_cap"):
+            dataclasses.replace(fast, speed_cap=bad)
+    from mt_specialize.experiments import get_experiment
+
+    path = tmp_path / "walk.yaml"
+    path.write_text("batch_size: 800\ntasks:\n  - {name: w, robot: biped, direction: -1, speed_cap: 1.0}\n")
+    assert get_experiment(str(path)).tasks[0].speed_cap == 1.0
+    path.write_text("batch_size: 800\ntasks:\n  - {name: w, robot: biped, speed_cap: -1}\n")
+    with pytest.raises(ValueError, match="speed_cap"):
+        get_experiment(str(path))
+
+
 def _healthy(task):
     model = task.build_model()
     return model.qpos0[None].copy(), np.zeros((1, model.nv))

@@ -79,7 +79,9 @@ def _finite(name: str, value, *, positive: bool = False, nonneg: bool = False) -
 class TaskSpec:
     """One task: a robot (built-in name or URDF path), reward and termination of its family.
 
-    direction: +1 rewards +x velocity, -1 rewards -x velocity. torso_mass (kg), mass_scale and gears
+    direction: +1 rewards +x velocity, -1 rewards -x velocity. speed_cap (m/s, None = none): the speed
+    rewarded is at most this (dm_control's walker ``walk`` rewards speed up to 1 m/s and not beyond; a
+    capped gait is slow enough to be handed to another task). torso_mass (kg), mass_scale and gears
     (torque scale per actuated joint, N*m per unit action, in URDF joint order) modify the robot
     (see ``robots.build_model``). dt = timestep * frame_skip (s). physics: the physics settings this
     task sets (setting -> value, ``mt_specialize.envs.physics``); unset ones take their defaults.
@@ -98,6 +100,7 @@ class TaskSpec:
     horizon: int = 1000
     reset_noise: float = 0.005
     physics: dict | None = field(default=None, hash=False)
+    speed_cap: float | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -111,6 +114,9 @@ class TaskSpec:
         _finite(f"task {self.name!r}: ctrl_cost", self.ctrl_cost, nonneg=True)
         _finite(f"task {self.name!r}: mass_scale", self.mass_scale, positive=True)
         _finite(f"task {self.name!r}: reset_noise", self.reset_noise, nonneg=True)
+        if self.speed_cap is not None:
+            object.__setattr__(self, "speed_cap", _finite(f"task {self.name!r}: speed_cap (m/s)", self.speed_cap,
+                                                          positive=True))
         if self.torso_mass is not None:
             _finite(f"task {self.name!r}: torso_mass", self.torso_mass, positive=True)
         if self.gears is not None:
@@ -194,9 +200,10 @@ class TaskSpec:
 
     def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray,
                qpos: np.ndarray | None = None) -> np.ndarray:
-        """(N,) = direction * vx + alive_bonus - ctrl_cost * |action|^2 - knee penalty; x in m, action
-        (N, nu) unclipped; qpos (N, nq) after the step, needed when knee_limit_penalty > 0."""
-        out = reward(x_before, x_after, action, self.direction, self.alive_bonus, self.ctrl_cost, self.dt)
+        """(N,) = min(direction * vx, speed_cap) + alive_bonus - ctrl_cost * |action|^2 - knee penalty; x in
+        m, action (N, nu) unclipped; qpos (N, nq) after the step, needed when knee_limit_penalty > 0."""
+        out = reward(x_before, x_after, action, self.direction, self.alive_bonus, self.ctrl_cost, self.dt,
+                     self.speed_cap)
         if self.resolved_physics["knee_limit_penalty"] > 0:
             if qpos is None:
                 raise ValueError(f"task {self.name!r} has a knee_limit_penalty: reward() needs qpos after the step")
@@ -228,15 +235,18 @@ def observation(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
     return np.concatenate([planar.without_x(qpos), np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
 
 
-def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt) -> np.ndarray:
-    """(...) = direction * vx + alive_bonus - ctrl_cost * |action|^2.
+def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt, speed_cap=None) -> np.ndarray:
+    """(...) = min(direction * vx, speed_cap) + alive_bonus - ctrl_cost * |action|^2.
 
-    x_before, x_after (...) in m; action (..., nu) unclipped; dt (s) the control period; the
-    parameters are scalars or arrays broadcasting against (...).
+    x_before, x_after (...) in m; action (..., nu) unclipped; dt (s) the control period; speed_cap
+    (m/s) None or inf for none; the parameters are scalars or arrays broadcasting against (...).
     """
     velocity = planar.mean_speed(x_before, x_after, dt)
     ctrl = np.sum(np.square(np.asarray(action, dtype=np.float64)), axis=-1)
-    return direction * velocity + alive_bonus - ctrl_cost * ctrl
+    progress = direction * velocity
+    if speed_cap is not None:
+        progress = np.minimum(progress, speed_cap)
+    return progress + alive_bonus - ctrl_cost * ctrl
 
 
 def knee_penalty(knee, low, high, penalty) -> np.ndarray:
