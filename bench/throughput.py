@@ -18,7 +18,8 @@ Prints (SPEC section 9: ratios measured in one run, on one machine):
 With ``--seeds K`` it times instead many runs in one process (``mt_specialize.run_group.RunGroup``):
 
 (e) K seeds of one config (ours, half the iterations joint, half specialized) trained in one process
-    against the same K runs one after another, each timing in a fresh process: aggregate samples/s
+    (one group, and two groups on two threads with one physics thread each) against the same K runs
+    one after another, each timing in a fresh process: aggregate samples/s
     over whole iterations (the first iteration of each phase, a warm-up, not counted), the speed-up,
     the peak memory of the one process and what each further run adds, and whether every run's
     metrics are identical both ways (they must be); per experiment and profile, beside SB3 (b).
@@ -199,13 +200,14 @@ def bench_sb3(samples: int, torch_threads: int) -> dict:
 
 
 # -- (e) K seeds in one process -------------------------------------------------------------------------
-def _time_seeds(experiment: str, profile: str, seeds: list[int], iterations: int, grouped: bool,
+def _time_seeds(experiment: str, profile: str, seeds: list[int], iterations: int, groups: int,
                 physics_threads: int | None, torch_threads: int) -> dict:
-    """In a fresh process: train ``seeds`` (ours, jt = half of ``iterations``) grouped or one after another;
+    """In a fresh process: train ``seeds`` (ours, jt = half of ``iterations``) one after another
+    (``groups`` 0), in one group, or in ``groups`` groups on as many threads (1 physics thread each);
     per run its metrics rows; the timed seconds and samples (warm-up iterations excluded); peak RSS."""
     import resource
 
-    from mt_specialize.run_group import RunGroup
+    from mt_specialize.run_group import RunGroup, run_groups
 
     exp = get_experiment(experiment)
     probe = TrainConfig(experiment=experiment, profile=profile).resolved(exp.budget, exp.batch_size)
@@ -213,29 +215,37 @@ def _time_seeds(experiment: str, profile: str, seeds: list[int], iterations: int
     batch = len(exp.tasks) * probe.envs_per_task * steps
     jt = (iterations // 2) * batch
     configs = [TrainConfig(experiment=experiment, method="gradient_guided", seed=seed, joint_samples=jt,
-                           samples=iterations * batch, physics_threads=physics_threads, torch_threads=torch_threads,
+                           samples=iterations * batch, torch_threads=torch_threads,
+                           physics_threads=1 if groups > 1 else physics_threads,
                            checkpoint_every=10**6, keep_checkpoints=1, profile=profile) for seed in seeds]
     out = tempfile.mkdtemp(prefix="mt_bench_seeds_")
     rows: dict[int, list[dict]] = {k: [] for k in range(len(seeds))}
     try:
         dirs = [os.path.join(out, f"seed{seed}") for seed in seeds]
-        if grouped:
-            RunGroup(configs, dirs, progress=lambda k, row: rows[k].append(row)).run()
+        if groups:
+            parts = np.array_split(np.arange(len(seeds)), groups)
+            run_groups([RunGroup([configs[k] for k in part], [dirs[k] for k in part],
+                                 progress=lambda i, row, part=part: rows[int(part[i])].append(row)) for part in parts])
         else:
             for k, (config, run_dir) in enumerate(zip(configs, dirs)):
                 Trainer(config, run_dir, progress=rows[k].append).run()
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    seconds = 0.0
+    parts = np.array_split(np.arange(len(seeds)), max(groups, 1)) if groups else [[k] for k in range(len(seeds))]
+    group_seconds = []  # per group (sequential: per run) the timed iterations' wall time
     counted = 0
-    for k, run_rows in rows.items():
-        for i, row in enumerate(run_rows):
-            warm_up = i == 0 or (row["phase"] == "specialized" and run_rows[i - 1]["phase"] == "joint")
-            if warm_up:
-                continue
-            counted += batch
-            # a group's row gives the group's iteration time per run: count it once per iteration
-            seconds += batch / row["samples_per_s"] / (len(seeds) if grouped else 1)
+    for part in parts:
+        total = 0.0
+        for k in part:
+            run_rows = rows[int(k)]
+            for i, row in enumerate(run_rows):
+                if i == 0 or (row["phase"] == "specialized" and run_rows[i - 1]["phase"] == "joint"):
+                    continue  # warm-up: the first iteration of each phase
+                counted += batch
+                total += batch / row["samples_per_s"] / len(part)  # a group's row: its iteration's time per run
+        group_seconds.append(total)
+    # runs one after another add up; groups on threads run at the same time: the slowest one's time
+    seconds = sum(group_seconds) if not groups else max(group_seconds)
     timing = {"samples_per_s", "rollout_samples_per_s"}
     return {"batch": batch, "samples": counted, "seconds": seconds, "samples_per_s": counted / seconds,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -256,14 +266,17 @@ def bench_seeds(experiment: str, profile: str, n_seeds: int, iterations: int, ph
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             return pool.submit(_time_seeds, experiment, profile, *args, physics_threads, torch_threads).result()
 
-    one = fresh(seeds[:1], iterations, False)
-    sequential = fresh(seeds, iterations, False)
-    grouped = fresh(seeds, iterations, True)
+    one = fresh(seeds[:1], iterations, 0)
+    sequential = fresh(seeds, iterations, 0)
+    grouped = fresh(seeds, iterations, 1)
+    threaded = fresh(seeds, iterations, 2)
     return {"experiment": experiment, "profile": profile, "seeds": n_seeds, "iterations": iterations,
             "batch": grouped["batch"], "sequential_samples_per_s": sequential["samples_per_s"],
             "grouped_samples_per_s": grouped["samples_per_s"],
             "speedup": grouped["samples_per_s"] / sequential["samples_per_s"],
-            "identical_metrics": grouped["metrics"] == sequential["metrics"],
+            "two_groups_samples_per_s": threaded["samples_per_s"],
+            "two_groups_speedup": threaded["samples_per_s"] / sequential["samples_per_s"],
+            "identical_metrics": grouped["metrics"] == sequential["metrics"] == threaded["metrics"],
             "process_rss_bytes": one["peak_rss_bytes"], "grouped_rss_bytes": grouped["peak_rss_bytes"],
             "rss_per_further_run_bytes": (grouped["peak_rss_bytes"] - one["peak_rss_bytes"]) / max(1, n_seeds - 1)}
 
@@ -284,7 +297,8 @@ def _report_seeds(args) -> int:
     mib = 2**20
     for r in results:
         print(f"[{r['experiment']}@{r['profile']}] batch {r['batch']}: sequential {r['sequential_samples_per_s']:,.0f} "
-              f"samples/s, one process {r['grouped_samples_per_s']:,.0f} samples/s = {r['speedup']:.2f}x; "
+              f"samples/s, one group {r['grouped_samples_per_s']:,.0f} samples/s = {r['speedup']:.2f}x, two groups on "
+              f"two threads {r['two_groups_samples_per_s']:,.0f} samples/s = {r['two_groups_speedup']:.2f}x; "
               f"memory: one run's process {r['process_rss_bytes'] / mib:,.0f} MiB, {args.seeds} runs "
               f"{r['grouped_rss_bytes'] / mib:,.0f} MiB (+{r['rss_per_further_run_bytes'] / mib:,.0f} MiB per further run); "
               f"metrics identical to the runs alone: {'yes' if r['identical_metrics'] else 'NO'}")

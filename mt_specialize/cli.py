@@ -174,7 +174,9 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
     """``train --seeds``: the runs of several seeds in one process (``run_group.RunGroup``)."""
     import copy
 
-    from .run_group import RunGroup
+    import numpy as np
+
+    from .run_group import RunGroup, run_groups
     from .stop_signals import StopOnSignals
     from .train import Interrupted
 
@@ -193,17 +195,33 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
         configs.append(config)
         out_dirs.append(out)
     resume = [args.resume and (d / "config.yaml").is_file() for d in out_dirs]
-    group = RunGroup(configs, out_dirs, resume=resume)
-    trainers = list(group.trainers)
+    if args.groups < 1 or args.groups > len(seeds):
+        raise ValueError(f"--groups must be between 1 and the number of seeds ({len(seeds)}), got {args.groups}")
+    if args.groups > 1:
+        for config in configs:
+            config.physics_threads = 1  # one core per group (result-neutral)
+    parts = [list(part) for part in np.array_split(np.arange(len(seeds)), args.groups)]
+    groups = []
+    try:
+        for part in parts:
+            groups.append(RunGroup([configs[k] for k in part], [out_dirs[k] for k in part],
+                                   resume=[resume[k] for k in part]))
+    except BaseException:
+        for group in groups:
+            group.close()
+        raise
+    trainers = [t for group in groups for t in group.trainers]
     c = trainers[0].config
-    print(f"{len(seeds)} runs in one process: {trainers[0].experiment.name} "
+    print(f"{len(seeds)} runs in one process ({args.groups} group{'s' if args.groups > 1 else ''}): "
+          f"{trainers[0].experiment.name} "
           f"[{', '.join(trainers[0].task_names)}], method {c.method}, seeds {seeds}, {c.samples:,} samples each, "
           f"into {', '.join(map(str, out_dirs))}", file=sys.stderr)
     with _GroupProgress([t.config for t in trainers], [t.samples for t in trainers]) as progress, \
             StopOnSignals() as stop:
-        group.progress = progress
+        for part, group in zip(parts, groups):
+            group.progress = lambda i, row, part=part: progress(int(part[i]), row)
         try:
-            summaries = group.run(should_stop=stop)
+            summaries = [s for group_summaries in run_groups(groups, should_stop=stop) for s in group_summaries]
         except Interrupted as exc:
             print(f"interrupted by {stop.name}: {exc}", file=sys.stderr)
             return 130
@@ -352,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="LIST", help="train several seeds in one process, e.g. 1-5 or 1,3,8: their "
                    "envs stepped and networks updated together, each run as if alone (same results as --seed), "
                    "into --out/seed<N> (default runs/<experiment>_..._seed<N>)")
+    p.add_argument("--groups", type=int, default=1, metavar="N",
+                   help="with --seeds: split the runs into N groups trained at once on N threads, one core each "
+                        "(default 1; same results either way)")
     p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
     p.add_argument("--envs-per-task", type=int, dest="envs_per_task")
     p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")

@@ -24,7 +24,9 @@ over); a stop request checkpoints every run, and each resumes alone or in any gr
 """
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,7 +41,9 @@ from .learning.multi import RunsBatch, multi_ppo_update, runs_from_single
 from .learning.ppo_update import UpdateStats
 from .train import Interrupted, Trainer
 
-__all__ = ["RunGroup", "RunEnvView", "batch_key", "group_configs"]
+__all__ = ["RunGroup", "RunEnvView", "batch_key", "group_configs", "run_groups"]
+
+_BOOKKEEPING = threading.Lock()  # one run's bookkeeping at a time in the process (RunGroup._as_run)
 
 # PPO settings applied per run by the batched update (Trainer.schedule); every other PPO setting is shared
 PER_RUN_PPO = {"lr", "lr_schedule", "clip", "clip_schedule"}
@@ -187,12 +191,15 @@ class RunGroup:
             trainer.close()
 
     def _as_run(self, k: int, fn, *args):
-        """Call ``fn`` with run k's torch generator state in place (checkpoints record it)."""
-        torch.set_rng_state(self.torch_rng[k])
-        try:
-            return fn(*args)
-        finally:
-            self.torch_rng[k] = torch.get_rng_state()
+        """Call ``fn`` with run k's torch generator state in place (checkpoints record it). Held under
+        one process-wide lock: groups on several threads (``run_groups``) take turns for a run's
+        bookkeeping (metrics, split, checkpoints, pyplot figures), not for physics or updates."""
+        with _BOOKKEEPING:
+            torch.set_rng_state(self.torch_rng[k])
+            try:
+                return fn(*args)
+            finally:
+                self.torch_rng[k] = torch.get_rng_state()
 
     # -- one iteration ----------------------------------------------------------------------------------
     def collect(self) -> list:
@@ -247,7 +254,7 @@ class RunGroup:
         finished = [k for k, t in enumerate(self.trainers) if t.done]
         summaries = {}
         for k in finished:
-            summaries[self.indices[k]] = self.trainers[k].finish()
+            summaries[self.indices[k]] = self._as_run(k, self.trainers[k].finish)
             self.trainers[k].close()
         if not finished:
             return summaries
@@ -293,9 +300,37 @@ class RunGroup:
                 if self.trainers and should_stop():
                     for k, t in enumerate(self.trainers):
                         self._as_run(k, t.save)
-                        t.finish()
+                        self._as_run(k, t.finish)
                     raise Interrupted(f"stopped the group's {len(self.trainers)} unfinished runs at "
                                       f"{[t.samples for t in self.trainers]} samples; continue with --resume")
             return [summaries[i] for i in sorted(summaries)]
         finally:
             self.close()
+
+
+def run_groups(groups: Sequence[RunGroup], should_stop: Callable[[], bool] = lambda: False) -> list[list[dict]]:
+    """Train several groups at once, one Python thread each: MuJoCo's rollout and torch's and NumPy's
+    kernels release the GIL, so two groups keep two cores busy where one group's update uses one
+    (build each group's env with ``physics_threads: 1``). Each run's results are those it gets alone.
+    Returns each group's summaries. When one group stops (a stop request, or an error) the others
+    are asked to stop too; then ``Interrupted`` or the first error is raised."""
+    if len(groups) == 1:
+        return [groups[0].run(should_stop)]
+    stop_all = threading.Event()
+
+    def stop() -> bool:
+        return stop_all.is_set() or should_stop()
+
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="run-group") as pool:
+        futures = [pool.submit(g.run, stop) for g in groups]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            stop_all.set()
+        wait(futures)
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    failures = [e for e in errors if not isinstance(e, Interrupted)]
+    if failures:
+        raise failures[0]
+    if errors:
+        raise Interrupted("; ".join(str(e) for e in errors))
+    return [f.result() for f in futures]

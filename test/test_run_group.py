@@ -8,7 +8,7 @@ import torch
 
 from mt_specialize.config import TrainConfig
 from mt_specialize.learning import checkpoint as ckpt
-from mt_specialize.run_group import RunGroup, batch_key, group_configs
+from mt_specialize.run_group import RunGroup, batch_key, group_configs, run_groups
 from mt_specialize.train import Interrupted, Trainer, checkpoint_paths
 
 TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
@@ -48,7 +48,8 @@ def assert_same_run(a, b, stopped_at=()):
     assert _metrics(a) == _metrics(b)
     assert json.loads((Path(a) / "summary.json").read_text()) == json.loads((Path(b) / "summary.json").read_text())
     ca, cb = _checkpoints(a), _checkpoints(b)
-    assert ca and sorted(set(cb) - set(ca)) == sorted(f"ckpt_{n:012d}.safetensors" for n in stopped_at)
+    assert ca and set(ca) <= set(cb)
+    assert set(cb) - set(ca) <= {f"ckpt_{n:012d}.safetensors" for n in stopped_at}  # a stop's own checkpoint
     for name in ca:
         (ta, ma), (tb, mb) = ca[name], cb[name]
         assert ma == mb, name
@@ -70,7 +71,7 @@ MIXED = [dict(method="ours", jt=768, sp=0.25, seed=1, samples=2304),
 
 
 def test_mixed_runs_in_a_group_equal_each_run_alone(tiny_experiment, tmp_path):
-    configs = [_config(tiny_experiment, **kw) for kw in MIXED]
+    configs = [_config(tiny_experiment, physics_threads=1, **kw) for kw in MIXED]
     for k, config in enumerate(configs):
         Trainer(config, tmp_path / f"alone{k}").run()
     rows = []
@@ -81,6 +82,13 @@ def test_mixed_runs_in_a_group_equal_each_run_alone(tiny_experiment, tmp_path):
         assert_same_run(tmp_path / f"alone{k}", tmp_path / f"group{k}")
     # the joint run (4 iterations) left the group before the others; every run reported each iteration
     assert sorted(rows) == sorted((k, i) for k, kw in enumerate(MIXED) for i in range(1, kw["samples"] // 384 + 1))
+    # two groups trained at once on two threads (their bookkeeping takes turns): the same again
+    groups = [RunGroup(configs[:2], [tmp_path / f"threaded{k}" for k in (0, 1)]),
+              RunGroup(configs[2:], [tmp_path / f"threaded{k}" for k in (2, 3)])]
+    summaries = run_groups(groups)
+    assert [[s["seed"] for s in group] for group in summaries] == [[1, 2], [3, 4]]
+    for k in range(len(configs)):
+        assert_same_run(tmp_path / f"alone{k}", tmp_path / f"threaded{k}")
 
 
 def test_paper_profile_runs_with_reverts_in_a_group_equal_each_alone(tiny_experiment, tmp_path):
@@ -114,6 +122,26 @@ def test_a_stopped_group_resumes_alone_or_grouped_to_the_same_results(tiny_exper
         assert_same_run(tmp_path / f"alone{k}", dirs[k], stopped_at=[3 * 384])
 
 
+def test_groups_on_threads_stop_together_and_resume(tiny_experiment, tmp_path):
+    configs = [_config(tiny_experiment, method="joint", seed=s, samples=1920, physics_threads=1) for s in (1, 2, 3)]
+    for k, config in enumerate(configs):
+        Trainer(config, tmp_path / f"alone{k}").run()
+    dirs = [tmp_path / f"t{k}" for k in range(3)]
+    asked = []
+
+    def stop_when_both_asked():  # the first group to ask after its second iteration stops both
+        asked.append(1)
+        return len(asked) >= 3
+
+    with pytest.raises(Interrupted):
+        run_groups([RunGroup(configs[:1], dirs[:1]), RunGroup(configs[1:], dirs[1:])], stop_when_both_asked)
+    assert all(0 < len(_metrics(d)) < 5 for d in dirs)
+    stopped = [len(_metrics(d)) * 384 for d in dirs]
+    run_groups([RunGroup(configs[:2], dirs[:2], resume=True), RunGroup(configs[2:], dirs[2:], resume=True)])
+    for k in range(3):
+        assert_same_run(tmp_path / f"alone{k}", dirs[k], stopped_at=[stopped[k]])
+
+
 def test_what_batches_together(tiny_experiment):
     base = _config(tiny_experiment, method="joint")
     same = [_config(tiny_experiment, seed=9, method="random", jt=1, sp=0.5, samples=99),
@@ -144,3 +172,23 @@ def test_runs_that_cannot_batch_are_refused_naming_what_differs(tiny_experiment,
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match="distinct run directories"):
         RunGroup([_config(tiny_experiment, method="joint")] * 2, [tmp_path / "c", tmp_path / "c"])
+
+
+def test_train_command_with_seeds_writes_each_seeds_run_as_seed_alone(tiny_experiment, tmp_path, capsys):
+    from mt_specialize.cli import main
+
+    common = [tiny_experiment, "--method", "ours", "--jt", "384", "--samples", "1152", "--envs-per-task", "4"]
+    assert main(["train", *common, "--seeds", "2,5", "--groups", "2", "--out", str(tmp_path / "many")]) == 0
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["seed2", "seed5"]
+    for seed in (2, 5):
+        assert main(["train", *common, "--seed", str(seed), "--out", str(tmp_path / f"one{seed}")]) == 0
+        assert _metrics(tmp_path / "many" / f"seed{seed}") == _metrics(tmp_path / f"one{seed}")
+    # resuming the finished seeds and starting a new one; refusals name the flag
+    assert main(["train", *common, "--seeds", "2,5-6", "--out", str(tmp_path / "many"), "--resume"]) == 0
+    assert (tmp_path / "many" / "seed6" / "summary.json").exists()
+    capsys.readouterr()
+    assert main(["train", *common, "--seeds", "5-2"]) == 2
+    assert main(["train", *common, "--seeds", "1-2", "--seed", "1"]) == 2
+    assert main(["train", *common, "--seeds", "1-2", "--groups", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--seeds '5-2'" in err and "--seed or --seeds" in err and "--groups" in err
