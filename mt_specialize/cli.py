@@ -74,20 +74,19 @@ def _train_config(args: argparse.Namespace, out: str | Path | None = None):
     return config
 
 
-class _Progress:
-    """A rich progress bar over samples with per-task returns (plain lines when not on a terminal)."""
+class _Bar:
+    """A rich progress bar on stderr (plain lines every 10 s when not on a terminal): ``label`` its first
+    column (a format over the task's fields), then bar, count, time left and ``returns``."""
 
-    def __init__(self, total: int, task_names: list[str], start: int = 0):
+    def __init__(self, label: str, total: int, start: int, **fields):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.console = Console(stderr=True)
-        self.names = task_names
         self.live = self.console.is_terminal
-        self.progress = Progress(TextColumn("[bold]{task.fields[phase]}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[returns]}"),
-                                 console=self.console, disable=not self.live)
-        self.bar = self.progress.add_task("train", total=total, completed=start, phase="joint", returns="")
+        self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[returns]}"), console=self.console, disable=not self.live)
+        self.bar = self.progress.add_task("train", total=total, completed=start, returns="", **fields)
         self.last_print = 0.0
 
     def __enter__(self):
@@ -96,6 +95,14 @@ class _Progress:
 
     def __exit__(self, *exc):
         self.progress.__exit__(*exc)
+
+
+class _Progress(_Bar):
+    """A rich progress bar over samples with per-task returns (plain lines when not on a terminal)."""
+
+    def __init__(self, total: int, task_names: list[str], start: int = 0):
+        super().__init__("[bold]{task.fields[phase]}", total, start, phase="joint")
+        self.names = task_names
 
     def __call__(self, row: dict) -> None:
         returns = "  ".join(f"{n}: {_fmt(row[f'return/{n}'])}" for n in self.names)
@@ -129,33 +136,15 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-class _GroupProgress:
+class _GroupProgress(_Bar):
     """One rich bar over the samples of all runs of a group, each run's pooled return beside it."""
 
     def __init__(self, configs: list, starts: list[int]):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.console = Console(stderr=True)
-        self.live = self.console.is_terminal
+        super().__init__("[bold]{task.fields[n]} runs", sum(c.samples for c in configs), sum(starts), n=len(configs))
         self.seeds = [c.seed for c in configs]
         self.budgets = [c.samples for c in configs]
         self.samples = list(starts)
         self.returns = [float("nan")] * len(configs)
-        self.rate = 0.0
-        self.progress = Progress(TextColumn("[bold]{task.fields[n]} runs"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[returns]}"),
-                                 console=self.console, disable=not self.live)
-        self.bar = self.progress.add_task("train", total=sum(c.samples for c in configs), completed=sum(starts),
-                                          n=len(configs), returns="")
-        self.last_print = 0.0
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
 
     def __call__(self, k: int, row: dict) -> None:
         import time
