@@ -7,7 +7,11 @@ gradients recorded for the score; ``specialized``: 25 % of the policy split, no 
 one iteration's update of K runs (seeds 1..K) two ways, in one process, interleaved:
 
 - sequential: K calls of ``ppo_update`` (what K single runs do, one after the other);
-- batched: one ``multi_ppo_update`` over the K runs (the runs' numbers are the same, bit for bit).
+- batched: one ``multi_ppo_update`` over the K runs (the runs' numbers are the same, bit for bit);
+- kernel bound: the update's arithmetic alone for the K runs, the same kernels on tensors of the same
+  shapes back to back with nothing else (every layer's batched product, NumPy's tanh, tanh's backward,
+  one fused Adam step of every run's tensors per optimiser step); no batched update can beat it
+  without computing less or computing it differently (other kernels round differently).
 
 Prints seconds per iteration (the minimum over ``--repeats``; median in ``--json``), the speed-up
 sequential / batched, and the bytes of tensors the learning core holds per run (weights, gradient
@@ -16,7 +20,9 @@ the training shapes: the update's cost does not depend on the values.
 
 Usage: ``python bench/multirun_update.py [--experiments three_hoppers biped_fwd_bwd] [--runs 1 2 5]
 [--optimizers mixed per_task] [--phases joint specialized] [--repeats 3] [--torch-threads 1] [--groups 1]
-[--json]``. ``--groups 2``: the K runs in two batches updated at once on two Python threads (each
+[--inexact] [--json]``. ``--inexact``: every product batched, also those whose batched form rounds
+differently (the runs' numbers then differ from their own in the last bits): what exactness costs.
+``--groups 2``: the K runs in two batches updated at once on two Python threads (each
 torch operation single-threaded, so the numbers stay the runs' own), which uses the second core.
 Run it with the machine otherwise idle: ``bench/paused.sh .venv/bin/python bench/multirun_update.py``.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -130,6 +137,66 @@ class Group:
                 self.policy.per_task_grads(k)
 
 
+def _bound_step(K: int, rows: int, dims: list[list[int]], params: list[torch.Tensor], adam: tuple) -> None:
+    """One optimiser step's arithmetic: forward and backward of each net in ``dims`` over ``rows``
+    samples of each of K runs (``baddbmm``/``bmm``, NumPy tanh in place, ``tanh_backward``), then one
+    fused Adam step over ``params``."""
+    for sizes in dims:
+        h = _BOUND_INPUTS[(K, rows, sizes[0])]
+        hs, ws = [h], []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            w = _BOUND_WEIGHTS[(K, a, b)]
+            z = torch.baddbmm(_BOUND_WEIGHTS[(K, 1, b)], h, w)
+            ws.append(w)
+            if i < len(sizes) - 2:
+                zn = z.numpy()
+                np.tanh(zn, out=zn)
+                hs.append(z)
+            h = z
+        g = torch.ones_like(h)
+        for i in range(len(ws) - 1, -1, -1):
+            torch.bmm(hs[i].transpose(1, 2), g)
+            g.sum(1)
+            if i > 0:
+                g = torch.ops.aten.tanh_backward(torch.bmm(g, ws[i].transpose(1, 2)), hs[i])
+    grads, avg, avg_sq, steps = adam
+    torch._fused_adam_(params, grads, avg, avg_sq, [], steps, lr=1e-4, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                       eps=1e-5, amsgrad=False, maximize=False)
+
+
+_BOUND_INPUTS: dict = {}
+_BOUND_WEIGHTS: dict = {}
+
+
+def kernel_bound(shape: dict, ppo: PPOConfig, n_runs: int, repeats: int) -> float:
+    """Seconds of one iteration's update arithmetic for ``n_runs`` runs (see the module docstring):
+    ``epochs`` x minibatches optimiser steps, each over 256 samples per task (``per_task``: T steps of
+    one task's samples; ``mixed``: one step over all T tasks' samples), policy and value net."""
+    T, obs, act, N = shape["tasks"], shape["obs"], shape["act"], shape["samples_per_task"]
+    K, B = n_runs, ppo.minibatch_per_task
+    n_minibatches = max(1, N // B)
+    rows = B if ppo.optimizer == "per_task" else T * B
+    steps = ppo.epochs * n_minibatches * (T if ppo.optimizer == "per_task" else 1)
+    dims = [[obs, *ppo.policy_hidden, act], [obs, *ppo.value_hidden, 1]]
+    for sizes in dims:
+        _BOUND_INPUTS.setdefault((K, rows, sizes[0]), torch.randn(K, rows, sizes[0]))
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            _BOUND_WEIGHTS.setdefault((K, a, b), 0.1 * torch.randn(K, a, b))
+            _BOUND_WEIGHTS.setdefault((K, 1, b), torch.zeros(K, 1, b))
+    params = [torch.zeros(a, b) for sizes in dims for a, b in zip(sizes[:-1], sizes[1:]) for _ in range(K)]
+    params += [torch.zeros(b) for sizes in dims for b in sizes[1:] for _ in range(K)]
+    adam = ([torch.full_like(p, 1e-3) for p in params], [torch.zeros_like(p) for p in params],
+            [torch.zeros_like(p) for p in params], [torch.zeros(()) for _ in params])
+    _bound_step(K, rows, dims, params, adam)  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            _bound_step(K, rows, dims, params, adam)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def measure(experiment: str, optimizer: str, phase: str, n_runs: int, repeats: int, groups: int,
             pool: ThreadPoolExecutor | None) -> dict:
     shape = shape_of(experiment)
@@ -158,12 +225,14 @@ def measure(experiment: str, optimizer: str, phase: str, n_runs: int, repeats: i
             fn()
             times[name].append(time.perf_counter() - start)
     best = {name: min(v) for name, v in times.items()}
+    bound = kernel_bound(shape, ppo, n_runs, repeats)
     first = batches[0]
     return {"experiment": experiment, "optimizer": optimizer, "phase": phase, "runs": n_runs, "groups": n_groups,
             "sequential_s": best["sequential"], "batched_s": best["batched"],
             "sequential_median_s": statistics.median(times["sequential"]),
             "batched_median_s": statistics.median(times["batched"]),
             "speedup": best["sequential"] / best["batched"],
+            "kernel_bound_s": bound, "batched_over_bound": best["batched"] / bound,
             "per_run_sites": sorted({tuple(str(part) for part in site[:3]) for g in batches
                                      for site in g.policy.products.per_run_sites + g.value.net.products.per_run_sites}),
             "bytes_per_run": core_bytes_per_run(first.policy, first.value, first.adam, first.batch), **shape}
@@ -179,11 +248,15 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--groups", type=int, default=1,
                         help="split the K runs into this many batches, updated at once on as many Python threads")
+    parser.add_argument("--inexact", action="store_true",
+                        help="batch every product, also those that round differently (not bit-exact)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if any(k < 1 for k in args.runs) or min(args.repeats, args.torch_threads, args.groups) < 1:
         parser.error("--runs, --repeats, --torch-threads and --groups must be >= 1")
     torch.set_num_threads(args.torch_threads)
+    if args.inexact:
+        multi.VerifiedProducts.__call__ = lambda self, key, batched, per_run: batched()
     load_before = os.getloadavg()[0]
     rows = []
     pool = ThreadPoolExecutor(max_workers=args.groups) if args.groups > 1 else None
@@ -196,7 +269,8 @@ def main(argv=None) -> int:
                         r = rows[-1]
                         print(f"{experiment:14s} {optimizer:8s} {phase:11s} K={n_runs}: sequential "
                               f"{r['sequential_s']:.3f} s, batched {r['batched_s']:.3f} s, speed-up "
-                              f"{r['speedup']:.2f}x", flush=True)
+                              f"{r['speedup']:.2f}x; kernel bound {r['kernel_bound_s']:.3f} s (batched / bound "
+                              f"{r['batched_over_bound']:.2f})", flush=True)
     load_after = os.getloadavg()[0]
     if pool is not None:
         pool.shutdown()
