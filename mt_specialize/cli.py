@@ -66,7 +66,7 @@ def _train_config(args: argparse.Namespace, out: str | Path | None = None):
     flags = {"experiment": args.experiment, "method": args.method, "jt": args.jt,
              "joint_samples": args.joint_samples, "sp": args.sp, "split_fraction": args.split_fraction,
              "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task,
-             "profile": args.profile}
+             "profile": args.profile, "start_from": args.start_from}
     given = {key: value for key, value in flags.items() if value is not None}
     overrides = canonical_settings(given, source="", label=lambda key: "--" + key.replace("_", "-"))
     for key, value in overrides.items():
@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="settings bundle: paper (robots, optimiser, revert rule as the paper's authors ran "
                         "them), mujoco (physically correct robots, Gymnasium's contact conventions; the "
                         "default), none (every setting at its own default: the first grid's robots)")
+    p.add_argument("--start-from", dest="start_from", metavar="CHECKPOINT",
+                   help="start this new run from another run's training checkpoint (or its run directory's "
+                        "newest) and train on under this run's settings, e.g. with task switches")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                    "(with its saved config.yaml unless --config is given)")
     p.set_defaults(func=_cmd_train)

@@ -194,6 +194,15 @@ class TrainConfig:
                     at a time limit (a gait is never charged for a switch it cannot survive);
                     ``new_task`` = the value of the task that takes the robot over, so the policy
                     learns the return the robot really gets when switches come at random times
+    start_from:     a training checkpoint file, or a run directory (its newest checkpoint), that this run
+                    starts from instead of from scratch: networks, split masks, normalisers, Adam
+                    moments, env states, generators, counters and return windows are taken from it,
+                    and training goes on under this run's settings (e.g. task switches, other task
+                    rewards, a longer budget). The sample counters go on from the checkpoint's, so
+                    ``samples``, ``joint_samples`` and ``task_switch_start`` count from the source
+                    run's start; its metrics rows up to the checkpoint are copied when the task names
+                    agree. What shapes the state must agree (tasks' number and sizes, method,
+                    envs_per_task, network sizes, optimiser, normalisers); null = from scratch
     task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
                     setting -> value), recorded in the run's config.yaml
     """
@@ -224,6 +233,7 @@ class TrainConfig:
     task_switch_start: int = 0
     task_switch_grace: float = 0.0
     task_switch_bootstrap: str = "old_task"
+    start_from: str | None = None
     task_physics: dict | None = None
 
     # -- the paper's names ---------------------------------------------------------------------------
@@ -368,6 +378,11 @@ class TrainConfig:
         if c.task_switch_bootstrap not in SWITCH_BOOTSTRAPS:
             raise ValueError(f"task_switch_bootstrap must be one of {list(SWITCH_BOOTSTRAPS)}, "
                              f"got {c.task_switch_bootstrap!r}")
+        if c.start_from is not None:
+            if not isinstance(c.start_from, (str, Path)) or not str(c.start_from):
+                raise ValueError(f"start_from must be a checkpoint file or run directory (a path), "
+                                 f"got {c.start_from!r}")
+            c.start_from = str(c.start_from)
         if c.profile not in PROFILES:
             raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
         if not isinstance(c.physics, dict):

@@ -175,6 +175,24 @@ class RunDir:
             csv.writer(f).writerows(kept)
         os.replace(tmp, self.metrics_path)
 
+    def copy_metrics_from(self, source: "RunDir", last_iteration: int, columns: list[str]) -> None:
+        """metrics.csv = ``source``'s rows up to iteration ``last_iteration`` under ``columns`` (this
+        run's): a column the source lacks is empty, but ``samples_real`` (= ``samples``: a run without
+        the revert rule counts every sample) and ``reverted``/``reverts`` (0). No source rows: no file."""
+        if not source.metrics_path.is_file():
+            return
+        with open(source.metrics_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= last_iteration]
+        if not rows:
+            return
+        fill = lambda r, k: r.get("samples", "") if k == "samples_real" else ("0" if k in ("reverted", "reverts") else "")  # noqa: E731
+        tmp = self.metrics_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({k: r[k] if k in r else fill(r, k) for k in columns} for r in rows)
+        os.replace(tmp, self.metrics_path)
+
     def append_metrics(self, row: dict, step: int) -> None:
         """Append ``row`` to metrics.csv (header with the first row) and its finite numbers other
         than the counters to TensorBoard at x = ``step`` (env steps). ``row["iteration"]`` of the

@@ -51,7 +51,7 @@ PER_RUN_PPO = {"lr", "lr_schedule", "clip", "clip_schedule"}
 PER_RUN_SETTINGS = {"seed", "method", "joint_samples", "split_fraction", "split_value", "split_count", "score_window",
                     "score_statistic", "samples", "checkpoint_every", "keep_checkpoints", "physics_threads",
                     "revert_drop_bound", "revert_max_streak", "task_switch_prob", "task_switch_start",
-                    "task_switch_grace", "task_switch_bootstrap", "ppo"}
+                    "task_switch_grace", "task_switch_bootstrap", "start_from", "ppo"}
 
 
 def batch_key(config: TrainConfig) -> tuple:

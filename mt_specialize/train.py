@@ -19,6 +19,7 @@ import collections
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,10 @@ class Trainer:
         torch.set_num_threads(c.torch_threads)
         self.run_dir.lock()
         try:
+            self._start: tuple[Path, dict, dict] | None = None
+            if c.start_from is not None and not (resume and self.run_dir.checkpoint_paths()):
+                self._start = self._read_start(c.start_from)  # checked before anything is written
+                c.start_from = str(self._start[0])
             self._prepare_out_dir(resume)
             self._build(resume, env)
         except BaseException:
@@ -140,6 +145,8 @@ class Trainer:
             self.obs_rms.update(self.obs)
         if resume:
             self._load_latest()
+        elif self._start is not None:
+            self._load_start()
 
     def close(self) -> None:
         """Release the run directory (``run`` does it when it returns or raises)."""
@@ -158,8 +165,10 @@ class Trainer:
                 saved["task_physics"] = mine["task_physics"]
             else:  # a physics setting added since the run started compares as its default
                 saved["task_physics"] = complete_physics_record(self.experiment, saved["task_physics"])
-            diff = {k: (saved.get(k), v) for k, v in mine.items()
-                    if saved.get(k) != v and k not in RESULT_NEUTRAL_SETTINGS}
+            neutral = set(RESULT_NEUTRAL_SETTINGS)
+            if self._start is None:  # the run has its own checkpoints: where it started no longer matters
+                neutral.add("start_from")
+            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v and k not in neutral}
             if diff:
                 details = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
                 raise ValueError(f"cannot resume {str(self.out_dir)!r} with a different config ({details})")
@@ -429,9 +438,75 @@ class Trainer:
     def _load_latest(self) -> None:
         """Continue from the newest checkpoint that verifies (``RunDir.load_newest_checkpoint``)."""
         found = self.run_dir.load_newest_checkpoint(CHECKPOINT_FORMAT)
-        if found is None:
-            return  # interrupted before the first checkpoint: start over in the same directory
+        if found is None:  # interrupted before the first checkpoint: start over in the same directory
+            if self._start is not None:
+                self._load_start()
+            return
         _, tensors, meta = found
+        self._load_state(tensors, meta)
+        self.run_dir.truncate_metrics(self.iteration)
+
+    # -- starting from another run's checkpoint (config.start_from) -----------------------------------
+    # settings that shape the state a checkpoint carries: a run can start from it only if they agree
+    START_SHAPE_SETTINGS = ("method", "envs_per_task", "split_value", "append_mode")
+    START_SHAPE_PPO = ("optimizer", "policy_hidden", "value_hidden", "reward_norm", "obs_norm_update")
+
+    def _read_start(self, source: str) -> tuple[Path, dict, dict]:
+        """``(file, tensors, metadata)`` of ``config.start_from`` after checking that this run can
+        start from it (ValueError naming what differs; nothing is written)."""
+        path = Path(source).expanduser()
+        if path.is_dir():
+            newest = latest_checkpoint(path)
+            if newest is None:
+                raise ValueError(f"start_from {source!r}: the directory holds no checkpoint "
+                                 f"(expected a run directory with checkpoints/ or a .safetensors file)")
+            path = newest
+        elif not path.is_file():
+            raise ValueError(f"start_from {source!r} does not exist (give a training checkpoint file or a run directory)")
+        try:
+            tensors, meta = ckpt.load_checkpoint(path)
+        except ckpt.CheckpointError as exc:
+            raise ValueError(f"start_from {str(path)!r}: {exc}") from None
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"start_from {str(path)!r} is not a training checkpoint (format "
+                             f"{meta.get('format')!r}; an exported serving checkpoint cannot be trained on)")
+        c, task = self.config, self.tasks[0]
+        theirs, mine = meta.get("config") or {}, json.loads(json.dumps(c.to_run_config()))
+        differ = []
+        if len(meta["task_names"]) != self.n_tasks:
+            differ.append(f"tasks: it has {meta['task_names']}, this run {self.task_names}")
+        for name, here in (("obs_dim", task.obs_dim), ("act_dim", task.act_dim)):
+            if meta.get(name) != here:
+                differ.append(f"{name}: it has {meta.get(name)}, this run {here}")
+        for name in self.START_SHAPE_SETTINGS:
+            if theirs.get(name) != mine.get(name):
+                differ.append(f"{name}: it has {theirs.get(name)!r}, this run {mine.get(name)!r}")
+        for name in self.START_SHAPE_PPO:
+            a, b = (theirs.get("ppo") or {}).get(name), mine["ppo"].get(name)
+            if a != b:
+                differ.append(f"ppo.{name}: it has {a!r}, this run {b!r}")
+        if differ:
+            raise ValueError(f"cannot start from {str(path)!r}: what shapes its state differs from this run's ("
+                             + "; ".join(differ) + ")")
+        if meta["samples"] >= c.samples:
+            raise ValueError(f"cannot start from {str(path)!r}: it is at {meta['samples']:,} samples, this run's "
+                             f"budget (samples) is {c.samples:,}; give a larger budget")
+        return path, tensors, meta
+
+    def _load_start(self) -> None:
+        """This new run's state from ``config.start_from``; its metrics rows up to that checkpoint
+        (when the task names agree) and its split file come along."""
+        path, tensors, meta = self._start
+        self._load_state(tensors, meta)
+        source = path.parent.parent if path.parent.name == "checkpoints" else None
+        if source is not None and list(meta["task_names"]) == self.task_names:
+            columns = list(self._row(UpdateStats(0.0, 0.0, 0.0, 0.0), 1.0, 1.0))  # the rows this run writes
+            self.run_dir.copy_metrics_from(RunDir(source), self.iteration, columns)
+        if source is not None and self.split_done and RunDir(source).split_path.is_file():
+            shutil.copyfile(RunDir(source).split_path, self.run_dir.split_path)
+
+    def _load_state(self, tensors: dict, meta: dict) -> None:
+        """Every piece of training state from a checkpoint's tensors and metadata."""
         group = lambda p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + "/")}  # noqa: E731
         self.policy.load_state_dict(group("policy"))
         self.value.load_state_dict(group("value"))
@@ -463,7 +538,6 @@ class Trainer:
         for d, values in zip(self.task_lengths, meta["task_lengths"]):
             d.extend(values)
         self.pooled_returns.extend(meta["pooled_returns"])
-        self.run_dir.truncate_metrics(self.iteration)
 
     # -- metrics --------------------------------------------------------------------------------------
     def _row(self, stats: UpdateStats, elapsed: float, rollout_time: float, reverted: bool = False) -> dict:

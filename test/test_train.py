@@ -343,3 +343,73 @@ def test_clip_schedule_reaches_the_update(tiny_experiment, tmp_path):
         fractions[schedule] = trainer.update(batch, track_gradients=False).clip_fraction
         trainer.close()
     assert fractions["linear"] > 0.5 > fractions["constant"]
+
+
+def _tensors_of(path):
+    tensors, meta = ckpt.load_checkpoint(path)
+    return tensors, {k: v for k, v in meta.items() if k != "config"}
+
+
+def test_a_run_started_from_a_checkpoint_goes_on_as_the_source_run(tiny_experiment, tmp_path):
+    """Same settings: the new run is the source run from that checkpoint on, bit for bit (its rows up
+    to the checkpoint copied); other settings: the same rows up to the checkpoint, then its own."""
+    config = _config(tiny_experiment, method="ours", jt=1536, sp=0.25, keep_checkpoints=10)
+    Trainer(config, tmp_path / "full").run()
+    at_4 = tmp_path / "full" / "checkpoints" / checkpoint_name(4 * 384)
+    Trainer(dataclasses.replace(config, start_from=str(at_4)), tmp_path / "branch").run()
+    assert _metrics(tmp_path / "branch") == _metrics(tmp_path / "full")
+    last = checkpoint_name(10 * 384)
+    ours, theirs = (_tensors_of(tmp_path / run / "checkpoints" / last) for run in ("branch", "full"))
+    assert ours[1] == theirs[1] and ours[0].keys() == theirs[0].keys()
+    assert all(torch.equal(ours[0][k], theirs[0][k]) for k in ours[0])
+    assert (tmp_path / "branch" / "split.safetensors").is_file()
+    saved = TrainConfig.from_yaml(tmp_path / "branch" / "config.yaml", run_config=True)
+    assert saved.start_from == str(at_4)
+
+    other = dataclasses.replace(config, start_from=str(tmp_path / "full"), samples=12 * 384)  # newest: 10
+    other.ppo = dataclasses.replace(config.ppo, lr=1e-3)
+    Trainer(other, tmp_path / "other").run()
+    rows = _metrics(tmp_path / "other")
+    assert len(rows) == 12 and rows[:10] == _metrics(tmp_path / "full")
+    assert TrainConfig.from_yaml(tmp_path / "other" / "config.yaml", run_config=True).start_from == \
+        str(tmp_path / "full" / "checkpoints" / last)
+
+
+def test_a_run_started_from_a_checkpoint_trains_alike_in_a_group(tiny_experiment, tmp_path):
+    from mt_specialize.run_group import RunGroup
+
+    config = _config(tiny_experiment, method="ours", jt=1536, sp=0.25, samples=4 * 384)
+    Trainer(config, tmp_path / "source").run()
+    branch = dataclasses.replace(config, samples=7 * 384, start_from=str(tmp_path / "source"))
+    plain = dataclasses.replace(config, method="joint", joint_samples=None, split_fraction=None, seed=4)
+    Trainer(branch, tmp_path / "alone").run()
+    RunGroup([branch, plain], [tmp_path / "grouped", tmp_path / "plain"]).run()
+    assert _metrics(tmp_path / "grouped") == _metrics(tmp_path / "alone")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(envs_per_task=2), "envs_per_task: it has 4, this run 2"),
+    (dict(method="joint", joint_samples=None, split_fraction=None), "method: it has 'ours', this run 'joint'"),
+    (dict(samples=2 * 384), "it is at 1,536 samples, this run's budget"),
+    (dict(start_from="missing_dir/ckpt.safetensors"), "does not exist"),
+])
+def test_a_start_that_does_not_fit_is_refused_before_anything_is_written(tiny_experiment, tmp_path, change,
+                                                                          message):
+    config = _config(tiny_experiment, method="ours", jt=384, sp=0.25, samples=4 * 384)
+    Trainer(config, tmp_path / "source").run()
+    bad = dataclasses.replace(config, start_from=str(tmp_path / "source"), samples=8 * 384)
+    for key, value in change.items():
+        setattr(bad, key, value)
+    with pytest.raises(ValueError, match=message):
+        Trainer(bad, tmp_path / "bad")
+    assert not (tmp_path / "bad" / "config.yaml").exists()
+
+
+def test_a_serving_checkpoint_is_no_start(tiny_experiment, tmp_path):
+    from mt_specialize.learning.inference import InferencePolicy
+
+    config = _config(tiny_experiment, method="joint", samples=2 * 384)
+    Trainer(config, tmp_path / "source").run()
+    exported = InferencePolicy.export(latest_checkpoint(tmp_path / "source"), tmp_path / "policy.safetensors")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        Trainer(dataclasses.replace(config, samples=4 * 384, start_from=str(exported)), tmp_path / "bad")
