@@ -49,7 +49,7 @@ from mt_specialize.envs.tasks import DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST, FAM
 DEFAULT_BUDGET = 3_000_000  # samples, Table I
 EXPERIMENT_KEYS = ("name", "batch_size", "budget", "tasks")
 TASK_KEYS = ("name", "robot", "family", "direction", "torso_mass", "mass_scale", "gears", "alive_bonus",
-             "ctrl_cost", "speed_cap", "physics")
+             "ctrl_cost", "speed_cap", "overspeed_penalty", "physics")
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
     if family not in FAMILIES:
         raise ValueError(f"{where}: family {family!r}; allowed {list(FAMILIES)} (required for a URDF robot)")
     kwargs = {key: entry[key] for key in ("direction", "torso_mass", "mass_scale", "gears", "alive_bonus", "physics",
-                                          "speed_cap") if key in entry}
+                                          "speed_cap", "overspeed_penalty") if key in entry}
     kwargs.setdefault("alive_bonus", DEFAULT_ALIVE_BONUS)
     kwargs["ctrl_cost"] = entry.get("ctrl_cost", DEFAULT_CTRL_COST[family])
     try:

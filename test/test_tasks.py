@@ -112,6 +112,44 @@ def test_speed_cap_rewards_speed_up_to_the_cap_only(tmp_path):
         get_experiment(str(path))
 
 
+def test_overspeed_penalty_makes_the_speed_term_peak_at_the_cap(tmp_path):
+    tent = dataclasses.replace(get_task("biped_backward"), name="walk_backward", speed_cap=1.0, overspeed_penalty=1.0)
+    x0 = np.zeros(5)
+    x1 = np.array([-0.004, -0.008, -0.012, -0.016, 0.016])  # backward at 0.5, 1, 1.5, 2 m/s; forward at 2 m/s
+    a = np.zeros((5, 6))
+    np.testing.assert_allclose(tent.reward(x0, x1, a) - 1.0, [0.5, 1.0, 0.5, 0.0, -2.0])
+    # the batched env and the single env agree
+    from mt_specialize.envs.vec_env import MultiTaskVecEnv
+
+    fast = dataclasses.replace(get_task("biped_forward"), name="walk_forward", speed_cap=0.05, overspeed_penalty=2.0)
+    env = MultiTaskVecEnv([fast, get_task("biped_forward")], 1, seed=1, nthread=1)
+    env.reset()
+    robot = TaskEnv(fast)
+    robot.reset(seed=0)
+    robot.data.qpos[:], robot.data.qvel[:] = env.qpos()[0, 0], env.qvel()[0, 0]
+    rng = np.random.default_rng(0)
+    penalised = 0
+    for _ in range(30):
+        actions = rng.uniform(-1, 1, (2, 1, 6))
+        result = env.step(actions)
+        _, reward, terminated, _, info = robot.step(actions[0, 0])
+        assert reward == result.reward[0, 0]
+        penalised += info["x_velocity"] > 0.05
+        if terminated:
+            break
+    assert penalised > 0
+    for bad in (-0.5, float("nan"), "much"):
+        with pytest.raises(ValueError, match="overspeed_penalty"):
+            dataclasses.replace(tent, overspeed_penalty=bad)
+    with pytest.raises(ValueError, match="needs a speed_cap"):
+        dataclasses.replace(tent, speed_cap=None)
+    from mt_specialize.experiments import get_experiment
+
+    path = tmp_path / "walk.yaml"
+    path.write_text("batch_size: 800\ntasks:\n  - {name: w, robot: biped, speed_cap: 1.0, overspeed_penalty: 1.0}\n")
+    assert get_experiment(str(path)).tasks[0].overspeed_penalty == 1.0
+
+
 def _healthy(task):
     model = task.build_model()
     return model.qpos0[None].copy(), np.zeros((1, model.nv))

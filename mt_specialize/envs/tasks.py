@@ -81,7 +81,10 @@ class TaskSpec:
 
     direction: +1 rewards +x velocity, -1 rewards -x velocity. speed_cap (m/s, None = none): the speed
     rewarded is at most this (dm_control's walker ``walk`` rewards speed up to 1 m/s and not beyond; a
-    capped gait is slow enough to be handed to another task). torso_mass (kg), mass_scale and gears
+    capped gait is slow enough to be handed to another task). overspeed_penalty (>= 0, needs speed_cap):
+    each m/s beyond the cap costs this much reward per step instead of being neutral, so the speed term
+    peaks at the cap (1: a tent, as a velocity-tracking reward such as legged_gym's
+    ``tracking_lin_vel`` peaks at the commanded speed). torso_mass (kg), mass_scale and gears
     (torque scale per actuated joint, N*m per unit action, in URDF joint order) modify the robot
     (see ``robots.build_model``). dt = timestep * frame_skip (s). physics: the physics settings this
     task sets (setting -> value, ``mt_specialize.envs.physics``); unset ones take their defaults.
@@ -101,6 +104,7 @@ class TaskSpec:
     reset_noise: float = 0.005
     physics: dict | None = field(default=None, hash=False)
     speed_cap: float | None = None
+    overspeed_penalty: float = 0.0
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -117,6 +121,11 @@ class TaskSpec:
         if self.speed_cap is not None:
             object.__setattr__(self, "speed_cap", _finite(f"task {self.name!r}: speed_cap (m/s)", self.speed_cap,
                                                           positive=True))
+        object.__setattr__(self, "overspeed_penalty", _finite(f"task {self.name!r}: overspeed_penalty",
+                                                              self.overspeed_penalty, nonneg=True))
+        if self.overspeed_penalty > 0 and self.speed_cap is None:
+            raise ValueError(f"task {self.name!r}: overspeed_penalty {self.overspeed_penalty} needs a speed_cap "
+                             "(the speed beyond which it applies)")
         if self.torso_mass is not None:
             _finite(f"task {self.name!r}: torso_mass", self.torso_mass, positive=True)
         if self.gears is not None:
@@ -200,10 +209,10 @@ class TaskSpec:
 
     def reward(self, x_before: np.ndarray, x_after: np.ndarray, action: np.ndarray,
                qpos: np.ndarray | None = None) -> np.ndarray:
-        """(N,) = min(direction * vx, speed_cap) + alive_bonus - ctrl_cost * |action|^2 - knee penalty; x in
+        """(N,) = the speed term (``reward``) + alive_bonus - ctrl_cost * |action|^2 - knee penalty; x in
         m, action (N, nu) unclipped; qpos (N, nq) after the step, needed when knee_limit_penalty > 0."""
         out = reward(x_before, x_after, action, self.direction, self.alive_bonus, self.ctrl_cost, self.dt,
-                     self.speed_cap)
+                     self.speed_cap, self.overspeed_penalty)
         if self.resolved_physics["knee_limit_penalty"] > 0:
             if qpos is None:
                 raise ValueError(f"task {self.name!r} has a knee_limit_penalty: reward() needs qpos after the step")
@@ -235,17 +244,23 @@ def observation(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
     return np.concatenate([planar.without_x(qpos), np.clip(qvel, -VELOCITY_CLIP, VELOCITY_CLIP)], axis=-1)
 
 
-def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt, speed_cap=None) -> np.ndarray:
-    """(...) = min(direction * vx, speed_cap) + alive_bonus - ctrl_cost * |action|^2.
+def reward(x_before, x_after, action, direction, alive_bonus, ctrl_cost, dt, speed_cap=None,
+           overspeed_penalty=0.0) -> np.ndarray:
+    """(...) = min(p, speed_cap) - overspeed_penalty * max(p - speed_cap, 0) + alive_bonus
+    - ctrl_cost * |action|^2, with p = direction * vx.
 
     x_before, x_after (...) in m; action (..., nu) unclipped; dt (s) the control period; speed_cap
-    (m/s) None or inf for none; the parameters are scalars or arrays broadcasting against (...).
+    (m/s) None or inf for none; overspeed_penalty (per m/s beyond the cap) 0 for none; the parameters
+    are scalars or arrays broadcasting against (...).
     """
     velocity = planar.mean_speed(x_before, x_after, dt)
     ctrl = np.sum(np.square(np.asarray(action, dtype=np.float64)), axis=-1)
     progress = direction * velocity
     if speed_cap is not None:
+        over = progress - speed_cap
         progress = np.minimum(progress, speed_cap)
+        if np.any(overspeed_penalty):
+            progress = progress - overspeed_penalty * np.maximum(over, 0.0)
     return progress + alive_bonus - ctrl_cost * ctrl
 
 

@@ -115,6 +115,7 @@ class MultiTaskVecEnv:
         self._dt = column([t.dt for t in self.tasks])
         caps = [t.speed_cap for t in self.tasks]
         self._speed_cap = None if all(c is None for c in caps) else column([np.inf if c is None else c for c in caps])
+        self._overspeed_penalty = column([t.overspeed_penalty for t in self.tasks])
         self._start_height = column(self.start_heights)
         self._horizon = np.array([t.horizon for t in self.tasks])[:, None]
         physics = [t.resolved_physics for t in self.tasks]
@@ -254,7 +255,7 @@ class MultiTaskVecEnv:
         qpos, qvel = self.qpos(new_state), self.qvel(new_state)
         x_before, x_after = planar.x_position(self.qpos()), planar.x_position(qpos)
         reward = task_rules.reward(x_before, x_after, actions, self._direction, self._alive_bonus,
-                                   self._ctrl_cost, self._dt, self._speed_cap)
+                                   self._ctrl_cost, self._dt, self._speed_cap, self._overspeed_penalty)
         if self.grace_left.any():
             graced = self.grace_left > 0
             moving = self._direction * planar.mean_speed(x_before, x_after, self._dt)
