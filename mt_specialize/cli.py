@@ -312,12 +312,15 @@ def _cmd_gait(args: argparse.Namespace) -> int:
     from .envs.planar import x_position
     from .learning.inference import InferencePolicy
 
+    from .experiments import task_as_trained
+
     policy = InferencePolicy.from_checkpoint(_checkpoint_path(args.checkpoint))
     schedule = [(0, args.task)]
     if args.switch_to:
         schedule.append((args.switch_at, args.switch_to))
-    episode = play(policy, args.task, schedule, args.steps, seed=args.seed)
-    path = write_animation(args.task, episode.qpos, args.out, width=args.width, height=args.height)
+    task = task_as_trained(args.task, policy.run_config)  # the robot as the run trained it (its profile)
+    episode = play(policy, task, schedule, args.steps, seed=args.seed)
+    path = write_animation(task, episode.qpos, args.out, width=args.width, height=args.height)
     x = x_position(episode.qpos)
     print(f"wrote {path}: {len(episode.task_index)} control steps ({episode.ended_by}), return "
           f"{episode.episode_return:.1f}, torso x from {x[0]:.2f} m to {x[-1]:.2f} m")

@@ -227,6 +227,42 @@ def apply_profile(experiment: Experiment, profile: str | None,
     return dataclasses.replace(experiment, tasks=tuple(tasks))
 
 
+def profiled_task(task: str | TaskSpec, profile: str | None, physics_overrides: Mapping | None = None) -> TaskSpec:
+    """One task with the robot a run of ``profile`` trains it on (``apply_profile`` of that task
+    alone): what a simulator must step to serve such a run's policy."""
+    task = get_task(task)
+    return apply_profile(Experiment(task.name, (task,), 1, 1), profile, physics_overrides).tasks[0]
+
+
+def task_as_trained(name: str, run_config: Mapping | None) -> TaskSpec:
+    """Task ``name`` as a run trained it, from the run's config (its config.yaml, or a checkpoint's
+    ``config`` metadata): the experiment's task (rewards, caps) when the experiment still loads,
+    else the built-in task of that name, with the physics and torso mass the run recorded
+    (``task_physics``), or its profile's when it recorded none (a run without a profile: ``none``).
+    No config: the built-in task. ValueError when neither the experiment nor a built-in has it."""
+    config = dict(run_config or {})
+    task = None
+    if config.get("experiment"):
+        try:
+            task = next((t for t in get_experiment(config["experiment"]).tasks if t.name == name), None)
+        except (ValueError, OSError):
+            task = None  # e.g. an experiment file that is gone: the built-in task of that name below
+    if task is None:
+        try:
+            task = get_task(name)
+        except ValueError:
+            raise ValueError(f"task {name!r}: not in the run's experiment {config.get('experiment')!r} (which "
+                             f"does not load here) and not a built-in task") from None
+    if not config:
+        return task
+    record = (config.get("task_physics") or {}).get(name)
+    if isinstance(record, Mapping):
+        settings = {k: v for k, v in record.items() if k != "torso_mass"}
+        physics_settings = {**robots.default_physics(task.robot, task.family), **settings}
+        return dataclasses.replace(task, physics=physics_settings, torso_mass=record.get("torso_mass", task.torso_mass))
+    return profiled_task(task, config.get("profile", "none"), config.get("physics") or None)
+
+
 def resolved_physics(experiment: Experiment) -> dict[str, dict]:
     """Task name -> every physics setting (plain YAML types) and the task's torso_mass (kg or None)."""
     return {task.name: {**task.resolved_physics, "torso_mass": task.torso_mass} for task in experiment.tasks}

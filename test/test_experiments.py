@@ -160,3 +160,36 @@ tasks:
     np.testing.assert_array_equal(model.geom_solref[0], [0.01, 1.0])
     assert gym.family == "hopper" and gym.obs_dim == 11 and gym.act_dim == 3
     assert gym.build_model().opt.integrator == mujoco.mjtIntegrator.mjINT_RK4  # Gymnasium's file as it is
+
+
+def test_a_task_as_its_run_trained_it_has_the_runs_robot(tmp_path):
+    """The simulator and `mt-specialize gait` must step the robot a policy was trained on: its run's
+    profile and recorded physics, not the built-in task's defaults."""
+    import dataclasses as dc
+
+    from mt_specialize.config import TrainConfig
+    from mt_specialize.envs.tasks import get_task
+    from mt_specialize.experiments import apply_profile, get_experiment, profiled_task, resolved_physics, task_as_trained
+
+    paper = apply_profile(get_experiment("biped_fwd_bwd"), "paper")
+    assert profiled_task("biped_forward", "paper") == paper.tasks[0]
+    assert profiled_task("biped_forward", "paper").resolved_physics != get_task("biped_forward").resolved_physics
+    config = TrainConfig(experiment="torso_mass_3", profile="paper").to_run_config()
+    config["task_physics"] = resolved_physics(apply_profile(get_experiment("torso_mass_3"), "paper"))
+    trained = task_as_trained("hopper_torso3", config)
+    assert trained.torso_mass == 3.3 and get_task("hopper_torso3").torso_mass != 3.3
+    assert trained.build_model().body_mass.sum() == pytest.approx(
+        apply_profile(get_experiment("torso_mass_3"), "paper").tasks[1].build_model().body_mass.sum())
+    # no recorded physics: the run's profile; no profile key (a run older than profiles): none
+    del config["task_physics"]
+    assert task_as_trained("biped_backward", {**config, "experiment": "biped_fwd_bwd"}) == paper.tasks[1]
+    assert task_as_trained("biped_backward", {"experiment": "biped_fwd_bwd"}).resolved_physics == \
+        get_task("biped_backward").resolved_physics
+    assert task_as_trained("biped_backward", {}) == get_task("biped_backward")
+    # an experiment file that is gone: the built-in task with the recorded physics
+    gone = {"experiment": str(tmp_path / "gone.yaml"), "profile": "paper",
+            "task_physics": resolved_physics(paper)}
+    assert task_as_trained("biped_forward", gone).resolved_physics == paper.tasks[0].resolved_physics
+    with pytest.raises(ValueError, match="not a built-in task"):
+        task_as_trained("my_walker", gone)
+    assert dc.replace(trained, name="x").torso_mass == 3.3

@@ -35,9 +35,11 @@ class Episode:
     ended_by: str  # 'steps' | 'terminated' | 'truncated'
 
 
-def play(policy: PerTaskPolicy, env_task: str, schedule: list[tuple[int, str]], steps: int,
+def play(policy: PerTaskPolicy, env_task: str | TaskSpec, schedule: list[tuple[int, str]], steps: int,
          seed: int = 0) -> Episode:
-    """Run ``steps`` control steps of ``env_task`` (its robot, termination and reward).
+    """Run ``steps`` control steps of ``env_task`` (its robot, termination and reward): a task name
+    (the built-in task) or a ``TaskSpec`` (e.g. ``experiments.task_as_trained``: the robot as the
+    policy's run trained it).
 
     schedule: [(step, task name), ...] sorted by step, the first at step 0: from that step on the
     named task's weights drive the robot, e.g. ``[(0, 'biped_forward'), (300, 'biped_backward')]``.

@@ -29,8 +29,10 @@ class InferencePolicy:
 
     def __init__(self, policy: SplitGaussianPolicy, obs_rms: RunningMeanStd, task_names: Sequence[str],
                  obs_dim: int, append_task_id: bool = False, experiment: str = "", source: str = "",
-                 normalize_task_id: bool = False):
+                 normalize_task_id: bool = False, run_config: dict | None = None):
         self.task_names = list(task_names)
+        # the settings of the run that trained it (a checkpoint's ``config``): which robots it trained on
+        self.run_config = dict(run_config or {})
         self.obs_dim = int(obs_dim)
         self.act_dim = int(policy.act_dim)
         self.experiment = experiment
@@ -95,7 +97,8 @@ class InferencePolicy:
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{path}: not a usable policy checkpoint ({exc})") from exc
         return cls(policy, obs_rms, names, obs_dim, append_task_id=policy_in != obs_dim,
-                   experiment=meta.get("experiment", ""), source=str(path), normalize_task_id=normalize_task_id)
+                   experiment=meta.get("experiment", ""), source=str(path), normalize_task_id=normalize_task_id,
+                   run_config=meta.get("config") or {})
 
     @staticmethod
     def export(checkpoint: str | Path, out: str | Path) -> Path:

@@ -38,7 +38,7 @@ from mt_specialize.ros.common import LATCHED_QOS, STATE_QOS, run_node
 from mt_specialize.run_dir import latest_checkpoint
 
 OK, ERROR = DiagnosticStatus.OK, DiagnosticStatus.ERROR
-PARAMS = ("experiment", "method", "joint_samples", "split_fraction", "jt", "sp", "seed", "samples", "out_dir",
+PARAMS = ("experiment", "method", "joint_samples", "split_fraction", "jt", "sp", "seed", "samples", "profile", "out_dir",
           "resume")
 
 
@@ -51,7 +51,7 @@ def make_config(params: dict):
     from mt_specialize.experiments import get_experiment
 
     kwargs = {"experiment": str(params["experiment"]), "method": str(params["method"]),
-              "seed": int(params["seed"])}
+              "seed": int(params["seed"]), "profile": str(params.get("profile") or "mujoco")}
     if not kwargs["experiment"]:
         raise ValueError("parameter experiment is empty")
     for key in ("joint_samples", "jt", "samples"):
@@ -118,6 +118,7 @@ class LearnerNode(Node):
         self.declare_parameter("sp", -1.0, dyn)
         self.declare_parameter("seed", 1)
         self.declare_parameter("samples", "", dyn)
+        self.declare_parameter("profile", "mujoco")  # robots and training rules; the simulator's must match
         self.declare_parameter("out_dir", "")
         self.declare_parameter("resume", False)
         self.declare_parameter("autostart", True)

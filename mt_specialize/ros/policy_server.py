@@ -297,7 +297,9 @@ class PolicyServerNode(Node):
             return f"{type(exc).__name__}: {exc}"
         freeze_heap()  # the new weights' objects join the start-up ones (no full-GC pauses)
         self.get_logger().info(f"loaded checkpoint {path} in {(time.perf_counter() - t0) * 1e3:.0f} ms: "
-                               f"tasks {list(self.policy.task_names)}, robots -> {self._task}")
+                               f"tasks {list(self.policy.task_names)}, robots -> {self._task}, trained on profile "
+                               f"{self.policy.run_config.get('profile', 'none' if self.policy.run_config else '?')!r} "
+                               f"(the simulator's profile parameter must match)")
         return None
 
     def _on_checkpoint_topic(self, msg) -> None:

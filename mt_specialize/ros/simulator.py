@@ -34,7 +34,8 @@ import mujoco
 import numpy as np
 from rclpy.node import Node
 
-from mt_specialize.envs.tasks import TaskRobot, TaskSpec, Transition, get_task
+from mt_specialize.envs.tasks import TaskRobot, TaskSpec, Transition
+from mt_specialize.experiments import PROFILE_NAMES, profiled_task
 from mt_specialize.ros.common import (
     CONTROL_QOS,
     LATCHED_QOS,
@@ -288,9 +289,15 @@ class SimulatorNode(Node):
         self.y_spacing = float(self.declare_parameter("robot_spacing", 1.5).value)
         self.resend_after = float(self.declare_parameter("resend_after", 0.5).value)
         planar_root = bool(self.declare_parameter("description_planar_root", True).value)
+        profile = str(self.declare_parameter(
+            "profile", "mujoco", ParameterDescriptor(
+                description="robot physics: paper | mujoco | none, as the served policy's run trained "
+                            "(mt-specialize train --profile; the learner's default mujoco)")).value)
 
         if self.mode not in MODES:
             raise ValueError(f"parameter mode={self.mode!r}: must be one of {list(MODES)}")
+        if profile not in PROFILE_NAMES:
+            raise ValueError(f"parameter profile={profile!r}: must be one of {list(PROFILE_NAMES)}")
         if not task_names:
             raise ValueError("parameter tasks is empty: give at least one task name")
         if namespaces and len(namespaces) != len(task_names):
@@ -304,7 +311,7 @@ class SimulatorNode(Node):
         self.robots: list[RobotSim] = []
         self.ns = namespaces
         for name, child in zip(task_names, seq.spawn(len(task_names))):
-            self.robots.append(RobotSim(get_task(name), np.random.default_rng(child)))
+            self.robots.append(RobotSim(profiled_task(name, profile), np.random.default_rng(child)))
         self.dt = self.robots[0].dt
 
         self._JointState = JointState

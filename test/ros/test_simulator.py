@@ -19,6 +19,7 @@ from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS
 #: the probe records whole streams: a deep queue so nothing is dropped while it is busy
 RECORD_QOS = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
 from mt_specialize.envs.tasks import TaskEnv, get_task
+from mt_specialize.experiments import profiled_task
 from mt_specialize.envs.vec_env import MultiTaskVecEnv
 from mt_specialize.ros.simulator import RobotSim
 
@@ -78,8 +79,11 @@ def test_robot_sim_steps_bit_identically_to_task_env_and_the_batched_env(name):
     assert result.finished[0] == [(sim.episode_return, sim.episode_steps)] == [(sim.episode_return, steps)]
 
 
-def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, checkpoint_factory):
-    task = get_task("hopper_capsule")
+@pytest.mark.parametrize("profile", [None, "paper"])
+def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, checkpoint_factory, profile):
+    """Every observation gets one command, and the simulator steps the robot of its ``profile``
+    (default: mujoco, the profile the learner and ``mt-specialize train`` use by default)."""
+    task = profiled_task("hopper_capsule", profile or "mujoco")
     ckpt = checkpoint_factory("p.safetensors", ["hopper_capsule", "hopper_box"], 11, 3, seed=4)
     policy = InferencePolicy.from_checkpoint(ckpt)
     obs, cmds, states = [], [], []
@@ -90,7 +94,7 @@ def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, che
                                      lambda m: cmds.append(np.array(m.data)), RECORD_QOS),
             node.create_subscription(JointState, "/hopper_capsule/joint_states", states.append, RECORD_QOS)]
     sim = start_node("simulator", {"tasks": ["hopper_capsule"], "mode": "lockstep", "seed": 3,
-                                   "markers_rate_hz": 0.0})
+                                   "markers_rate_hz": 0.0, **({"profile": profile} if profile else {})})
     probe.spin_until(lambda: subs[0].get_publisher_count() and subs[2].get_publisher_count(), 20.0,
                      "the simulator's topics")
     probe.spin_until(lambda: len(obs) > 0, 10.0, "the first observation")
@@ -151,7 +155,11 @@ def test_lockstep_loop_every_observation_gets_one_command(probe, start_node, che
             assert m + 1 in command_for, f"step {m}"
             assert same(replay(S[k], [command_for[m], command_for[m + 1]]), S[k + 1]), f"step {m}"
             dropped += 1
-    assert matched >= 300 and matched > 5 * resets and dropped <= 0.05 * matched, (matched, resets, dropped)
+    # (the paper profile's stiff, armature-free hopper falls far more often under this random policy:
+    # fewer steps between resets; every step is still replayed exactly in that profile's model)
+    enough = 300 if profile is None else 100
+    assert matched >= enough and matched > (5 if profile is None else 1) * resets and dropped <= 0.05 * matched, (
+        matched, resets, dropped)
 
 
 def test_robot_description_reaches_a_late_subscriber(probe, start_node):
@@ -257,7 +265,7 @@ def test_trained_hopper_hops_forward_through_the_graph(probe, start_node):
             node.create_subscription(Float64MultiArray, "/hopper_capsule/commands",
                                      lambda m: cmds.append(m.data), RECORD_QOS)]
     sim = start_node("simulator", {"tasks": ["hopper_capsule"], "mode": "lockstep", "seed": 0,
-                                   "markers_rate_hz": 0.0})
+                                   "markers_rate_hz": 0.0, "profile": "none"})  # the robot it was trained on
     probe.spin_until(lambda: subs[0].get_publisher_count(), 20.0, "the simulator's joint_states")
     start_node("policy_server", {"checkpoint": str(ckpt), "robots": ["hopper_capsule"]})
     probe.spin_until(lambda: len(cmds) >= 300, 60.0, "300 commands")
