@@ -52,19 +52,21 @@ def _nodes(context):
 
     config_dir = LaunchConfiguration("config_dir").perform(context)
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
+    profile = LaunchConfiguration("profile").perform(context)
+    profile_param = [{"profile": profile}] if profile else []  # the simulator's robots = the learner's
     sim_file, sim = _params(config_dir, "simulator")
     server_file, _ = _params(config_dir, "policy_server")
     learner_file, _ = _params(config_dir, "learner")
 
     actions = [
         Node(package=PACKAGE, executable="simulator", name="simulator", output="screen",
-             parameters=[sim_file]),
+             parameters=[sim_file] + profile_param),
         Node(package=PACKAGE, executable="policy_server", name="policy_server", output="screen",
              parameters=[server_file] + ([{"checkpoint": checkpoint}] if checkpoint else [])),
         # On Ctrl-C the learner finishes its iteration and writes a checkpoint: give it 30 s before
         # launch escalates to SIGTERM (launch's default is 5 s).
         Node(package=PACKAGE, executable="learner", name="learner", output="screen",
-             parameters=[learner_file], condition=IfCondition(LaunchConfiguration("learner")),
+             parameters=[learner_file] + profile_param, condition=IfCondition(LaunchConfiguration("learner")),
              sigterm_timeout="30"),
     ]
 
@@ -105,6 +107,10 @@ def generate_launch_description():
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="checkpoint for the policy server (default: the learner's)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
+        DeclareLaunchArgument("profile", default_value="",
+                              description="paper | mujoco | none: robot physics of the simulator and the "
+                                          "learner's runs (empty = their config files'; a served checkpoint's "
+                                          "run must have trained on it)"),
         DeclareLaunchArgument("rviz_config", default_value="",
                               description="rviz2 display config (default: generated for the simulated robots)"),
         OpaqueFunction(function=_nodes),

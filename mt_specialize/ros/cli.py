@@ -40,6 +40,9 @@ def add_ros_subcommands(subparsers) -> None:
     up.add_argument("--no-learner", action="store_true", help="do not start the learner (serve a checkpoint)")
     up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
     up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
+    up.add_argument("--profile", choices=("paper", "mujoco", "none"),
+                    help="robot physics of the simulator and the learner's runs (default: their config files'); "
+                         "a served checkpoint must have been trained on it")
     up.add_argument("--foxglove", nargs="?", const=8765, type=_foxglove_port, metavar="PORT",
                     help="also start the foxglove_view node: a Foxglove WebSocket server on 127.0.0.1:PORT "
                          "(default 8765, 0 = any free port) streaming every robot's scene and joint states "
@@ -153,13 +156,14 @@ def node_params(config_dir: Path, node: str) -> dict:
     return {}
 
 
-def checkpoint_misfit(checkpoint: Path, config_dir: Path) -> str | None:
+def checkpoint_misfit(checkpoint: Path, config_dir: Path, profile: str | None = None) -> str | None:
     """Why the policy server could not serve ``checkpoint`` to the simulator's robots as configured
     in ``config_dir`` (simulator.yaml, policy_server.yaml), or None if it can.
 
     Checked per robot the server serves: the file loads; the task the server gives the robot
     (policy_server.yaml ``tasks``, else one of the checkpoint's tasks for that robot model) is in the
-    checkpoint; its robot model (``TaskSpec.robot``) and observation size are the simulated robot's.
+    checkpoint; its robot model (``TaskSpec.robot``) and observation size are the simulated robot's;
+    the profile its run trained on is the simulator's (``profile``, else simulator.yaml's, else mujoco).
     """
     import numpy as np
 
@@ -172,6 +176,12 @@ def checkpoint_misfit(checkpoint: Path, config_dir: Path) -> str | None:
         return f"checkpoint {checkpoint} cannot be loaded: {exc}"
     names = list(policy.task_names)
     sim, server = node_params(config_dir, "simulator"), node_params(config_dir, "policy_server")
+    simulated_profile = profile or str(sim.get("profile") or "mujoco")
+    if policy.run_config:  # a run without a profile trained on every setting's default: none
+        trained = str(policy.run_config.get("profile", "none"))
+        if trained != simulated_profile:
+            return (f"checkpoint {checkpoint} was trained on profile {trained!r} robots, the simulator would step "
+                    f"profile {simulated_profile!r} ones (pass --profile {trained}, or set profile in simulator.yaml)")
     sim_tasks = list(sim.get("tasks") or ["hopper_capsule"])
     namespaces = [str(n).strip("/") for n in (sim.get("namespaces") or sim_tasks)]
     robots = [str(r).strip("/") for r in (server.get("robots") or [])]
@@ -216,13 +226,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not ckpt.is_file():
             print(f"mt-specialize up: checkpoint {ckpt} does not exist", file=sys.stderr)
             return 2
-        reason = checkpoint_misfit(ckpt, config_dir)
+        reason = checkpoint_misfit(ckpt, config_dir, args.profile)
         if reason is not None:
             print(f"mt-specialize up: not starting: {reason}", file=sys.stderr)
             return 2
         overrides["policy_server"]["checkpoint"] = str(ckpt)
     if args.mode:
         overrides["simulator"]["mode"] = args.mode
+    if args.profile:
+        for node in ("simulator", "learner"):
+            if node in overrides:
+                overrides[node]["profile"] = args.profile
     if args.foxglove is not None:
         try:
             import foxglove  # noqa: F401

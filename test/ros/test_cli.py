@@ -175,6 +175,14 @@ def test_up_refuses_a_checkpoint_for_other_robots(up, tmp_path, checkpoint_facto
     wrong_size = checkpoint_factory("wide.safetensors", ["biped_forward", "biped_backward"], 20, 6)
     assert "expects 20 observation values, robot 'biped'" in checkpoint_misfit(wrong_size, no_tasks)
     assert "cannot be loaded" in checkpoint_misfit(tmp_path / "no_such.safetensors", no_tasks)
+    # the robot physics its run trained on must be the simulator's (simulator.yaml's profile, or --profile)
+    paper = checkpoint_factory("paper.safetensors", ["biped_forward", "biped_backward"], 17, 6, profile="paper")
+    assert "was trained on profile 'paper' robots, the simulator would step profile 'mujoco' ones (pass " \
+           "--profile paper" in checkpoint_misfit(paper, no_tasks)
+    assert checkpoint_misfit(paper, no_tasks, "paper") is None
+    assert "trained on profile 'mujoco'" in checkpoint_misfit(
+        checkpoint_factory("m.safetensors", ["biped_forward", "biped_backward"], 17, 6, profile="mujoco"),
+        no_tasks, "paper")
 
 
 def test_switch_before_a_checkpoint(start_node):
