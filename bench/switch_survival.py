@@ -12,8 +12,8 @@ are also run without a switch over the same window (the control: how often a wal
 stops anyway). Fractions come with Wilson 95 % intervals.
 
 Usage: ``python bench/switch_survival.py RUN [RUN ...] [--robots 64] [--seed 0] [--json]``, RUN a run
-directory (its newest checkpoint) or a checkpoint file of one; physics and tasks from the run's
-config.yaml.
+directory (its newest checkpoint), a checkpoint file of one, or an exported policy file; the tasks
+and their robots as the run trained them (``experiments.task_as_trained``: its recorded physics).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import yaml
 
 from mt_specialize.config import TrainConfig
 from mt_specialize.envs import planar
-from mt_specialize.experiments import apply_profile, get_experiment
+from mt_specialize.experiments import Experiment, task_as_trained
 from mt_specialize.learning.inference import InferencePolicy
 from mt_specialize.train import latest_checkpoint
 from mt_specialize.envs.vec_env import MultiTaskVecEnv
@@ -92,13 +92,17 @@ def measure(run: Path, robots: int, seed: int, switch_window, window: float, min
         run_dir, checkpoint = run, latest_checkpoint(run)
         if checkpoint is None:
             raise SystemExit(f"{run_dir}: no checkpoint")
-    config = TrainConfig.from_run_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    experiment = apply_profile(get_experiment(config.experiment), config.profile, config.physics)
     policy = InferencePolicy.from_checkpoint(checkpoint)
+    # the run's settings: the checkpoint's own record (also in an exported policy file), else config.yaml
+    recorded = policy.run_config or yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = TrainConfig.from_run_config(recorded)
+    experiment = Experiment(policy.experiment or "policy", tuple(task_as_trained(name, recorded)
+                                                                 for name in policy.task_names), len(policy.task_names))
     groups = MultiTaskVecEnv(experiment.tasks, 1, nthread=1).robot_groups()
     if not groups:
         raise SystemExit(f"{run_dir}: experiment {experiment.name} has no two tasks of one robot to switch between")
-    out = {"run": str(run_dir), "checkpoint": checkpoint.name, "profile": config.profile,
+    out = {"run": str(run_dir if not run.is_file() or run.parent.name == "checkpoints" else run),
+           "checkpoint": checkpoint.name, "profile": config.profile,
            "task_switch_prob": config.task_switch_prob, "task_switch_start": config.task_switch_start,
            "task_switch_grace": config.task_switch_grace, "task_switch_bootstrap": config.task_switch_bootstrap,
            "switches": {}}
