@@ -34,6 +34,10 @@ def test_parameters_take_the_papers_names_too_and_two_values_of_one_setting_are_
     assert default_out_dir(config, experiment) == Path("runs/three_hoppers_ours_seed2")  # as before the names
     with pytest.raises(ValueError, match="parameters: jt is the paper's name of joint_samples, and the two differ"):
         make_config({**params, "joint_samples": "400k"})
+    # the robots: the profile parameter (default mujoco, as the simulator's), a bad one refused
+    assert config.profile == "mujoco" and make_config({**params, "profile": "paper"})[0].profile == "paper"
+    with pytest.raises(ValueError, match="unknown profile 'dart'"):
+        make_config({**params, "profile": "dart"})
 
 
 def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
