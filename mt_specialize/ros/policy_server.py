@@ -65,6 +65,12 @@ ACTIVE_WINDOW_S = 0.5
 PERIOD_EMA = 0.2
 
 
+def trained_profile(policy) -> str:
+    """The profile (robot physics) the policy's run trained on: its record's, ``none`` for a run older
+    than profiles, ``?`` for a policy without a run record."""
+    return str(policy.run_config.get("profile", "none")) if policy.run_config else "?"
+
+
 class TickBatcher:
     """Which robots' observations the batched mode answers together; times in s (``time.monotonic``).
 
@@ -227,7 +233,9 @@ class PolicyServerNode(Node):
         self._sync_timer = self.create_timer(0.2, self._sync_task_params)
         self.get_logger().info(
             f"serving robots {self.robots} ({self.rate_mode}); "
-            + (f"checkpoint {self.checkpoint_path}, tasks {self.policy.task_names}" if self.policy is not None
+            + (f"checkpoint {self.checkpoint_path}, tasks {self.policy.task_names}, trained on profile "
+               f"{trained_profile(self.policy)!r}"
+               if self.policy is not None
                else f"no checkpoint yet (waiting on topic {self._ckpt_sub.topic_name})"))
 
     # -- weights --------------------------------------------------------------------------------
@@ -298,7 +306,7 @@ class PolicyServerNode(Node):
         freeze_heap()  # the new weights' objects join the start-up ones (no full-GC pauses)
         self.get_logger().info(f"loaded checkpoint {path} in {(time.perf_counter() - t0) * 1e3:.0f} ms: "
                                f"tasks {list(self.policy.task_names)}, robots -> {self._task}, trained on profile "
-                               f"{self.policy.run_config.get('profile', 'none' if self.policy.run_config else '?')!r} "
+                               f"{trained_profile(self.policy)!r} "
                                f"(the simulator's profile parameter must match)")
         return None
 
