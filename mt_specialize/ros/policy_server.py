@@ -68,7 +68,8 @@ PERIOD_EMA = 0.2
 def trained_profile(policy) -> str:
     """The profile (robot physics) the policy's run trained on: its record's, ``none`` for a run older
     than profiles, ``?`` for a policy without a run record."""
-    return str(policy.run_config.get("profile", "none")) if policy.run_config else "?"
+    run_config = getattr(policy, "run_config", None)  # a policy object given to the node may have none
+    return str(run_config.get("profile", "none")) if run_config else "?"
 
 
 class TickBatcher:
