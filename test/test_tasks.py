@@ -72,6 +72,29 @@ def test_biped_forward_backward_opposite_velocity_terms():
     np.testing.assert_allclose(r_b - alive_minus_ctrl, -(r_f - alive_minus_ctrl))
 
 
+def _steps_above_cap_where_both_envs_agree(task) -> int:
+    """Random actions on ``task`` in the batched env and in the single env (the ROS simulator's) from
+    one state: every reward equal (asserted); the number of steps faster than the task's cap."""
+    from mt_specialize.envs.vec_env import MultiTaskVecEnv
+
+    env = MultiTaskVecEnv([task, get_task("biped_forward")], 1, seed=1, nthread=1)
+    env.reset()
+    robot = TaskEnv(task)
+    robot.reset(seed=0)
+    robot.data.qpos[:], robot.data.qvel[:] = env.qpos()[0, 0], env.qvel()[0, 0]
+    rng = np.random.default_rng(0)
+    above = 0
+    for _ in range(30):
+        actions = rng.uniform(-1, 1, (2, 1, 6))
+        result = env.step(actions)
+        _, reward, terminated, _, info = robot.step(actions[0, 0])
+        assert reward == result.reward[0, 0]
+        above += info["x_velocity"] > task.speed_cap
+        if terminated:
+            break
+    return above
+
+
 def test_speed_cap_rewards_speed_up_to_the_cap_only(tmp_path):
     capped = dataclasses.replace(get_task("biped_backward"), name="walk_backward", speed_cap=1.0)
     x0 = np.zeros(4)
@@ -80,25 +103,8 @@ def test_speed_cap_rewards_speed_up_to_the_cap_only(tmp_path):
     np.testing.assert_allclose(capped.reward(x0, x1, a) - 1.0, [0.5, 1.0, 1.0, -2.0])  # a loss stays whole
     np.testing.assert_array_equal(get_task("biped_backward").reward(x0, x1, a) - 1.0, [0.5, 1.0, 2.0, -2.0])
     # the batched env and the single env agree under the cap (the ROS simulator steps the latter)
-    from mt_specialize.envs.vec_env import MultiTaskVecEnv
-
     fast = dataclasses.replace(get_task("biped_forward"), name="walk_forward", speed_cap=0.05)
-    env = MultiTaskVecEnv([fast, get_task("biped_forward")], 1, seed=1, nthread=1)
-    env.reset()
-    robot = TaskEnv(fast)
-    robot.reset(seed=0)
-    robot.data.qpos[:], robot.data.qvel[:] = env.qpos()[0, 0], env.qvel()[0, 0]
-    rng = np.random.default_rng(0)
-    capped_steps = 0
-    for _ in range(30):
-        actions = rng.uniform(-1, 1, (2, 1, 6))
-        result = env.step(actions)
-        _, reward, terminated, _, info = robot.step(actions[0, 0])
-        assert reward == result.reward[0, 0]
-        capped_steps += info["x_velocity"] > 0.05
-        if terminated:
-            break
-    assert capped_steps > 0
+    assert _steps_above_cap_where_both_envs_agree(fast) > 0
     for bad in (0.0, -1.0, float("inf"), "fast"):
         with pytest.raises(ValueError, match="speed_cap"):
             dataclasses.replace(fast, speed_cap=bad)
@@ -119,25 +125,8 @@ def test_overspeed_penalty_makes_the_speed_term_peak_at_the_cap(tmp_path):
     a = np.zeros((5, 6))
     np.testing.assert_allclose(tent.reward(x0, x1, a) - 1.0, [0.5, 1.0, 0.5, 0.0, -2.0])
     # the batched env and the single env agree
-    from mt_specialize.envs.vec_env import MultiTaskVecEnv
-
     fast = dataclasses.replace(get_task("biped_forward"), name="walk_forward", speed_cap=0.05, overspeed_penalty=2.0)
-    env = MultiTaskVecEnv([fast, get_task("biped_forward")], 1, seed=1, nthread=1)
-    env.reset()
-    robot = TaskEnv(fast)
-    robot.reset(seed=0)
-    robot.data.qpos[:], robot.data.qvel[:] = env.qpos()[0, 0], env.qvel()[0, 0]
-    rng = np.random.default_rng(0)
-    penalised = 0
-    for _ in range(30):
-        actions = rng.uniform(-1, 1, (2, 1, 6))
-        result = env.step(actions)
-        _, reward, terminated, _, info = robot.step(actions[0, 0])
-        assert reward == result.reward[0, 0]
-        penalised += info["x_velocity"] > 0.05
-        if terminated:
-            break
-    assert penalised > 0
+    assert _steps_above_cap_where_both_envs_agree(fast) > 0
     for bad in (-0.5, float("nan"), "much"):
         with pytest.raises(ValueError, match="overspeed_penalty"):
             dataclasses.replace(tent, overspeed_penalty=bad)
