@@ -40,7 +40,9 @@ def add_ros_subcommands(subparsers) -> None:
     up.add_argument("--no-learner", action="store_true", help="do not start the learner (serve a checkpoint)")
     up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
     up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
-    up.add_argument("--profile", choices=("paper", "mujoco", "none"),
+    from mt_specialize.config import PROFILES
+
+    up.add_argument("--profile", choices=list(PROFILES),
                     help="robot physics of the simulator and the learner's runs (default: their config files'); "
                          "a served checkpoint must have been trained on it")
     up.add_argument("--foxglove", nargs="?", const=8765, type=_foxglove_port, metavar="PORT",
@@ -176,7 +178,9 @@ def checkpoint_misfit(checkpoint: Path, config_dir: Path, profile: str | None = 
         return f"checkpoint {checkpoint} cannot be loaded: {exc}"
     names = list(policy.task_names)
     sim, server = node_params(config_dir, "simulator"), node_params(config_dir, "policy_server")
-    simulated_profile = profile or str(sim.get("profile") or "mujoco")
+    from mt_specialize.config import TrainConfig
+
+    simulated_profile = profile or str(sim.get("profile") or TrainConfig.profile)
     if policy.run_config:  # a run without a profile trained on every setting's default: none
         trained = str(policy.run_config.get("profile", "none"))
         if trained != simulated_profile:

@@ -34,6 +34,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
+from mt_specialize.config import TrainConfig
 from mt_specialize.ros.common import LATCHED_QOS, STATE_QOS, run_node
 from mt_specialize.run_dir import latest_checkpoint
 
@@ -47,11 +48,11 @@ PARAMS = ("experiment", "method", "joint_samples", "split_fraction", "jt", "sp",
 # ---------------------------------------------------------------------------------------------
 def make_config(params: dict):
     """Node parameters -> a validated ``TrainConfig`` (ValueError with the reason if bad)."""
-    from mt_specialize.config import TrainConfig, canonical_settings
+    from mt_specialize.config import canonical_settings
     from mt_specialize.experiments import get_experiment
 
     kwargs = {"experiment": str(params["experiment"]), "method": str(params["method"]),
-              "seed": int(params["seed"]), "profile": str(params.get("profile") or "mujoco")}
+              "seed": int(params["seed"]), "profile": str(params.get("profile") or TrainConfig.profile)}
     if not kwargs["experiment"]:
         raise ValueError("parameter experiment is empty")
     for key in ("joint_samples", "jt", "samples"):
@@ -118,7 +119,7 @@ class LearnerNode(Node):
         self.declare_parameter("sp", -1.0, dyn)
         self.declare_parameter("seed", 1)
         self.declare_parameter("samples", "", dyn)
-        self.declare_parameter("profile", "mujoco")  # robots and training rules; the simulator's must match
+        self.declare_parameter("profile", TrainConfig.profile)  # robots and training rules; the simulator's must match
         self.declare_parameter("out_dir", "")
         self.declare_parameter("resume", False)
         self.declare_parameter("autostart", True)

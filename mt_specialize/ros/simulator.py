@@ -35,7 +35,10 @@ import numpy as np
 from rclpy.node import Node
 
 from mt_specialize.envs.tasks import TaskRobot, TaskSpec, Transition
+from mt_specialize.config import TrainConfig
 from mt_specialize.experiments import PROFILE_NAMES, profiled_task
+
+DEFAULT_PROFILE = TrainConfig.profile  # the robots the learner and `mt-specialize train` use by default
 from mt_specialize.ros.common import (
     CONTROL_QOS,
     LATCHED_QOS,
@@ -290,7 +293,7 @@ class SimulatorNode(Node):
         self.resend_after = float(self.declare_parameter("resend_after", 0.5).value)
         planar_root = bool(self.declare_parameter("description_planar_root", True).value)
         profile = str(self.declare_parameter(
-            "profile", "mujoco", ParameterDescriptor(
+            "profile", DEFAULT_PROFILE, ParameterDescriptor(
                 description="robot physics: paper | mujoco | none, as the served policy's run trained "
                             "(mt-specialize train --profile; the learner's default mujoco)")).value)
 
