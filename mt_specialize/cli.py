@@ -217,17 +217,23 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{summaries[0]['experiment']} / {summaries[0]['method']}: mean return of the last 100 "
-                        f"episodes")
-    table.add_column("task")
-    for s in summaries:
-        table.add_column(f"seed {s['seed']}", justify="right")
-    for name in summaries[0]["returns"]:
-        table.add_row(name, *(_fmt(s["returns"][name]) for s in summaries))
-    table.add_row("[bold]pooled", *(_fmt(s["return_pooled"]) for s in summaries))
-    Console().print(table)
-    print(f"results: {', '.join(f'{d}/summary.json' for d in out_dirs)}", file=sys.stderr)
-    return 0
+    failed = [s for s in summaries if "failed" in s]
+    finished = [s for s in summaries if "failed" not in s]
+    for s in failed:
+        print(f"mt-specialize train: run {s['run']} stopped: {s['failed']}", file=sys.stderr)
+    if finished:
+        table = Table(title=f"{finished[0]['experiment']} / {finished[0]['method']}: mean return of the last 100 "
+                            f"episodes")
+        table.add_column("task")
+        for s in finished:
+            table.add_column(f"seed {s['seed']}", justify="right")
+        for name in finished[0]["returns"]:
+            table.add_row(name, *(_fmt(s["returns"][name]) for s in finished))
+        table.add_row("[bold]pooled", *(_fmt(s["return_pooled"]) for s in finished))
+        Console().print(table)
+        done = [d for d, s in zip(out_dirs, summaries) if "failed" not in s]
+        print(f"results: {', '.join(f'{d}/summary.json' for d in done)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

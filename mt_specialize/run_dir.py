@@ -9,6 +9,7 @@ Layout (SPEC §8)::
     checkpoints/           ckpt_<samples_real, 12 digits>.safetensors, oldest first by name
     split.safetensors      the split masks and the gradient-spread score they came from
     summary.json           final per-task returns
+    failure.json           why the run stopped for good (``errors.RevertLoop``), if it did: never resumed
     learning_curve.png     per-task and pooled return against samples
 
 ``RunDir`` knows files, not training: the ``Trainer`` decides what goes into a checkpoint and when.
@@ -16,6 +17,7 @@ Layout (SPEC §8)::
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import warnings
@@ -32,6 +34,10 @@ class RunExistsError(ValueError):
 
 class RunBusyError(ValueError):
     """Another process is training in this run directory right now."""
+
+
+class RunFailedError(ValueError):
+    """The run stopped for good (its failure.json says why): it is not resumed."""
 
 
 def checkpoint_name(samples_real: int) -> str:
@@ -80,6 +86,20 @@ class RunDir:
     @property
     def summary_path(self) -> Path:
         return self.path / "summary.json"
+
+    @property
+    def failure_path(self) -> Path:
+        return self.path / "failure.json"
+
+    def write_failure(self, record: dict) -> None:
+        """Record why the run stopped for good (failure.json, written atomically)."""
+        tmp = self.failure_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, self.failure_path)
+
+    def read_failure(self) -> dict | None:
+        """The failure record, or None for a run that has not failed."""
+        return json.loads(self.failure_path.read_text()) if self.failure_path.is_file() else None
 
     # -- lock -----------------------------------------------------------------------------------------
     def lock(self) -> None:

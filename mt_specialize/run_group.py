@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from .errors import RevertLoop
 from .envs.multi_run import MultiRunVecEnv
 from .envs.vec_env import StepResult
 from .learning.multi import RunsBatch, multi_ppo_update, runs_from_single
@@ -255,10 +256,31 @@ class RunGroup:
         summaries = {}
         for k in finished:
             summaries[self.indices[k]] = self._as_run(k, self.trainers[k].finish)
+        self._drop(finished)
+        return summaries
+
+    def _accept(self, rollouts: list) -> tuple[list, dict[int, dict]]:
+        """``Trainer.accept_rollout`` of every run. A run the revert rule stops for good
+        (``RevertLoop``: its checkpoint and failure.json are written) leaves the group and the others go
+        on: (the remaining runs' batches, {position given: {'failed': reason, 'run': directory}})."""
+        batches, failed = [], {}
+        for k, (t, rollout) in enumerate(zip(self.trainers, rollouts)):
+            try:
+                batches.append(self._as_run(k, t.accept_rollout, rollout))
+            except RevertLoop as exc:
+                failed[k] = {"failed": f"{type(exc).__name__}: {exc}", "run": str(t.out_dir)}
+                batches.append(None)
+        records = {self.indices[k]: record for k, record in failed.items()}
+        self._drop(list(failed))
+        return [b for k, b in enumerate(batches) if k not in failed], records
+
+    def _drop(self, leaving: list[int]) -> None:
+        """Close the runs at positions ``leaving`` and go on without them (the others' envs carried over)."""
+        for k in leaving:
             self.trainers[k].close()
-        if not finished:
-            return summaries
-        keep = [k for k in range(len(self.trainers)) if k not in finished]
+        if not leaving:
+            return
+        keep = [k for k in range(len(self.trainers)) if k not in leaving]
         states = [self.env.get_state(k) for k in keep]
         self.trainers = [self.trainers[k] for k in keep]
         self.indices = [self.indices[k] for k in keep]
@@ -274,10 +296,10 @@ class RunGroup:
                 self.env.set_switch_prob(k, old.switch_prob[keep[k]])
                 t.env = RunEnvView(self.env, k, None)
             self._build_networks()
-        return summaries
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> list[dict]:
-        """Train every run to its budget; returns their summaries in the order given. ``should_stop()``
+        """Train every run to its budget; returns their summaries in the order given (a run the revert
+        rule stopped for good: ``{'failed': reason, 'run': directory}``, the others go on). ``should_stop()``
         is asked after every iteration: when true, every unfinished run writes a checkpoint, summary
         and curve, and ``Interrupted`` is raised (each resumes with ``resume=True``, alone or grouped)."""
         summaries: dict[int, dict] = {}
@@ -289,7 +311,10 @@ class RunGroup:
                 start = time.perf_counter()
                 rollouts = self.collect()
                 rollout_time = time.perf_counter() - start
-                batches = [t.accept_rollout(r) for t, r in zip(self.trainers, rollouts)]
+                batches, failed = self._accept(rollouts)
+                summaries.update(failed)
+                if not self.trainers:
+                    break
                 stats = self.update(batches)
                 elapsed = time.perf_counter() - start
                 for k, t in enumerate(self.trainers):

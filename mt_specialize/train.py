@@ -42,8 +42,8 @@ from .learning.ppo import compute_gae, standardize_per_task
 from .learning.ppo_update import UpdateStats, ppo_update
 from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
 from .methods import get_method
-from .run_dir import (RunBusyError, RunDir, RunExistsError, checkpoint_name, checkpoint_paths,  # noqa: F401
-                      latest_checkpoint)
+from .run_dir import (RunBusyError, RunDir, RunExistsError, RunFailedError, checkpoint_name,  # noqa: F401
+                      checkpoint_paths, latest_checkpoint)
 
 RETURN_WINDOW = 100  # episodes, as baselines' EpRewMean and the paper's Table I
 CHECKPOINT_FORMAT = "mt_specialize/run-checkpoint/1"
@@ -158,6 +158,12 @@ class Trainer:
         must have been started with the same config (``RESULT_NEUTRAL_SETTINGS`` aside)."""
         mine = self.config.to_dict()
         if resume:
+            failure = self.run_dir.read_failure()
+            if failure is not None:
+                raise RunFailedError(
+                    f"cannot resume {str(self.out_dir)!r}: it stopped for good at {failure['samples_real']:,} real "
+                    f"samples ({failure['error']}: {failure['message']}). Its last checkpoint is kept: start a new "
+                    f"run from it with --start-from {str(self.out_dir)!r} and other settings")
             # through TrainConfig, so a setting added since the run started compares as its default
             saved = TrainConfig.from_run_config(self.run_dir.read_config(), source=str(self.run_dir.config_path))
             saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
@@ -652,13 +658,13 @@ class Trainer:
             self.reverts += 1
             self.revert_streak += 1
             if self.revert_streak >= self.config.revert_max_streak:
-                raise RevertLoop(
+                self._fail(RevertLoop(
                     f"the revert rule rejected {self.revert_streak} iterations in a row (pooled return "
                     f"{pooled:.1f}, last accepted {self.accepted_return:.1f}, revert_drop_bound {bound:g}) at "
                     f"{self.samples_real:,} real samples: the restored policy does not get back within the "
                     f"bound. Stopped instead of looping (revert_max_streak {self.config.revert_max_streak}); "
                     f"the newest checkpoint is kept. A larger bound or revert_drop_bound: off lets such a run "
-                    f"go on (as a new run)")
+                    f"go on (as a new run)"))
             return False
         self.revert_streak = 0
         self.accepted_return = pooled
@@ -668,6 +674,17 @@ class Trainer:
         state.update({f"obs_rms/{k}": v for k, v in self.obs_rms.state_dict().items()})
         self.accepted_state = state
         return True
+
+    def _fail(self, error: Exception) -> None:
+        """Stop the run for good: a checkpoint of its state now (the policy the revert rule restored;
+        a new run can start from it), failure.json naming the error (a resume is refused), then raise."""
+        self.save()
+        self.run_dir.write_failure({"error": type(error).__name__, "message": str(error),
+                                    "iteration": self.iteration, "samples": self.samples,
+                                    "samples_real": self.samples_real,
+                                    "return_pooled": _json_float(_mean(self.pooled_returns)),
+                                    "accepted_return": _json_float(self.accepted_return)})
+        raise error
 
     def finish(self) -> dict:
         """Write summary.json and learning_curve.png; return the summary (the paper's names, as the run's

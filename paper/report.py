@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -121,6 +122,8 @@ class Grid:
     root: Path
     profile: str
     runs: dict = field(default_factory=dict)  # experiment -> variant -> seed -> metrics rows
+    # (experiment, variant, seed) -> failure.json of a run that stopped for good (the revert rule's RevertLoop)
+    failures: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -138,6 +141,10 @@ class Grid:
 
     def cells(self, experiment: str, variant: str) -> dict[int, list[dict]]:
         return self.runs.get(experiment, {}).get(variant, {})
+
+    def stopped(self, experiment: str, variant: str) -> list[int]:
+        """Seeds of the cell whose runs stopped for good (failure.json) before the budget."""
+        return sorted(seed for e, v, seed in self.failures if (e, v) == (experiment, variant))
 
 
 def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] | None = None) -> list[Grid]:
@@ -158,15 +165,20 @@ def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] 
                 <= {g.profile for g in grids}:
             continue  # it stands in only for a profile the roots lack
         by_profile: dict[str, dict] = {}
+        failures: dict[str, dict] = {}
         for metrics in sorted(root.glob("*/*/seed*/metrics.csv")):
             seed_dir = metrics.parent
             rows = read_metrics(seed_dir)
             if rows:
-                experiment, variant = seed_dir.parent.parent.name, seed_dir.parent.name
-                by_profile.setdefault(run_profile(seed_dir), {}).setdefault(experiment, {}) \
-                    .setdefault(variant, {})[int(seed_dir.name[4:])] = rows
+                experiment, variant, seed = seed_dir.parent.parent.name, seed_dir.parent.name, int(seed_dir.name[4:])
+                profile = run_profile(seed_dir)
+                by_profile.setdefault(profile, {}).setdefault(experiment, {}).setdefault(variant, {})[seed] = rows
+                if (seed_dir / "failure.json").is_file():
+                    failures.setdefault(profile, {})[(experiment, variant, seed)] = \
+                        json.loads((seed_dir / "failure.json").read_text())
         present = {g.profile for g in grids} if is_reference else set()
-        grids += [Grid(root, p, by_profile[p]) for p in PROFILES if p in by_profile and p not in present]
+        grids += [Grid(root, p, by_profile[p], failures.get(p, {})) for p in PROFILES
+                  if p in by_profile and p not in present]
     return grids
 
 
@@ -377,11 +389,13 @@ def _as_grid(runs) -> Grid:
     return Grid(Path(roots[0]) if roots else Path("."), "none", runs)
 
 
-def _seed_note(values: list, seeds: dict) -> str:
+def _seed_note(values: list, seeds: dict, stopped: int = 0) -> str:
+    """' (n seeds[, k stopped][, m partial])': stopped = runs the revert rule stopped for good."""
     if not seeds:
         return ""
-    partial = len(seeds) - len(values)
-    return (f" ({len(values)} seed{'' if len(values) == 1 else 's'}" + (f", {partial} partial" if partial else "") + ")")
+    partial = len(seeds) - len(values) - stopped
+    return (f" ({len(values)} seed{'' if len(values) == 1 else 's'}" + (f", {stopped} stopped" if stopped else "")
+            + (f", {partial} partial" if partial > 0 else "") + ")")
 
 
 def table_one(runs, at: int = TABLE_AT) -> str:
@@ -405,7 +419,7 @@ def table_one(runs, at: int = TABLE_AT) -> str:
             cells.append(f"{paper[k]:.2f}")
             for reading in readings:
                 values = seed_values_at(seeds, "return_pooled", at, reading)
-                cells.append(_cell(values) + _seed_note(values, seeds))
+                cells.append(_cell(values) + _seed_note(values, seeds, len(grid.stopped(experiment, variant))))
         lines.append(f"| {_label(variant)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -479,7 +493,11 @@ def torso_mass_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> st
              "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for experiment in TORSO_MASS_EXPERIMENTS:
         values = _torso_values(grid, experiment, at, reference)
-        cells = [_cell(vals) + (f" ({len(vals)})" if vals else "") for vals in values.values()]
+        cells = []
+        for variant, vals in values.items():
+            stopped = len(grid.stopped(experiment, variant))
+            cells.append(_cell(vals) + (f" ({len(vals)}" + (f"; {stopped} stopped" if stopped else "") + ")"
+                                        if vals or stopped else ""))
         ours = values[reference]
         for other in ("joint", "separate"):
             comparison = Comparison(ours, values[other])
@@ -540,7 +558,7 @@ def headline_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
             ours = seed_values_at(grid.cells(experiment, reference), "return_pooled", at)
             comparison = Comparison(ours, values)
             paper = PAPER_TABLE_I[variant][PAPER_COLUMN[experiment]]
-            cells += [f"{paper:.0f}", _cell(values) + _seed_note(values, seeds),
+            cells += [f"{paper:.0f}", _cell(values) + _seed_note(values, seeds, len(grid.stopped(experiment, variant))),
                       "" if variant == reference else (_fmt_interval(comparison.poi) if comparison.complete else "–")]
         lines.append(f"| {METHOD_NAMES[variant]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -551,10 +569,10 @@ def _planned_seeds(profile: str) -> int:
 
 
 def _count(grid: Grid, experiments: Iterable[str], variants: Iterable[str], at: int) -> tuple[int, int]:
-    """(runs at ``at`` (accepted reading), runs planned) over the given cells."""
-    variants = list(variants)
-    done = sum(accepted_row(rows, at) is not None for e in experiments for v in variants
-               for rows in grid.cells(e, v).values())
+    """(runs at ``at`` (accepted reading) or stopped for good before it, runs planned) over the given cells."""
+    variants, experiments = list(variants), list(experiments)
+    done = sum(accepted_row(rows, at) is not None or (e, v, seed) in grid.failures for e in experiments
+               for v in variants for seed, rows in grid.cells(e, v).items())
     planned = sum(max(_planned_seeds(grid.profile), len(grid.cells(e, v))) for e in experiments for v in variants)
     return done, planned
 
@@ -618,6 +636,31 @@ def _fig6_words(grid: Grid, at: int) -> str:
             + ", ".join(parts) + f". Ours has the highest mean at {sum(on_top)} of {len(on_top)} torso masses.")
 
 
+def _stopped_words(grid: Grid) -> str:
+    """Which runs the revert rule stopped for good, per cell, and how the statistics treat them."""
+    cells: dict[tuple[str, str], list[int]] = {}
+    for experiment, variant, seed in sorted(grid.failures):
+        cells.setdefault((experiment, variant), []).append(seed)
+    listed = "; ".join(f"{e} {METHOD_NAMES.get(v, v).split(' (')[0]} seed{'s' if len(seeds) > 1 else ''} "
+                       + ", ".join(map(str, seeds)) for (e, v), seeds in cells.items())
+    return (f"{len(grid.failures)} run{'s' if len(grid.failures) > 1 else ''} stopped for good: the revert rule "
+            f"rejected 50 iterations in a row ({listed}). They have no value at the table's budget and are left "
+            "out of every statistic above, counted as \"stopped\" beside the seeds.")
+
+
+def stopped_runs_table(grid: Grid) -> str:
+    """Markdown: every run the revert rule stopped for good, where, and its return then against the last
+    accepted one (from failure.json)."""
+    lines = ["| run | stopped at real samples | counted samples | pooled return at the stop | last accepted |",
+             "|---|---:|---:|---:|---:|"]
+    for (experiment, variant, seed), record in sorted(grid.failures.items()):
+        pooled, accepted = record.get("return_pooled"), record.get("accepted_return")
+        lines.append(f"| {experiment}/{variant}/seed{seed} | {record['samples_real']:,} | {record['samples']:,} | "
+                     + " | ".join("–" if v is None or v == "nan" else f"{float(v):.1f}" for v in (pooled, accepted))
+                     + " |")
+    return "\n".join(lines)
+
+
 def verdict(grids: Sequence[Grid], at: int = TABLE_AT) -> str:
     """Plain-words verdict from the data: per experiment on the headline profile, does ours beat joint,
     separate, random and append (probability of improvement with its interval, permutation p), does Fig.
@@ -658,6 +701,8 @@ def verdict(grids: Sequence[Grid], at: int = TABLE_AT) -> str:
             lines.append(f"- {_fig6_words(grid, at)} ({state})")
         else:
             lines.append(f"- Fig. 6: no torso-mass runs at {at:,} samples yet (0 of {planned} runs).")
+        if grid.failures:
+            lines.append(f"- {_stopped_words(grid)}")
     if headline in first and len(first) > 1:
         main = first[headline]
         for profile, other in first.items():
@@ -1010,6 +1055,15 @@ def _grid_section(grid: Grid, at: int) -> list[str]:
     for experiment in sorted(grid.runs):
         parts += ["", f"### Per-task returns at {at:,} samples (accepted reading): {experiment} "
                       f"[profile {grid.profile}]", "", per_task_table(grid, experiment, at)]
+    if grid.failures:
+        parts += ["", f"### Runs the revert rule stopped [profile {grid.profile}]", "",
+                  "The revert rule (`revert_drop_bound`) restores the last accepted policy when the pooled return of "
+                  "the last 100 episodes falls more than the bound below the last accepted one. When the restored "
+                  "policy cannot get back within the bound, the authors' loop would repeat the rejected iteration "
+                  "for ever; ours stops the run after `revert_max_streak` (50) rejections in a row, keeps its state "
+                  "as a checkpoint and records why in its failure.json. Such a run has no value at the table's "
+                  "budget in either reading: the tables leave it out and say how many seeds stopped.", "",
+                  stopped_runs_table(grid)]
     prose = _REF["differences"].get(grid.profile)
     if prose:
         parts += ["", prose.rstrip().replace("\n## ", "\n### ").replace("## ", "### ", 1)]

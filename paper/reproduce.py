@@ -139,9 +139,13 @@ def select(grid: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
 
 
 def run_status(run_dir: Path) -> tuple[str, int]:
-    """('done' | 'partial' | 'new', samples reached)."""
+    """('done' | 'failed' | 'partial' | 'new', samples reached). 'failed': the run stopped for good
+    (its failure.json, e.g. the revert rule's ``RevertLoop``) and is not retried."""
     summary = run_dir / "summary.json"
     config = run_dir / "config.yaml"
+    failure = run_dir / "failure.json"
+    if failure.exists() and config.exists():
+        return "failed", int(json.loads(failure.read_text()).get("samples", 0))
     if summary.exists() and config.exists():
         import yaml
 
@@ -163,9 +167,14 @@ def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int 
     """Train (or resume) one cell; returns its summary, or {'interrupted': ...}. Runs in a worker."""
     from mt_specialize.train import Interrupted, RunBusyError, Trainer
 
+    from mt_specialize.errors import RevertLoop
+
     run_dir = Path(root) / spec.name
-    if run_status(run_dir)[0] == "done":  # finished since the grid was planned
+    status = run_status(run_dir)[0]
+    if status == "done":  # finished since the grid was planned
         return {"run": spec.name}
+    if status == "failed":
+        return {"failed": failure_reason(run_dir), "run": spec.name}
     try:
         trainer = Trainer(spec.config(samples, physics_threads), run_dir,
                           resume=(run_dir / "config.yaml").exists())
@@ -177,6 +186,8 @@ def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int 
         return {"interrupted": str(exc), "run": spec.name}
     except RunBusyError as exc:
         return {"busy": str(exc), "run": spec.name}
+    except RevertLoop as exc:  # recorded in the run's failure.json: not retried
+        return {"failed": f"{type(exc).__name__}: {exc}", "run": spec.name}
 
 
 def run_batch(specs: list[RunSpec], root: str, samples: int | None, physics_threads: int | None) -> dict:
@@ -189,8 +200,10 @@ def run_batch(specs: list[RunSpec], root: str, samples: int | None, physics_thre
     from mt_specialize.train import Interrupted
 
     out: dict = {}
-    todo = [s for s in specs if run_status(Path(root) / s.name)[0] != "done"]
-    out.update({s.name: {"run": s.name} for s in specs if s not in todo})
+    status = {s.name: run_status(Path(root) / s.name)[0] for s in specs}
+    todo = [s for s in specs if status[s.name] not in ("done", "failed")]
+    out.update({s.name: {"run": s.name} if status[s.name] == "done" else
+                {"failed": failure_reason(Path(root) / s.name), "run": s.name} for s in specs if s not in todo})
     group = None
     while todo and group is None:
         dirs = [Path(root) / s.name for s in todo]
@@ -242,8 +255,10 @@ def reproduce(root: str | Path, specs: list[RunSpec], *, samples: int | None = N
     (``plan_batches``; each cell's results are those it gets alone)."""
     root = Path(root)
     workers = workers or os.cpu_count() or 1
-    pending = [s for s in specs if run_status(root / s.name)[0] != "done"]
-    results = {s.name: "done" for s in specs if s not in pending}
+    status = {s.name: run_status(root / s.name)[0] for s in specs}
+    pending = [s for s in specs if status[s.name] not in ("done", "failed")]
+    results = {s.name: "done" if status[s.name] == "done" else f"failed: {failure_reason(root / s.name)}"
+               for s in specs if s not in pending}
     physics_threads = 1 if workers > 1 else None
     progress = _GridProgress(root, specs, samples) if show_progress else None
     if ray_address:
@@ -307,7 +322,15 @@ def _outcome(future) -> str:
     return _summarize(result)
 
 
+def failure_reason(run_dir: Path) -> str:
+    """'Error: message' from a failed run's failure.json."""
+    record = json.loads((run_dir / "failure.json").read_text())
+    return f"{record['error']}: {record['message']}"
+
+
 def _summarize(result: dict) -> str:
+    if "failed" in result:
+        return f"failed: {result['failed']}"
     if "busy" in result:
         return "busy"  # another process trains it: the next `reproduce` picks it up if unfinished
     return "interrupted" if "interrupted" in result else "done"
@@ -365,12 +388,14 @@ class _GridProgress:
 
     def update(self, results: dict[str, str]) -> None:
         done_samples = 0
-        n_done = 0
+        n_done = n_failed = 0
         for spec in self.specs:
             status, reached = run_status(self.root / spec.name)
-            done_samples += min(reached, self.budget[spec.name])
+            # a failed run does no more work: its whole budget counts as gone through
+            done_samples += self.budget[spec.name] if status == "failed" else min(reached, self.budget[spec.name])
             n_done += status == "done"
-        runs = f"{n_done}/{len(self.specs)} runs done"
+            n_failed += status == "failed"
+        runs = f"{n_done}/{len(self.specs)} runs done" + (f", {n_failed} failed" if n_failed else "")
         self.progress.update(self.bar, completed=done_samples, runs=runs)
         for name, outcome in results.items():
             if name not in self.reported:
@@ -387,7 +412,7 @@ class _GridProgress:
 
 
 # -- carrying the grid across machines and sessions -----------------------------------------------
-ARCHIVED_FILES = ("config.yaml", "metrics.csv", "summary.json", "split.safetensors")
+ARCHIVED_FILES = ("config.yaml", "metrics.csv", "summary.json", "split.safetensors", "failure.json")
 GAIT_CELL = "ours_jt400k_sp25/seed1"  # its final policy is kept (slim) for the report's gait GIFs
 
 

@@ -378,3 +378,33 @@ def test_a_stale_torso_mass_figure_is_removed_when_the_profile_has_no_torso_mass
     assert not (out / "fig6_torso_mass.png").exists()
     write_figures({"torso_mass_3": {"joint": {1: _rows(500)}}}, out)
     assert (out / "fig6_torso_mass.png").stat().st_size > 10_000
+
+
+def test_runs_the_revert_rule_stopped_are_counted_apart_and_listed(tmp_path):
+    """A run with failure.json (stopped for good before 3M) is left out of the statistics, counted as
+    stopped beside the seeds (Table I, Fig. 6 table), listed with its returns, and named in the verdict."""
+    import json
+
+    from paper.report import torso_mass_table, write_report
+
+    def _rows(final, until=3 * M):  # with the columns a run writes
+        return [_new_row(k, s, s, 0, 0, final * s / (3 * M)) for k, s in enumerate(range(M, until + 1, M), 1)]
+
+    root = tmp_path / "grid"
+    for seed, final in ((1, 1000.0), (2, 1200.0)):
+        _write_run(root, f"torso_mass_3/joint/seed{seed}", _rows(final), profile="paper")
+    stopped = _write_run(root, "torso_mass_3/joint/seed3", _rows(1500, until=2 * M), profile="paper")
+    (stopped / "failure.json").write_text(json.dumps({
+        "error": "RevertLoop", "message": "the revert rule rejected 50 iterations in a row", "iteration": 80,
+        "samples": 1_800_000, "samples_real": 2_000_000, "return_pooled": 290.6, "accepted_return": 1383.9}))
+    _write_run(root, "three_hoppers/joint/seed1", _rows(700), profile="paper")
+    _write_run(root, "three_hoppers/joint/seed2", _rows(900, until=2 * M), profile="paper")
+    grid, = collect_grids([root], references=())
+    assert grid.stopped("torso_mass_3", "joint") == [3] and grid.stopped("three_hoppers", "joint") == []
+    joint_3kg = torso_mass_table(grid).splitlines()[2].split(" | ")[2]
+    assert joint_3kg == "1100.0 ± 100.0 (2; 1 stopped)"  # the stopped run is not in the mean
+    assert "700.0 (1 seed, 1 partial)" in table_one(grid)
+    table = write_report(root, tmp_path / "out", gaits=False, references=()).read_text()
+    assert "| torso_mass_3/joint/seed3 | 2,000,000 | 1,800,000 | 290.6 | 1383.9 |" in table
+    assert "1 run stopped for good: the revert rule rejected 50 iterations in a row (torso_mass_3 joint seed 3)" \
+        in verdict([grid])

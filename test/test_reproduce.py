@@ -1,5 +1,6 @@
 """The paper grid: composition, filters, skip/resume, report, and a Ray head on loopback."""
 import csv
+import gc
 import os
 import shutil
 import signal
@@ -209,6 +210,43 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
     archive_grid(tmp_path / "b", tmp_path / "archive")
     assert not list((tmp_path / "archive" / spec.name).glob("checkpoints/*"))
     assert restore_grid(tmp_path / "archive", tmp_path / "b") == []
+
+
+def test_a_cell_the_revert_rule_stopped_is_reported_archived_and_not_retried(tmp_path):
+    """A cell whose run stopped for good (RevertLoop, forced here by fake episodes of return -1e4 in its
+    return buffer) is reported failed with the reason and left as it is; the others run; the archive
+    carries its failure.json, and a restored grid still does not retry it."""
+    from mt_specialize.errors import RevertLoop
+    from paper.reproduce import archive_grid, restore_grid
+
+    failing, other = RunSpec("three_hoppers", "joint", 1), RunSpec("three_hoppers", "joint", 2)
+    config = failing.config(3 * ONE_ITERATION)
+    config.revert_drop_bound, config.revert_max_streak = 300, 1
+    trainer = Trainer(config, tmp_path / "grid" / failing.name)
+    accept = trainer.accept_rollout
+
+    def accept_with_drop(rollout):
+        if trainer.iteration >= 2:
+            trainer.pooled_returns.extend([-1e4] * 20)
+        return accept(rollout)
+    trainer.accept_rollout = accept_with_drop
+    with pytest.raises(RevertLoop):
+        trainer.run()
+    del trainer, accept, accept_with_drop  # its MuJoCo thread pool must not be inherited by forked workers
+    gc.collect()
+    assert run_status(tmp_path / "grid" / failing.name) == ("failed", ONE_ITERATION)
+    metrics = tmp_path / "grid" / failing.name / "metrics.csv"
+    stamp = metrics.stat().st_mtime_ns
+    for batch_runs in (1, 2):
+        results = reproduce(tmp_path / "grid", [failing, other], samples=ONE_ITERATION, workers=1,
+                            show_progress=False, batch_runs=batch_runs)
+        assert results[other.name] == "done"
+        assert results[failing.name].startswith("failed: RevertLoop: the revert rule rejected 1 iterations")
+    assert metrics.stat().st_mtime_ns == stamp  # not retried
+    archive_grid(tmp_path / "grid", tmp_path / "archive")
+    assert (tmp_path / "archive" / failing.name / "failure.json").is_file()
+    restore_grid(tmp_path / "archive", tmp_path / "elsewhere")
+    assert run_status(tmp_path / "elsewhere" / failing.name)[0] == "failed"
 
 
 def test_ppo_settings_reach_every_cell_and_a_run_refuses_to_resume_with_others(tmp_path):

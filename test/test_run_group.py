@@ -107,6 +107,39 @@ def test_paper_profile_runs_with_reverts_in_a_group_equal_each_alone(tiny_experi
     assert reverts[0] != reverts[1], "the runs should have rejected different iterations"
 
 
+def test_a_run_the_revert_rule_stops_leaves_its_group_and_the_others_go_on(tiny_experiment, tmp_path):
+    """One run's RevertLoop (fake episodes of return -1e4 in its return buffer from iteration 3 on: every
+    later rollout is rejected) stops that run alone: its state is checkpointed, failure.json says why, a
+    resume is refused, and the other run finishes with what it gets alone."""
+    from mt_specialize.run_dir import RunFailedError
+
+    configs = [_config(tiny_experiment, profile="paper", method="joint", seed=s, revert_drop_bound=300,
+                       revert_max_streak=3, samples=384 * 8) for s in (1, 2)]
+    Trainer(configs[1], tmp_path / "alone1").run()
+    dirs = [tmp_path / f"group{k}" for k in range(2)]
+    group = RunGroup(configs, dirs)
+    failing = group.trainers[0]
+    accept = failing.accept_rollout
+
+    def accept_with_drop(rollout):
+        if failing.iteration >= 3:
+            failing.pooled_returns.extend([-1e4] * 20)
+        return accept(rollout)
+    failing.accept_rollout = accept_with_drop
+    summaries = group.run()
+    assert summaries[0]["run"] == str(dirs[0])
+    assert summaries[0]["failed"].startswith("RevertLoop: the revert rule rejected 3 iterations in a row")
+    assert summaries[1]["seed"] == 2 and summaries[1]["samples"] == 384 * 8
+    assert_same_run(tmp_path / "alone1", dirs[1])
+    assert [int(r["reverted"]) for r in _metrics(dirs[0])] == [0, 0, 0, 1, 1]  # the third rejection stops it
+    failure = json.loads((dirs[0] / "failure.json").read_text())
+    assert (failure["error"], failure["samples"], failure["samples_real"]) == ("RevertLoop", 2 * 384, 6 * 384)
+    assert checkpoint_paths(dirs[0])[-1].name == f"ckpt_{6 * 384:012d}.safetensors"  # its state at the stop
+    with pytest.raises(RunFailedError, match=r"cannot resume .* stopped for good at 2,304 real samples "
+                                             r"\(RevertLoop: .*--start-from"):
+        Trainer(configs[0], dirs[0], resume=True)
+
+
 def test_a_stopped_group_resumes_alone_or_grouped_to_the_same_results(tiny_experiment, tmp_path):
     configs = [_config(tiny_experiment, method="ours", jt=768, sp=0.25, seed=s, samples=2304) for s in (7, 8)]
     for k, config in enumerate(configs):

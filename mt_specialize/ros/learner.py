@@ -262,7 +262,9 @@ class LearnerNode(Node):
         self._stop.set()
         if self._thread is not None and self._thread.is_alive():
             timeout = float(self.get_parameter("stop_timeout").value)
-            self.get_logger().info("stopping training: finishing the current iteration, then a checkpoint")
+            done = self._last_row.get("samples", 0)  # as reported to this node by the last progress call
+            self.get_logger().info(f"stopping training: finishing the current iteration, then a checkpoint "
+                                   f"(done: {done} samples)")
             self._thread.join(timeout=timeout)
             if self._thread.is_alive():
                 raise RuntimeError(f"training did not stop within stop_timeout={timeout:g} s; "

@@ -4,6 +4,7 @@ from it. The nodes run as real processes (``python -m mt_specialize.ros.<node>``
 from __future__ import annotations
 
 import csv
+import re
 import signal
 import time
 from pathlib import Path
@@ -69,14 +70,19 @@ def send(nodes, sig: int) -> None:
         node.proc.send_signal(sig)
 
 
-def assert_learner_saved_its_last_iteration(out: Path, samples_at_signal: int) -> int:
+def assert_learner_saved_its_last_iteration(out: Path, samples_at_signal: int, learner) -> int:
     """The newest checkpoint holds the last iteration written to metrics.csv, which is at most one
-    iteration past the signal (the one in progress was finished). Returns its iteration."""
+    iteration past the stop (the one in progress was finished). The stop is where the node acted on
+    the signal, with the samples it had been told of, as it logs: up to one spin timeout (0.1 s) after
+    the signal was sent, so an iteration may end in between. Returns the last iteration."""
     rows = metrics_rows(out)
     last = rows[-1]
     assert checkpoint_samples(out)[-1] == int(last["samples"]), (checkpoint_samples(out), rows[-1])
-    assert int(last["samples"]) >= samples_at_signal
-    assert int(last["samples"]) - samples_at_signal <= TINY_BATCH  # at most the iteration in progress
+    stopping = re.search(r"stopping training: .* \(done: (\d+) samples", learner.log())
+    assert stopping, learner.log()
+    samples_at_stop = int(stopping.group(1))
+    assert samples_at_signal <= int(last["samples"]) and samples_at_stop <= int(last["samples"])
+    assert int(last["samples"]) - samples_at_stop <= TINY_BATCH  # at most the iteration in progress
     return int(last["iteration"])
 
 
@@ -90,7 +96,7 @@ def test_two_sigints_every_node_exits_0(start_node, checkpoint_factory, tmp_path
     send(nodes, signal.SIGINT)
     for node in nodes:
         assert_clean_exit(node, node.proc.wait(60))
-    assert_learner_saved_its_last_iteration(out, samples_at_signal)
+    assert_learner_saved_its_last_iteration(out, samples_at_signal, nodes[2])
 
 
 def test_sigterm_every_node_exits_0_and_the_learner_resumes(start_node, checkpoint_factory, tmp_path):
@@ -100,7 +106,7 @@ def test_sigterm_every_node_exits_0_and_the_learner_resumes(start_node, checkpoi
     send(nodes, signal.SIGTERM)
     for node in nodes:
         assert_clean_exit(node, node.proc.wait(60))
-    iteration = assert_learner_saved_its_last_iteration(out, samples_at_signal)
+    iteration = assert_learner_saved_its_last_iteration(out, samples_at_signal, nodes[2])
     saved = checkpoint_samples(out)[-1]
 
     # the next start continues from that checkpoint: the following iteration, no row repeated
