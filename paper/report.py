@@ -651,13 +651,17 @@ def _stopped_words(grid: Grid) -> str:
 def stopped_runs_table(grid: Grid) -> str:
     """Markdown: every run the revert rule stopped for good, where, and its return then against the last
     accepted one (from failure.json)."""
-    lines = ["| run | stopped at real samples | counted samples | pooled return at the stop | last accepted |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| run | stopped at real samples | counted samples | pooled return at the stop | last accepted "
+             "| largest approx_kl of the last 3 accepted updates | median approx_kl of the run |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for (experiment, variant, seed), record in sorted(grid.failures.items()):
         pooled, accepted = record.get("return_pooled"), record.get("accepted_return")
+        kls = [float(r["approx_kl"]) for r in accepted_only(grid.cells(experiment, variant).get(seed, []))
+               if r.get("approx_kl") not in (None, "") and np.isfinite(float(r["approx_kl"]))]
+        kl_cells = [f"{max(kls[-3:]):.2f}", f"{np.median(kls):.3f}"] if kls else ["–", "–"]
         lines.append(f"| {experiment}/{variant}/seed{seed} | {record['samples_real']:,} | {record['samples']:,} | "
                      + " | ".join("–" if v is None or v == "nan" else f"{float(v):.1f}" for v in (pooled, accepted))
-                     + " |")
+                     + " | " + " | ".join(kl_cells) + " |")
     return "\n".join(lines)
 
 

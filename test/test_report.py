@@ -393,7 +393,8 @@ def test_runs_the_revert_rule_stopped_are_counted_apart_and_listed(tmp_path):
     root = tmp_path / "grid"
     for seed, final in ((1, 1000.0), (2, 1200.0)):
         _write_run(root, f"torso_mass_3/joint/seed{seed}", _rows(final), profile="paper")
-    stopped = _write_run(root, "torso_mass_3/joint/seed3", _rows(1500, until=2 * M), profile="paper")
+    rows = [{**row, "approx_kl": kl} for row, kl in zip(_rows(1500, until=2 * M), (0.02, 4.0))]  # a blow-up
+    stopped = _write_run(root, "torso_mass_3/joint/seed3", rows, profile="paper")
     (stopped / "failure.json").write_text(json.dumps({
         "error": "RevertLoop", "message": "the revert rule rejected 50 iterations in a row", "iteration": 80,
         "samples": 1_800_000, "samples_real": 2_000_000, "return_pooled": 290.6, "accepted_return": 1383.9}))
@@ -405,6 +406,6 @@ def test_runs_the_revert_rule_stopped_are_counted_apart_and_listed(tmp_path):
     assert joint_3kg == "1100.0 ± 100.0 (2; 1 stopped)"  # the stopped run is not in the mean
     assert "700.0 (1 seed, 1 partial)" in table_one(grid)
     table = write_report(root, tmp_path / "out", gaits=False, references=()).read_text()
-    assert "| torso_mass_3/joint/seed3 | 2,000,000 | 1,800,000 | 290.6 | 1383.9 |" in table
+    assert "| torso_mass_3/joint/seed3 | 2,000,000 | 1,800,000 | 290.6 | 1383.9 | 4.00 | 2.010 |" in table
     assert "1 run stopped for good: the revert rule rejected 50 iterations in a row (torso_mass_3 joint seed 3)" \
         in verdict([grid])
