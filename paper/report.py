@@ -478,26 +478,35 @@ def comparison_table(runs, experiment: str, at: int = TABLE_AT, reference: str =
     return "\n".join(lines)
 
 
-def _torso_values(grid: Grid, experiment: str, at: int, reference: str) -> dict[str, list[float]]:
-    return {v: seed_values_at(grid.cells(experiment, v), "return_pooled", at) for v in (reference, "joint", "separate")}
+def _torso_values(grid: Grid, experiment: str, at: int, reference: str,
+                  count_stopped: bool = False) -> dict[str, list[float]]:
+    """method -> pooled returns at ``at`` of its seeds; ``count_stopped``: with the runs the revert rule
+    stopped, each at its pooled return when it stopped (failure.json)."""
+    values = {v: seed_values_at(grid.cells(experiment, v), "return_pooled", at) for v in (reference, "joint", "separate")}
+    if count_stopped:
+        for (e, v, _), record in sorted(grid.failures.items()):
+            if e == experiment and v in values and record.get("return_pooled") not in (None, "nan"):
+                values[v].append(float(record["return_pooled"]))
+    return values
 
 
-def torso_mass_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
+def torso_mass_table(runs, at: int = TABLE_AT, reference: str = REFERENCE, count_stopped: bool = False) -> str:
     """Markdown, one row per torso-mass experiment (Fig. 6): ours, joint and separate at ``at`` (mean ±
     std, seeds), ours minus each (permutation p, P(ours > it) [95% CI]), the better of joint and separate, ours beside the
     paper's, P(joint > separate) with its interval (the similarity trend), and whether ours is on top.
-    ``–`` where a method has no run at ``at`` yet."""
+    ``–`` where a method has no run at ``at`` yet. ``count_stopped``: the runs the revert rule stopped
+    counted too, each at its pooled return when it stopped (a sensitivity reading; "k at stop")."""
     grid = _as_grid(runs)
     lines = ["| torso vs 15 kg | ours (jt=400k, sp=25%) | joint | separate | ours − joint | ours − separate "
              "| better of joint / separate: ours (paper) | P(joint > separate) [95% CI] | ours on top |",
              "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for experiment in TORSO_MASS_EXPERIMENTS:
-        values = _torso_values(grid, experiment, at, reference)
+        values = _torso_values(grid, experiment, at, reference, count_stopped)
         cells = []
         for variant, vals in values.items():
             stopped = len(grid.stopped(experiment, variant))
-            cells.append(_cell(vals) + (f" ({len(vals)}" + (f"; {stopped} stopped" if stopped else "") + ")"
-                                        if vals or stopped else ""))
+            note = (f"; {stopped} at stop" if count_stopped else f"; {stopped} stopped") if stopped else ""
+            cells.append(_cell(vals) + (f" ({len(vals)}{note})" if vals or stopped else ""))
         ours = values[reference]
         for other in ("joint", "separate"):
             comparison = Comparison(ours, values[other])
@@ -606,12 +615,13 @@ def _real_reading_words(grid: Grid, experiment: str, at: int, accepted: dict[str
         if any(c.complete for c in real.values()) else ""
 
 
-def _fig6_words(grid: Grid, at: int) -> str:
+def _fig6_words(grid: Grid, at: int, count_stopped: bool = False) -> str:
     """Whether Fig. 6's similarity trend holds: joint's advantage over separate, P(joint > separate), as
-    the torso masses become alike, against the paper's orderings."""
+    the torso masses become alike, against the paper's orderings (``count_stopped``: as
+    :func:`_torso_values`)."""
     parts, signs, strong = [], [], True
     for experiment in TORSO_MASS_EXPERIMENTS:
-        values = _torso_values(grid, experiment, at, REFERENCE)
+        values = _torso_values(grid, experiment, at, REFERENCE, count_stopped)
         if not (values["joint"] and values["separate"]):
             return "Fig. 6: not all three torso masses have joint and separate runs at this budget yet"
         comparison = Comparison(values["joint"], values["separate"])
@@ -629,23 +639,27 @@ def _fig6_words(grid: Grid, at: int) -> str:
         state = f"does not hold: {sum(signs)} of {len(signs)} orderings go the paper's way even in the point estimates"
     on_top = []
     for experiment in TORSO_MASS_EXPERIMENTS:
-        values = _torso_values(grid, experiment, at, REFERENCE)
+        values = _torso_values(grid, experiment, at, REFERENCE, count_stopped)
         if all(values.values()):
             on_top.append(np.mean(values[REFERENCE]) > max(np.mean(values["joint"]), np.mean(values["separate"])))
     return (f"Fig. 6 (separate ahead of joint at 3 kg, joint ahead at 8 and 14 kg): {state}; P(joint > separate) "
             + ", ".join(parts) + f". Ours has the highest mean at {sum(on_top)} of {len(on_top)} torso masses.")
 
 
-def _stopped_words(grid: Grid) -> str:
+def _stopped_words(grid: Grid, at: int) -> str:
     """Which runs the revert rule stopped for good, per cell, and how the statistics treat them."""
     cells: dict[tuple[str, str], list[int]] = {}
     for experiment, variant, seed in sorted(grid.failures):
         cells.setdefault((experiment, variant), []).append(seed)
     listed = "; ".join(f"{e} {METHOD_NAMES.get(v, v).split(' (')[0]} seed{'s' if len(seeds) > 1 else ''} "
                        + ", ".join(map(str, seeds)) for (e, v), seeds in cells.items())
-    return (f"{len(grid.failures)} run{'s' if len(grid.failures) > 1 else ''} stopped for good: the revert rule "
-            f"rejected 50 iterations in a row ({listed}). They have no value at the table's budget and are left "
-            "out of every statistic above, counted as \"stopped\" beside the seeds.")
+    words = (f"{len(grid.failures)} run{'s' if len(grid.failures) > 1 else ''} stopped for good: the revert rule "
+             f"rejected 50 iterations in a row ({listed}). They have no value at the table's budget and are left "
+             "out of every statistic above, counted as \"stopped\" beside the seeds.")
+    if any(e in TORSO_MASS_EXPERIMENTS for e, _, _ in grid.failures):
+        words += (" Counting each at its pooled return when it stopped instead (what its policy then did): "
+                  + _fig6_words(grid, at, count_stopped=True))
+    return words
 
 
 def stopped_runs_table(grid: Grid) -> str:
@@ -706,7 +720,7 @@ def verdict(grids: Sequence[Grid], at: int = TABLE_AT) -> str:
         else:
             lines.append(f"- Fig. 6: no torso-mass runs at {at:,} samples yet (0 of {planned} runs).")
         if grid.failures:
-            lines.append(f"- {_stopped_words(grid)}")
+            lines.append(f"- {_stopped_words(grid, at)}")
     if headline in first and len(first) > 1:
         main = first[headline]
         for profile, other in first.items():
@@ -1056,6 +1070,10 @@ def _grid_section(grid: Grid, at: int) -> list[str]:
     if any(e in grid.runs for e in TORSO_MASS_EXPERIMENTS):
         parts += ["", f"### Torso mass (Fig. 6) at {at:,} samples [profile {grid.profile}]", "",
                   torso_mass_table(grid, at)]
+        if any(e in TORSO_MASS_EXPERIMENTS for e, _, _ in grid.failures):
+            parts += ["", "The same with the runs the revert rule stopped counted, each at its pooled return when "
+                          "it stopped (\"at stop\"): what those seeds' policies then did, instead of leaving them "
+                          "out.", "", torso_mass_table(grid, at, count_stopped=True)]
     for experiment in sorted(grid.runs):
         parts += ["", f"### Per-task returns at {at:,} samples (accepted reading): {experiment} "
                       f"[profile {grid.profile}]", "", per_task_table(grid, experiment, at)]

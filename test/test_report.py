@@ -409,3 +409,7 @@ def test_runs_the_revert_rule_stopped_are_counted_apart_and_listed(tmp_path):
     assert "| torso_mass_3/joint/seed3 | 2,000,000 | 1,800,000 | 290.6 | 1383.9 | 4.00 | 2.010 |" in table
     assert "1 run stopped for good: the revert rule rejected 50 iterations in a row (torso_mass_3 joint seed 3)" \
         in verdict([grid])
+    # the sensitivity reading counts it at its pooled return when it stopped
+    counted = torso_mass_table(grid, count_stopped=True).splitlines()[2].split(" | ")[2]
+    assert counted == f"{np.mean([1000, 1200, 290.6]):.1f} ± {np.std([1000, 1200, 290.6]):.1f} (3; 1 at stop)"
+    assert "Counting each at its pooled return when it stopped instead" in verdict([grid])
