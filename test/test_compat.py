@@ -41,16 +41,34 @@ def test_archived_checkpoint_serves_its_tasks(archived_run):
     assert not np.array_equal(actions[0], actions[1])  # split entries: the tasks act differently
 
 
-def test_archived_run_resumes_and_redoes_its_next_iteration_exactly(archived_run):
-    archived = {int(row["iteration"]): row for row in _rows(archived_run)}
-    config = TrainConfig.from_yaml(archived_run / "config.yaml", run_config=True)
-    trainer = Trainer(config, archived_run, resume=True)
+def _resume_one_iteration(run_dir: Path) -> dict[str, str]:
+    """Resume the archived run, redo one iteration, stop; its new metrics row (timing columns aside)."""
+    config = TrainConfig.from_yaml(run_dir / "config.yaml", run_config=True)
+    trainer = Trainer(config, run_dir, resume=True)
     assert (trainer.iteration, trainer.samples, trainer.split_done) == (200, 1_600_000, True)
     with pytest.raises(Interrupted):
         trainer.run(should_stop=lambda: True)
-    rows = _rows(archived_run)
+    rows = _rows(run_dir)
     assert [int(r["iteration"]) for r in rows] == list(range(1, 202))  # rows past the checkpoint redone
-    redone = rows[-1]
-    assert {k: v for k, v in redone.items() if k not in TIMING_COLUMNS} == \
-        {k: v for k, v in archived[201].items() if k not in TIMING_COLUMNS}
-    assert latest_checkpoint(archived_run).name == "ckpt_000001608000.safetensors"
+    assert latest_checkpoint(run_dir).name == "ckpt_000001608000.safetensors"
+    return {k: v for k, v in rows[-1].items() if k not in TIMING_COLUMNS}
+
+
+def test_archived_run_resumes_and_redoes_its_next_iteration(archived_run, tmp_path):
+    """The archived run resumes where its checkpoint is and redoes iteration 201: the same counters as
+    the row the original run wrote, the same numbers again on a second resume (bit for bit on one
+    machine), and numbers close to the original row's. Not equal: that row was computed on a CPU whose
+    vector kernels round differently (AVX2 against AVX-512 dispatch in MuJoCo, NumPy and torch), and
+    one iteration of contact dynamics amplifies the last bits to ~1 % of a return."""
+    archived = {int(row["iteration"]): row for row in _rows(archived_run)}
+    redone = _resume_one_iteration(archived_run)
+    again = tmp_path / "again"
+    shutil.copytree(ARCHIVED_RUN, again)
+    assert _resume_one_iteration(again) == redone
+    original = {k: v for k, v in archived[201].items() if k not in TIMING_COLUMNS}
+    assert redone.keys() == original.keys()
+    counters = ("iteration", "samples", "samples_real", "reverted", "reverts", "phase")
+    assert {k: redone[k] for k in counters if k in redone} == {k: original[k] for k in counters if k in original}
+    for key in redone.keys() - set(counters):
+        a, b = float(redone[key]), float(original[key])
+        assert abs(a - b) <= 0.05 * max(abs(a), abs(b)) + 0.005, (key, a, b)
