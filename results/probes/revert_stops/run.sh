@@ -19,3 +19,8 @@ PY
   resume=(); [ -f "$dir/config.yaml" ] && resume=(--resume)
   .venv/bin/mt-specialize train --config "$dir.yaml" --start-from "$cell" --out "$dir" "${resume[@]}"
 done
+# what the summary reads, kept in git beside this script
+for dir in "$OUT"/*/; do
+  keep=results/probes/revert_stops/runs/$(basename "$dir"); mkdir -p "$keep"
+  cp "$dir"/config.yaml "$dir"/metrics.csv "$dir"/summary.json "$keep"/
+done

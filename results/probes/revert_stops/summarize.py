@@ -6,7 +6,7 @@ from pathlib import Path
 from mt_specialize.plots import read_metrics
 from paper.report import accepted_row, collect_grids, torso_mass_table
 
-ARCHIVE, PROBE = Path("results/grid_paper"), Path("runs/probe_revert_stops")
+ARCHIVE, PROBE = Path("results/grid_paper"), Path("results/probes/revert_stops/runs")  # run.sh copies them there
 
 grid, = collect_grids([ARCHIVE], references=())
 print("| run | pooled return at the stop | continued with the rule off, at 3M |\n|---|---:|---:|")
