@@ -218,21 +218,16 @@ def test_a_cell_the_revert_rule_stopped_is_reported_archived_and_not_retried(tmp
     carries its failure.json, and a restored grid still does not retry it."""
     from mt_specialize.errors import RevertLoop
     from paper.reproduce import archive_grid, restore_grid
+    from revert_loop import force_revert_loop
 
     failing, other = RunSpec("three_hoppers", "joint", 1), RunSpec("three_hoppers", "joint", 2)
     config = failing.config(3 * ONE_ITERATION)
     config.revert_drop_bound, config.revert_max_streak = 300, 1
     trainer = Trainer(config, tmp_path / "grid" / failing.name)
-    accept = trainer.accept_rollout
-
-    def accept_with_drop(rollout):
-        if trainer.iteration >= 2:
-            trainer.pooled_returns.extend([-1e4] * 20)
-        return accept(rollout)
-    trainer.accept_rollout = accept_with_drop
+    force_revert_loop(trainer, from_iteration=2)
     with pytest.raises(RevertLoop):
         trainer.run()
-    del trainer, accept, accept_with_drop  # its MuJoCo thread pool must not be inherited by forked workers
+    del trainer  # its MuJoCo thread pool must not be inherited by forked workers
     gc.collect()
     assert run_status(tmp_path / "grid" / failing.name) == ("failed", ONE_ITERATION)
     metrics = tmp_path / "grid" / failing.name / "metrics.csv"

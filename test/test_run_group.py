@@ -112,20 +112,14 @@ def test_a_run_the_revert_rule_stops_leaves_its_group_and_the_others_go_on(tiny_
     later rollout is rejected) stops that run alone: its state is checkpointed, failure.json says why, a
     resume is refused, and the other run finishes with what it gets alone."""
     from mt_specialize.run_dir import RunFailedError
+    from revert_loop import force_revert_loop
 
     configs = [_config(tiny_experiment, profile="paper", method="joint", seed=s, revert_drop_bound=300,
                        revert_max_streak=3, samples=384 * 8) for s in (1, 2)]
     Trainer(configs[1], tmp_path / "alone1").run()
     dirs = [tmp_path / f"group{k}" for k in range(2)]
     group = RunGroup(configs, dirs)
-    failing = group.trainers[0]
-    accept = failing.accept_rollout
-
-    def accept_with_drop(rollout):
-        if failing.iteration >= 3:
-            failing.pooled_returns.extend([-1e4] * 20)
-        return accept(rollout)
-    failing.accept_rollout = accept_with_drop
+    force_revert_loop(group.trainers[0], from_iteration=3)
     summaries = group.run()
     assert summaries[0]["run"] == str(dirs[0])
     assert summaries[0]["failed"].startswith("RevertLoop: the revert rule rejected 3 iterations in a row")
