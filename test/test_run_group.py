@@ -219,3 +219,28 @@ def test_train_command_with_seeds_writes_each_seeds_run_as_seed_alone(tiny_exper
     assert main(["train", *common, "--seeds", "1-2", "--groups", "3"]) == 2
     err = capsys.readouterr().err
     assert "--seeds '5-2'" in err and "--seed or --seeds" in err and "--groups" in err
+
+
+def test_train_command_with_seeds_names_a_run_the_revert_rule_stopped(tiny_experiment, tmp_path, capsys,
+                                                                       monkeypatch):
+    """``train --seeds``: a seed the revert rule stops is named with the reason, the others finish and
+    are tabled, and the command exits 1."""
+    from mt_specialize.cli import main
+    from revert_loop import force_revert_loop
+
+    build = RunGroup.__init__
+
+    def build_with_seed5_looping(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        for trainer in self.trainers:
+            if trainer.config.seed == 5:
+                force_revert_loop(trainer, from_iteration=1)
+    monkeypatch.setattr(RunGroup, "__init__", build_with_seed5_looping)
+    (tmp_path / "revert.yaml").write_text("revert_drop_bound: 300\nrevert_max_streak: 1\n")
+    out = tmp_path / "many"
+    assert main(["train", tiny_experiment, "--config", str(tmp_path / "revert.yaml"), "--method", "joint",
+                 "--samples", "1152", "--envs-per-task", "4", "--seeds", "2,5", "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert f"run {out / 'seed5'} stopped: RevertLoop: the revert rule rejected 1 iterations" in printed.err
+    assert "seed 2" in printed.out and "seed 5" not in printed.out
+    assert (out / "seed2" / "summary.json").exists() and (out / "seed5" / "failure.json").exists()
