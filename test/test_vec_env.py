@@ -178,3 +178,30 @@ def test_hopper_gymnasium_reproduces_gymnasiums_hopper_v5_step():
     unhealthy (``is_healthy * healthy_reward``); ours, like the authors' code, pays it on every step."""
     assert_steps_like_gymnasium("Hopper-v5", "hopper_gymnasium", seed=5, steps_per_episode=60,
                                 as_reference_reward=lambda reward, action, terminated: reward - float(terminated))
+
+
+def test_a_forked_process_frees_an_inherited_env_without_hanging():
+    """A grid worker forked while an env waits for the garbage collector (left in a reference cycle)
+    inherits its MuJoCo thread pool but not the threads; freeing it there must not join them (which
+    hangs or aborts the child, "thread::join failed")."""
+    import gc
+    import multiprocessing
+
+    from mt_specialize.experiments import get_experiment
+
+    gc.disable()  # keep the cycle uncollected in this process until the fork
+    try:
+        env = MultiTaskVecEnv(list(get_experiment("three_hoppers").tasks), 2, seed=0, nthread=2)
+        env.reset()
+        cycle = [env]
+        cycle.append(cycle)
+        del env, cycle
+        child = multiprocessing.get_context("fork").Process(target=gc.collect)
+        child.start()
+    finally:
+        gc.enable()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0, f"the child hung or died (exit code {child.exitcode})"

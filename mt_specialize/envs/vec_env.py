@@ -16,6 +16,7 @@ count and scheduling.
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -28,6 +29,21 @@ from . import tasks as task_rules
 from .tasks import TaskSpec
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
+
+# Every MuJoCo rollout runner made here (its thread pool), by the env that holds it. A forked process
+# inherits the runners but not their threads: freeing one there (e.g. when the child's garbage
+# collector frees an env left in a reference cycle) joins threads that do not exist and hangs or
+# aborts the child ("thread::join failed"). After a fork the child keeps the runners it inherited
+# alive for good; it never steps the parent's envs, and forked workers leave with os._exit.
+_RUNNERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_INHERITED_RUNNERS: list = []
+
+
+def _keep_inherited_runners() -> None:
+    _INHERITED_RUNNERS.extend(_RUNNERS.values())
+
+
+os.register_at_fork(after_in_child=_keep_inherited_runners)
 
 
 @dataclass
@@ -132,6 +148,7 @@ class MultiTaskVecEnv:
         n = self.n_tasks * self.envs_per_task
         self.nthread = int(nthread or min(2, os.cpu_count() or 1))
         self._runner = mj_rollout.Rollout(nthread=self.nthread)
+        _RUNNERS[self] = self._runner
         self._datas = [mujoco.MjData(first) for _ in range(self.nthread)]
         self._batch_models = [m for m in self.models for _ in range(self.envs_per_task)]
         # one contiguous chunk per thread: on an idle 2-core machine 2.0-2.1x one thread's rate for 32-48
