@@ -143,9 +143,11 @@ def run_status(run_dir: Path) -> tuple[str, int]:
     (its failure.json, e.g. the revert rule's ``RevertLoop``) and is not retried."""
     summary = run_dir / "summary.json"
     config = run_dir / "config.yaml"
-    failure = run_dir / "failure.json"
-    if failure.exists() and config.exists():
-        return "failed", int(json.loads(failure.read_text()).get("samples", 0))
+    from mt_specialize.run_dir import RunDir
+
+    failure = RunDir(run_dir).read_failure()
+    if failure is not None and config.exists():
+        return "failed", int(failure.get("samples", 0))
     if summary.exists() and config.exists():
         import yaml
 
@@ -324,7 +326,9 @@ def _outcome(future) -> str:
 
 def failure_reason(run_dir: Path) -> str:
     """'Error: message' from a failed run's failure.json."""
-    record = json.loads((run_dir / "failure.json").read_text())
+    from mt_specialize.run_dir import RunDir
+
+    record = RunDir(run_dir).read_failure()
     return f"{record['error']}: {record['message']}"
 
 
