@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -38,6 +37,7 @@ import numpy as np
 import yaml
 
 from mt_specialize.plots import plt, read_metrics
+from mt_specialize.run_dir import RunDir
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "paper_results.yaml"
 PROFILES = ("paper", "mujoco", "none")  # the values config.yaml's `profile` may take; absent means none
@@ -173,9 +173,9 @@ def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] 
                 experiment, variant, seed = seed_dir.parent.parent.name, seed_dir.parent.name, int(seed_dir.name[4:])
                 profile = run_profile(seed_dir)
                 by_profile.setdefault(profile, {}).setdefault(experiment, {}).setdefault(variant, {})[seed] = rows
-                if (seed_dir / "failure.json").is_file():
-                    failures.setdefault(profile, {})[(experiment, variant, seed)] = \
-                        json.loads((seed_dir / "failure.json").read_text())
+                failure = RunDir(seed_dir).read_failure()
+                if failure is not None:
+                    failures.setdefault(profile, {})[(experiment, variant, seed)] = failure
         present = {g.profile for g in grids} if is_reference else set()
         grids += [Grid(root, p, by_profile[p], failures.get(p, {})) for p in PROFILES
                   if p in by_profile and p not in present]
