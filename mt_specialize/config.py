@@ -28,6 +28,7 @@ APPEND_MODES = ("raw", "normalized")
 SPLIT_COUNTS = ("round", "floor_nonzero")
 SCORE_STATISTICS = ("variance", "std")
 SWITCH_BOOTSTRAPS = ("old_task", "new_task")  # TrainConfig.task_switch_bootstrap
+TIME_LIMITS = ("bootstrap", "terminal")  # TrainConfig.time_limit
 # The training settings of each profile (SPEC §5b); the robots' physics of each profile is in
 # mt_specialize.envs.physics. A setting given explicitly (not null) overrides its profile's value.
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -39,13 +40,30 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
         "append_mode": "normalized",      # the one-hot is part of the env observation, so the normaliser sees it
         "score_statistic": "std",         # np.ma.std across tasks (population std), mean over the last 10 iterations
         "split_count": "floor_nonzero",   # int(split_percent * n) top entries, only those with std > 0
+        # traj_segment_generator / add_vtarg_and_adv: gym's TimeLimit done at 1000 steps is `new`,
+        # the end of the episode: nonterminal = 1 - new[t + 1], no bootstrap from the value
+        "time_limit": "terminal",
+        # 4 MPI workers (run_script_hopper.sh, run_script_walker.sh at 8ab77c2: mpirun -np 4 ... --batch
+        # 1000 / 2000 per worker), each stepping one env per task (traj_segment_generator(pis[t],
+        # copy.deepcopy(env), timesteps_per_batch // task_size, ...)): 4 envs per task, segments of
+        # batch / (tasks x 4) steps (333 on the hoppers, 1000 on the biped)
+        "envs_per_task": 4,
+        # atarg = (atarg - atarg.mean()) / atarg.std() on each worker's segment of each task
+        "advantage_norm": "per_task_env",
     },
     # SPEC §4-5 as written: mixed-task minibatches, no revert, raw one-hot, variance score
     "mujoco": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
-               "score_statistic": "variance", "split_count": "round"},
+               "score_statistic": "variance", "split_count": "round", "time_limit": "bootstrap",
+               "envs_per_task": 16, "advantage_norm": "per_task_iteration"},
     "none": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
-             "score_statistic": "variance", "split_count": "round"},
+             "score_statistic": "variance", "split_count": "round", "time_limit": "bootstrap",
+             "envs_per_task": 16, "advantage_norm": "per_task_iteration"},
 }
+# Settings a profile gained after runs were recorded, with the value every run had before: a run's
+# config.yaml that does not name one ran at that value, and resumes so (``TrainConfig.from_run_config``).
+# Keys are TrainConfig fields or ``ppo.<field>``. (A physics setting a run's recorded task_physics
+# does not name ran at the robot's default: ``experiments.with_unrecorded_defaults``.)
+RECORDED_BEFORE = {"time_limit": "bootstrap", "ppo.advantage_norm": "per_task_iteration", "envs_per_task": 16}
 DEFAULT_JOINT_SAMPLES = 400_000
 DEFAULT_SPLIT_FRACTION = 0.25
 # the paper's names of settings (Yu, Turk & Liu, Table I: "jt=400k, sp=25%") -> the names here;
@@ -147,7 +165,9 @@ class TrainConfig:
                     random split
     samples:        total env steps summed over tasks (default: the experiment's budget)
     batch_size:     samples per iteration over all tasks (default: the experiment's)
-    envs_per_task:  parallel envs per task; the per-task batch is envs_per_task * steps
+    envs_per_task:  parallel envs per task; the per-task batch is envs_per_task * steps, so each env
+                    steps batch_size / (tasks x envs_per_task) control steps per iteration (its
+                    segment); null = the profile's (paper: 4, as the authors' 4 workers; else 16)
     split_value:    split the value net too (default: the method's; only ``separate`` does)
     score_window:   iterations of per-task gradients averaged into the split score (paper: 10)
     score_statistic: ``variance`` | ``std`` (population) of the per-task gradients; null = profile's
@@ -203,6 +223,10 @@ class TrainConfig:
                     run's start; its metrics rows up to the checkpoint are copied when the task names
                     agree. What shapes the state must agree (tasks' number and sizes, method,
                     envs_per_task, network sizes, optimiser, normalisers); null = from scratch
+    time_limit:     ``bootstrap`` = an episode cut by the time limit (horizon) is valued from the state
+                    it reached (the value target adds gamma * V(s_T)); ``terminal`` = the time limit
+                    ends the episode like a termination, no bootstrap (the authors' PPO); null = the
+                    profile's (paper: terminal, else bootstrap). A task switch always bootstraps
     task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
                     setting -> value), recorded in the run's config.yaml
     """
@@ -214,7 +238,7 @@ class TrainConfig:
     seed: int = 1
     samples: int | None = None
     batch_size: int | None = None
-    envs_per_task: int = 16
+    envs_per_task: int | None = None
     split_value: bool | None = None
     score_window: int = 10
     score_statistic: str | None = None
@@ -233,6 +257,7 @@ class TrainConfig:
     task_switch_start: int = 0
     task_switch_grace: float = 0.0
     task_switch_bootstrap: str = "old_task"
+    time_limit: str | None = None
     start_from: str | None = None
     task_physics: dict | None = None
 
@@ -281,9 +306,11 @@ class TrainConfig:
     @classmethod
     def from_run_config(cls, data: dict, source: str = "config.yaml") -> "TrainConfig":
         """A run directory's saved config.yaml: a run written before profiles existed (no
-        ``profile`` key) ran every setting at its own default, i.e. profile ``none``."""
-        if isinstance(data, dict) and "profile" not in data:
-            data = {**data, "profile": "none"}
+        ``profile`` key) ran every setting at its own default, i.e. profile ``none``; a setting a
+        profile gained later (``RECORDED_BEFORE``) that the file does not name takes the value every
+        run had before it (``recorded_before``)."""
+        if isinstance(data, dict):
+            data = recorded_before(data)
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -362,6 +389,17 @@ class TrainConfig:
                              "to score; use joint_samples > 0, or split_fraction 1 (that is method 'separate')")
         if c.split_value is None:
             c.split_value = method.split_value_net
+        if c.profile not in PROFILES:
+            raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
+        defaults = PROFILE_SETTINGS[c.profile]
+        if c.envs_per_task is None:
+            c.envs_per_task = defaults["envs_per_task"]
+        if c.time_limit is None:
+            c.time_limit = defaults["time_limit"]
+        if c.time_limit not in TIME_LIMITS:
+            raise ValueError(f"time_limit must be one of {list(TIME_LIMITS)}, got {c.time_limit!r}")
+        if c.ppo.advantage_norm is None:
+            c.ppo.advantage_norm = defaults["advantage_norm"]
         for name in ("envs_per_task", "score_window", "checkpoint_every", "keep_checkpoints", "torch_threads"):
             value = getattr(c, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -383,11 +421,8 @@ class TrainConfig:
                 raise ValueError(f"start_from must be a checkpoint file or run directory (a path), "
                                  f"got {c.start_from!r}")
             c.start_from = str(c.start_from)
-        if c.profile not in PROFILES:
-            raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
         if not isinstance(c.physics, dict):
             raise ValueError(f"physics must be a mapping of physics settings, got {c.physics!r}")
-        defaults = PROFILE_SETTINGS[c.profile]
         if c.ppo.optimizer is None:
             c.ppo.optimizer = defaults["optimizer"]
         for name in ("revert_drop_bound", "append_mode", "score_statistic", "split_count"):
@@ -410,3 +445,20 @@ class TrainConfig:
         if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
         return c
+
+
+def recorded_before(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's saved config.yaml (a mapping) with the settings it ran at made explicit: no ``profile``
+    -> ``none`` (written before profiles existed); every ``RECORDED_BEFORE`` setting it does not name ->
+    the value runs had before the setting existed."""
+    out = dict(data)
+    out.setdefault("profile", "none")
+    for key, value in RECORDED_BEFORE.items():
+        group, _, name = key.rpartition(".")
+        if group == "":
+            out.setdefault(name, value)
+        elif group == "ppo":
+            ppo = out.get("ppo")
+            if ppo is None or isinstance(ppo, Mapping):
+                out["ppo"] = {name: value, **(ppo or {})}
+    return out

@@ -275,3 +275,20 @@ def complete_physics_record(experiment: Experiment, record: Mapping) -> dict[str
     defaults = {task.name: robots.default_physics(task.robot, task.family) for task in experiment.tasks}
     return {name: {**defaults.get(name, {}), **values} if isinstance(values, Mapping) else values
             for name, values in record.items()}
+
+
+def with_unrecorded_defaults(experiment: Experiment, record: Mapping) -> Experiment:
+    """``experiment`` with each physics setting that a run's recorded ``task_physics`` (task -> setting
+    -> value) does not name for a task set to the robot's default: the run was recorded before the
+    setting existed and ran at its default, so it resumes on the model it had even where its profile
+    now sets another value. Settings the record names are left as ``experiment`` has them."""
+    tasks = []
+    for task in experiment.tasks:
+        values = record.get(task.name)
+        if isinstance(values, Mapping):
+            defaults = robots.default_physics(task.robot, task.family)
+            missing = {k: v for k, v in defaults.items() if k not in values}
+            if missing:
+                task = dataclasses.replace(task, physics={**task.physics, **missing})
+        tasks.append(task)
+    return dataclasses.replace(experiment, tasks=tuple(tasks))

@@ -181,6 +181,13 @@ class RunDir:
         return path, tensors, metadata
 
     # -- metrics --------------------------------------------------------------------------------------
+    def metrics_columns(self) -> list[str] | None:
+        """metrics.csv's header (its column names), or None when there is no metrics file yet."""
+        if not self.metrics_path.is_file():
+            return None
+        with open(self.metrics_path, newline="") as f:
+            return next(csv.reader(f), None)
+
     def truncate_metrics(self, last_iteration: int) -> None:
         """Drop CSV rows written after iteration ``last_iteration`` (a resume redoes them)."""
         if not self.metrics_path.exists():

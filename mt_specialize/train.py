@@ -31,14 +31,16 @@ import torch
 from .config import TrainConfig
 from .errors import RevertLoop
 from .envs.vec_env import MultiTaskVecEnv, StepResult
-from .experiments import Experiment, apply_profile, complete_physics_record, get_experiment, resolved_physics
+from .experiments import (Experiment, apply_profile, complete_physics_record, get_experiment, resolved_physics,
+                          with_unrecorded_defaults)
 from .learning import checkpoint as ckpt
 from .learning.batch import Batch, Rollout
 from .learning.inference import InferencePolicy
 from .learning.normalize import RewardNormalizer, RunningMeanStd
 from .learning.optim import FastAdam, TaskAlternatingAdam
 from .learning.policy import SplitGaussianPolicy, SplitValue
-from .learning.ppo import compute_gae, standardize_per_task
+from .envs.tasks import END_CAUSES
+from .learning.ppo import compute_gae, standardize_per_task, standardize_per_task_env
 from .learning.ppo_update import UpdateStats, ppo_update
 from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
 from .methods import get_method
@@ -76,9 +78,13 @@ class Trainer:
         self.config = config.resolved(experiment.budget, experiment.batch_size)
         # the robots as the profile, the tasks' own settings and the run's physics settings make them
         self.experiment: Experiment = apply_profile(experiment, self.config.profile, self.config.physics)
+        self.run_dir = RunDir(out_dir)
+        if resume and self.run_dir.config_path.is_file():  # settings added since the run started: their defaults
+            recorded = self.run_dir.read_config().get("task_physics")
+            if isinstance(recorded, dict):
+                self.experiment = with_unrecorded_defaults(self.experiment, recorded)
         self.config.task_physics = resolved_physics(self.experiment)
         self.out_dir = Path(out_dir)
-        self.run_dir = RunDir(self.out_dir)
         self.progress = progress
         self.tasks = list(self.experiment.tasks)
         self.task_names = [t.name for t in self.tasks]
@@ -137,6 +143,10 @@ class Trainer:
         self.accepted_state: dict[str, torch.Tensor] | None = None
         self.accepted_samples = 0
         self.split_done = False
+        # (T, len(END_CAUSES)) trajectories of each task that ended by each cause this iteration
+        self.end_counts = np.zeros((T, len(END_CAUSES)), dtype=np.int64)
+        # a resumed run whose metrics.csv predates the end-cause columns keeps its layout
+        self.log_end_causes = True
         self.task_returns = [collections.deque(maxlen=RETURN_WINDOW) for _ in range(T)]
         self.task_lengths = [collections.deque(maxlen=RETURN_WINDOW) for _ in range(T)]
         self.pooled_returns: collections.deque = collections.deque(maxlen=RETURN_WINDOW)
@@ -225,6 +235,9 @@ class Trainer:
         truncated_obs: list[tuple[int, int, int, np.ndarray]] = []
         value_task: list[int] = []  # per entry of truncated_obs, the task whose value bootstraps it
         new_task_value = self.config.task_switch_bootstrap == "new_task"
+        time_limit_terminal = self.config.time_limit == "terminal"
+        self.end_counts[:] = 0
+        task_of_env = np.repeat(np.arange(T)[:, None], E, axis=1)  # (T, E)
         with torch.no_grad():
             std = torch.exp(self.policy.log_std()).numpy()[:, None, :]  # (T, 1, A)
         # weights and normaliser are fixed during a rollout: materialise them once (NumPy float32 forward)
@@ -247,9 +260,19 @@ class Trainer:
             reward = result.reward
             if self.reward_normalizer is not None:
                 reward = self.reward_normalizer(reward, result.terminated | result.truncated)
-            # a task switch cuts the trajectory like a time limit: bootstrap from the state reached
-            cut = result.truncated if result.switched is None else result.truncated | result.switched
-            rew_buf[t], term_buf[t], trunc_buf[t] = reward, result.terminated, cut
+            # the time limit ends an episode: bootstrapped from the state reached ('bootstrap'), or
+            # terminal as a fall ('terminal'); a task switch cuts the trajectory and always bootstraps
+            if time_limit_terminal:
+                terminal = result.terminated | result.truncated
+                cut = np.zeros_like(terminal) if result.switched is None else result.switched
+            else:
+                terminal = result.terminated
+                cut = result.truncated if result.switched is None else result.truncated | result.switched
+            rew_buf[t], term_buf[t], trunc_buf[t] = reward, terminal, cut
+            if result.end_cause is not None:
+                ended = result.end_cause > 0
+                if ended.any():
+                    np.add.at(self.end_counts, (task_of_env[ended], result.end_cause[ended].astype(np.int64) - 1), 1)
             if cut.any():
                 for i, e in zip(*np.nonzero(cut)):
                     # a switch hands the robot to another task: with task_switch_bootstrap new_task
@@ -283,7 +306,7 @@ class Trainer:
 
     def prepare_batch(self, rollout: Rollout) -> Batch:
         """Normaliser update (per iteration), values, GAE, advantages (standardised per task when
-        ``ppo.advantage_norm == 'per_task_iteration'``)."""
+        ``ppo.advantage_norm == 'per_task_iteration'``, per task and env when ``'per_task_env'``)."""
         S, T, E = self.steps, self.n_tasks, self.config.envs_per_task
         per_step = rollout.obs_norm is not None
         if per_step:  # normalised during the rollout, as the policy saw them
@@ -312,7 +335,10 @@ class Trainer:
             next_values.permute(1, 0, 2).reshape(S, T * E), terminated, episode_end,
             gamma=self.config.ppo.gamma, lam=self.config.ppo.lam)
         to_tn = lambda x: x.reshape(S, T, E).permute(1, 0, 2).reshape(T, S * E)  # noqa: E731
-        advantages = to_tn(advantages)
+        if self.config.ppo.advantage_norm == "per_task_env":  # each env's segment: (T, S, E)
+            advantages = standardize_per_task_env(advantages.reshape(S, T, E).permute(1, 0, 2)).reshape(T, S * E)
+        else:
+            advantages = to_tn(advantages)
         if self.config.ppo.advantage_norm == "per_task_iteration":
             advantages = standardize_per_task(advantages)
         return Batch(obs=obs, actions=actions, old_logp=old_logp, advantages=advantages, returns=to_tn(returns))
@@ -451,6 +477,8 @@ class Trainer:
         _, tensors, meta = found
         self._load_state(tensors, meta)
         self.run_dir.truncate_metrics(self.iteration)
+        columns = self.run_dir.metrics_columns()
+        self.log_end_causes = columns is None or any(c.startswith("ended/") for c in columns)
 
     # -- starting from another run's checkpoint (config.start_from) -----------------------------------
     # settings that shape the state a checkpoint carries: a run can start from it only if they agree
@@ -555,6 +583,9 @@ class Trainer:
         for name, returns, lengths in zip(self.task_names, self.task_returns, self.task_lengths):
             row[f"return/{name}"] = _mean(returns)
             row[f"length/{name}"] = _mean(lengths)
+        if self.log_end_causes:  # this iteration's trajectories of each task ended by each cause
+            for name, counts in zip(self.task_names, self.end_counts):
+                row.update({f"ended/{name}/{cause}": int(n) for cause, n in zip(END_CAUSES, counts)})
         row.update({"policy_loss": stats.policy_loss, "value_loss": stats.value_loss,
                     "approx_kl": stats.approx_kl, "clip_fraction": stats.clip_fraction,
                     "action_std": float(torch.exp(self.policy.log_std().detach()).mean()),

@@ -107,6 +107,7 @@ class MultiRunStepResult:
     switched:       (K, T, E) bool, or None when no run's switch rule ran this step
     switched_to:    (K, T, E) int, run-local task index now driving a switched env's robot, -1 elsewhere
     switch_active:  per run, whether its switch rule ran (a single-run env reports None otherwise)
+    end_cause:      (K, T, E) int8, why each env's trajectory ended (``tasks.END_CAUSES``; 0 none)
     Each field means what ``StepResult``'s does; ``run(k)`` is run k's single-run ``StepResult``.
     """
 
@@ -119,6 +120,7 @@ class MultiRunStepResult:
     switched: np.ndarray | None
     switched_to: np.ndarray | None
     switch_active: list[bool]
+    end_cause: np.ndarray | None = None
 
     def run(self, k: int) -> StepResult:
         """Run k's step as its own ``MultiTaskVecEnv`` reports it (arrays are views)."""
@@ -126,7 +128,8 @@ class MultiRunStepResult:
         return StepResult(obs=self.obs[k], reward=self.reward[k], terminated=self.terminated[k],
                           truncated=self.truncated[k], final_obs=self.final_obs[k], finished=self.finished[k],
                           switched=self.switched[k] if active else None,
-                          switched_to=self.switched_to[k] if active else None)
+                          switched_to=self.switched_to[k] if active else None,
+                          end_cause=None if self.end_cause is None else self.end_cause[k])
 
 
 class MultiRunVecEnv:
@@ -232,7 +235,8 @@ class MultiRunVecEnv:
             finished=[result.finished[k * T:(k + 1) * T] for k in range(self.n_runs)],
             switched=None if result.switched is None else self._split(result.switched),
             switched_to=None if result.switched_to is None else self._split(result.switched_to),
-            switch_active=list(self._engine.switch_active))
+            switch_active=list(self._engine.switch_active),
+            end_cause=None if result.end_cause is None else self._split(result.end_cause))
 
     # -- checkpointing ----------------------------------------------------------------------------
     def get_state(self, k: int) -> dict:

@@ -23,9 +23,14 @@ torso_inertia         ``scaled`` (a torso_mass scales the torso's inertia with i
                       (only the mass changes, as DART's ``setMass``)
 knee_limit_penalty    >= 0 reward subtracted per step while the knee (joint ``leg_joint``) is within
                       KNEE_LIMIT_MARGIN rad of either limit; hopper family only
-state_limit           None | > 0: terminate when any |concat(qpos, qvel)[2:]| >= it (pitch, joint
-                      angles, every velocity: ``planar.without_x_and_height``; the authors'
-                      ``(np.abs(s[2:]) < 100).all()``)
+state_limit           None | > 0: terminate when any |concat(qpos, state_velocity_scale * qvel)[2:]|
+                      >= it (pitch, joint angles, every velocity: ``planar.without_x_and_height``;
+                      the authors' ``(np.abs(s[2:]) < 100).all()``)
+state_velocity_scale  > 0, the factor on qvel in the state vector that ``state_limit`` bounds: 1 = raw
+                      qvel (Gymnasium's ``state_vector()``; the authors' hopper.py, which also tests
+                      its raw ``dq`` against 100); 0.1 = dart-env's ``state_vector()`` ``[q, dq / 10]``
+                      (the authors' walker2d.py, whose only velocity rule is ``np.abs(s[2:]) < 100``
+                      on it: joint velocities up to 1000 rad/s)
 integrator            ``euler`` | ``implicitfast`` | ``implicit`` | ``rk4``
 damping               None (the robot file's: URDF ``<dynamics damping>``, MJCF joint damping) | >= 0
                       N*m*s/rad on every actuated hinge (root joints keep 0)
@@ -52,7 +57,7 @@ from collections.abc import Mapping
 import numpy as np
 
 SETTINGS = ("armature", "friction", "foot_friction", "contact", "joint_limits", "inertia",
-            "torso_inertia", "knee_limit_penalty", "state_limit", "integrator", "damping")
+            "torso_inertia", "knee_limit_penalty", "state_limit", "state_velocity_scale", "integrator", "damping")
 DEFAULT_SOLREF = (0.02, 1.0)  # s, damping ratio: MuJoCo's default for contacts and joint limits
 DEFAULT_SOLIMP = (0.9, 0.95, 0.001, 0.5, 2.0)  # MuJoCo's default impedance
 STIFF_SOLREF = (0.004, 1.0)  # 2 * timestep 0.002 s (MuJoCo's stability floor), critically damped
@@ -67,11 +72,16 @@ KNEE_JOINT = "leg_joint"
 KNEE_LIMIT_MARGIN = 0.05  # rad, the authors' hopper.py
 PAPER_KNEE_PENALTY = 0.5 * 1.5  # the authors' hopper.py: reward -= 5e-1 * 1.5 near a knee limit
 PAPER_STATE_LIMIT = 100.0  # the authors' hopper.py and walker2d.py: (np.abs(s[2:]) < 100).all()
+# dart-env gym/envs/dart/dart_env.py state_vector(): np.concatenate([q, dq / 10.0]) (commit eb760bc1,
+# "divide velocity by 10 to regularize the range of state"; so at e652dbbe and b15a4ed2). The walker's
+# only velocity rule is walker2d.py's np.abs(s[2:]) < 100 on it; hopper.py adds np.abs(dq) < 100 on
+# the raw dq, which is the tighter rule for the hopper, so its scale stays 1.
+DART_ENV_STATE_VELOCITY_SCALE = 0.1
 
 # today's loader for URDF robots (SPEC section 4; every setting's default)
 URDF_DEFAULTS = {"armature": 1.0, "friction": 0.9, "foot_friction": None, "contact": "default",
                  "joint_limits": "soft", "inertia": "true", "torso_inertia": "scaled",
-                 "knee_limit_penalty": 0.0, "integrator": "euler", "damping": None}
+                 "knee_limit_penalty": 0.0, "state_velocity_scale": 1.0, "integrator": "euler", "damping": None}
 FAMILY_STATE_LIMIT = {"hopper": 100.0, "biped": None}  # SPEC section 4's termination rules
 # Gymnasium's hopper.xml as it is (armature 1, RK4, its own frictions and contacts)
 MJCF_DEFAULTS = {**URDF_DEFAULTS, "friction": MODEL, "foot_friction": MODEL, "contact": MODEL,
@@ -84,7 +94,8 @@ PROFILES: dict[str, dict] = {
         "settings": {"armature": 0.0, "inertia": "dart", "friction": 1.0, "foot_friction": None,
                      "contact": "stiff", "joint_limits": "hard", "torso_inertia": "unchanged",
                      "state_limit": PAPER_STATE_LIMIT},
-        "family": {"hopper": {"knee_limit_penalty": PAPER_KNEE_PENALTY}, "biped": {}},
+        "family": {"hopper": {"knee_limit_penalty": PAPER_KNEE_PENALTY},
+                   "biped": {"state_velocity_scale": DART_ENV_STATE_VELOCITY_SCALE}},
         # built-in task name -> TaskSpec field changes (the authors' torso masses, kg)
         "tasks": {"hopper_torso3": {"torso_mass": 3.3}, "hopper_torso8": {"torso_mass": 8.5},
                   "hopper_torso14": {"torso_mass": 14.35}},
@@ -186,6 +197,9 @@ def validate(settings: Mapping | None, where: str, family: str | None = None, mj
                                  "penalty is for the hopper family only (allowed: 0 for other families)")
         elif key == "state_limit":
             out[key] = None if value is None else _number(w + " (None or a positive number)", value, positive=True)
+        elif key == "state_velocity_scale":
+            out[key] = _number(w + " (a positive factor on qvel in the state vector state_limit bounds)", value,
+                               positive=True)
         elif key == "integrator":
             out[key] = _choice(w, value, INTEGRATORS)
         elif key == "damping":

@@ -224,8 +224,14 @@ class TaskSpec:
 
         start_height (m, default this task's) scales the hopper's minimum torso height.
         """
-        return terminated(self.family, qpos, qvel, self.start_height if start_height is None else start_height,
-                          self.resolved_physics["state_limit"])
+        return self.termination_cause(qpos, qvel, start_height) > 0
+
+    def termination_cause(self, qpos: np.ndarray, qvel: np.ndarray, start_height: float | None = None) -> np.ndarray:
+        """int8 (N,): the first termination rule qpos (N, nq), qvel (N, nv) break (0 none;
+        ``END_CAUSES``); start_height as ``terminated``."""
+        physics = self.resolved_physics
+        return termination_cause(self.family, qpos, qvel, self.start_height if start_height is None else start_height,
+                                 physics["state_limit"], physics["state_velocity_scale"])
 
     def sample_reset(self, model: mujoco.MjModel, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Initial states: qpos (n, nq) = qpos0 + U(+-reset_noise), then qvel (n, nv) = U(+-reset_noise)."""
@@ -275,35 +281,57 @@ def knee_penalty(knee, low, high, penalty) -> np.ndarray:
 
 _FAMILY_LIMIT = object()
 
+# Why an episode (or a trajectory) ended, as the codes ``termination_cause`` and the batched env's
+# ``StepResult.end_cause`` give them: 0 = it goes on; 1-4 = the family's termination rules, checked in
+# this order (an episode that breaks two rules at once counts under the first); 5 = the time limit
+# (``horizon``); 6 = a task switch handed the robot to another task (the trajectory is cut, the
+# robot goes on). ``END_CAUSES[code - 1]`` names a code.
+END_CAUSES = ("non_finite", "state_limit", "height", "pitch", "time_limit", "switch")
+NON_FINITE, STATE_LIMIT, HEIGHT, PITCH, TIME_LIMIT, SWITCH = range(1, 7)
 
-def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height,
-               state_limit=_FAMILY_LIMIT) -> np.ndarray:
-    """bool (...): ``family``'s termination rule on qpos (..., nq), qvel (..., nv).
+
+def termination_cause(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height,
+                      state_limit=_FAMILY_LIMIT, state_velocity_scale=1.0) -> np.ndarray:
+    """int8 (...): which of ``family``'s termination rules the state qpos (..., nq), qvel (..., nv)
+    breaks: 0 none, else the first of NON_FINITE, STATE_LIMIT, HEIGHT, PITCH (``END_CAUSES``).
 
     start_height (m; scalar or broadcasting against (...)) scales the hopper's minimum torso height.
-    state_limit: terminate when any |``planar.without_x_and_height(concat(qpos, qvel))``| >= it (pitch,
-    joint angles, every velocity); None or inf = no such rule;
-    scalar or broadcasting against (...); default the family's (100 hopper, none biped).
+    state_limit: the episode ends when any |``planar.without_x_and_height([qpos, state_velocity_scale *
+    qvel])``| >= it (pitch, joint angles, every velocity); None or inf = no such rule; scalar or
+    broadcasting against (...); default the family's (100 hopper, none biped). state_velocity_scale
+    (scalar or broadcasting against (...)): qvel's factor in that state vector (1 raw; dart-env's 0.1).
     """
     if state_limit is _FAMILY_LIMIT:
         state_limit = physics_settings.FAMILY_STATE_LIMIT.get(family)
     state_limit = np.inf if state_limit is None else np.asarray(state_limit, dtype=np.float64)
     qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
     state = planar.state_vector(qpos, qvel)
-    bad = ~np.all(np.isfinite(state), axis=-1)
+    non_finite = ~np.all(np.isfinite(state), axis=-1)
     height, pitch = planar.height(qpos), planar.pitch(qpos)
+    scale = np.asarray(state_velocity_scale, dtype=np.float64)
+    if np.any(scale != 1.0):
+        state = planar.state_vector(qpos, qvel * np.expand_dims(scale, -1))
     with np.errstate(invalid="ignore"):
-        bad |= np.any(np.abs(planar.without_x_and_height(state)) >= np.expand_dims(state_limit, -1), axis=-1)
+        over_limit = np.any(np.abs(planar.without_x_and_height(state)) >= np.expand_dims(state_limit, -1), axis=-1)
         if family == "hopper":
-            bad |= np.abs(pitch) >= HOPPER_PITCH_LIMIT
-            bad |= height <= HOPPER_MIN_HEIGHT_RATIO * np.asarray(start_height)
+            too_low = height <= HOPPER_MIN_HEIGHT_RATIO * np.asarray(start_height)
+            tilted = np.abs(pitch) >= HOPPER_PITCH_LIMIT
         elif family == "biped":
             low, high = BIPED_HEIGHT_RANGE
-            bad |= (height <= low) | (height >= high)
-            bad |= np.abs(pitch) >= BIPED_PITCH_LIMIT
+            too_low = (height <= low) | (height >= high)
+            tilted = np.abs(pitch) >= BIPED_PITCH_LIMIT
         else:
             raise ValueError(f"unknown family {family!r}, allowed {list(FAMILIES)}")
-    return bad
+    # the first rule broken wins: np.select takes the first true condition
+    return np.select([non_finite, over_limit, too_low, tilted], [NON_FINITE, STATE_LIMIT, HEIGHT, PITCH],
+                     0).astype(np.int8)
+
+
+def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height,
+               state_limit=_FAMILY_LIMIT, state_velocity_scale=1.0) -> np.ndarray:
+    """bool (...): ``family``'s termination rule on qpos (..., nq), qvel (..., nv) (any
+    ``termination_cause``; the arguments are its)."""
+    return termination_cause(family, qpos, qvel, start_height, state_limit, state_velocity_scale) > 0
 
 
 def _hopper(name: str, robot: str, **kw) -> TaskSpec:
@@ -361,13 +389,15 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
 @dataclass(frozen=True)
 class Transition:
     """One control step of one robot: its reward, whether the task's termination rule fired, the
-    torso's x position before and after the step (m) and the mean forward speed between (m/s)."""
+    torso's x position before and after the step (m), the mean forward speed between (m/s), and
+    which termination rule fired (``END_CAUSES`` code, 0 none)."""
 
     reward: float
     terminated: bool
     x_before: float
     x_after: float
     mean_speed: float
+    cause: int = 0
 
 
 class TaskRobot:
@@ -404,8 +434,9 @@ class TaskRobot:
         x_after = self.x()
         qpos, qvel = self.data.qpos[None], self.data.qvel[None]
         reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None], qpos)[0])
-        terminated = bool(self.task.terminated(qpos, qvel)[0])
-        return Transition(reward, terminated, x_before, x_after, float(planar.mean_speed(x_before, x_after, self.dt)))
+        cause = int(self.task.termination_cause(qpos, qvel)[0])
+        return Transition(reward, cause > 0, x_before, x_after, float(planar.mean_speed(x_before, x_after, self.dt)),
+                          cause)
 
     def x(self) -> float:
         """Torso x position (m)."""
@@ -456,6 +487,8 @@ class TaskEnv(gym.Env):
         self._steps += 1
         truncated = self._steps >= self.task.horizon
         info = {"x_position": step.x_after, "x_velocity": step.mean_speed}
+        if step.terminated or truncated:  # why the episode ended (tasks.END_CAUSES)
+            info["end_cause"] = END_CAUSES[(step.cause or TIME_LIMIT) - 1]
         return self.robot.observation(), step.reward, step.terminated, truncated, info
 
     def render(self):

@@ -61,6 +61,8 @@ class StepResult:
                   from final_obs), and obs is the state it takes over; the episode goes on
     switched_to:  (T, E) int, for a switched env the task that now drives the robot it had reached
                   (the other task of the swap, whose env holds final_obs now); -1 elsewhere
+    end_cause:    (T, E) int8, why the env's trajectory ended this step (``tasks.END_CAUSES``: the
+                  termination rule that fired, the time limit, or a switch); 0 where it goes on
     """
 
     obs: np.ndarray
@@ -71,6 +73,7 @@ class StepResult:
     finished: list[list[tuple[float, int]]] = field(default_factory=list)
     switched: np.ndarray | None = None
     switched_to: np.ndarray | None = None
+    end_cause: np.ndarray | None = None
 
 
 class MultiTaskVecEnv:
@@ -136,6 +139,7 @@ class MultiTaskVecEnv:
         self._horizon = np.array([t.horizon for t in self.tasks])[:, None]
         physics = [t.resolved_physics for t in self.tasks]
         self._state_limit = column([np.inf if p["state_limit"] is None else p["state_limit"] for p in physics])
+        self._state_velocity_scale = column([p["state_velocity_scale"] for p in physics])
         # tasks with a knee-limit penalty: (row, knee qpos index, lower, upper limit rad, penalty)
         self._knee_rows = []
         for i, (task, p) in enumerate(zip(self.tasks, physics)):
@@ -223,15 +227,17 @@ class MultiTaskVecEnv:
         state = self.state if state is None else state
         return task_rules.observation(self.qpos(state), self.qvel(state))
 
-    def _terminated(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-        """bool (T, E): each task's termination rule on qpos (T, E, nq), qvel (T, E, nv)."""
+    def _termination_cause(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """int8 (T, E): the termination rule each env's state qpos (T, E, nq), qvel (T, E, nv) breaks
+        under its task (``tasks.termination_cause``: 0 none)."""
         if len(self._family_rows) == 1:
             (family,) = self._family_rows
-            return task_rules.terminated(family, qpos, qvel, self._start_height, self._state_limit)
-        out = np.empty(qpos.shape[:2], dtype=bool)
+            return task_rules.termination_cause(family, qpos, qvel, self._start_height, self._state_limit,
+                                                self._state_velocity_scale)
+        out = np.empty(qpos.shape[:2], dtype=np.int8)
         for family, rows in self._family_rows.items():
-            out[rows] = task_rules.terminated(family, qpos[rows], qvel[rows], self._start_height[rows],
-                                              self._state_limit[rows])
+            out[rows] = task_rules.termination_cause(family, qpos[rows], qvel[rows], self._start_height[rows],
+                                                     self._state_limit[rows], self._state_velocity_scale[rows])
         return out
 
     def _reset_envs(self, task_index: int, env_index: np.ndarray) -> None:
@@ -280,12 +286,14 @@ class MultiTaskVecEnv:
             self.grace_left[graced] -= 1
         for row, knee, low, high, penalty in self._knee_rows:
             reward[row] -= task_rules.knee_penalty(qpos[row, :, knee], low, high, penalty)
-        terminated = self._terminated(qpos, qvel)
+        end_cause = self._termination_cause(qpos, qvel)
+        terminated = end_cause > 0
         final_obs = task_rules.observation(qpos, qvel)
         self.state[:] = new_state
         self.episode_return += reward
         self.episode_length += 1
         truncated = (self.episode_length >= self._horizon) & ~terminated
+        end_cause[truncated] = task_rules.TIME_LIMIT
         done = terminated | truncated
         finished: list[list[tuple[float, int]]] = [[] for _ in range(self.n_tasks)]
         obs = final_obs
@@ -302,8 +310,10 @@ class MultiTaskVecEnv:
         if switched is not None and switched.any():
             obs = obs.copy() if obs is final_obs else obs
             obs[switched] = task_rules.observation(self.qpos()[switched], self.qvel()[switched])
+            end_cause[switched] = task_rules.SWITCH
         return StepResult(obs=obs, reward=reward, terminated=terminated, truncated=truncated,
-                          final_obs=final_obs, finished=finished, switched=switched, switched_to=switched_to)
+                          final_obs=final_obs, finished=finished, switched=switched, switched_to=switched_to,
+                          end_cause=end_cause)
 
     # -- checkpointing ----------------------------------------------------------------------------
     def get_state(self) -> dict:

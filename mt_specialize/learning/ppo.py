@@ -26,7 +26,7 @@ __all__ = [
     "OBS_NORM_UPDATES",
 ]
 
-ADVANTAGE_NORMS = ("per_task_iteration", "per_minibatch", "none")
+ADVANTAGE_NORMS = ("per_task_iteration", "per_task_env", "per_minibatch", "none")
 INITS = ("normc", "orthogonal")
 OBS_NORM_UPDATES = ("per_iteration", "per_step")
 
@@ -140,6 +140,18 @@ def standardize_per_task(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return ((flat - mean) / (std + eps)).reshape(adv.shape)
 
 
+def standardize_per_task_env(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(T, S, E) -> same shape, zero mean / unit (population) std within each task's env, over its
+    S steps: the authors' ``pposgd_split.py``, where each MPI worker steps one env per task and
+    standardises that segment, ``atarg = (atarg - atarg.mean()) / atarg.std()`` (numpy, ddof=0);
+    ``eps`` guards a constant segment."""
+    if adv.dim() != 3:
+        raise ValueError(f"standardize_per_task_env expects (T, S, E), got {tuple(adv.shape)}")
+    mean = adv.mean(dim=1, keepdim=True)
+    std = adv.std(dim=1, unbiased=False, keepdim=True)
+    return (adv - mean) / (std + eps)
+
+
 OPTIMIZERS = ("mixed", "per_task")
 
 def standardize_minibatch(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -192,8 +204,10 @@ class PPOConfig:
     above, clip ±``reward_clip``, ``sqrt(var + reward_norm_epsilon)``), per task, updated every
     step, before GAE [True, clip 10, epsilon 1e-8]. Logged returns stay raw.
     ``advantage_norm``: ``'per_task_iteration'`` (each task's advantages over the whole batch,
-    population std), ``'per_minibatch'`` [SB3: each task's advantages within each minibatch,
-    sample std + 1e-8] or ``'none'``.
+    population std), ``'per_task_env'`` (each env of each task over its segment of the iteration,
+    population std: the authors' per-worker standardisation when each worker steps one env per task),
+    ``'per_minibatch'`` [SB3: each task's advantages within each minibatch, sample std + 1e-8] or
+    ``'none'``; ``None`` = the profile's choice.
     ``clip_env_actions``: the env receives the action clipped to [-1, 1] (so the control cost sees
     the clipped action) [True: SB3 clips to the Box]; the update always uses the sampled action.
     SB3 further: ``value_coef`` 0.5, ``max_grad_norm`` 0.5, ``minibatch_per_task`` 64, 2048
@@ -223,7 +237,7 @@ class PPOConfig:
     reward_norm: bool = False
     reward_clip: float = 10.0
     reward_norm_epsilon: float = 1e-8
-    advantage_norm: str = "per_task_iteration"
+    advantage_norm: str | None = None
     clip_env_actions: bool = False
 
     def __post_init__(self):
@@ -260,8 +274,9 @@ class PPOConfig:
             if not _hidden_sizes_ok(getattr(self, f)):
                 bad(f, "must be a non-empty list of layer widths (integers >= 1), e.g. [64, 64]")
             setattr(self, f, [int(h) for h in getattr(self, f)])
-        for f, allowed in (("init", INITS), ("obs_norm_update", OBS_NORM_UPDATES),
-                           ("advantage_norm", ADVANTAGE_NORMS)):
+        if self.advantage_norm is not None and self.advantage_norm not in ADVANTAGE_NORMS:
+            bad("advantage_norm", f"must be one of {list(ADVANTAGE_NORMS)} (or null: the profile's)")
+        for f, allowed in (("init", INITS), ("obs_norm_update", OBS_NORM_UPDATES)):
             if getattr(self, f) not in allowed:
                 bad(f, f"must be one of {list(allowed)}")
         for f in ("obs_clip", "reward_clip"):

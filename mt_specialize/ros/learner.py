@@ -225,7 +225,8 @@ class LearnerNode(Node):
     def _values(row: dict) -> dict:
         keep = {}
         for k, v in row.items():
-            if k in ("phase", "iteration", "samples", "return_pooled", "samples_per_s") or k.startswith("return/"):
+            if k in ("phase", "iteration", "samples", "return_pooled", "samples_per_s") \
+                    or k.startswith(("return/", "ended/")):  # ended/<task>/<cause>: this iteration's episode ends
                 keep[k] = _fmt(v)
         return keep
 
