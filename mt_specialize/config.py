@@ -43,10 +43,11 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
         # traj_segment_generator / add_vtarg_and_adv: gym's TimeLimit done at 1000 steps is `new`,
         # the end of the episode: nonterminal = 1 - new[t + 1], no bootstrap from the value
         "time_limit": "terminal",
-        # 4 MPI workers (run_script_hopper.sh, run_script_walker.sh at 8ab77c2: mpirun -np 4 ... --batch
-        # 1000 / 2000 per worker), each stepping one env per task (traj_segment_generator(pis[t],
-        # copy.deepcopy(env), timesteps_per_batch // task_size, ...)): 4 envs per task, segments of
-        # batch / (tasks x 4) steps (333 on the hoppers, 1000 on the biped)
+        # 4 MPI workers (run_script_hopper.sh at 8ab77c2: mpirun -np 4 ... --batch 1000 per worker; the
+        # biped's 2000 per worker: the result directories read by plot_benchmark_offline.py, _fwdbwd_2000),
+        # each stepping one env per task (traj_segment_generator(pis[t], copy.deepcopy(env),
+        # timesteps_per_batch // task_size, ...)): 4 envs per task, segments of batch / (tasks x 4) steps
+        # (333 on the hoppers, 1000 on the biped, 500 on the torso-mass pairs)
         "envs_per_task": 4,
         # atarg = (atarg - atarg.mean()) / atarg.std() on each worker's segment of each task
         "advantage_norm": "per_task_env",

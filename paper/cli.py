@@ -82,11 +82,16 @@ def _batch_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from paper.reproduce import (MAIN_SEEDS, archive_grid, main_grid, paper_grid, reproduce, restore_grid,
-                                 run_status, select, with_ppo_settings, with_profile)
+    from paper.reproduce import (MAIN_SEEDS, archive_grid, main_grid, paper_grid, profile_steps_grid, reproduce,
+                                 restore_grid, run_status, select, with_ppo_settings, with_profile)
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
-    specs = main_grid(args.experiment, seeds or MAIN_SEEDS) if args.experiment else paper_grid(seeds)
+    if args.grid == "profile_steps":
+        if args.experiment:
+            raise ValueError("--grid profile_steps has its own cells; --experiment is for --grid paper")
+        specs = profile_steps_grid(seeds or (1,))
+    else:
+        specs = main_grid(args.experiment, seeds or MAIN_SEEDS) if args.experiment else paper_grid(seeds)
     specs = with_ppo_settings(select(specs, args.only), key_values(args.ppo or [], "--ppo"))
     specs = with_profile(specs, args.profile)
     args.root = args.root or f"runs/grid_{args.profile}"
@@ -168,7 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", help="glob(s) over run names, e.g. 'three_hoppers/*' or "
                    "'*/joint/*' (repeatable)")
     p.add_argument("--samples", help="budget per run (default: each experiment's, 3M)")
-    p.add_argument("--seeds", help="the grid's seeds, e.g. 1-5 or 4,5 (default 1-3, as the paper)")
+    p.add_argument("--seeds", help="the grid's seeds, e.g. 1-5 or 4,5 (default: 5 for the main comparison and "
+                   "Fig. 6, 1-3 for the sweeps; 1 for --grid profile_steps)")
+    p.add_argument("--grid", choices=["paper", "profile_steps"], default="paper",
+                   help="paper = Table I, Figs. 3, 5, 6 (default); profile_steps = the paper profile's corrections "
+                        "one at a time (biped separate, hoppers joint; the profile with all of them is the paper "
+                        "grid's cell)")
     p.add_argument("--experiment", action="append", metavar="NAME",
                    help="instead of the paper's grid, the main comparison (ours jt=400k sp=25%%, joint, separate, "
                    "random, append) on this registered experiment, e.g. biped_fwd_bwd_ankle100 (repeatable)")

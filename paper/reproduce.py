@@ -29,7 +29,9 @@ class RunSpec:
     """One cell of the grid in the paper's names: experiment, method (``ours`` = gradient_guided), (jt, sp)
     = (joint_samples, split_fraction) for ours/random, seed; ``ppo``: PPO settings
     that differ from the defaults, as sorted (key, value) pairs (the same for every cell of a grid);
-    ``profile``: the settings profile of every run (``TrainConfig.profile``)."""
+    ``profile``: the settings profile of every run (``TrainConfig.profile``); ``settings``: other
+    TrainConfig settings as sorted (key, value) pairs (``physics`` as pairs too) and ``label`` the
+    suffix they give the variant's name (``separate+time_limit``), for cells that change a profile."""
 
     experiment: str
     method: str
@@ -38,6 +40,8 @@ class RunSpec:
     sp: float | None = None
     ppo: tuple[tuple[str, object], ...] = ()
     profile: str = "paper"
+    settings: tuple[tuple[str, object], ...] = ()
+    label: str = ""
 
     @property
     def variant(self) -> str:
@@ -46,9 +50,9 @@ class RunSpec:
         from mt_specialize.methods import get_method
 
         method = get_method(self.method)
-        if method.chooses_split:
-            return f"{method.file_name}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}"
-        return method.file_name
+        name = (f"{method.file_name}_jt{self.jt // 1000}k_sp{round(self.sp * 100)}" if method.chooses_split
+                else method.file_name)
+        return name + self.label
 
     @property
     def name(self) -> str:
@@ -58,9 +62,11 @@ class RunSpec:
         from mt_specialize.config import TrainConfig
         from mt_specialize.learning.ppo import PPOConfig
 
+        settings = {k: dict(v) if k == "physics" else v for k, v in self.settings}
         return TrainConfig(experiment=self.experiment, method=self.method, seed=self.seed,
                            joint_samples=self.jt, split_fraction=self.sp, samples=samples,
-                           physics_threads=physics_threads, ppo=PPOConfig(**dict(self.ppo)), profile=self.profile)
+                           physics_threads=physics_threads, ppo=PPOConfig(**dict(self.ppo)), profile=self.profile,
+                           **settings)
 
 
 def with_ppo_settings(specs: list[RunSpec], settings: dict) -> list[RunSpec]:
@@ -72,8 +78,7 @@ def with_ppo_settings(specs: list[RunSpec], settings: dict) -> list[RunSpec]:
     if not settings:
         return list(specs)
     TrainConfig.from_dict({"ppo": settings}, source="PPO settings").resolved(3_000_000, 4000)  # validate
-    pairs = tuple(sorted(settings.items()))
-    return [replace(spec, ppo=pairs) for spec in specs]
+    return [replace(spec, ppo=tuple(sorted({**dict(spec.ppo), **settings}.items()))) for spec in specs]
 
 
 def _main_cells(experiment: str, seeds: Iterable[int]) -> list[RunSpec]:
@@ -116,6 +121,37 @@ def paper_grid(seeds: Iterable[int] | None = None) -> list[RunSpec]:
             grid += [RunSpec(experiment, "ours", seed, jt, sp) for jt in JT_GRID for sp in SP_GRID
                      if (jt, sp) != (400_000, 0.25)]
     return grid
+
+
+# The paper profile's three corrections of SPEC §5c (docs/paper_profile_rules.md), each undone by
+# settings: the profile as the first paper grid ran it (results/grid_paper) is all three undone.
+AS_FIRST_GRID = {
+    "velocity_limit": {"physics": (("state_velocity_scale", 1.0),)},  # the biped's limit on raw qvel
+    "time_limit": {"time_limit": "bootstrap"},
+    "segments": {"envs_per_task": 16, "ppo.advantage_norm": "per_task_iteration"},
+}
+PROFILE_STEP_CELLS = (("biped_fwd_bwd", "separate"), ("three_hoppers", "joint"))
+
+
+def profile_steps_grid(seeds: Iterable[int] = (1,)) -> list[RunSpec]:
+    """The corrections of the paper profile measured one at a time (one seed, 3M): for biped_fwd_bwd
+    separate and three_hoppers joint, the profile as the first paper grid ran it (``_as_grid``) and
+    that plus each correction alone (``_as_grid+time_limit``, ...). The profile with all three is the
+    main grid's cell of the same name (``separate``, ``joint``). The hoppers have no
+    ``+velocity_limit`` cell: their limit did not change."""
+    cells = []
+    for seed in seeds:
+        for experiment, method in PROFILE_STEP_CELLS:
+            for added in (None, *AS_FIRST_GRID):
+                if added == "velocity_limit" and experiment != "biped_fwd_bwd":
+                    continue
+                undone = {k: v for step, settings in AS_FIRST_GRID.items() if step != added
+                          for k, v in settings.items()}
+                ppo = tuple(sorted((k[4:], v) for k, v in undone.items() if k.startswith("ppo.")))
+                settings = tuple(sorted((k, v) for k, v in undone.items() if not k.startswith("ppo.")))
+                cells.append(RunSpec(experiment, method, seed, ppo=ppo, settings=settings,
+                                     label="_as_grid" + (f"+{added}" if added else "")))
+    return cells
 
 
 def with_profile(specs: list[RunSpec], profile: str) -> list[RunSpec]:

@@ -147,7 +147,8 @@ def test_standardize_minibatch_is_per_row_with_sample_std():
     (dict(value_hidden="64"), "value_hidden.*non-empty list"),
     (dict(init="xavier"), r"init='xavier'.*\['normc', 'orthogonal'\]"),
     (dict(obs_norm_update="per_episode"), r"obs_norm_update.*\['per_iteration', 'per_step'\]"),
-    (dict(advantage_norm="batch"), r"advantage_norm.*\['per_task_iteration', 'per_minibatch', 'none'\]"),
+    (dict(advantage_norm="batch"), r"advantage_norm.*\['per_task_iteration', 'per_task_env', 'per_minibatch', "
+                                   r"'none'\] \(or null: the profile's\)"),
     (dict(obs_clip=0), "obs_clip.*> 0"),
     (dict(reward_clip=float("inf")), "reward_clip.*finite"),
     (dict(obs_var_floor=-1.0), "obs_var_floor.*>= 0"),
@@ -171,4 +172,4 @@ def test_stable_baselines3_settings_and_defaults():
     assert (ours.policy_hidden, ours.value_hidden, ours.init, ours.obs_clip, ours.obs_var_floor,
             ours.obs_norm_epsilon, ours.obs_norm_update, ours.reward_norm, ours.advantage_norm,
             ours.clip_env_actions) == ([64, 64, 64], [64, 64, 64], "normc", 5.0, 1e-2, 0.0, "per_iteration",
-                                       False, "per_task_iteration", False)
+                                       False, None, False)  # advantage_norm None: the profile's

@@ -20,7 +20,7 @@ from paper.reproduce import RunSpec, paper_grid, reproduce, run_status, select
 
 REPO = Path(__file__).resolve().parent.parent  # the paper tooling runs from the repository root
 
-ONE_ITERATION = 3984  # three_hoppers: 3 tasks x 16 envs x 83 steps
+ONE_ITERATION = 3996  # three_hoppers on the paper profile: 3 tasks x 4 envs x 333 steps
 
 
 def _rows(run_dir):
@@ -202,7 +202,7 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
     assert archive_grid(tmp_path / "a", tmp_path / "archive") == [spec.name]
     kept = sorted(p.relative_to(tmp_path / "archive" / spec.name).as_posix()
                   for p in (tmp_path / "archive" / spec.name).rglob("*") if p.is_file())
-    assert kept == ["checkpoints/ckpt_000000007968.safetensors", "config.yaml", "metrics.csv", "summary.json"]
+    assert kept == ["checkpoints/ckpt_000000007992.safetensors", "config.yaml", "metrics.csv", "summary.json"]
     assert restore_grid(tmp_path / "archive", tmp_path / "b") == [spec.name]
     assert reproduce(tmp_path / "b", [spec], samples=budget, workers=1, show_progress=False) == {spec.name: "done"}
     assert _rows(tmp_path / "b" / spec.name) == _rows(tmp_path / "full" / spec.name)
@@ -293,3 +293,33 @@ def test_experiment_option_runs_the_main_comparison_on_a_variant(tmp_path, capsy
         and s.variant in ("ours_jt400k_sp25", "joint", "separate", "random_jt400k_sp25", "append"))
     assert main(["reproduce", "--root", str(tmp_path), "--experiment", "four_hoppers", "--list"]) == 2
     assert "unknown experiment(s) ['four_hoppers']" in capsys.readouterr().err
+
+
+def test_profile_steps_undo_all_corrections_but_one():
+    """Each profile-steps cell resolves to the first paper grid's settings (results/grid_paper) except
+    the one correction it adds; the profile with all three is the paper grid's own cell."""
+    from mt_specialize.config import TrainConfig
+    from paper.reproduce import profile_steps_grid
+
+    def resolved(config, batch):
+        data = config.resolved(3_000_000, batch).to_dict()
+        return {k: v for k, v in data.items() if k not in ("task_physics", "physics_threads")}
+
+    first = {e: TrainConfig.from_yaml(REPO / "results" / "grid_paper" / e / m / "seed1" / "config.yaml", run_config=True)
+             for e, m in (("biped_fwd_bwd", "separate"), ("three_hoppers", "joint"))}
+    cells = profile_steps_grid()
+    assert [c.name for c in cells] == [
+        "biped_fwd_bwd/separate_as_grid/seed1", "biped_fwd_bwd/separate_as_grid+velocity_limit/seed1",
+        "biped_fwd_bwd/separate_as_grid+time_limit/seed1", "biped_fwd_bwd/separate_as_grid+segments/seed1",
+        "three_hoppers/joint_as_grid/seed1", "three_hoppers/joint_as_grid+time_limit/seed1",
+        "three_hoppers/joint_as_grid+segments/seed1"]
+    expected_change = {"": set(), "+velocity_limit": {"physics"}, "+time_limit": {"time_limit"},
+                       "+segments": {"envs_per_task", "ppo"}}
+    for cell in cells:
+        batch = 8000 if cell.experiment == "biped_fwd_bwd" else 4000
+        old = resolved(first[cell.experiment], batch)
+        old["physics"] = {"state_velocity_scale": 1.0}  # what the old record means (with_unrecorded_defaults)
+        new = resolved(cell.config(), batch)
+        assert {k for k in new if new[k] != old[k]} == expected_change[cell.label.replace("_as_grid", "")], cell.name
+    main = {s.name: s for s in paper_grid()}
+    assert "biped_fwd_bwd/separate/seed1" in main and "three_hoppers/joint/seed1" in main

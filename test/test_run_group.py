@@ -94,8 +94,12 @@ def test_mixed_runs_in_a_group_equal_each_run_alone(tiny_experiment, tmp_path):
 def test_paper_profile_runs_with_reverts_in_a_group_equal_each_alone(tiny_experiment, tmp_path):
     """The authors' optimiser and the revert rule (a bound of 0.1 rejects iterations often, at different
     iterations in different runs: a rejected run sits out the batched update)."""
-    configs = [_config(tiny_experiment, profile="paper", revert_drop_bound=0.1, samples=3072, **kw)
-               for kw in (dict(method="ours", jt=768, sp=0.25, seed=5), dict(method="joint", seed=6))]
+    # the profile's time limit and advantages as the first paper grid had them: this bound then rejects
+    # iterations without a run getting stuck (the corrected profile in a group: the test below)
+    configs = [_config(tiny_experiment, profile="paper", revert_drop_bound=0.1, samples=3072, time_limit="bootstrap",
+                       **kw) for kw in (dict(method="ours", jt=768, sp=0.25, seed=5), dict(method="joint", seed=6))]
+    for config in configs:
+        config.ppo.advantage_norm = "per_task_iteration"
     for k, config in enumerate(configs):
         Trainer(config, tmp_path / f"alone{k}").run()
     RunGroup(configs, [tmp_path / f"group{k}" for k in range(2)]).run()
@@ -105,6 +109,19 @@ def test_paper_profile_runs_with_reverts_in_a_group_equal_each_alone(tiny_experi
         reverts.append([int(r["reverted"]) for r in _metrics(tmp_path / f"group{k}")])
     assert any(sum(r) for r in reverts), "the bound should have rejected some iteration"
     assert reverts[0] != reverts[1], "the runs should have rejected different iterations"
+
+
+def test_the_paper_profiles_terminal_time_limit_and_per_env_advantages_in_a_group_equal_each_alone(
+        tiny_experiment, tmp_path):
+    configs = [_config(tiny_experiment, profile="paper", samples=3072, **kw)
+               for kw in (dict(method="ours", jt=768, sp=0.25, seed=7), dict(method="separate", seed=8))]
+    for k, config in enumerate(configs):
+        Trainer(config, tmp_path / f"alone{k}").run()
+    RunGroup(configs, [tmp_path / f"group{k}" for k in range(2)]).run()
+    for k in range(2):
+        assert_same_run(tmp_path / f"alone{k}", tmp_path / f"group{k}")
+        rows = _metrics(tmp_path / f"group{k}")
+        assert any(int(v) for r in rows for key, v in r.items() if key.startswith("ended/")), "episodes ended"
 
 
 def test_a_run_the_revert_rule_stops_leaves_its_group_and_the_others_go_on(tiny_experiment, tmp_path):
