@@ -49,6 +49,9 @@ from mt_specialize.envs.tasks import TaskEnv
 from mt_specialize.train import Trainer
 
 RUN_SAMPLES = 3_000_000  # the Table I budget the wall-time estimate is for
+# timed beside the profiles: the paper profile with the first paper grid's rollout geometry (16 envs per
+# task, advantages standardised per task), so the cost of the authors' 4 envs per task reads off one run
+PROFILE_VARIANTS = {"paper_16envs": ("paper", {"envs_per_task": 16}, {"advantage_norm": "per_task_iteration"})}
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
@@ -61,7 +64,8 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
     are recorded (every step, evenly thinned to ``record_steps`` env steps) for the physics bound.
     """
     exp = get_experiment(experiment)
-    probe = TrainConfig(experiment=experiment, profile=profile).resolved(exp.budget, exp.batch_size)
+    profile, settings, ppo_settings = PROFILE_VARIANTS.get(profile, (profile, {}, {}))
+    probe = TrainConfig(experiment=experiment, profile=profile, **settings).resolved(exp.budget, exp.batch_size)
     n_tasks = len(exp.tasks)
     steps = max(1, round(probe.batch_size / (n_tasks * probe.envs_per_task)))
     batch = n_tasks * probe.envs_per_task * steps
@@ -70,7 +74,9 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
     config = TrainConfig(experiment=experiment, method="gradient_guided", seed=1, joint_samples=joint_samples,
                          samples=joint_samples + (1 + iters) * batch,
                          physics_threads=physics_threads, torch_threads=torch_threads, checkpoint_every=10**6,
-                         profile=profile)
+                         profile=profile, **settings)
+    for key, value in ppo_settings.items():
+        setattr(config.ppo, key, value)
     rows: list[dict] = []
     out = tempfile.mkdtemp(prefix="mt_bench_")
     try:
@@ -210,7 +216,8 @@ def _time_seeds(experiment: str, profile: str, seeds: list[int], iterations: int
     from mt_specialize.run_group import RunGroup, run_groups
 
     exp = get_experiment(experiment)
-    probe = TrainConfig(experiment=experiment, profile=profile).resolved(exp.budget, exp.batch_size)
+    profile, settings, ppo_settings = PROFILE_VARIANTS.get(profile, (profile, {}, {}))
+    probe = TrainConfig(experiment=experiment, profile=profile, **settings).resolved(exp.budget, exp.batch_size)
     steps = max(1, round(probe.batch_size / (len(exp.tasks) * probe.envs_per_task)))
     batch = len(exp.tasks) * probe.envs_per_task * steps
     jt = (iterations // 2) * batch
@@ -331,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="our MuJoCo rollout threads (default: the trainer's default, min(2, cores))")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads for ours and SB3 (default: %(default)s, the TrainConfig default)")
-    parser.add_argument("--profiles", nargs="+", default=["mujoco", "paper"], choices=["paper", "mujoco", "none"],
+    parser.add_argument("--profiles", nargs="+", default=["mujoco", "paper"], choices=["paper", "mujoco", "none", *PROFILE_VARIANTS],
                         help="settings profiles to time ours with (default: %(default)s; paper = the authors' "
                              "optimiser, T single-task Adam steps per minibatch)")
     parser.add_argument("--seeds", type=int, default=None, metavar="K",
