@@ -46,6 +46,11 @@ def _resume_one_iteration(run_dir: Path) -> dict[str, str]:
     config = TrainConfig.from_yaml(run_dir / "config.yaml", run_config=True)
     trainer = Trainer(config, run_dir, resume=True)
     assert (trainer.iteration, trainer.samples, trainer.split_done) == (200, 1_600_000, True)
+    # a paper-profile run recorded before the profile's corrections resumes on the rules it started with
+    assert (trainer.config.time_limit, trainer.config.envs_per_task, trainer.config.ppo.advantage_norm) == (
+        "bootstrap", 16, "per_task_iteration")
+    assert [t.resolved_physics["state_velocity_scale"] for t in trainer.tasks] == [1.0, 1.0]
+    assert not trainer.log_end_causes  # its metrics.csv keeps its columns
     with pytest.raises(Interrupted):
         trainer.run(should_stop=lambda: True)
     rows = _rows(run_dir)
