@@ -56,6 +56,9 @@ setup(
         # Foxglove WebSocket client decoding messages from their advertised schemas
         "test": ["pytest", "pytest-timeout", "ray", "mcap-ros2-support", "websockets>=13", "protobuf"],
         "cluster": ["ray"],
+        # the DART physics engine (physics setting ``engine: dart``, profile ``paper_dart``): 6.20.0 is
+        # the newest dartpy with a CPython 3.11 wheel
+        "dart": ["dartpy==6.20.0"],
     },
     zip_safe=True,
     maintainer="mt_specialize developers",

@@ -13,6 +13,7 @@ Models (``--models``):
 * ``capsule``: our capsule hopper as the built-in task ``hopper_capsule`` has it;
 * ``capsule_paper``, ``capsule_mujoco``, ``capsule_none``: our capsule hopper in each physics
   profile (every physics setting of the profile written into the task's ``physics:``);
+  ``capsule_paper_dart`` (not run by default) the same on the DART engine;
 * ``gymnasium``: Gymnasium's Hopper-v5 model; SB3 runs ``gymnasium.make("Hopper-v5")``, ours the
   task ``hopper_gymnasium`` (Gymnasium's MJCF in our batched env).
 
@@ -50,9 +51,9 @@ from mt_specialize.experiments import get_experiment
 from mt_specialize.learning.ppo import PPOConfig
 from mt_specialize.envs.tasks import TaskEnv
 
-PROFILES = ("paper", "mujoco", "none")
+PROFILES = ("paper", "paper_dart", "mujoco", "none")
 MODELS = ("capsule", *(f"capsule_{p}" for p in PROFILES), "gymnasium")
-DEFAULT_MODELS = (*(f"capsule_{p}" for p in PROFILES), "gymnasium")
+DEFAULT_MODELS = (*(f"capsule_{p}" for p in PROFILES if p != "paper_dart"), "gymnasium")  # DART: ask for it
 TRAINERS = ("sb3", "ours")
 BATCH = 2048  # SB3 n_steps x 1 env
 RETURN_WINDOW = 100  # episodes, SB3's ep_info_buffer and our RETURN_WINDOW

@@ -22,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-PROFILES = ("paper", "mujoco", "none")  # mt_specialize.config.PROFILES (not imported: a fast --help)
+PROFILES = ("paper", "paper_dart", "mujoco", "none")  # mt_specialize.config.PROFILES (not imported: a fast --help)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")
     p.add_argument("--profile", choices=list(PROFILES),
                    help="settings bundle: paper (robots, optimiser, revert rule as the paper's authors ran "
-                        "them), mujoco (physically correct robots, Gymnasium's contact conventions; the "
+                        "them, the robots emulated in MuJoCo), paper_dart (the same on the DART engine, the "
+                        "authors' simulator: pip install .[dart]), mujoco (physically correct robots, Gymnasium's contact conventions; the "
                         "default), none (every setting at its own default: the first grid's robots)")
     p.add_argument("--start-from", dest="start_from", metavar="CHECKPOINT",
                    help="start this new run from another run's training checkpoint (or its run directory's "

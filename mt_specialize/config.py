@@ -23,7 +23,7 @@ import yaml
 from .learning.ppo import PPOConfig
 from .methods import METHODS, get_method
 
-PROFILES = ("paper", "mujoco", "none")
+PROFILES = ("paper", "paper_dart", "mujoco", "none")
 APPEND_MODES = ("raw", "normalized")
 SPLIT_COUNTS = ("round", "floor_nonzero")
 SCORE_STATISTICS = ("variance", "std")
@@ -60,6 +60,9 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
              "score_statistic": "variance", "split_count": "round", "time_limit": "bootstrap",
              "envs_per_task": 16, "advantage_norm": "per_task_iteration"},
 }
+# SPEC §5c: the paper profile on the DART engine trains as the paper profile does (its physics adds
+# engine: dart, mt_specialize.envs.physics)
+PROFILE_SETTINGS["paper_dart"] = dict(PROFILE_SETTINGS["paper"])
 # Settings a profile gained after runs were recorded, with the value every run had before: a run's
 # config.yaml that does not name one ran at that value, and resumes so (``TrainConfig.from_run_config``).
 # Keys are TrainConfig fields or ``ppo.<field>``. (A physics setting a run's recorded task_physics
@@ -178,9 +181,10 @@ class TrainConfig:
     physics_threads: threads stepping the batched physics; null = the CPU cores, at most 2. Results do not
                     depend on it, so a resumed run may change it (as checkpoint_every, keep_checkpoints)
     ppo:            the PPO, network and normaliser settings (``PPOConfig``; YAML: a ``ppo:`` mapping)
-    profile:        paper | mujoco | none: a bundle of robot physics (mt_specialize.envs.physics) and of
-                    the training settings below that are null (PROFILE_SETTINGS). ``paper`` = as the
-                    paper's authors ran it, ``mujoco`` = physically correct robots with Gymnasium's
+    profile:        paper | paper_dart | mujoco | none: a bundle of robot physics (mt_specialize.envs.physics)
+                    and of the training settings below that are null (PROFILE_SETTINGS). ``paper`` = as the
+                    paper's authors ran it (their DART robots emulated in MuJoCo), ``paper_dart`` = the same
+                    simulated by DART itself (physics engine: dart), ``mujoco`` = physically correct robots with Gymnasium's
                     contact conventions, ``none`` = every setting at its own default (the robots of
                     the first grid: armature 1.0, friction 0.9). A run directory written before
                     profiles existed reads as ``none``.

@@ -40,7 +40,7 @@ from mt_specialize.plots import plt, read_metrics
 from mt_specialize.run_dir import RunDir
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "paper_results.yaml"
-PROFILES = ("paper", "mujoco", "none")  # the values config.yaml's `profile` may take; absent means none
+PROFILES = ("paper", "paper_dart", "mujoco", "none")  # the values config.yaml's `profile` may take; absent means none
 
 
 @lru_cache(maxsize=None)

@@ -103,7 +103,7 @@ def test_setting_errors_name_unknown_settings_feet_and_knee():
         TaskSpec("bad", "biped", "biped", physics={"foot_friction": [1.0, 2.0, 3.0]})
     with pytest.raises(ValueError, match="family is 'biped'; the knee-limit penalty is for the hopper family"):
         TaskSpec("bad", "biped", "biped", physics={"knee_limit_penalty": 0.75})
-    with pytest.raises(ValueError, match=r"unknown physics profile 'dart'; allowed \['paper', 'mujoco', 'none'\]"):
+    with pytest.raises(ValueError, match=r"unknown physics profile 'dart'; allowed \['paper', 'paper_dart', 'mujoco', 'none'\]"):
         apply_profile(get_experiment("three_hoppers"), "dart")
     with pytest.raises(ValueError, match=r"physics_overrides: unknown physics setting\(s\) \['frction'\]; allowed"):
         apply_profile(get_experiment("three_hoppers"), "paper", {"frction": 1.0})

@@ -34,7 +34,17 @@ state_velocity_scale  > 0, the factor on qvel in the state vector that ``state_l
 integrator            ``euler`` | ``implicitfast`` | ``implicit`` | ``rk4``
 damping               None (the robot file's: URDF ``<dynamics damping>``, MJCF joint damping) | >= 0
                       N*m*s/rad on every actuated hinge (root joints keep 0)
+engine                ``mujoco`` | ``dart``: the simulator that steps the robot (``dart_engine``: DART
+                      6.20 through dartpy, the paper's authors' simulator; ``pip install .[dart]``)
+collision_detector    ``auto`` (the authors' per robot: ODE for capsule robots, DART's own for box
+                      robots, FCL for ellipsoid robots) | ``ode`` | ``dart`` | ``fcl`` | ``bullet``;
+                      the DART engine's collision detector (MuJoCo has one of its own and ignores it)
 ====================  ============================================================================
+
+On the DART engine the robot is the MuJoCo model of these settings (``dart_engine.describe``), stepped by
+DART's hard LCP contacts, hard joint limits and semi-implicit Euler. Settings DART has no counterpart for
+must say so: ``armature`` 0 (DART's joints have none), ``joint_limits`` ``hard`` and ``integrator``
+``euler`` (DART has only these); ``contact`` (MuJoCo's constraint softness) is not used by DART.
 
 A robot loaded from an MJCF file (``gymnasium:hopper``, ``gymnasium:walker2d``) also accepts ``model``
 for friction, foot_friction and contact: keep what the file has (its default). Such a robot's
@@ -56,8 +66,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .dart_engine import DETECTORS, require_dartpy
+
 SETTINGS = ("armature", "friction", "foot_friction", "contact", "joint_limits", "inertia",
-            "torso_inertia", "knee_limit_penalty", "state_limit", "state_velocity_scale", "integrator", "damping")
+            "torso_inertia", "knee_limit_penalty", "state_limit", "state_velocity_scale", "integrator", "damping",
+            "engine", "collision_detector")
 DEFAULT_SOLREF = (0.02, 1.0)  # s, damping ratio: MuJoCo's default for contacts and joint limits
 DEFAULT_SOLIMP = (0.9, 0.95, 0.001, 0.5, 2.0)  # MuJoCo's default impedance
 STIFF_SOLREF = (0.004, 1.0)  # 2 * timestep 0.002 s (MuJoCo's stability floor), critically damped
@@ -67,6 +80,8 @@ JOINT_LIMITS = {"soft": (DEFAULT_SOLREF, DEFAULT_SOLIMP), "hard": (STIFF_SOLREF,
 INERTIA_MODES = ("true", "dart")
 TORSO_INERTIA_MODES = ("scaled", "unchanged")
 INTEGRATORS = ("euler", "implicitfast", "implicit", "rk4")
+ENGINES = ("mujoco", "dart")
+COLLISION_DETECTORS = ("auto", *DETECTORS)
 MODEL = "model"  # keep the MJCF file's own value
 KNEE_JOINT = "leg_joint"
 KNEE_LIMIT_MARGIN = 0.05  # rad, the authors' hopper.py
@@ -81,14 +96,15 @@ DART_ENV_STATE_VELOCITY_SCALE = 0.1
 # today's loader for URDF robots (SPEC section 4; every setting's default)
 URDF_DEFAULTS = {"armature": 1.0, "friction": 0.9, "foot_friction": None, "contact": "default",
                  "joint_limits": "soft", "inertia": "true", "torso_inertia": "scaled",
-                 "knee_limit_penalty": 0.0, "state_velocity_scale": 1.0, "integrator": "euler", "damping": None}
+                 "knee_limit_penalty": 0.0, "state_velocity_scale": 1.0, "integrator": "euler", "damping": None,
+                 "engine": "mujoco", "collision_detector": "auto"}
 FAMILY_STATE_LIMIT = {"hopper": 100.0, "biped": None}  # SPEC section 4's termination rules
 # Gymnasium's hopper.xml as it is (armature 1, RK4, its own frictions and contacts)
 MJCF_DEFAULTS = {**URDF_DEFAULTS, "friction": MODEL, "foot_friction": MODEL, "contact": MODEL,
                  "integrator": "rk4"}
 
 # -- profiles: bundles of settings, per family, plus per built-in task changes ------------------------
-PROFILE_NAMES = ("paper", "mujoco", "none")
+PROFILE_NAMES = ("paper", "paper_dart", "mujoco", "none")
 PROFILES: dict[str, dict] = {
     "paper": {  # SPEC section 5b: the authors' DART robots
         "settings": {"armature": 0.0, "inertia": "dart", "friction": 1.0, "foot_friction": None,
@@ -111,6 +127,8 @@ PROFILES: dict[str, dict] = {
     },
     "none": {"settings": {}, "family": {}, "tasks": {}},
 }
+# SPEC section 5c: the paper profile simulated by DART itself; whatever ``paper`` sets, on the dart engine
+PROFILES["paper_dart"] = {**PROFILES["paper"], "settings": {**PROFILES["paper"]["settings"], "engine": "dart"}}
 
 
 def _number(where: str, value, *, positive: bool = False) -> float:
@@ -205,7 +223,25 @@ def validate(settings: Mapping | None, where: str, family: str | None = None, mj
         elif key == "damping":
             out[key] = None if value is None else _number(
                 w + " (None = the robot file's, or N*m*s/rad)", value)
+        elif key == "engine":
+            out[key] = _choice(w, value, ENGINES)
+        elif key == "collision_detector":
+            out[key] = _choice(w, value, COLLISION_DETECTORS)
     return out
+
+
+def check_engine(settings: Mapping, where: str) -> None:
+    """ValueError (naming ``where``) unless resolved ``settings`` can run on their engine: the DART engine
+    needs dartpy (``pip install .[dart]``), armature 0, hard joint limits and the Euler integrator."""
+    if settings.get("engine", "mujoco") != "dart":
+        return
+    wrong = {key: (settings[key], want) for key, want in (("armature", 0.0), ("joint_limits", "hard"),
+                                                          ("integrator", "euler")) if settings[key] != want}
+    if wrong:
+        details = ", ".join(f"{key} {have!r} (DART: {want!r})" for key, (have, want) in wrong.items())
+        raise ValueError(f"{where}: engine 'dart' has no counterpart for {details}; set those settings (profile "
+                         f"paper_dart does) or use engine 'mujoco'")
+    require_dartpy()
 
 
 def default_physics(family: str, mjcf: bool = False) -> dict:

@@ -11,7 +11,8 @@ A control step is ``planar.control_step``'s rule run natively: ``ctrl = action``
 (``initial_warmstart``). The rewards and terminations are ``tasks``' rules reading the same named
 quantities (``planar``), so a batched env and a single ``tasks.TaskRobot`` (``TaskEnv``, the
 simulator node) given the same actions produce bit-identical trajectories, whatever the thread
-count and scheduling.
+count and scheduling. Tasks on the DART engine (physics setting ``engine: dart``) keep the same state
+rows and rules; ``dart_engine.DartBatch`` steps the rows instead of MuJoCo, with the same guarantee.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
-from . import planar
+from . import dart_engine, planar
 from . import tasks as task_rules
 from .tasks import TaskSpec
 
@@ -163,6 +164,8 @@ class MultiTaskVecEnv:
         self._out = np.zeros((n, self.frame_skip, self.nstate))
         self._sensor = np.zeros((n, self.frame_skip, 0))
         self._warmstart = np.zeros((n, self.nv))
+        # tasks on the DART engine (physics setting engine: dart): the same state rows, stepped by DART
+        self._dart = dart_engine.batch_for(self.tasks, self.envs_per_task, self.frame_skip, self.nthread)
         self.episode_return = np.zeros((self.n_tasks, self.envs_per_task))
         self.episode_length = np.zeros((self.n_tasks, self.envs_per_task), dtype=np.int64)
         self._rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.n_tasks)]
@@ -271,10 +274,13 @@ class MultiTaskVecEnv:
             raise ValueError(f"actions must have shape {(self.n_tasks, self.envs_per_task, self.act_dim)}, "
                              f"got {actions.shape}")
         self._ctrl[:] = actions.reshape(-1, 1, self.act_dim)
-        self._runner.rollout(self._batch_models, self._datas, self.state, self._ctrl, nstep=self.frame_skip,
-                             skip_checks=True, initial_warmstart=self._warmstart, state=self._out,
-                             sensordata=self._sensor, chunk_size=self._chunk)
-        new_state = self._out[:, -1]
+        if self._dart is not None:
+            new_state = self._dart.step(self.state, actions.reshape(-1, self.act_dim))
+        else:
+            self._runner.rollout(self._batch_models, self._datas, self.state, self._ctrl, nstep=self.frame_skip,
+                                 skip_checks=True, initial_warmstart=self._warmstart, state=self._out,
+                                 sensordata=self._sensor, chunk_size=self._chunk)
+            new_state = self._out[:, -1]
         qpos, qvel = self.qpos(new_state), self.qvel(new_state)
         x_before, x_after = planar.x_position(self.qpos()), planar.x_position(qpos)
         reward = task_rules.reward(x_before, x_after, actions, self._direction, self._alive_bonus,
