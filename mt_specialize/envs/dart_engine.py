@@ -310,6 +310,8 @@ class DartWorld:
     """One robot with the authors' ground in a DART world of its own. ``control_step`` steps it from any
     given state, so one world serves any number of envs in turn (a step depends on its inputs alone)."""
 
+    memoryless = True  # a fresh collision detector before each substep: no contact or solver memory (module docstring)
+
     def __init__(self, desc: RobotDesc, frame_skip: int):
         dart = require_dartpy()
         self.desc, self.frame_skip = desc, int(frame_skip)
@@ -416,7 +418,8 @@ class DartWorld:
         world.setTime(time)
         tau = self.torques(action)
         for _ in range(self.frame_skip):
-            world.setCollisionDetector(self._new_detector())  # no contact or solver memory (module docstring)
+            if self.memoryless:
+                world.setCollisionDetector(self._new_detector())
             skel.setForces(tau)
             world.step()
         return world.getTime(), skel.getPositions(), skel.getVelocities()

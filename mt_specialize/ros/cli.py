@@ -158,6 +158,23 @@ def node_params(config_dir: Path, node: str) -> dict:
     return {}
 
 
+def profile_engine(profile: str) -> str:
+    """The physics engine (``mujoco`` | ``dart``) a profile's robots are stepped with."""
+    from mt_specialize.envs import physics
+
+    return str(physics.get_profile(profile)["settings"].get("engine", "mujoco"))
+
+
+def trained_engine(run_config: dict) -> set[str]:
+    """The physics engines a run stepped its tasks with: its recorded ``task_physics``, else its run-wide
+    ``physics`` setting, else its profile's."""
+    record = run_config.get("task_physics") or {}
+    engines = {str(v.get("engine", "mujoco")) for v in record.values() if isinstance(v, dict)}
+    if engines:
+        return engines
+    return {str((run_config.get("physics") or {}).get("engine") or profile_engine(str(run_config.get("profile", "none"))))}
+
+
 def checkpoint_misfit(checkpoint: Path, config_dir: Path, profile: str | None = None) -> str | None:
     """Why the policy server could not serve ``checkpoint`` to the simulator's robots as configured
     in ``config_dir`` (simulator.yaml, policy_server.yaml), or None if it can.
@@ -165,7 +182,8 @@ def checkpoint_misfit(checkpoint: Path, config_dir: Path, profile: str | None = 
     Checked per robot the server serves: the file loads; the task the server gives the robot
     (policy_server.yaml ``tasks``, else one of the checkpoint's tasks for that robot model) is in the
     checkpoint; its robot model (``TaskSpec.robot``) and observation size are the simulated robot's;
-    the profile its run trained on is the simulator's (``profile``, else simulator.yaml's, else mujoco).
+    the profile its run trained on is the simulator's (``profile``, else simulator.yaml's, else mujoco), and so is
+    the physics engine it stepped the robots with (``mujoco`` or ``dart``).
     """
     import numpy as np
 
@@ -186,6 +204,12 @@ def checkpoint_misfit(checkpoint: Path, config_dir: Path, profile: str | None = 
         if trained != simulated_profile:
             return (f"checkpoint {checkpoint} was trained on profile {trained!r} robots, the simulator would step "
                     f"profile {simulated_profile!r} ones (pass --profile {trained}, or set profile in simulator.yaml)")
+        trained_engines = trained_engine(policy.run_config)
+        simulated_engine = profile_engine(simulated_profile)
+        if trained_engines - {simulated_engine}:
+            return (f"checkpoint {checkpoint} was trained on the {' and '.join(sorted(trained_engines))} physics "
+                    f"engine, the simulator would step its robots with {simulated_engine} (profile "
+                    f"{simulated_profile!r}; profile paper_dart steps the robots with dart)")
     sim_tasks = list(sim.get("tasks") or ["hopper_capsule"])
     namespaces = [str(n).strip("/") for n in (sim.get("namespaces") or sim_tasks)]
     robots = [str(r).strip("/") for r in (server.get("robots") or [])]
