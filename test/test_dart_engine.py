@@ -462,3 +462,99 @@ def test_a_run_group_on_dart_equals_each_run_alone(tiny_dart, tmp_path):
     for config in configs:
         assert _metrics(tmp_path / f"group{config.seed}") == _metrics(tmp_path / f"alone{config.seed}")
     assert _metrics(tmp_path / "group1") != _metrics(tmp_path / "group2")
+
+
+# -- everything else follows: gait, the simulator's robots, the policy server's check ------------------
+@pytest.fixture(scope="module")
+def biped_dart_run(tmp_path_factory):
+    """A tiny trained run of biped_fwd_bwd on paper_dart (2 iterations of 2 x 4 envs x 32 steps)."""
+    from mt_specialize.train import Trainer
+
+    root = tmp_path_factory.mktemp("biped_dart")
+    (root / "tiny.yaml").write_text("name: tiny_biped\nbatch_size: 256\nbudget: 512\n"
+                                    "tasks: [biped_forward, biped_backward]\n")
+    config = TrainConfig(experiment=str(root / "tiny.yaml"), profile="paper_dart", method="joint", envs_per_task=4,
+                         seed=1, physics_threads=1)
+    config.ppo.minibatch_per_task = 64
+    config.ppo.epochs = 1
+    Trainer(config, root / "run").run()
+    return root / "run"
+
+
+@needs_dart
+def test_gait_renders_a_dart_run_stepped_by_dart(biped_dart_run, tmp_path):
+    """``mt-specialize gait`` plays a DART run's policy on DART (the robot as the run trained it) and draws
+    the poses with MuJoCo's renderer (the coordinates are MuJoCo's)."""
+    import imageio.v3 as iio
+
+    from mt_specialize.cli import main
+    from mt_specialize.envs.gait import play
+    from mt_specialize.experiments import task_as_trained
+    from mt_specialize.learning.inference import InferencePolicy
+    from mt_specialize.train import latest_checkpoint
+
+    assert main(["gait", str(biped_dart_run), "biped_forward", str(tmp_path / "g.gif"), "--steps", "20",
+                 "--width", "64", "--height", "48"]) == 0
+    frames = iio.imread(tmp_path / "g.gif", index=None)
+    assert frames.shape[1:3] == (48, 64) and np.ptp(frames) > 0
+    policy = InferencePolicy.from_checkpoint(latest_checkpoint(biped_dart_run))
+    task = task_as_trained("biped_forward", policy.run_config)
+    assert task.resolved_physics["engine"] == "dart"
+    on_dart = play(policy, task, [(0, "biped_forward")], steps=20)
+    on_mujoco = play(policy, task_as_trained("biped_forward", {**policy.run_config, "profile": "paper",
+                                                               "task_physics": None}), [(0, "biped_forward")], 20)
+    np.testing.assert_array_equal(on_dart.qpos[0], on_mujoco.qpos[0])  # the same start, another simulator
+    assert not np.array_equal(on_dart.qpos[1], on_mujoco.qpos[1])
+
+
+@needs_dart
+def test_the_simulators_robots_step_on_dart_with_profile_paper_dart():
+    """The simulator node's robot (``RobotSim``: a TaskRobot of ``profiled_task(name, profile)``) steps
+    with DART under profile paper_dart; its state and motor torques come out in MuJoCo's data."""
+    from mt_specialize.ros.simulator import RobotSim
+
+    sim = RobotSim(profiled_task("hopper_capsule", "paper_dart"), np.random.default_rng(0))
+    assert sim.robot.dart is not None and RobotSim(profiled_task("hopper_capsule", "paper"),
+                                                     np.random.default_rng(0)).robot.dart is None
+    sim.reset()
+    state = (sim.data.time, sim.data.qpos.copy(), sim.data.qvel.copy())
+    action = np.array([0.5, -2.0, 0.1])
+    sim.step(action)
+    world = dart_engine.DartWorld(sim.robot.task.dart_description(), 4)
+    time, qpos, qvel = world.control_step(*state, action)
+    assert sim.data.time == time
+    np.testing.assert_array_equal(sim.data.qpos, qpos)
+    np.testing.assert_array_equal(sim.data.qvel, qvel)
+    np.testing.assert_array_equal(sim.joint_efforts()[-3:], [100.0, -200.0, 20.0])  # gear 200 x clip(action)
+
+
+@needs_dart
+def test_up_refuses_a_checkpoint_from_another_engine(biped_dart_run, tmp_path):
+    """As for another profile: a DART run's checkpoint is not served to MuJoCo robots, nor a MuJoCo run's
+    (here a run of profile paper with physics engine: dart) to the robots of profile paper."""
+    import yaml
+
+    from mt_specialize.ros.cli import checkpoint_misfit, trained_engine
+    from mt_specialize.train import latest_checkpoint
+
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    for node, params in (("simulator", {"tasks": ["biped_forward"], "namespaces": ["biped"]}),
+                         ("policy_server", {"robots": ["biped"], "tasks": ["biped_forward"]})):
+        (config_dir / f"{node}.yaml").write_text(yaml.safe_dump({node: {"ros__parameters": params}}))
+    checkpoint = latest_checkpoint(biped_dart_run)
+    assert checkpoint_misfit(checkpoint, config_dir, "paper_dart") is None
+    assert "trained on profile 'paper_dart' robots, the simulator would step profile 'paper' ones" in \
+        checkpoint_misfit(checkpoint, config_dir, "paper")
+    # a run of profile paper with the run-wide physics setting engine: dart
+    from mt_specialize.learning.checkpoint import load_checkpoint, save_checkpoint
+
+    tensors, meta = load_checkpoint(checkpoint)
+    meta["config"] = {**meta["config"], "profile": "paper"}
+    save_checkpoint(tmp_path / "paper_on_dart.safetensors", tensors, meta)
+    assert "was trained on the dart physics engine, the simulator would step its robots with mujoco (profile " \
+           "'paper'" in checkpoint_misfit(tmp_path / "paper_on_dart.safetensors", config_dir, "paper")
+    run_config = yaml.safe_load((biped_dart_run / "config.yaml").read_text())
+    assert trained_engine(run_config) == {"dart"}
+    assert trained_engine({"profile": "paper", "physics": {"engine": "dart"}}) == {"dart"}
+    assert trained_engine({"profile": "paper"}) == {"mujoco"} and trained_engine({"profile": "paper_dart"}) == {"dart"}
