@@ -14,6 +14,11 @@ Prints (SPEC section 9: ratios measured in one run, on one machine):
     frame skip 4, as training does), as a Python loop of mj_step and as a 1-thread ``mujoco.rollout``
     (no Python per step); the faster is the bound, given as env steps/s = calls/s / 4;
 (d) ratios: ours / SB3, and our rollout / (physics bound x physics threads used).
+(f) with a profile on the DART engine and its MuJoCo counterpart in ``--profiles`` (``paper_dart`` and
+    ``paper``: the same robots, settings and training, another simulator): DART / MuJoCo ratios of (a)
+    and (c) per experiment, all measured in this run. A DART profile's physics bound (c) replays the
+    recorded steps through ``dart_engine.DartWorld.control_step`` (single core, frame skip 4); its
+    training steps the envs in the trainer's process and ``physics threads - 1`` worker processes.
 
 With ``--seeds K`` it times instead many runs in one process (``mt_specialize.run_group.RunGroup``):
 
@@ -25,6 +30,7 @@ With ``--seeds K`` it times instead many runs in one process (``mt_specialize.ru
     metrics are identical both ways (they must be); per experiment and profile, beside SB3 (b).
 
 Usage: ``python bench/throughput.py [--samples 24k] [--sb3-samples N] [--experiments ...] [--json]``,
+``python bench/throughput.py --profiles paper paper_dart --sb3-samples 0`` (DART against MuJoCo),
 ``python bench/throughput.py --seeds 5 [--iterations 6]``.
 """
 from __future__ import annotations
@@ -97,6 +103,9 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
         nthread = env.nthread
         models = env.models
         envs_per_task = env.envs_per_task
+        dart = env._dart  # the DART stepper of a profile on the DART engine, else None
+        if dart is not None:  # the robots by task index, for the physics bound
+            models = [dart.descs[dart.row_robot[k * envs_per_task]] for k in range(len(models))]
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -117,7 +126,8 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
     actions = np.concatenate([a for _, a in recorded])
     model_index = np.tile(np.repeat(np.arange(len(models)), envs_per_task), len(recorded))
     keep = np.linspace(0, len(states) - 1, min(record_steps, len(states))).astype(int)
-    return {"experiment": experiment, "profile": profile, "optimizer": probe.ppo.optimizer, "batch": batch, "physics_threads": nthread, "torch_threads": torch_threads,
+    return {"experiment": experiment, "profile": profile, "engine": "mujoco" if dart is None else "dart",
+            "optimizer": probe.ppo.optimizer, "batch": batch, "physics_threads": nthread, "torch_threads": torch_threads,
             "joint": joint, "specialized": spec, "wall_seconds": wall,
             "estimated_3M_run_minutes": estimate / 60.0,
             "_replay": (models, model_index[keep], states[keep], actions[keep])}
@@ -162,6 +172,25 @@ def bench_physics(models, model_index: np.ndarray, states: np.ndarray, actions: 
     rates = {f"{name}_mj_step_per_s": n * frame_skip / seconds for name, seconds in best.items()}
     bound = max(rates.values())
     return {"env_steps": n, **rates, "mj_step_per_s": bound, "env_steps_per_s": bound / frame_skip}
+
+
+def bench_dart_physics(descs, model_index: np.ndarray, states: np.ndarray, actions: np.ndarray,
+                       frame_skip: int = 4, repeats: int = 3) -> dict:
+    """(c) on the DART engine: single-core control steps/s replaying training's (state, action) pairs through
+    ``DartWorld.control_step`` (one world per robot, as a batch's process holds them); best of ``repeats``."""
+    from mt_specialize.envs.dart_engine import DartWorld
+
+    worlds = [DartWorld(d, frame_skip) for d in descs]
+    n = len(states)
+    ndof = worlds[0].ndof
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for k, state, action in zip(model_index, states, actions):
+            worlds[k].control_step(state[0], state[1:1 + ndof], state[1 + ndof:], action)
+        best = min(best, time.perf_counter() - start)
+    rate = n / best
+    return {"env_steps": n, "world_step_per_s": rate * frame_skip, "env_steps_per_s": rate}
 
 
 # -- (b) Stable-Baselines3 -----------------------------------------------------------------------------
@@ -338,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="our MuJoCo rollout threads (default: the trainer's default, min(2, cores))")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads for ours and SB3 (default: %(default)s, the TrainConfig default)")
-    parser.add_argument("--profiles", nargs="+", default=["mujoco", "paper"], choices=["paper", "mujoco", "none", *PROFILE_VARIANTS],
+    parser.add_argument("--profiles", nargs="+", default=["mujoco", "paper"],
+                        choices=["paper", "paper_dart", "mujoco", "none", *PROFILE_VARIANTS],
                         help="settings profiles to time ours with (default: %(default)s; paper = the authors' "
-                             "optimiser, T single-task Adam steps per minibatch)")
+                             "optimiser, T single-task Adam steps per minibatch; paper_dart = paper on the DART "
+                             "engine, compared with paper in (f))")
     parser.add_argument("--seeds", type=int, default=None, metavar="K",
                         help="time K seeds trained in one process against K runs one after another, (e)")
     parser.add_argument("--iterations", type=int, default=6,
@@ -362,12 +393,21 @@ def main(argv: list[str] | None = None) -> int:
     for experiment, profile in ((e, p) for p in args.profiles for e in args.experiments):
         name = f"{experiment}@{profile}"
         result = bench_ours(experiment, samples, args.physics_threads, args.torch_threads, physics_steps, profile)
-        result["physics_bound"] = bench_physics(*result.pop("_replay"))
+        replay = result.pop("_replay")
+        result["physics_bound"] = bench_physics(*replay) if result["engine"] == "mujoco" else bench_dart_physics(*replay)
         bound = result["physics_bound"]["env_steps_per_s"] * result["physics_threads"]
         for phase in ("joint", "specialized"):
             result[phase]["rollout_over_physics_bound_x_cores"] = result[phase]["rollout_samples_per_s"] / bound
         ours[name] = result
     report["ours"] = ours
+    if "paper" in args.profiles and "paper_dart" in args.profiles:  # (f) the same run on both simulators
+        report["dart_over_mujoco"] = {e: {
+            **{f"{phase}_samples_per_s": ours[f"{e}@paper_dart"][phase]["samples_per_s"]
+               / ours[f"{e}@paper"][phase]["samples_per_s"] for phase in ("joint", "specialized")},
+            **{f"{phase}_rollout_samples_per_s": ours[f"{e}@paper_dart"][phase]["rollout_samples_per_s"]
+               / ours[f"{e}@paper"][phase]["rollout_samples_per_s"] for phase in ("joint", "specialized")},
+            "physics_bound_env_steps_per_s": ours[f"{e}@paper_dart"]["physics_bound"]["env_steps_per_s"]
+            / ours[f"{e}@paper"]["physics_bound"]["env_steps_per_s"]} for e in args.experiments}
     first = next(iter(ours.values()))
     sb3_samples = (parse_count(args.sb3_samples, "--sb3-samples") if args.sb3_samples is not None
                    else first["joint"]["samples"] + first["specialized"]["samples"])
@@ -395,14 +435,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  (a) ours {phase:<11}: {p['samples_per_s']:8,.0f} samples/s over {p['iterations']} iterations "
                   f"(rollout alone {p['rollout_samples_per_s']:,.0f}/s, update {p['update_seconds_per_iteration']:.2f} "
                   f"s/iteration)")
-        print(f"  (c) physics bound     : {pb['mj_step_per_s']:8,.0f} mj_step/s = {pb['env_steps_per_s']:,.0f} env steps/s "
-              f"single core ({pb['env_steps']:,} recorded training steps replayed; Python mj_step loop "
-              f"{pb['mj_step_loop_mj_step_per_s']:,.0f}/s, 1-thread mujoco.rollout {pb['rollout_1_thread_mj_step_per_s']:,.0f}/s)")
+        if r["engine"] == "dart":
+            print(f"  (c) physics bound     : {pb['world_step_per_s']:8,.0f} DART world steps/s = {pb['env_steps_per_s']:,.0f} "
+                  f"env steps/s single core ({pb['env_steps']:,} recorded training steps replayed through "
+                  f"DartWorld.control_step)")
+        else:
+            print(f"  (c) physics bound     : {pb['mj_step_per_s']:8,.0f} mj_step/s = {pb['env_steps_per_s']:,.0f} env steps/s "
+                  f"single core ({pb['env_steps']:,} recorded training steps replayed; Python mj_step loop "
+                  f"{pb['mj_step_loop_mj_step_per_s']:,.0f}/s, 1-thread mujoco.rollout {pb['rollout_1_thread_mj_step_per_s']:,.0f}/s)")
         for phase in ("joint", "specialized"):
             print(f"  (d) rollout / (bound x {r['physics_threads']} cores), {phase:<11}: "
                   f"{r[phase]['rollout_over_physics_bound_x_cores']:.0%}")
         print(f"      3M-sample run (jt {DEFAULT_JOINT_SAMPLES // 1000}k): ~{r['estimated_3M_run_minutes']:.1f} min "
               f"(ESTIMATE from the per-phase throughput above; checkpoints/metrics not included)")
+    for experiment, ratio in report.get("dart_over_mujoco", {}).items():
+        print(f"\n(f) {experiment}, paper_dart (DART) / paper (MuJoCo), this run: training "
+              f"{ratio['joint_samples_per_s']:.2f}x joint, {ratio['specialized_samples_per_s']:.2f}x specialized; "
+              f"rollout {ratio['joint_rollout_samples_per_s']:.2f}x / {ratio['specialized_rollout_samples_per_s']:.2f}x; "
+              f"physics bound (single core) {ratio['physics_bound_env_steps_per_s']:.2f}x")
     if "sb3" in report:
         s = report["sb3"]
         if "skipped" in s:

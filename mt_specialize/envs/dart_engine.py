@@ -17,16 +17,17 @@ calls ``World.step``, ``frame_skip`` substeps per control step. The floor is the
 500 x 5 x 0.05 m box whose top is z = 0. The collision detector is the authors' per robot
 (``detector_for``).
 
-A control step is a pure function of (qpos, qvel, action), as the MuJoCo engine's: DART 6.20 keeps state
-outside (q, dq) that the authors' DART (2017) did not have, and it is removed here:
+A control step is a pure function of (qpos, qvel, action), as the MuJoCo engine's. DART 6.20 keeps state
+outside (q, dq) that the authors' DART (2017) did not have; before every substep it is removed:
 - body deactivation (sleeping bodies, on by default in 6.20) is switched off per world;
-- the collision detector is replaced by a fresh one before every substep. Measured here: the ODE
-  detector's per-pair contact history (DART 6.18+) changes a resting biped's next step by up to 0.3 m/s;
-  with the DART and FCL detectors, a world that stepped other states before returns velocities up to
-  1e-2 m/s off a fresh world's for the same state and action (the box hopper); a fresh detector per
-  substep (about 7 us) removes both, so the next step depends on the state alone.
-``test/test_dart_engine.py`` checks that a world reused for other states steps bit-identically to a
-fresh one, for every built-in robot.
+- the ODE detector's per-pair contact history (DART 6.18+: contacts of earlier queries fill up a pair
+  that reports fewer than three) is emptied by a collision query that filters out every pair (the
+  detector then clears the history of every pair without contacts, i.e. of all);
+- the DART and FCL detectors (and Bullet's) keep state of their own, which a fresh detector per substep
+  removes.
+Without this, a world that has stepped a trajectory and a fresh world given the same state and action
+part ways (``python bench/dart_memory.py``). ``test/test_dart_engine.py`` checks that a world reused for
+other states steps bit-identically to a fresh one, for every built-in robot.
 
 Friction: DART combines two shapes' coefficients by their minimum, MuJoCo by their maximum. Robot
 shapes touch only the floor, so each robot shape gets max(its friction, the floor's) and the floor the
@@ -310,7 +311,7 @@ class DartWorld:
     """One robot with the authors' ground in a DART world of its own. ``control_step`` steps it from any
     given state, so one world serves any number of envs in turn (a step depends on its inputs alone)."""
 
-    memoryless = True  # a fresh collision detector before each substep: no contact or solver memory (module docstring)
+    memoryless = True  # the collision detector forgets earlier substeps (module docstring)
 
     def __init__(self, desc: RobotDesc, frame_skip: int):
         dart = require_dartpy()
@@ -343,6 +344,17 @@ class DartWorld:
         self._low = np.array([dofs[i].ctrlrange[0] for i in self._actuated])
         self._high = np.array([dofs[i].ctrlrange[1] for i in self._actuated])
         self._tau = np.zeros(self.ndof)
+        self._history_query = None  # ODE: (collision group, option filtering out every pair, result, filter)
+        if desc.detector == "ode":
+            ignore_all = dart.collision.BodyNodeCollisionFilter()
+            nodes = [self.ground.getBodyNode(0)] + [self.skeleton.getBodyNode(i)
+                                                    for i in range(self.skeleton.getNumBodyNodes())]
+            for i, first in enumerate(nodes):
+                for second in nodes[i + 1:]:
+                    ignore_all.addBodyNodePairToBlackList(first, second)
+            self._history_query = (world.getConstraintSolver().getCollisionGroup(),
+                                   dart.collision.CollisionOption(True, 1000, ignore_all),
+                                   dart.collision.CollisionResult(), ignore_all)
 
     def _ground(self, dart):
         ground = dart.dynamics.Skeleton("ground")
@@ -419,10 +431,17 @@ class DartWorld:
         tau = self.torques(action)
         for _ in range(self.frame_skip):
             if self.memoryless:
-                world.setCollisionDetector(self._new_detector())
+                self._forget_contacts()
             skel.setForces(tau)
             world.step()
         return world.getTime(), skel.getPositions(), skel.getVelocities()
+
+    def _forget_contacts(self) -> None:
+        """Remove the collision detector's memory of earlier substeps (module docstring)."""
+        if self._history_query is not None:  # ODE: empty its contact history (cheaper than a new detector)
+            self._history_query[0].collide(self._history_query[1], self._history_query[2])
+        else:
+            self.world.setCollisionDetector(self._new_detector())
 
 
 def step_rows(worlds: list[DartWorld], row_world: np.ndarray, state: np.ndarray, actions: np.ndarray,
