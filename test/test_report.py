@@ -81,7 +81,7 @@ def test_profiles_split_one_root_and_a_bad_profile_is_named(tmp_path):
     grids = collect_grids(tmp_path, references=())
     assert [(g.profile, sorted(g.runs["three_hoppers"]["joint"])) for g in grids] == [("paper", [1]), ("none", [2])]
     bad = _write_run(tmp_path, "three_hoppers/joint/seed3", OLD_RUN, profile="dart")
-    with pytest.raises(ValueError, match=r"seed3/config.yaml: profile 'dart' is not one of \['paper', 'mujoco', 'none'\]"):
+    with pytest.raises(ValueError, match=r"seed3/config.yaml: profile 'dart' is not one of \['paper', 'paper_dart', 'mujoco', 'none'\]"):
         run_profile(bad)
     # a reference grid that is not there is skipped; a root given twice is read once
     assert len(collect_grids([tmp_path / "x"], references=[tmp_path / "missing"])) == 0

@@ -183,14 +183,15 @@ def detector_for(shapes: set[str], setting: str = "auto", robot: str = "robot") 
 
 
 def describe(model, detector: str = "auto", name: str | None = None) -> RobotDesc:
-    """The DART description of a compiled planar MuJoCo robot ``model`` (``robots.build_model``).
+    """The DART description of a compiled MuJoCo robot ``model`` (``robots.build_model``: the planar root's
+    slides and hinge, then the URDF's revolute joints), named ``name``.
 
-    Every body's joints are hinges or slides (the planar root and the URDF's revolute joints), every
+    Every body's joints are hinges or slides, the world holds one geom (the floor plane), every
     actuator a joint motor, joint armature 0 (DART's joints have none). ``detector``: see
     ``detector_for``. ValueError naming what does not fit."""
     import mujoco
 
-    name = name or model.names[model.name_bodyadr[0]:].split(b"\0", 1)[0].decode() or "robot"
+    name = name or "robot"
     label = f"robot {name!r} on the dart engine"
     if model.nq != model.nv:
         raise ValueError(f"{label}: only hinge and slide joints are supported (nq {model.nq} != nv {model.nv})")
