@@ -722,7 +722,8 @@ def plot_end_causes(runs, experiment: str, path: Path, variants: Sequence[str] =
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("share of ended trajectories")
     fig.legend(list(shown.values()), list(shown), loc="center right", fontsize=8, title="ended by", title_fontsize=8)
-    fig.suptitle(f"{experiment}: why trajectories ended, {n_runs} runs of the main methods pooled "
+    of = " of the main methods" if list(variants) == list(MAIN_VARIANTS) else ""
+    fig.suptitle(f"{experiment}: why trajectories ended, {n_runs} run{'' if n_runs == 1 else 's'}{of} pooled "
                  f"[profile {grid.profile}]", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.3 / fig.get_figwidth(), 1))
     tmp = path.with_suffix(".tmp.png")
@@ -732,7 +733,7 @@ def plot_end_causes(runs, experiment: str, path: Path, variants: Sequence[str] =
     return path
 
 
-# ---------------------------------------------------------------------------------------------- the profile's corrections one at a time
+# ---------------------------------------------------------------------------------------------- corrections one at a time
 
 def _step_name(label: str) -> str:
     """A profile-steps cell's row name from its RunSpec label (``_as_grid+time_limit`` -> ``+ time_limit``)."""
