@@ -2,7 +2,8 @@
 
 Reads the grids' run directories (``python -m paper reproduce`` writes them; ``--run`` first runs or
 resumes the grid under the first ``--root``) and prints, for every profile found (a run's profile is
-its config.yaml's ``profile``; runs older than the key are profile ``none``), at 3M samples:
+its config.yaml's ``profile``; runs older than the key are profile ``none``, paper-profile runs older
+than ``time_limit`` are ``paper_v1``: ``paper.report.run_profile``), at 3M samples:
 
 - per Table I cell: our mean over seeds (accepted reading, as the paper; the real-sample reading beside
   it where runs log it), the paper's figure and ours/paper;
@@ -19,8 +20,8 @@ Usage::
     python bench/paper_grid.py --root results/grid_ankle100 --no-references   # one variant grid alone
     python bench/paper_grid.py --run [--only 'three_hoppers/*'] [--workers 2]   # run/resume, then read
 
-Without ``--no-references`` the archived grids named in paper/paper_results.yaml (the first grid,
-``results/grid``) are read too for the profiles the roots lack. Runs that have not reached ``--at`` are
+Without ``--no-references`` the archived grids named in paper/paper_results.yaml (the first paper grid,
+``results/grid_paper``, and the first grid, ``results/grid``) are read too for the profiles the roots lack. Runs that have not reached ``--at`` are
 listed as partial and left out of the means.
 """
 from __future__ import annotations

@@ -3,10 +3,12 @@
     python -m paper reproduce [--profile paper] [--only GLOB] [--workers N] [--archive DIR]
     python -m paper report [--root runs/grid_paper] [--out results] [--readme results/README.md --readme README.md]
     python -m paper archive [--root runs/grid_paper] [--to results/grid_paper]
+    python -m paper steps [--root runs/profile_steps] [--grid-root runs/grid_paper2] [--out results]
 
 ``reproduce`` runs (or resumes) the paper's grid of training runs, ``report`` writes Table I, the
 figures and the gait GIFs from the grid's run directories, ``archive`` copies a grid's results and
-resume points to a small directory kept in git.
+resume points to a small directory kept in git, ``steps`` writes profile_steps.md: the paper profile's
+corrections measured one at a time (``reproduce --grid profile_steps``) beside the paper grid's cells.
 """
 from __future__ import annotations
 
@@ -160,6 +162,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_steps(args: argparse.Namespace) -> int:
+    from paper.report import write_profile_steps
+
+    seeds = parse_seeds(args.seeds)
+    path = write_profile_steps(args.root, args.grid_root, args.out, at=parse_count(args.at, "--at"), seeds=seeds)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m paper", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -217,6 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "files hold <!-- verdict -->, n_done, table1, comparison, torso_mass; optional: headline "
                         "and the _none / _mujoco variants): --readme results/README.md --readme README.md")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("steps", help="profile_steps.md: the paper profile's corrections one at a time, with why "
+                                     "episodes ended")
+    p.add_argument("--root", default="runs/profile_steps",
+                   help="the runs of `reproduce --grid profile_steps` (default runs/profile_steps)")
+    p.add_argument("--grid-root", default="runs/grid_paper2",
+                   help="the corrected paper grid, whose cells have all three corrections (default runs/grid_paper2)")
+    p.add_argument("--out", default="results")
+    p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as Table I)")
+    p.add_argument("--seeds", default="1", help="the cells' seeds (default 1, as --grid profile_steps)")
+    p.set_defaults(func=cmd_steps)
     return parser
 
 

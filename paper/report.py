@@ -4,16 +4,23 @@ Reads ``ROOT/<experiment>/<variant>/seed<N>/metrics.csv`` (and each run's ``conf
 profile) and writes into ``OUT``::
 
     table1.md                 a verdict, then per profile: Table I beside the paper's, ours against each
-                              baseline (IQM, probability of improvement, permutation p), Fig. 6, per-task returns
+                              baseline (IQM, probability of improvement, permutation p), Fig. 6, per-task
+                              returns, why trajectories ended over the last 10% of training
     table1_runs.csv           every run's row that Table I reads, both readings
     fig3_three_hoppers.png    learning curves, mean over seeds with a min–max band (accepted iterations)
     fig5_biped_fwd_bwd.png
     fig6_torso_mass.png       three panels: torso 3 / 8 / 14 kg vs 15 kg
     per_task_<experiment>.png the main methods' learning curves, one panel per task
     jt_sp_<experiment>.png    Table I's jt x sp block as heat maps, the paper's beside ours
+    end_causes_<experiment>.png why trajectories ended: per task, the share of each cause over training
     gaits/<task>.gif          each task's final policy (ours, jt=400k sp=25%, seed 1)
 
-Figures of the first grid listed (the headline profile first) keep these names; other grids' get ``_<profile>`` appended.
+Every table and figure names the profile its runs ran (:func:`run_profile`: config.yaml's ``profile``,
+``paper_v1`` for the paper profile as the first paper grid ran it). The headline profile's figures keep
+these names; other grids' get ``_<profile>`` appended (``fig3_three_hoppers_paper_v1.png``).
+
+``python -m paper steps`` writes ``profile_steps.md`` (:func:`write_profile_steps`): the paper profile's
+corrections measured one at a time.
 
 The number is the paper's: mean episode return, all tasks pooled, last 100 episodes. It is read two
 ways (:data:`READINGS`): ``accepted`` as the authors read Table I (the first iteration not rejected by
@@ -36,6 +43,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
+from mt_specialize.envs.tasks import END_CAUSES
 from mt_specialize.plots import plt, read_metrics
 from mt_specialize.run_dir import RunDir
 
@@ -52,6 +60,9 @@ def load_reference(path: str | Path = REFERENCE_FILE) -> dict:
                            "profiles", "headline_profile", "reference_grids", "differences") if k not in data]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
+    unlabelled = [p for p in PROFILES if p not in data["profiles"]]
+    if unlabelled:
+        raise ValueError(f"{path}: profiles has no entry for {unlabelled}")
     return data
 
 
@@ -67,6 +78,9 @@ METHOD_NAMES = dict(_REF["method_names"])
 TORSO_MASS_EXPERIMENTS = tuple(_REF["fig6"]["experiments"])
 PAPER_FIG6_BETTER_OF_JOINT_SEPARATE = dict(_REF["fig6"]["better_of_joint_separate"])
 REFERENCE = MAIN_VARIANTS[0]  # ours (jt=400k, sp=25%)
+# the report's labels of runs, in the report's order: the profiles and earlier versions of them
+# (``paper_v1``: the paper profile as the first paper grid ran it); see :func:`run_label`
+LABELS = tuple(_REF["profiles"])
 BOOTSTRAP_REPS = 50_000  # rliable's default
 VERDICT_P = 0.05  # a difference is claimed only if the permutation p is at most this ...
 MIN_SEEDS_FOR_VERDICT = 3  # ... and each side has at least this many seeds
@@ -81,18 +95,30 @@ def _label(variant: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- reading runs
 
+def run_label(config: dict, source: str | Path = "config.yaml") -> str:
+    """The report's label (:data:`LABELS`) of a run whose config.yaml holds ``config``: its ``profile``
+    (``none`` when absent: runs older than profiles), or the label of an earlier version of that profile
+    when the config lacks the setting that version predates (``paper_results.yaml``: ``config_profile``,
+    ``recorded_without``; a paper-profile run without ``time_limit`` is ``paper_v1``). Raises ValueError
+    naming ``source`` for a profile not in :data:`PROFILES`."""
+    profile = config.get("profile") or "none"
+    if profile not in PROFILES:
+        raise ValueError(f"{source}: profile {profile!r} is not one of {list(PROFILES)}")
+    for label, entry in _REF["profiles"].items():
+        if entry.get("config_profile") == profile and entry["recorded_without"] not in config:
+            return label
+    return profile
+
+
 def run_profile(run_dir: str | Path) -> str:
-    """The profile in ``run_dir/config.yaml`` (``none`` when the key or the file is absent: runs older
-    than profiles). Raises ValueError naming the file for a value not in :data:`PROFILES`."""
+    """The report's label of the run in ``run_dir`` (:func:`run_label` of its config.yaml; ``none`` when
+    there is no config.yaml). Raises ValueError naming the file for a profile not in :data:`PROFILES`."""
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         return "none"
     with open(path) as f:
         config = yaml.safe_load(f) or {}
-    profile = config.get("profile") or "none"
-    if profile not in PROFILES:
-        raise ValueError(f"{path}: profile {profile!r} is not one of {list(PROFILES)}")
-    return profile
+    return run_label(config, path)
 
 
 class Runs(dict):
@@ -117,7 +143,8 @@ def collect_runs(root: str | Path) -> Runs:
 
 @dataclass
 class Grid:
-    """The runs of one profile under one root."""
+    """The runs of one profile under one root. ``profile``: the runs' label (:data:`LABELS`, e.g.
+    ``paper_v1``), which names their tables and figures."""
 
     root: Path
     profile: str
@@ -150,8 +177,8 @@ class Grid:
 def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] | None = None) -> list[Grid]:
     """One :class:`Grid` per (root, profile) found, ``roots`` first, then from the ``references`` that
     exist (default: the data file's ``reference_grids``, relative to the working directory) the grids of
-    profiles the roots do not have; a root given twice is read once. Within a root the profiles come in
-    the order of :data:`PROFILES`."""
+    profiles the roots do not have; a root given twice is read once. A grid's profile is its runs' label
+    (:func:`run_profile`); within a root the labels come in the order of :data:`LABELS`."""
     roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
     references = _REF["reference_grids"] if references is None else references
     grids, seen = [], set()
@@ -177,7 +204,7 @@ def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] 
                 if failure is not None:
                     failures.setdefault(profile, {})[(experiment, variant, seed)] = failure
         present = {g.profile for g in grids} if is_reference else set()
-        grids += [Grid(root, p, by_profile[p], failures.get(p, {})) for p in PROFILES
+        grids += [Grid(root, p, by_profile[p], failures.get(p, {})) for p in LABELS
                   if p in by_profile and p not in present]
     return grids
 
@@ -545,6 +572,291 @@ def comparison_summary(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> 
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------- why trajectories ended
+
+LAST_FRACTION = 0.1  # "the last 10% of training": real samples in ((1 - LAST_FRACTION) R, R]
+END_CAUSE_BINS = 15  # bins of real samples in the end-cause figures
+# a fixed colour per cause (tasks.END_CAUSES), the same in every figure
+CAUSE_COLORS = {"non_finite": "0.25", "state_limit": "tab:red", "height": "tab:blue", "pitch": "tab:orange",
+                "time_limit": "tab:green", "switch": "tab:purple"}
+
+
+def _real_samples(row: dict) -> float:
+    """Every env step taken up to the row (``samples_real``; runs without it: ``samples``)."""
+    return row.get("samples_real", row["samples"])
+
+
+def end_cause_columns(rows: list[dict]) -> dict[str, dict[str, str]]:
+    """task -> cause -> the metrics column ``ended/<task>/<cause>`` (causes in the order of
+    ``tasks.END_CAUSES``, any other after them); {} for a run whose metrics predate the counts."""
+    columns: dict[str, dict[str, str]] = {}
+    for key in rows[0] if rows else ():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "ended":
+            columns.setdefault(parts[1], {})[parts[2]] = key
+    rank = {cause: k for k, cause in enumerate(END_CAUSES)}
+    return {task: {c: causes[c] for c in sorted(causes, key=lambda c: rank.get(c, len(rank)))}
+            for task, causes in columns.items()}
+
+
+def end_cause_counts(rows: list[dict], low: float = -np.inf, high: float = np.inf) -> dict[str, dict[str, int]]:
+    """task -> cause -> trajectories of the task that ended by the cause, summed over the rows (each an
+    iteration's rollout, reverted or not) whose real samples lie in (``low``, ``high``]."""
+    columns = end_cause_columns(rows)
+    counts = {task: dict.fromkeys(causes, 0) for task, causes in columns.items()}
+    for row in rows:
+        if low < _real_samples(row) <= high:
+            for task, causes in columns.items():
+                for cause, key in causes.items():
+                    counts[task][cause] += int(row[key])
+    return counts
+
+
+def last_tenth(rows: list[dict], at: int = TABLE_AT) -> tuple[float, float, bool]:
+    """(low, high, partial): the last 10% of a run's training as real samples (low, high] = (0.9 R, R],
+    R the real samples at the row Table I reads (accepted reading at ``at``); for a run not there yet
+    (``partial``) R is its last row's."""
+    row = accepted_row(rows, at)
+    end = _real_samples(rows[-1] if row is None else row)
+    return (1 - LAST_FRACTION) * end, end, row is None
+
+
+def _add_counts(total: dict[str, dict[str, int]], counts: dict[str, dict[str, int]]) -> None:
+    for task, causes in counts.items():
+        for cause, n in causes.items():
+            total.setdefault(task, {}).setdefault(cause, 0)
+            total[task][cause] += n
+
+
+def _share(n: int, total: int) -> str:
+    return "–" if not total else f"{100 * n / total:.1f}%"
+
+
+def _cause_table(head: list[str], rows: list[tuple[list[str], dict[str, int]]]) -> str:
+    """Markdown: ``head`` columns, the number of ended trajectories, then each cause's share of them;
+    causes no trajectory of the table ended by are left out and named under it."""
+    causes: list[str] = []
+    for _, counts in rows:
+        causes += [c for c in counts if c not in causes]
+    used = [c for c in causes if any(counts.get(c, 0) for _, counts in rows)]
+    lines = ["| " + " | ".join([*head, "ended", *used]) + " |",
+             "|" + "---|" * len(head) + "---:|" * (1 + len(used))]
+    for cells, counts in rows:
+        total = sum(counts.values())
+        lines.append("| " + " | ".join([*cells, f"{total:,}", *(_share(counts.get(c, 0), total) for c in used)]) + " |")
+    unused = [c for c in causes if c not in used]
+    if unused:
+        lines += ["", "No trajectory here ended by " + ", ".join(f"`{c}`" for c in unused) + "."]
+    return "\n".join(lines)
+
+
+def end_cause_table(runs, experiment: str, at: int = TABLE_AT, variants: Sequence[str] = tuple(MAIN_VARIANTS)) -> str:
+    """Markdown: per method of ``variants`` and task, how many trajectories ended over the last 10% of
+    training (:func:`last_tenth`) and the share of each cause, summed over the seeds at ``at`` (accepted
+    reading; partial and stopped runs, and runs whose metrics predate the counts, left out); '' when no
+    run of ``experiment`` counts them."""
+    grid = _as_grid(runs)
+    rows = []
+    for variant in variants:
+        pooled: dict[str, dict[str, int]] = {}
+        n_runs = 0
+        for seed_rows in grid.cells(experiment, variant).values():
+            if not end_cause_columns(seed_rows):
+                continue
+            low, high, partial = last_tenth(seed_rows, at)
+            if partial:
+                continue
+            n_runs += 1
+            _add_counts(pooled, end_cause_counts(seed_rows, low, high))
+        rows += [([METHOD_NAMES.get(variant, variant), str(n_runs), task], counts) for task, counts in pooled.items()]
+    return _cause_table(["method", "runs", "task"], rows) if rows else ""
+
+
+def end_cause_bins(runs, experiment: str, variants: Sequence[str] = tuple(MAIN_VARIANTS),
+                   bins: int = END_CAUSE_BINS) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], int]:
+    """What :func:`plot_end_causes` draws: (edges, counts, n_runs). ``edges`` (bins + 1,): real samples
+    splitting [0, the most any of the runs reached] evenly; ``counts``: task -> cause -> (bins,)
+    trajectories ended so in each bin, summed over every run of ``variants`` that counts them (partial
+    runs as far as they are); a row counts in the bin holding its real samples (its rollout's end)."""
+    grid = _as_grid(runs)
+    counted = [rows for v in variants for rows in grid.cells(experiment, v).values() if end_cause_columns(rows)]
+    if not counted:
+        return np.zeros(0), {}, 0
+    edges = np.linspace(0.0, max(_real_samples(rows[-1]) for rows in counted), bins + 1)
+    counts: dict[str, dict[str, np.ndarray]] = {}
+    for rows in counted:
+        real = np.array([_real_samples(row) for row in rows])
+        index = np.clip(np.searchsorted(edges, real, side="left") - 1, 0, bins - 1)  # (edges[k], edges[k+1]] -> k
+        for task, causes in end_cause_columns(rows).items():
+            for cause, key in causes.items():
+                into = counts.setdefault(task, {}).setdefault(cause, np.zeros(bins, dtype=np.int64))
+                np.add.at(into, index, np.array([row[key] for row in rows], dtype=np.int64))
+    return edges, counts, len(counted)
+
+
+def plot_end_causes(runs, experiment: str, path: Path, variants: Sequence[str] = tuple(MAIN_VARIANTS),
+                    bins: int = END_CAUSE_BINS) -> Path | None:
+    """One panel per task: stacked bars of the share of the trajectories ended in each bin of real
+    samples by each cause, the runs of ``variants`` pooled (:func:`end_cause_bins`); None when no run
+    of ``experiment`` counts them."""
+    grid = _as_grid(runs)
+    edges, counts, n_runs = end_cause_bins(grid, experiment, variants, bins)
+    if not n_runs:
+        return None
+    fig, axes = plt.subplots(1, len(counts), figsize=(3.6 * len(counts) + 1.4, 3.3), squeeze=False, sharey=True)
+    x, width = edges[:-1] / 1e6, np.diff(edges) / 1e6
+    shown: dict[str, object] = {}
+    for ax, (task, causes) in zip(axes[0], counts.items()):
+        total = np.sum(list(causes.values()), axis=0)
+        bottom = np.zeros(len(x))
+        for cause, n in causes.items():
+            if not n.any():
+                continue
+            share = np.divide(n, total, out=np.zeros(len(x)), where=total > 0)
+            shown[cause] = ax.bar(x, share, width, bottom=bottom, align="edge", color=CAUSE_COLORS.get(cause),
+                                  edgecolor="white", linewidth=0.4, label=cause)
+            bottom += share
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("real samples (millions)")
+        ax.set_xlim(0, edges[-1] / 1e6)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("share of ended trajectories")
+    fig.legend(list(shown.values()), list(shown), loc="center right", fontsize=8, title="ended by", title_fontsize=8)
+    of = " of the main methods" if list(variants) == list(MAIN_VARIANTS) else ""
+    fig.suptitle(f"{experiment}: why trajectories ended, {n_runs} run{'' if n_runs == 1 else 's'}{of} pooled "
+                 f"[profile {grid.profile}]", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 1.3 / fig.get_figwidth(), 1))
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- corrections one at a time
+
+def _step_name(label: str) -> str:
+    """A profile-steps cell's row name from its RunSpec label (``_as_grid+time_limit`` -> ``+ time_limit``)."""
+    added = label.removeprefix("_as_grid")
+    return f"+ {added.lstrip('+')}" if added else "as the first paper grid (all three undone)"
+
+
+def _step_status(run_dir: Path, rows: list[dict], at: int) -> str:
+    """``3M``, ``partial: N samples (M real)``, ``stopped for good at ...`` or ``not started``; a run
+    whose label is not ``paper`` (the corrected profile) says so."""
+    if not rows:
+        return "not started"
+    last = rows[-1]
+    where = f"{int(last['samples']):,} samples ({int(_real_samples(last)):,} real)"
+    if accepted_row(rows, at) is not None:
+        status = f"{at / 1e6:g}M"
+    elif RunDir(run_dir).read_failure() is not None:
+        status = f"stopped for good at {where}"
+    else:
+        status = f"**partial**: {where}"
+    label = run_profile(run_dir)
+    return status if label == "paper" else f"{status}; profile `{label}`, not the corrected paper profile"
+
+
+def _step_rows(runs: list[list[dict]], at: int) -> tuple[list[dict], list[list[dict]], bool]:
+    """(the rows the numbers read, the runs they come from, partial): each run's row at ``at`` (accepted
+    reading) when any run got there, else each partial run's last accepted row (partial True)."""
+    done = [rows for rows in runs if accepted_row(rows, at) is not None]
+    if done:
+        return [accepted_row(rows, at) for rows in done], done, False
+    started = [rows for rows in runs if accepted_only(rows)]
+    return [accepted_only(rows)[-1] for rows in started], started, True
+
+
+def profile_steps_table(root: str | Path, grid_root: str | Path, at: int = TABLE_AT,
+                        seeds: Iterable[int] = (1,)) -> str:
+    """Markdown: the paper profile's corrections measured one at a time (``paper.reproduce.profile_steps_grid``
+    under ``root``; the cell with all three is the paper grid's own, under ``grid_root``). Per experiment:
+    each cell's runs and status, the pooled and per-task return and mean episode length at ``at``
+    (accepted reading, as Table I; mean ± std over seeds when several), then per cell and task the
+    trajectories that ended over the last 10% of training and each cause's share (:func:`last_tenth`).
+    A cell no run of which is at ``at`` shows its runs' last accepted iteration, marked partial."""
+    from paper.reproduce import AS_FIRST_GRID, RunSpec, profile_steps_grid
+
+    root, grid_root, seeds = Path(root), Path(grid_root), list(seeds)
+    cells: dict[tuple[str, str], list[tuple[str, list[Path]]]] = {}
+    for spec in profile_steps_grid(seeds):
+        rows = cells.setdefault((spec.experiment, spec.method), [])
+        if not rows or rows[-1][0] != _step_name(spec.label):
+            rows.append((_step_name(spec.label), []))
+        rows[-1][1].append(root / spec.name)
+    for (experiment, method), rows in cells.items():
+        rows.append(("all three (the paper grid's cell)",
+                     [grid_root / RunSpec(experiment, method, seed).name for seed in seeds]))
+    def assignments(settings: dict) -> str:
+        return ", ".join(", ".join(f"physics.{name}={value}" for name, value in v) if k == "physics" else f"{k}={v}"
+                         for k, v in settings.items())
+
+    undone = "; ".join(f"`{step}`: {assignments(settings)}" for step, settings in AS_FIRST_GRID.items())
+    parts = [f"Each cell is the paper profile with the corrections of `docs/paper_profile_rules.md` undone as the "
+             f"first paper grid ran it ({undone}; `paper/reproduce.py` `AS_FIRST_GRID`), but for the one it names; "
+             f"\"all three\" is the corrected profile, the paper grid's cell. Seeds: {', '.join(map(str, seeds))}.", "",
+             f"Returns: mean episode return of the last 100 episodes (pooled over the tasks, and per task) at the first "
+             f"accepted iteration past {at:,} counted samples, as Table I; lengths: mean episode length (control "
+             "steps) of the last 100 episodes there; mean ± std over the seeds there. A cell none of whose runs is "
+             "there yet shows its runs' last accepted iteration, marked partial, with the samples they reached. "
+             f"Why trajectories ended: over the last {LAST_FRACTION:.0%} of training (real samples from 0.9 R to R, "
+             "R at the row the returns read), the trajectories of each task that ended and the share of each cause "
+             "(`tasks.END_CAUSES`)."]
+    for (experiment, method), rows in cells.items():
+        runs = {name: [(path, read_metrics(path)) for path in paths] for name, paths in rows}
+        tasks: list[str] = []
+        for found in runs.values():
+            tasks += [k.split("/", 1)[1] for _, r in found if r for k in r[0]
+                      if k.startswith("return/") and k.split("/", 1)[1] not in tasks]
+        header = ["cell", "runs", "status", "pooled return", *(f"return {t}" for t in tasks),
+                  *(f"length {t}" for t in tasks)]
+        table = ["| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * (len(header) - 3)]
+        causes = []
+        for name, found in runs.items():
+            picked, counted, partial = _step_rows([r for _, r in found if r], at)
+            values = [_cell([row[key] for row in picked if key in row])
+                      for key in ["return_pooled", *(f"return/{t}" for t in tasks), *(f"length/{t}" for t in tasks)]]
+            if partial and picked:
+                values = [f"{v} (partial)" if v != "–" else v for v in values]
+            paths = "<br>".join(f"`{path}`" for path, _ in found)
+            status = "<br>".join(_step_status(path, r, at) for path, r in found)
+            table.append("| " + " | ".join([name, paths, status, *values]) + " |")
+            pooled: dict[str, dict[str, int]] = {}
+            for r in counted:
+                low, high, _ = last_tenth(r, at)
+                _add_counts(pooled, end_cause_counts(r, low, high))
+            note = " (partial)" if partial else ""
+            causes += [([name + note, task], counts) for task, counts in pooled.items()]
+        parts += ["", f"## {experiment}, {method}", "", "\n".join(table), "", "Why trajectories ended:", "",
+                  _cause_table(["cell", "task"], causes) if causes else
+                  "no run of these cells counts why its trajectories ended yet."]
+    return "\n".join(parts)
+
+
+def write_profile_steps(root: str | Path, grid_root: str | Path, out: str | Path, at: int = TABLE_AT,
+                        seeds: Iterable[int] = (1,)) -> Path:
+    """Write ``out/profile_steps.md`` (:func:`profile_steps_table`); returns its path. FileNotFoundError
+    when ``root`` or ``grid_root`` is not a directory."""
+    for flag, path in (("root", root), ("grid root", grid_root)):
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"{flag} {path} is not a directory of runs")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(seeds)
+    command = (f"python -m paper steps --root {root} --grid-root {grid_root} --out {out} --at {at}"
+               + (f" --seeds {','.join(map(str, seeds))}" if seeds != [1] else ""))
+    text = ("# The paper profile's corrections, one at a time\n\n"
+            f"Generated by `{command}` from the runs of `python -m paper reproduce --grid profile_steps` "
+            f"under `{root}` and the paper grid's cells under `{grid_root}`.\n\n"
+            + profile_steps_table(root, grid_root, at, seeds) + "\n")
+    path = out / "profile_steps.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------- verdict
 
 def headline_table(runs, at: int = TABLE_AT, reference: str = REFERENCE) -> str:
@@ -700,7 +1012,7 @@ def verdict(grids: Sequence[Grid], at: int = TABLE_AT) -> str:
             continue
         first[grid.profile] = grid
     for profile, grid in first.items():
-        lines += ["", f"**{grid.title}** — {grid.root}:"]
+        lines += ["", f"**{grid.title}** [profile `{grid.profile}`] — {grid.root}:"]
         for experiment in TABLE_COLUMNS:
             done, planned = _count(grid, [experiment], MAIN_VARIANTS, at)
             if not done:
@@ -766,7 +1078,8 @@ def readme_blocks(source, at: int = TABLE_AT, references: Iterable[str | Path] |
     """The READMEs' generated blocks, by marker name: ``verdict`` (:func:`verdict`); for the headline
     profile's grid ``n_done`` (runs at ``at``), ``table1``, ``comparison``, ``torso_mass`` and
     ``headline`` (:func:`headline_table`, the front page's); for the first grid of every other profile P
-    the same five named ``<block>_<P>``."""
+    the same five named ``<block>_<P>`` (e.g. ``headline_paper_v1``). Each table block opens with a line
+    naming its profile (title and label) and root."""
     grids = _as_grids(source, references)
     headline = _REF["headline_profile"]
     blocks = {"verdict": verdict(grids, at)}
@@ -778,10 +1091,19 @@ def readme_blocks(source, at: int = TABLE_AT, references: Iterable[str | Path] |
         blocks.update(n_done="0", table1=empty, comparison=empty, torso_mass=empty, headline=empty)
     for profile, grid in first.items():
         suffix = "" if profile == headline else f"_{profile}"
-        blocks.update({f"n_done{suffix}": str(_n_done(grid, at)), f"table1{suffix}": table_one(grid, at),
-                       f"comparison{suffix}": comparison_summary(grid, at),
-                       f"torso_mass{suffix}": torso_mass_table(grid, at), f"headline{suffix}": headline_table(grid, at)})
+        caption = _block_caption(grid, at)
+        blocks.update({f"n_done{suffix}": str(_n_done(grid, at)),
+                       f"table1{suffix}": caption + table_one(grid, at),
+                       f"comparison{suffix}": caption + comparison_summary(grid, at),
+                       f"torso_mass{suffix}": caption + torso_mass_table(grid, at),
+                       f"headline{suffix}": caption + headline_table(grid, at)})
     return blocks
+
+
+def _block_caption(grid: Grid, at: int) -> str:
+    """The line above a README block's table that names whose numbers it holds."""
+    return (f"**{grid.title}** [profile `{grid.profile}`], runs under `{grid.root}` ({_n_done(grid, at)} at "
+            f"{at:,} samples):\n\n")
 
 
 def fill_blocks(text: str, blocks: dict[str, str], optional: Iterable[str] = ()) -> str:
@@ -1020,6 +1342,10 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
         written.append(path)
     else:  # no torso-mass run of this profile yet: a figure left by an older report is not this profile's
         (out / f"fig6_torso_mass{suffix}.png").unlink(missing_ok=True)
+    for experiment in sorted(runs):  # why trajectories ended (runs that count it)
+        path = plot_end_causes(grid, experiment, out / f"end_causes_{experiment}{suffix}.png")
+        if path:
+            written.append(path)
     return written
 
 
@@ -1046,7 +1372,8 @@ def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------------- the report
 
-def _grid_section(grid: Grid, at: int) -> list[str]:
+def _grid_section(grid: Grid, at: int, suffix: str = "") -> list[str]:
+    """table1.md's section of one grid (its figures' names end in ``suffix``)."""
     n_runs = sum(len(seeds) for variants in grid.runs.values() for seeds in variants.values())
     n_done = _n_done(grid, at)
     readings = ("accepted reading (first iteration not reverted with counted samples at or past it, as the "
@@ -1077,6 +1404,21 @@ def _grid_section(grid: Grid, at: int) -> list[str]:
     for experiment in sorted(grid.runs):
         parts += ["", f"### Per-task returns at {at:,} samples (accepted reading): {experiment} "
                       f"[profile {grid.profile}]", "", per_task_table(grid, experiment, at)]
+    for experiment in sorted(grid.runs):
+        causes = end_cause_table(grid, experiment, at)
+        _, _, n_runs = end_cause_bins(grid, experiment)
+        if not n_runs:
+            continue
+        figure = f"end_causes_{experiment}{suffix}.png"
+        parts += ["", f"### Why trajectories ended: {experiment} [profile {grid.profile}]", "",
+                  f"[{figure}]({figure}): per task, the share of the trajectories that ended in each of "
+                  f"{END_CAUSE_BINS} bins of real samples by each cause (`tasks.END_CAUSES`: a termination rule, the "
+                  f"time limit, a task switch), summed over the {n_runs} runs of the main methods that count them "
+                  "(all seeds pooled, partial runs as far as they are). Below: per method and task, the trajectories "
+                  f"that ended over the last {LAST_FRACTION:.0%} of training (real samples from 0.9 R to R, R where "
+                  f"Table I reads the run) and each cause's share, summed over the seeds at {at:,} samples. Runs "
+                  "whose metrics predate the counts are left out.", "",
+                  causes or f"No run of the main methods is at {at:,} samples yet."]
     if grid.failures:
         parts += ["", f"### Runs the revert rule stopped [profile {grid.profile}]", "",
                   "The revert rule (`revert_drop_bound`) restores the last accepted policy when the pooled return of "
@@ -1115,11 +1457,11 @@ def write_report(root, out: str | Path, gaits: bool = True, at: int = TABLE_AT,
     figures: list[Path] = []
     used_suffixes: set[str] = set()
     for k, grid in enumerate(grids):
-        parts += [""] + _grid_section(grid, at)
-        suffix = "" if k == 0 else f"_{grid.profile}"
+        suffix = "" if grid.profile == headline else f"_{grid.profile}"
         if suffix in used_suffixes:
             suffix += f"_{k}"
         used_suffixes.add(suffix)
+        parts += [""] + _grid_section(grid, at, suffix)
         figures += write_figures(grid, out, suffix=suffix)
     csv_path = write_run_rows(grids, out / "table1_runs.csv", at)
     parts += ["", f"Every run's row that the tables read, both readings: [{csv_path.name}]({csv_path.name})."]

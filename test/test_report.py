@@ -15,13 +15,17 @@ M = 1_000_000
 
 
 def _write_run(root, name, rows, profile=None):
-    """A run directory ROOT/<experiment>/<variant>/seed<N> with config.yaml (``profile`` only if given,
-    as runs older than profiles) and metrics.csv holding ``rows`` (dicts with the same keys)."""
+    """A run directory ROOT/<experiment>/<variant>/seed<N> with config.yaml and metrics.csv holding
+    ``rows`` (dicts with the same keys). ``profile``: as a run written today records it (with its
+    ``time_limit``); ``paper_v1``: profile paper as the first paper grid recorded it (no ``time_limit``
+    key); None: no profile key (runs older than profiles)."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
     config = {"experiment": name.split("/")[0], "seed": int(name.rsplit("seed", 1)[1])}
-    if profile is not None:
-        config["profile"] = profile
+    if profile == "paper_v1":
+        config["profile"] = "paper"
+    elif profile is not None:
+        config.update(profile=profile, time_limit="terminal" if profile == "paper" else "bootstrap")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     with open(run_dir / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -273,7 +277,11 @@ def test_readme_blocks_filled_in_place_and_missing_markers_named(tmp_path):
     assert "| sp=0% | 1601.94 | – (0 seeds, 3 partial) |" in text.split("<!-- /table1 -->")[0]
     assert "| sp=0% | 1601.94 | 600.0 ± 81.6 (3 seeds) |" in text.split("<!-- table1_none -->")[1]
     comparison = text.split("<!-- comparison -->\n")[1].split("\n<!-- /comparison -->")[0].splitlines()
-    assert comparison[2] == "| three_hoppers | – | – | – | – |"
+    # every table block opens with its profile's title, label and root
+    assert comparison[0] == "**paper profile (the authors' DART robots, optimiser, revert rule, append, episode rules and " \
+                            "rollouts, in MuJoCo)** [profile `paper`], runs under `runs/paper` (3 at 3,000,000 samples):"
+    assert comparison[4] == "| three_hoppers | – | – | – | – |"
+    assert "[profile `none`], runs under `results/grid`" in text.split("<!-- table1_none -->")[1]
     verdict_text = text.split("<!-- verdict -->\n")[1].split("\n<!-- /verdict -->")[0]
     assert "three_hoppers (partial: 3 of 25 runs)" in verdict_text
     assert "comparison_none" in blocks and "<!-- comparison_none -->" not in text  # optional: no markers, not written
@@ -305,10 +313,11 @@ def test_research_blocks_in_one_file_and_the_headline_table_in_another(tmp_path)
     front.write_text("# front\n\n<!-- headline -->\nold\n<!-- /headline -->\nDetail: results.md\n")
     update_readme([results, front], [paper])
     headline = front.read_text().split("<!-- headline -->\n")[1].split("\n<!-- /headline -->")[0].splitlines()
-    assert headline[0].startswith("| method | 3 Hoppers: paper | 3 Hoppers: here | P(ours > method) |")
-    assert headline[2].startswith("| ours (jt=400k, sp=25%) | 2636 | 1100.0 ± 81.6 (3 seeds) |  |")
-    assert headline[3].startswith("| joint (sp=0%) | 1602 | 600.0 ± 81.6 (3 seeds) | 1.00 [1.00, 1.00] |")
-    assert headline[6].startswith("| append (one-hot task id) | 1604 | – (0 seeds, 1 partial) | – |")
+    assert headline[0].startswith("**paper profile (") and "[profile `paper`], runs under `runs/paper`" in headline[0]
+    assert headline[2].startswith("| method | 3 Hoppers: paper | 3 Hoppers: here | P(ours > method) |")
+    assert headline[4].startswith("| ours (jt=400k, sp=25%) | 2636 | 1100.0 ± 81.6 (3 seeds) |  |")
+    assert headline[5].startswith("| joint (sp=0%) | 1602 | 600.0 ± 81.6 (3 seeds) | 1.00 [1.00, 1.00] |")
+    assert headline[8].startswith("| append (one-hot task id) | 1604 | – (0 seeds, 1 partial) | – |")
     assert front.read_text().endswith("<!-- /headline -->\nDetail: results.md\n")
     assert "<!-- n_done -->6<!-- /n_done -->" in results.read_text() and "<!-- headline -->" not in results.read_text()
 
@@ -413,3 +422,181 @@ def test_runs_the_revert_rule_stopped_are_counted_apart_and_listed(tmp_path):
     counted = torso_mass_table(grid, count_stopped=True).splitlines()[2].split(" | ")[2]
     assert counted == f"{np.mean([1000, 1200, 290.6]):.1f} ± {np.std([1000, 1200, 290.6]):.1f} (3; 1 at stop)"
     assert "Counting each at its pooled return when it stopped instead" in verdict([grid])
+
+
+# ---------------------------------------------------------------------------------------------- the first paper grid's label
+
+def test_the_first_paper_grid_is_labelled_paper_v1_and_shown_beside_the_corrected_one(tmp_path):
+    """A paper-profile run without `time_limit` in its config.yaml (written before the corrections) is
+    `paper_v1`; with it, `paper`. The corrected grid is the headline, the first one a reference with
+    its own title, tables, figure suffix and README blocks; the first grid alone still makes its tables."""
+    from paper.report import readme_blocks, run_label, write_report
+
+    assert run_label({"profile": "paper"}) == "paper_v1"
+    assert run_label({"profile": "paper", "time_limit": "terminal"}) == "paper"
+    # a profile-steps cell undoes the time limit explicitly: it records the key, so it is not the first grid
+    assert run_label({"profile": "paper", "time_limit": "bootstrap"}) == "paper"
+    assert run_label({"profile": "mujoco"}) == "mujoco" and run_label({}) == "none"
+    v1, corrected = tmp_path / "grid_paper", tmp_path / "grid_paper2"
+    for seed in (1, 2, 3):
+        _write_run(v1, f"three_hoppers/joint/seed{seed}", REVERTED_RUN, profile="paper_v1")
+    _write_run(corrected, "three_hoppers/joint/seed1", [_new_row(1, M, M, 0, 0, 77.0)], profile="paper")  # partial
+
+    grids = collect_grids(corrected, references=[v1])
+    assert [(g.profile, g.root) for g in grids] == [("paper", corrected), ("paper_v1", v1)]
+    assert grids[1].title.startswith("paper profile as the first paper grid ran it (paper_v1)")
+    # both in one root: two grids, the corrected one first
+    _write_run(tmp_path / "mixed", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper_v1")
+    _write_run(tmp_path / "mixed", "three_hoppers/joint/seed2", REVERTED_RUN, profile="paper")
+    assert [(g.profile, sorted(g.runs["three_hoppers"]["joint"])) for g in collect_grids(tmp_path / "mixed", ())] \
+        == [("paper", [2]), ("paper_v1", [1])]
+
+    table = write_report(corrected, tmp_path / "out", gaits=False, references=[v1]).read_text()
+    assert table.index("## paper profile (") < table.index("## paper profile as the first paper grid ran it (paper_v1)")
+    assert "Profile `paper`, runs under" in table and "**Partial.**" in table
+    assert "| sp=0% | 1601.94 | 300.0 ± 0.0 (3 seeds) | 50.0 ± 0.0 (3 seeds) |" in table  # the v1 grid's Table I
+    assert "[profile paper_v1]" in table and "### How the first paper grid differs from the corrected paper profile" in table
+    out = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"fig3_three_hoppers.png", "fig3_three_hoppers_paper_v1.png"} <= out
+
+    verdict_text = verdict(grids)
+    assert "**paper profile (" in verdict_text and "[profile `paper_v1`] — " in verdict_text
+    assert "What changes on profile paper_v1 against paper" in verdict_text
+    blocks = readme_blocks(grids)
+    assert blocks["headline"].startswith("**paper profile (") and "[profile `paper`]" in blocks["headline"].splitlines()[0]
+    assert "[profile `paper_v1`], runs under" in blocks["headline_paper_v1"].splitlines()[0]
+    assert "| joint (sp=0%) | 1602 | 300.0 ± 0.0 (3 seeds) |" in blocks["headline_paper_v1"]
+    assert "| joint (sp=0%) | 1602 | – (0 seeds, 1 partial) |" in blocks["headline"]
+
+    # the first grid alone: its tables, labelled paper_v1; the headline profile has no runs, and says so
+    alone = write_report(v1, tmp_path / "alone", gaits=False, references=()).read_text()
+    assert "## paper profile as the first paper grid ran it (paper_v1)" in alone
+    assert "- **paper profile: no runs yet.**" in alone
+    written = {p.name for p in (tmp_path / "alone").iterdir()}
+    assert "fig3_three_hoppers_paper_v1.png" in written and "fig3_three_hoppers.png" not in written
+    assert readme_blocks(collect_grids(v1, ()))["headline"].startswith("no paper-profile runs yet")
+
+
+# ---------------------------------------------------------------------------------------------- why trajectories ended
+
+def _ended_row(iteration, samples, real, counts, reverted=0, pooled=100.0):
+    """A metrics row with ``ended/<task>/<cause>`` columns: ``counts`` task -> cause -> n for tasks a, b
+    (every cause of tasks.END_CAUSES, 0 where not given)."""
+    from mt_specialize.envs.tasks import END_CAUSES
+
+    row = {"iteration": iteration, "samples": samples, "samples_real": real, "reverted": reverted, "reverts": 0,
+           "phase": "joint", "return_pooled": pooled, "return/a": pooled + 10, "length/a": 200.0 + iteration,
+           "return/b": pooled - 10, "length/b": 100.0 + iteration}
+    for task in ("a", "b"):
+        row.update({f"ended/{task}/{cause}": counts.get(task, {}).get(cause, 0) for cause in END_CAUSES})
+    return row
+
+
+# seed 1: the last 10% of its 3M is (2.7M, 3M]: the rows at 2.8M and 3M
+SEED1 = [_ended_row(1, 1 * M, 1 * M, {"a": {"height": 50}, "b": {"pitch": 40}}),
+         _ended_row(2, 2 * M, 2 * M, {"a": {"height": 30, "pitch": 10}}),
+         _ended_row(3, 2_800_000, 2_800_000, {"a": {"height": 6, "time_limit": 2}, "b": {"state_limit": 3}}),
+         _ended_row(4, 3 * M, 3 * M, {"a": {"height": 4, "time_limit": 3}, "b": {"state_limit": 1, "pitch": 4}}),
+         _ended_row(5, 3_200_000, 3_200_000, {"a": {"pitch": 99}})]  # past the row Table I reads: not counted
+# seed 2: reverted at 3M; Table I reads the next row, 3M counted at 4M real: its last 10% is (3.6M, 4M]
+SEED2 = [_ended_row(1, 1 * M, 1 * M, {"a": {"pitch": 70}}),
+         _ended_row(2, 2 * M, 2 * M, {"a": {"height": 20}}),
+         _ended_row(3, 3 * M, 3 * M, {"a": {"height": 9}, "b": {"height": 9}}, reverted=1),
+         _ended_row(4, 3 * M, 4 * M, {"a": {"time_limit": 5}, "b": {"pitch": 2}})]
+PARTIAL = [_ended_row(1, 1 * M, 1 * M, {"a": {"non_finite": 7}}), _ended_row(2, 2 * M, 2 * M, {"b": {"switch": 1}})]
+
+
+def test_end_cause_shares_over_the_last_tenth_equal_a_hand_count(tmp_path):
+    from paper.report import end_cause_counts, end_cause_table, last_tenth
+
+    root = tmp_path / "grid"
+    _write_run(root, "three_hoppers/joint/seed1", SEED1, profile="paper")
+    _write_run(root, "three_hoppers/joint/seed2", SEED2, profile="paper")
+    _write_run(root, "three_hoppers/joint/seed3", PARTIAL, profile="paper")  # not at 3M: not in the table
+    _write_run(root, "three_hoppers/joint/seed4", REVERTED_RUN, profile="paper")  # no ended/ columns: skipped
+    grid, = collect_grids(root, references=())
+    assert last_tenth(SEED1) == (0.9 * 3 * M, 3 * M, False) and last_tenth(SEED2) == (0.9 * 4 * M, 4 * M, False)
+    assert last_tenth(PARTIAL) == (0.9 * 2 * M, 2 * M, True)
+    assert end_cause_counts(SEED1, *last_tenth(SEED1)[:2])["a"] == \
+        {"non_finite": 0, "state_limit": 0, "height": 10, "pitch": 0, "time_limit": 5, "switch": 0}
+    table = end_cause_table(grid, "three_hoppers").splitlines()
+    # by hand, seeds 1 and 2: a: height 6 + 4 = 10, time_limit 2 + 3 + 5 = 10 -> 20 ended, 50% / 50%;
+    # b: state_limit 3 + 1 = 4, pitch 4 + 2 = 6 -> 10 ended, 40% / 60%. The columns with no trajectory
+    # (non_finite, switch: only the partial run has them) are left out and named.
+    assert table[0] == "| method | runs | task | ended | state_limit | height | pitch | time_limit |"
+    assert table[2] == "| joint (sp=0%) | 2 | a | 20 | 0.0% | 50.0% | 0.0% | 50.0% |"
+    assert table[3] == "| joint (sp=0%) | 2 | b | 10 | 40.0% | 0.0% | 60.0% | 0.0% |"
+    assert table[-1] == "No trajectory here ended by `non_finite`, `switch`."
+    assert end_cause_table(collect_grids(tmp_path / "none", ()) or {}, "three_hoppers") == ""
+
+
+def test_end_cause_figure_bins_every_run_that_counts_them(tmp_path):
+    from paper.report import end_cause_bins, plot_end_causes, write_report
+
+    root = tmp_path / "grid"
+    _write_run(root, "three_hoppers/joint/seed1", SEED1, profile="paper")
+    _write_run(root, "three_hoppers/joint/seed2", SEED2, profile="paper")
+    _write_run(root, "three_hoppers/separate/seed1", PARTIAL, profile="paper")  # partial: as far as it is
+    _write_run(root, "three_hoppers/joint/seed4", REVERTED_RUN, profile="paper")  # no counts: not a run of the figure
+    _write_run(root, "three_hoppers/ours_jt80k_sp5/seed1", SEED1, profile="paper")  # not a main method
+    grid, = collect_grids(root, references=())
+    edges, counts, n_runs = end_cause_bins(grid, "three_hoppers", bins=4)
+    assert n_runs == 3 and list(edges) == [0, 1 * M, 2 * M, 3 * M, 4 * M]  # up to the most real samples (seed 2)
+    # bin k holds the rows with real samples in (edges[k], edges[k+1]]
+    assert list(counts["a"]["height"]) == [50, 30 + 20, 6 + 4 + 9, 0]
+    assert list(counts["a"]["pitch"]) == [70, 10, 0, 99]
+    assert list(counts["a"]["time_limit"]) == [0, 0, 2 + 3, 5]
+    assert list(counts["a"]["non_finite"]) == [7, 0, 0, 0]
+    assert list(counts["b"]["switch"]) == [0, 1, 0, 0] and list(counts["b"]["height"]) == [0, 0, 9, 0]
+    path = plot_end_causes(grid, "three_hoppers", tmp_path / "end.png")
+    assert path.stat().st_size > 10_000
+    assert plot_end_causes(collect_grids(tmp_path / "x", ()) or {}, "three_hoppers", tmp_path / "no.png") is None
+    # the report: a section and a figure per experiment whose runs count them, none for a grid that does not
+    _write_run(tmp_path / "old", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper_v1")
+    table = write_report(root, tmp_path / "out", gaits=False, references=[tmp_path / "old"]).read_text()
+    assert table.count("### Why trajectories ended") == 1 and "summed over the 3 runs of the main methods" in table
+    assert (tmp_path / "out" / "end_causes_three_hoppers.png").exists()
+    assert not (tmp_path / "out" / "end_causes_three_hoppers_paper_v1.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------- profile steps
+
+def test_profile_steps_table_reads_each_cell_and_marks_partial_runs(tmp_path):
+    from paper.cli import main
+    from paper.report import profile_steps_table
+
+    steps, grid = tmp_path / "profile_steps", tmp_path / "grid_paper2"
+    _write_run(steps, "biped_fwd_bwd/separate_as_grid/seed1", SEED1, profile="paper")
+    _write_run(steps, "biped_fwd_bwd/separate_as_grid+time_limit/seed1", PARTIAL, profile="paper")
+    _write_run(grid, "biped_fwd_bwd/separate/seed1", SEED2, profile="paper")
+    _write_run(grid, "three_hoppers/joint/seed1", SEED1, profile="paper_v1")  # the wrong grid's cell: said so
+    text = profile_steps_table(steps, grid)
+    biped = text.split("## biped_fwd_bwd, separate")[1].split("## three_hoppers")[0]
+    returns = biped.split("Why trajectories ended:")[0]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in returns.splitlines() if line.startswith("| ")}
+    # the row Table I reads: seed 1 at 3M (iteration 4: pooled 100, a 110, b 90, lengths 204 / 104)
+    first = rows["as the first paper grid (all three undone)"]
+    assert first[2:] == ["3M", "100.0", "110.0", "90.0", "204.0", "104.0 |"]
+    # partial: its last accepted row (iteration 2), marked, with its samples
+    partial = rows["+ time_limit"]
+    assert partial[2] == "**partial**: 2,000,000 samples (2,000,000 real)"
+    assert partial[3:] == ["100.0 (partial)", "110.0 (partial)", "90.0 (partial)", "202.0 (partial)", "102.0 (partial) |"]
+    assert rows["+ velocity_limit"][2:4] == ["not started", "–"] and rows["+ segments"][2] == "not started"
+    # all three = the paper grid's cell: seed 2 reads its accepted row at 3M counted (4M real)
+    assert rows["all three (the paper grid's cell)"][2:4] == ["3M", "100.0"]
+    # why trajectories ended, last 10% (as the hand count above): seed 1 a height 10, time_limit 5; seed 2 a
+    # time_limit 5
+    causes = biped.split("Why trajectories ended:")[1]
+    assert "| cell | task | ended | state_limit | height | pitch | time_limit | switch |" in causes
+    assert "| as the first paper grid (all three undone) | a | 15 | 0.0% | 66.7% | 0.0% | 33.3% | 0.0% |" in causes
+    assert "| all three (the paper grid's cell) | a | 5 | 0.0% | 0.0% | 0.0% | 100.0% | 0.0% |" in causes
+    # the partial run's last 10%, (1.8M, 2M]: b ended once, by a task switch (its non_finite is earlier)
+    assert "| + time_limit (partial) | b | 1 | 0.0% | 0.0% | 0.0% | 0.0% | 100.0% |" in causes
+    assert "No trajectory here ended by `non_finite`." in causes
+    hoppers = text.split("## three_hoppers, joint")[1]
+    assert "3M; profile `paper_v1`, not the corrected paper profile" in hoppers
+    assert "| + velocity_limit" not in hoppers  # the hoppers' velocity limit did not change: no such cell
+
+    assert main(["steps", "--root", str(steps), "--grid-root", str(grid), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "profile_steps.md").read_text().endswith(text + "\n")
+    assert main(["steps", "--root", str(tmp_path / "missing"), "--grid-root", str(grid), "--out", str(tmp_path)]) == 2
