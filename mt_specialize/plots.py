@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 from pathlib import Path
 
@@ -11,12 +12,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def metrics_file(run_dir: str | Path) -> Path | None:
+    """RUN_DIR/metrics.csv, or the gzip-compressed metrics.csv.gz an archived run keeps; None if neither."""
+    for name in ("metrics.csv", "metrics.csv.gz"):
+        path = Path(run_dir) / name
+        if path.is_file():
+            return path
+    return None
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Rows of RUN_DIR/metrics.csv with numbers parsed (phase stays a string)."""
-    path = Path(run_dir) / "metrics.csv"
-    if not path.exists():
+    """Rows of RUN_DIR/metrics.csv (or an archive's metrics.csv.gz) with numbers parsed (phase stays a string)."""
+    path = metrics_file(run_dir)
+    if path is None:
         return []
-    with open(path, newline="") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
         for key, value in row.items():

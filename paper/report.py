@@ -127,13 +127,18 @@ class Runs(dict):
     roots: tuple[Path, ...] = ()
 
 
+def _seed_dirs(root: Path) -> list[Path]:
+    """ROOT/<experiment>/<variant>/seed<N> directories with metrics (a run's metrics.csv, an archive's
+    metrics.csv.gz), sorted."""
+    return sorted({p.parent for p in root.glob("*/*/seed*/metrics.csv*") if p.name in ("metrics.csv", "metrics.csv.gz")})
+
+
 def collect_runs(root: str | Path) -> Runs:
     """experiment -> variant -> seed -> metrics rows (runs with at least one row), every profile."""
     root = Path(root)
     runs = Runs()
     runs.roots = (root,)
-    for metrics in sorted(root.glob("*/*/seed*/metrics.csv")):
-        seed_dir = metrics.parent
+    for seed_dir in _seed_dirs(root):
         rows = read_metrics(seed_dir)
         if rows:
             experiment, variant = seed_dir.parent.parent.name, seed_dir.parent.name
@@ -193,8 +198,7 @@ def collect_grids(roots: Iterable[str | Path], references: Iterable[str | Path] 
             continue  # it stands in only for a profile the roots lack
         by_profile: dict[str, dict] = {}
         failures: dict[str, dict] = {}
-        for metrics in sorted(root.glob("*/*/seed*/metrics.csv")):
-            seed_dir = metrics.parent
+        for seed_dir in _seed_dirs(root):
             rows = read_metrics(seed_dir)
             if rows:
                 experiment, variant, seed = seed_dir.parent.parent.name, seed_dir.parent.name, int(seed_dir.name[4:])

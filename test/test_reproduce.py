@@ -202,8 +202,15 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
     assert archive_grid(tmp_path / "a", tmp_path / "archive") == [spec.name]
     kept = sorted(p.relative_to(tmp_path / "archive" / spec.name).as_posix()
                   for p in (tmp_path / "archive" / spec.name).rglob("*") if p.is_file())
-    assert kept == ["checkpoints/ckpt_000000007992.safetensors", "config.yaml", "metrics.csv", "summary.json"]
+    assert kept == ["checkpoints/ckpt_000000007992.safetensors", "config.yaml", "metrics.csv.gz", "summary.json"]
+    # the archive's metrics are the run's, compressed; restored, the run directory has metrics.csv again
+    import gzip
+
+    assert gzip.decompress((tmp_path / "archive" / spec.name / "metrics.csv.gz").read_bytes()) == \
+        (tmp_path / "a" / spec.name / "metrics.csv").read_bytes()
     assert restore_grid(tmp_path / "archive", tmp_path / "b") == [spec.name]
+    assert (tmp_path / "b" / spec.name / "metrics.csv").is_file()
+    assert not (tmp_path / "b" / spec.name / "metrics.csv.gz").exists()
     assert reproduce(tmp_path / "b", [spec], samples=budget, workers=1, show_progress=False) == {spec.name: "done"}
     assert _rows(tmp_path / "b" / spec.name) == _rows(tmp_path / "full" / spec.name)
     # finished cells are archived without checkpoints, and restoring never replaces a run that is ahead
