@@ -24,14 +24,14 @@ def divergence(task, steps: int, amplitude: float, memoryless: bool) -> tuple[in
     """(steps whose fresh-world repeat differs, largest |qvel| difference) of one trajectory."""
     model = task.build_model()
     actions = amplitude * np.random.default_rng(1).uniform(-1, 1, (steps, model.nu))
-    world = dart_engine.DartWorld(task.dart_description(), task.frame_skip)
+    world = dart_engine.DartWorld(dart_engine.description(task), task.frame_skip)
     world.memoryless = memoryless
     states = [(0.0, model.qpos0.copy(), np.zeros(model.nv))]
     for action in actions:
         states.append(world.control_step(*states[-1], action))
     differences = []
     for k, action in enumerate(actions):
-        fresh = dart_engine.DartWorld(task.dart_description(), task.frame_skip)
+        fresh = dart_engine.DartWorld(dart_engine.description(task), task.frame_skip)
         fresh.memoryless = memoryless
         differences.append(np.abs(fresh.control_step(*states[k], action)[2] - states[k + 1][2]).max())
     return int(np.count_nonzero(differences)), float(max(differences))
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         amp = args.amplitude if amplitude is None else amplitude
         removed = divergence(task, args.steps, amp, True)
         kept = divergence(task, args.steps, amp, False)
-        print(f"{name:<18}{task.dart_description().detector:<10}{f'{removed[0]} of {args.steps}, {removed[1]:.2g}':<40}"
+        print(f"{name:<18}{dart_engine.description(task).detector:<10}{f'{removed[0]} of {args.steps}, {removed[1]:.2g}':<40}"
               f"{kept[0]} of {args.steps}, {kept[1]:.2g}")
     return 0
 

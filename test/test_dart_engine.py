@@ -75,7 +75,7 @@ def test_engine_settings_are_validated_and_dart_needs_its_counterparts():
         profiled_task("hopper_capsule", "paper_dart", {"collision_detector": "fcl"})
     with pytest.raises(ValueError, match=r"'ode' collision detector has no ellipsoid"):
         profiled_task("hopper_ellipsoid", "paper_dart", {"collision_detector": "ode"})
-    assert profiled_task("hopper_capsule", "paper_dart", {"collision_detector": "dart"}).dart_description().detector \
+    assert dart_engine.description(profiled_task("hopper_capsule", "paper_dart", {"collision_detector": "dart"})).detector \
         == "dart"
 
 
@@ -96,7 +96,7 @@ def test_paper_dart_is_the_paper_profile_on_dart():
 def test_skeleton_has_the_mujoco_models_masses_inertias_limits_gears_and_kinematics(name):
     task = dart_task(name)
     model = task.build_model()
-    world = dart_engine.DartWorld(task.dart_description(), task.frame_skip)
+    world = dart_engine.DartWorld(dart_engine.description(task), task.frame_skip)
     skel = world.skeleton
     assert skel.getNumDofs() == model.nv and [skel.getDof(i).getName() for i in range(model.nv)] == \
         [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(model.njnt)]
@@ -133,7 +133,7 @@ def test_skeleton_has_the_mujoco_models_masses_inertias_limits_gears_and_kinemat
 def test_capsule_links_carry_the_authors_inertia():
     """DART's .skel parser gave each capsule link its capsule's axial moment about the hinge axis
     (physics.dart_inertia): hopper torso / thigh / shin / foot 0.00429 / 0.00478 / 0.00213 / 0.00885 kg m^2."""
-    skel = dart_engine.DartWorld(dart_task("hopper_capsule").dart_description(), 4).skeleton
+    skel = dart_engine.DartWorld(dart_engine.description(dart_task("hopper_capsule")), 4).skeleton
     about_hinge = [skel.getBodyNode(n).getInertia().getMoment()[1, 1] for n in ("torso", "thigh", "leg", "foot")]
     np.testing.assert_allclose(about_hinge, [0.00429, 0.00478, 0.00213, 0.00885], atol=5e-6)
 
@@ -146,7 +146,7 @@ def floor_contacts(name: str, detector: str, depth: float = 0.001):
 
     task = dart_task(name)
     model = task.build_model()
-    desc = dataclasses.replace(task.dart_description(), detector=detector)
+    desc = dataclasses.replace(dart_engine.description(task), detector=detector)
     world = dart_engine.DartWorld(desc, task.frame_skip)
     qpos = model.qpos0.copy()
     qpos[1] -= lowest_point(model, qpos) + depth
@@ -168,7 +168,7 @@ def test_each_robot_has_the_authors_detector():
     walker2d.py 3 on walker2d.skel; pydart2's pydart2_world_api.cpp maps 0 DART, 1 FCL, 2 Bullet, 3 ODE."""
     found = {}
     for name in ROBOT_TASKS:
-        world = dart_engine.DartWorld(dart_task(name).dart_description(), 4)
+        world = dart_engine.DartWorld(dart_engine.description(dart_task(name)), 4)
         found[name] = world.world.getConstraintSolver().getCollisionDetector().getType()
     assert found == {"hopper_capsule": "ode", "hopper_box": "dart", "hopper_ellipsoid": "fcl", "biped_forward": "ode"}
 
@@ -210,7 +210,7 @@ def test_free_fall_is_semi_implicit_euler_of_gravity():
     Euler: v += g dt, then z += v dt), within g dt t / 2 of the continuous z_0 - g t^2 / 2; no joint moves."""
     task = dart_task("hopper_capsule")
     model = task.build_model()
-    world = dart_engine.DartWorld(task.dart_description(), task.frame_skip)
+    world = dart_engine.DartWorld(dart_engine.description(task), task.frame_skip)
     time, qpos, qvel = 0.0, model.qpos0 + np.r_[0.0, 5.0, np.zeros(model.nq - 2)], np.zeros(model.nv)
     z0 = qpos[1]
     for step in range(1, 101):  # 0.8 s, 3.1 m: still in the air
@@ -272,7 +272,7 @@ def trajectory(task: TaskSpec, steps: int, amplitude: float, seed: int = 1):
     actions, stepped in one world."""
     model = task.build_model()
     actions = amplitude * np.random.default_rng(seed).uniform(-1, 1, (steps, model.nu))
-    world = dart_engine.DartWorld(task.dart_description(), task.frame_skip)
+    world = dart_engine.DartWorld(dart_engine.description(task), task.frame_skip)
     states = [(0.0, model.qpos0.copy(), np.zeros(model.nv))]
     for action in actions:
         states.append(world.control_step(*states[-1], action))
@@ -288,7 +288,7 @@ def test_a_world_that_stepped_other_states_steps_as_a_fresh_one(name, amplitude)
     fresh world gives: no contact, solver or sleep state outlives a step."""
     task = dart_task(name)
     states, actions = trajectory(task, 250, amplitude)
-    reused = dart_engine.DartWorld(task.dart_description(), task.frame_skip)
+    reused = dart_engine.DartWorld(dart_engine.description(task), task.frame_skip)
     for k, action in enumerate(actions):
         reused.control_step(*states[(7 * k + 3) % len(states)], -action)  # something else in between
         time, qpos, qvel = reused.control_step(*states[k], action)
@@ -296,7 +296,7 @@ def test_a_world_that_stepped_other_states_steps_as_a_fresh_one(name, amplitude)
         np.testing.assert_array_equal(qpos, states[k + 1][1])
         np.testing.assert_array_equal(qvel, states[k + 1][2])
         if k % 50 == 0:
-            fresh = dart_engine.DartWorld(task.dart_description(), task.frame_skip).control_step(*states[k], action)
+            fresh = dart_engine.DartWorld(dart_engine.description(task), task.frame_skip).control_step(*states[k], action)
             np.testing.assert_array_equal(fresh[2], states[k + 1][2])
     assert np.ptp([s[1][1] for s in states]) > 0.5  # it did move: fell from 1.25 m
 
@@ -310,7 +310,7 @@ def test_without_its_memory_removed_dart_620_steps_a_state_two_ways(monkeypatch,
     monkeypatch.setattr(dart_engine.DartWorld, "memoryless", False)
     task = dart_task(name)
     states, actions = trajectory(task, 250, amplitude)
-    differences = [np.abs(dart_engine.DartWorld(task.dart_description(), task.frame_skip).control_step(
+    differences = [np.abs(dart_engine.DartWorld(dart_engine.description(task), task.frame_skip).control_step(
         *states[k], actions[k])[2] - states[k + 1][2]).max() for k in range(50, 250)]
     assert max(differences) > 1e-3
 
@@ -360,7 +360,7 @@ def test_the_rules_read_both_engines_state_rows_alike():
     envs = {profile: MultiTaskVecEnv(apply_profile(experiment, profile).tasks, 3, seed=2, nthread=1)
             for profile in ("paper", "paper_dart")}
     mujoco_env, dart_env = envs["paper"], envs["paper_dart"]
-    assert dart_env._dart is not None and mujoco_env._dart is None
+    assert isinstance(dart_env.stepper, dart_engine.DartBatch) and not isinstance(mujoco_env.stepper, dart_engine.DartBatch)
     rng = np.random.default_rng(4)
     before = mujoco_env.state.copy()
     before[:, 1:] = np.concatenate([mujoco_env.models[0].qpos0, np.zeros(6)]) + rng.uniform(-0.1, 0.1, (9, 12))
@@ -374,11 +374,7 @@ def test_the_rules_read_both_engines_state_rows_alike():
         env.reset()
         env.state[:] = before
         env.episode_length[1, 1] = 999  # the time limit: truncated
-        if env._dart is not None:
-            env._dart.step = lambda state, actions: after.copy()
-        else:
-            env._runner = type("Fixed", (), {"rollout": staticmethod(
-                lambda *args, state, **kw: state.__setitem__((slice(None), -1), after))})()
+        env.stepper.step = lambda state, actions: after.copy()  # either engine's physics call
         results[profile] = env.step(np.full((3, 3, 3), 0.3))
     a, b = results["paper"], results["paper_dart"]
     for field in ("reward", "terminated", "truncated", "final_obs", "obs"):
@@ -515,13 +511,14 @@ def test_the_simulators_robots_step_on_dart_with_profile_paper_dart():
     from mt_specialize.ros.simulator import RobotSim
 
     sim = RobotSim(profiled_task("hopper_capsule", "paper_dart"), np.random.default_rng(0))
-    assert sim.robot.dart is not None and RobotSim(profiled_task("hopper_capsule", "paper"),
-                                                     np.random.default_rng(0)).robot.dart is None
+    mujoco_sim = RobotSim(profiled_task("hopper_capsule", "paper"), np.random.default_rng(0))
+    assert isinstance(sim.robot.stepper, dart_engine.DartRobot)
+    assert not isinstance(mujoco_sim.robot.stepper, dart_engine.DartRobot)
     sim.reset()
     state = (sim.data.time, sim.data.qpos.copy(), sim.data.qvel.copy())
     action = np.array([0.5, -2.0, 0.1])
     sim.step(action)
-    world = dart_engine.DartWorld(sim.robot.task.dart_description(), 4)
+    world = dart_engine.DartWorld(dart_engine.description(sim.robot.task), 4)
     time, qpos, qvel = world.control_step(*state, action)
     assert sim.data.time == time
     np.testing.assert_array_equal(sim.data.qpos, qpos)

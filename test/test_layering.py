@@ -207,3 +207,16 @@ def test_the_package_never_imports_the_research_tooling(graph):
     bad = [f"{m} imports {t}" for m, imports in graph.items() for t, _ in imports
            if t == "paper" or t.startswith("paper.")]
     assert not bad, bad
+
+
+def test_only_the_engine_registry_names_an_engine_module(graph):
+    """An engine is one module behind ``envs.engine`` (its registry imports it by name): no other module
+    of the package imports an engine module, so adding an engine touches one new file and one
+    registry line."""
+    from mt_specialize.envs.engine import ENGINES
+
+    engine_modules = set(ENGINES.values())
+    bad = [f"{m} imports {t}" for m, targets in internal_edges(graph).items() if m not in engine_modules
+           for t in targets if t in engine_modules]
+    assert not bad, bad
+    assert all(m in graph for m in engine_modules), "every registered engine is a module of the package"

@@ -47,8 +47,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .physics import COLLISION_DETECTORS
+
 EXTRA_HINT = "pip install 'mt_specialize[dart]' (from a source checkout: pip install -e '.[dart]')"
-DETECTORS = ("ode", "dart", "fcl", "bullet")
+DETECTORS = COLLISION_DETECTORS[1:]  # ode, dart, fcl, bullet (``auto`` picks the authors')
 # The authors' detector per robot (dart-env b15a4ed2, gym/envs/dart/hopper.py and walker2d.py:
 # ``set_collision_detector(n)``, n mapped in pydart2's pydart2_world_api.cpp: 0 DART, 1 FCL, 2 Bullet,
 # 3 ODE): capsule hopper 3, box hopper 0, ellipsoid hopper 1, walker2d (the biped) 3. By shape: a robot of
@@ -642,18 +644,61 @@ class DartBatch:
         self._finalizer()
 
 
-def batch_for(tasks, envs_per_task: int, frame_skip: int, nworkers: int) -> DartBatch | None:
-    """The DART stepper of a batched env over ``tasks`` (``tasks.TaskSpec``; ``envs_per_task`` rows each,
-    task-major), or None when every task runs on MuJoCo. ValueError when the tasks mix engines."""
-    engines = sorted({t.resolved_physics["engine"] for t in tasks})
-    if engines == ["mujoco"]:
-        return None
-    if len(engines) > 1:
-        raise ValueError(f"tasks trained together need one physics engine; tasks "
-                         f"{[(t.name, t.resolved_physics['engine']) for t in tasks]} mix {engines}")
+# -- the engine interface (``envs.engine``) ---------------------------------------------------------------
+def check(task) -> None:
+    """ValueError (naming the task) unless ``task`` (a ``tasks.TaskSpec``) can run on DART: dartpy is
+    installed (``pip install .[dart]``), its armature is 0, joint limits hard and the integrator Euler
+    (what DART does), and its robot's shapes suit the collision detector (``description``)."""
+    settings = task.resolved_physics
+    wrong = {key: (settings[key], want) for key, want in (("armature", 0.0), ("joint_limits", "hard"),
+                                                          ("integrator", "euler")) if settings[key] != want}
+    try:
+        if wrong:
+            details = ", ".join(f"{key} {have!r} (DART: {want!r})" for key, (have, want) in wrong.items())
+            raise ValueError(f"physics: engine 'dart' has no counterpart for {details}; set those settings "
+                             f"(profile paper_dart does) or use engine 'mujoco'")
+        require_dartpy()
+        description(task)
+    except ValueError as exc:
+        raise ValueError(f"task {task.name!r}: {exc}") from None
+
+
+def description(task) -> RobotDesc:
+    """The robot of ``task`` as DART builds it (``describe`` of the task's MuJoCo model, its collision
+    detector resolved), kept with the task."""
+    cache = task._cache
+    if "dart" not in cache:
+        cache["dart"] = describe(task.build_model(), task.resolved_physics["collision_detector"], task.robot)
+    return cache["dart"]
+
+
+def batch(tasks, models, envs_per_task: int, frame_skip: int, nthread: int) -> DartBatch:
+    """The rows of ``tasks`` (``envs_per_task`` each, task-major) stepped by DART in ``nthread`` processes."""
     robots: dict[RobotDesc, int] = {}
-    rows = [robots.setdefault(t.dart_description(), len(robots)) for t in tasks for _ in range(envs_per_task)]
-    return DartBatch(list(robots), rows, frame_skip, nworkers)
+    rows = [robots.setdefault(description(t), len(robots)) for t in tasks for _ in range(envs_per_task)]
+    return DartBatch(list(robots), rows, frame_skip, nthread)
+
+
+class DartRobot:
+    """One robot stepped by a ``DartWorld``; MuJoCo's data holds the state (and gives poses and motor
+    torques for drawing and for the ROS nodes)."""
+
+    def __init__(self, task, model, frame_skip: int):
+        import mujoco
+
+        self._mujoco = mujoco
+        self.model = model
+        self.world = DartWorld(description(task), frame_skip)
+
+    def step(self, data, action: np.ndarray) -> None:
+        data.time, data.qpos[:], data.qvel[:] = self.world.control_step(data.time, data.qpos, data.qvel, action)
+        data.ctrl[:] = action
+        self._mujoco.mj_forward(self.model, data)
+
+
+def robot(task, model, frame_skip: int) -> DartRobot:
+    """One robot of ``task`` (its compiled ``model``) on DART."""
+    return DartRobot(task, model, frame_skip)
 
 
 if __name__ == "__main__":

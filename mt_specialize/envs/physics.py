@@ -66,7 +66,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .dart_engine import DETECTORS, require_dartpy
+from .engine import ENGINES as ENGINE_MODULES
 
 SETTINGS = ("armature", "friction", "foot_friction", "contact", "joint_limits", "inertia",
             "torso_inertia", "knee_limit_penalty", "state_limit", "state_velocity_scale", "integrator", "damping",
@@ -80,8 +80,9 @@ JOINT_LIMITS = {"soft": (DEFAULT_SOLREF, DEFAULT_SOLIMP), "hard": (STIFF_SOLREF,
 INERTIA_MODES = ("true", "dart")
 TORSO_INERTIA_MODES = ("scaled", "unchanged")
 INTEGRATORS = ("euler", "implicitfast", "implicit", "rk4")
-ENGINES = ("mujoco", "dart")
-COLLISION_DETECTORS = ("auto", *DETECTORS)
+ENGINES = tuple(ENGINE_MODULES)  # the physics engines (envs.engine's registry)
+# the DART engine's collision detectors (dart_engine.detector_for): auto = the authors' per robot
+COLLISION_DETECTORS = ("auto", "ode", "dart", "fcl", "bullet")
 MODEL = "model"  # keep the MJCF file's own value
 KNEE_JOINT = "leg_joint"
 KNEE_LIMIT_MARGIN = 0.05  # rad, the authors' hopper.py
@@ -228,20 +229,6 @@ def validate(settings: Mapping | None, where: str, family: str | None = None, mj
         elif key == "collision_detector":
             out[key] = _choice(w, value, COLLISION_DETECTORS)
     return out
-
-
-def check_engine(settings: Mapping, where: str) -> None:
-    """ValueError (naming ``where``) unless resolved ``settings`` can run on their engine: the DART engine
-    needs dartpy (``pip install .[dart]``), armature 0, hard joint limits and the Euler integrator."""
-    if settings.get("engine", "mujoco") != "dart":
-        return
-    wrong = {key: (settings[key], want) for key, want in (("armature", 0.0), ("joint_limits", "hard"),
-                                                          ("integrator", "euler")) if settings[key] != want}
-    if wrong:
-        details = ", ".join(f"{key} {have!r} (DART: {want!r})" for key, (have, want) in wrong.items())
-        raise ValueError(f"{where}: engine 'dart' has no counterpart for {details}; set those settings (profile "
-                         f"paper_dart does) or use engine 'mujoco'")
-    require_dartpy()
 
 
 def default_physics(family: str, mjcf: bool = False) -> dict:

@@ -48,7 +48,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from mt_specialize.envs import dart_engine
+from mt_specialize.envs import engine
 from mt_specialize.envs import physics as physics_settings
 from mt_specialize.envs import planar, robots
 
@@ -149,12 +149,7 @@ class TaskSpec:
                 self._model_info()  # the number of feet and the knee joint are checked here
             except ValueError as exc:
                 raise ValueError(f"task {self.name!r}: {exc}") from None
-        if self.resolved_physics["engine"] == "dart":
-            try:
-                physics_settings.check_engine(self.resolved_physics, "physics")
-                self.dart_description()  # the robot and its collision detector are checked here
-            except ValueError as exc:
-                raise ValueError(f"task {self.name!r}: {exc}") from None
+        engine.check(self)  # what the task's physics engine needs (e.g. DART: dartpy, settings it has)
 
     @property
     def resolved_physics(self) -> dict:
@@ -165,13 +160,6 @@ class TaskSpec:
         """A fresh compiled MuJoCo model of this task's robot."""
         return robots.build_model(self.robot, torso_mass=self.torso_mass, mass_scale=self.mass_scale,
                                   gears=self.gears, physics=self.physics)
-
-    def dart_description(self):
-        """The robot as the DART engine builds it (``dart_engine.describe`` of this task's MuJoCo model)."""
-        if "dart" not in self._cache:
-            self._cache["dart"] = dart_engine.describe(self.build_model(), self.resolved_physics["collision_detector"],
-                                                       self.robot)
-        return self._cache["dart"]
 
     def _model_info(self) -> dict:
         if "nq" not in self._cache:
@@ -417,9 +405,9 @@ class Transition:
 class TaskRobot:
     """One robot of one task: its MuJoCo model and data, reset and stepped under the task's rules.
 
-    ``step`` is the one single-robot control step (``planar.control_step``, or on the DART engine
-    ``dart_engine.DartWorld.control_step`` with ``data`` set to its result, then the task's reward and
-    termination); ``TaskEnv`` and the simulator node both step through it. The current state's named
+    ``step`` is the one single-robot control step (the task's engine's: ``engine.robot_stepper``, MuJoCo's
+    ``planar.control_step`` by default; ``data`` holds the state on every engine), then the task's reward
+    and termination; ``TaskEnv`` and the simulator node both step through it. The current state's named
     quantities: ``x()``, ``height()``, ``pitch()``, ``speed()`` (``planar``).
     """
 
@@ -428,8 +416,7 @@ class TaskRobot:
         self.model = self.task.build_model()
         self.data = mujoco.MjData(self.model)
         self.dt = self.task.dt  # s per control step: timestep x frame_skip
-        self.dart = (dart_engine.DartWorld(self.task.dart_description(), self.task.frame_skip)
-                     if self.task.resolved_physics["engine"] == "dart" else None)
+        self.stepper = engine.robot_stepper(self.task, self.model, self.task.frame_skip)
 
     def reset(self, rng: np.random.Generator) -> None:
         """A fresh state from the task's reset noise (``TaskSpec.sample_reset`` with ``rng``)."""
@@ -447,13 +434,7 @@ class TaskRobot:
         takes it unclipped)."""
         action = np.asarray(action, dtype=np.float64).reshape(self.task.act_dim)
         x_before = self.x()
-        if self.dart is None:
-            planar.control_step(self.model, self.data, action, self.task.frame_skip)
-        else:  # DART steps; MuJoCo's data holds the state (and computes poses and motor torques from it)
-            data = self.data
-            data.time, data.qpos[:], data.qvel[:] = self.dart.control_step(data.time, data.qpos, data.qvel, action)
-            data.ctrl[:] = action
-            mujoco.mj_forward(self.model, data)
+        self.stepper.step(self.data, action)
         x_after = self.x()
         qpos, qvel = self.data.qpos[None], self.data.qvel[None]
         reward = float(self.task.reward(np.array([x_before]), np.array([x_after]), action[None], qpos)[0])

@@ -1,51 +1,31 @@
-"""Batched multi-task physics: T tasks x E envs stepped by one ``mujoco.rollout`` call per control step.
+"""Batched multi-task physics: T tasks x E envs stepped by one engine call per control step.
 
 This is the hot path of training. Every env's whole physics state lives in one array
-``state (T*E, nstate)`` (MuJoCo's ``mjSTATE_FULLPHYSICS`` layout: time, qpos, qvel); a control step
-hands all of them, with their models (tasks may use different robots of the same size signature),
-to MuJoCo's native multi-threaded rollout, which runs ``frame_skip`` substeps in C without the GIL.
-Rewards, terminations and observations are then computed with NumPy on whole task slices.
+``state (T*E, nstate)`` (MuJoCo's ``mjSTATE_FULLPHYSICS`` layout: time, qpos, qvel, whatever the
+engine); a control step hands all of them, with the actions, to the tasks' physics engine
+(``engine.batch_stepper``: MuJoCo's native multi-threaded rollout by default, ``mujoco_engine``; DART in
+worker processes for ``engine: dart``, ``dart_engine``). Rewards, terminations and observations are
+then computed with NumPy on whole task slices.
 
-A control step is ``planar.control_step``'s rule run natively: ``ctrl = action`` held for
-``frame_skip`` substeps, MuJoCo's constraint solver started from a zero warm-start
-(``initial_warmstart``). The rewards and terminations are ``tasks``' rules reading the same named
-quantities (``planar``), so a batched env and a single ``tasks.TaskRobot`` (``TaskEnv``, the
-simulator node) given the same actions produce bit-identical trajectories, whatever the thread
-count and scheduling. Tasks on the DART engine (physics setting ``engine: dart``) keep the same state
-rows and rules; ``dart_engine.DartBatch`` steps the rows instead of MuJoCo, with the same guarantee.
+A control step is a pure function of (qpos, qvel, action) on every engine. The rewards and
+terminations are ``tasks``' rules reading the same named quantities (``planar``), so a batched env and
+a single ``tasks.TaskRobot`` (``TaskEnv``, the simulator node) given the same actions produce
+bit-identical trajectories, whatever the thread count and scheduling.
 """
 from __future__ import annotations
 
 import os
-import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import mujoco
 import numpy as np
-from mujoco import rollout as mj_rollout
 
-from . import dart_engine, planar
+from . import engine, planar
 from . import tasks as task_rules
 from .tasks import TaskSpec
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
-
-# Every MuJoCo rollout runner made here (its thread pool), by the env that holds it. A forked process
-# inherits the runners but not their threads: freeing one there (e.g. when the child's garbage
-# collector frees an env left in a reference cycle) joins threads that do not exist and hangs or
-# aborts the child ("thread::join failed"). After a fork the child keeps the runners it inherited
-# alive for good; it never steps the parent's envs, and forked workers leave with os._exit.
-_RUNNERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_INHERITED_RUNNERS: list = []
-
-
-def _keep_inherited_runners() -> None:
-    _INHERITED_RUNNERS.extend(_RUNNERS.values())
-
-
-os.register_at_fork(after_in_child=_keep_inherited_runners)
-
 
 @dataclass
 class StepResult:
@@ -152,20 +132,10 @@ class MultiTaskVecEnv:
 
         n = self.n_tasks * self.envs_per_task
         self.nthread = int(nthread or min(2, os.cpu_count() or 1))
-        self._runner = mj_rollout.Rollout(nthread=self.nthread)
-        _RUNNERS[self] = self._runner
-        self._datas = [mujoco.MjData(first) for _ in range(self.nthread)]
-        self._batch_models = [m for m in self.models for _ in range(self.envs_per_task)]
-        # one contiguous chunk per thread: on an idle 2-core machine 2.0-2.1x one thread's rate for 32-48
-        # envs, against 1.7x with 4 chunks per thread (bench/README.md); results do not depend on it
-        self._chunk = max(1, -(-n // self.nthread))
         self.state = np.zeros((n, self.nstate))
-        self._ctrl = np.zeros((n, self.frame_skip, self.nu))
-        self._out = np.zeros((n, self.frame_skip, self.nstate))
-        self._sensor = np.zeros((n, self.frame_skip, 0))
-        self._warmstart = np.zeros((n, self.nv))
-        # tasks on the DART engine (physics setting engine: dart): the same state rows, stepped by DART
-        self._dart = dart_engine.batch_for(self.tasks, self.envs_per_task, self.frame_skip, self.nthread)
+        # the tasks' physics engine steps the rows (MuJoCo's rollout threads, DART's worker processes)
+        self.stepper = engine.batch_stepper(self.tasks, self.models, self.envs_per_task, self.frame_skip,
+                                            self.nthread)
         self.episode_return = np.zeros((self.n_tasks, self.envs_per_task))
         self.episode_length = np.zeros((self.n_tasks, self.envs_per_task), dtype=np.int64)
         self._rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.n_tasks)]
@@ -273,14 +243,7 @@ class MultiTaskVecEnv:
         if actions.shape != (self.n_tasks, self.envs_per_task, self.act_dim):
             raise ValueError(f"actions must have shape {(self.n_tasks, self.envs_per_task, self.act_dim)}, "
                              f"got {actions.shape}")
-        self._ctrl[:] = actions.reshape(-1, 1, self.act_dim)
-        if self._dart is not None:
-            new_state = self._dart.step(self.state, actions.reshape(-1, self.act_dim))
-        else:
-            self._runner.rollout(self._batch_models, self._datas, self.state, self._ctrl, nstep=self.frame_skip,
-                                 skip_checks=True, initial_warmstart=self._warmstart, state=self._out,
-                                 sensordata=self._sensor, chunk_size=self._chunk)
-            new_state = self._out[:, -1]
+        new_state = self.stepper.step(self.state, actions.reshape(-1, self.act_dim))
         qpos, qvel = self.qpos(new_state), self.qvel(new_state)
         x_before, x_after = planar.x_position(self.qpos()), planar.x_position(qpos)
         reward = task_rules.reward(x_before, x_after, actions, self._direction, self._alive_bonus,
