@@ -51,7 +51,7 @@ from mt_specialize.experiments import get_experiment
 from mt_specialize.learning.ppo import PPOConfig
 from mt_specialize.envs.tasks import TaskEnv
 
-PROFILES = ("paper", "paper_dart", "mujoco", "none")
+from mt_specialize.profiles import NAMES as PROFILES  # noqa: E402
 MODELS = ("capsule", *(f"capsule_{p}" for p in PROFILES), "gymnasium")
 DEFAULT_MODELS = (*(f"capsule_{p}" for p in PROFILES if p != "paper_dart"), "gymnasium")  # DART: ask for it
 TRAINERS = ("sb3", "ours")

@@ -22,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-PROFILES = ("paper", "paper_dart", "mujoco", "none")  # mt_specialize.config.PROFILES (not imported: a fast --help)
+from .profiles import NAMES as PROFILES  # torch-free: a fast --help
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

@@ -20,54 +20,19 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from . import profiles
 from .learning.ppo import PPOConfig
 from .methods import METHODS, get_method
 
-PROFILES = ("paper", "paper_dart", "mujoco", "none")
+PROFILES = profiles.NAMES  # the profiles (mt_specialize.profiles: each setting with its source)
 APPEND_MODES = ("raw", "normalized")
 SPLIT_COUNTS = ("round", "floor_nonzero")
 SCORE_STATISTICS = ("variance", "std")
 SWITCH_BOOTSTRAPS = ("old_task", "new_task")  # TrainConfig.task_switch_bootstrap
 TIME_LIMITS = ("bootstrap", "terminal")  # TrainConfig.time_limit
-# The training settings of each profile (SPEC §5b); the robots' physics of each profile is in
-# mt_specialize.envs.physics. A setting given explicitly (not null) overrides its profile's value.
-PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
-    # The paper's authors' code (VincentYu68/baselines,
-    # baselines/split_net/pposgd_split.py at 8ab77c2):
-    "paper": {
-        "optimizer": "per_task",          # task_adams: one MpiAdam per task, stepping in turn, shared entries synced
-        "revert_drop_bound": 300.0,       # reward_drop_bound=300 (learn()'s default at 8ab77c2)
-        "append_mode": "normalized",      # the one-hot is part of the env observation, so the normaliser sees it
-        "score_statistic": "std",         # np.ma.std across tasks (population std), mean over the last 10 iterations
-        "split_count": "floor_nonzero",   # int(split_percent * n) top entries, only those with std > 0
-        # traj_segment_generator / add_vtarg_and_adv: gym's TimeLimit done at 1000 steps is `new`,
-        # the end of the episode: nonterminal = 1 - new[t + 1], no bootstrap from the value
-        "time_limit": "terminal",
-        # 4 MPI workers (run_script_hopper.sh at 8ab77c2: mpirun -np 4 ... --batch 1000 per worker; the
-        # biped's 2000 per worker: the result directories read by plot_benchmark_offline.py, _fwdbwd_2000),
-        # each stepping one env per task (traj_segment_generator(pis[t], copy.deepcopy(env),
-        # timesteps_per_batch // task_size, ...)): 4 envs per task, segments of batch / (tasks x 4) steps
-        # (333 on the hoppers, 1000 on the biped, 500 on the torso-mass pairs)
-        "envs_per_task": 4,
-        # atarg = (atarg - atarg.mean()) / atarg.std() on each worker's segment of each task
-        "advantage_norm": "per_task_env",
-    },
-    # SPEC §4-5 as written: mixed-task minibatches, no revert, raw one-hot, variance score
-    "mujoco": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
-               "score_statistic": "variance", "split_count": "round", "time_limit": "bootstrap",
-               "envs_per_task": 16, "advantage_norm": "per_task_iteration"},
-    "none": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
-             "score_statistic": "variance", "split_count": "round", "time_limit": "bootstrap",
-             "envs_per_task": 16, "advantage_norm": "per_task_iteration"},
-}
-# SPEC §5c: the paper profile on the DART engine trains as the paper profile does (its physics adds
-# engine: dart, mt_specialize.envs.physics)
-PROFILE_SETTINGS["paper_dart"] = dict(PROFILE_SETTINGS["paper"])
-# Settings a profile gained after runs were recorded, with the value every run had before: a run's
-# config.yaml that does not name one ran at that value, and resumes so (``TrainConfig.from_run_config``).
-# Keys are TrainConfig fields or ``ppo.<field>``. (A physics setting a run's recorded task_physics
-# does not name ran at the robot's default: ``experiments.with_unrecorded_defaults``.)
-RECORDED_BEFORE = {"time_limit": "bootstrap", "ppo.advantage_norm": "per_task_iteration", "envs_per_task": 16}
+# The training settings of each profile, and the settings profiles gained later (mt_specialize.profiles)
+PROFILE_SETTINGS: dict[str, dict[str, Any]] = profiles.TRAINING
+RECORDED_BEFORE = profiles.RECORDED_BEFORE
 DEFAULT_JOINT_SAMPLES = 400_000
 DEFAULT_SPLIT_FRACTION = 0.25
 # the paper's names of settings (Yu, Turk & Liu, Table I: "jt=400k, sp=25%") -> the names here;

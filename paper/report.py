@@ -48,7 +48,7 @@ from mt_specialize.plots import plt, read_metrics
 from mt_specialize.run_dir import RunDir
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "paper_results.yaml"
-PROFILES = ("paper", "paper_dart", "mujoco", "none")  # the values config.yaml's `profile` may take; absent means none
+from mt_specialize.profiles import NAMES as PROFILES  # the values config.yaml's `profile` may take; absent means none
 
 
 @lru_cache(maxsize=None)

@@ -17,6 +17,7 @@ LAYERS = {
     "mt_specialize": 0,
     "mt_specialize.paths": 0,
     "mt_specialize.errors": 0,
+    "mt_specialize.profiles": 0,
     "mt_specialize.envs": 1,
     "mt_specialize.learning": 2,
     "mt_specialize.experiments": 3,
@@ -220,3 +221,12 @@ def test_only_the_engine_registry_names_an_engine_module(graph):
            for t in targets if t in engine_modules]
     assert not bad, bad
     assert all(m in graph for m in engine_modules), "every registered engine is a module of the package"
+
+
+def test_profiles_and_the_cli_parser_load_no_heavy_library():
+    """The profiles' one home is read by the CLI's --help, the ROS launch file and the report: it imports
+    neither torch, MuJoCo nor NumPy."""
+    code = ("import sys, mt_specialize.profiles, mt_specialize.cli; "
+            "print(sorted(m for m in ('torch', 'mujoco', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

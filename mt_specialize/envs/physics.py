@@ -66,6 +66,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import profiles
 from .engine import ENGINES as ENGINE_MODULES
 
 SETTINGS = ("armature", "friction", "foot_friction", "contact", "joint_limits", "inertia",
@@ -86,13 +87,10 @@ COLLISION_DETECTORS = ("auto", "ode", "dart", "fcl", "bullet")
 MODEL = "model"  # keep the MJCF file's own value
 KNEE_JOINT = "leg_joint"
 KNEE_LIMIT_MARGIN = 0.05  # rad, the authors' hopper.py
-PAPER_KNEE_PENALTY = 0.5 * 1.5  # the authors' hopper.py: reward -= 5e-1 * 1.5 near a knee limit
-PAPER_STATE_LIMIT = 100.0  # the authors' hopper.py and walker2d.py: (np.abs(s[2:]) < 100).all()
-# dart-env gym/envs/dart/dart_env.py state_vector(): np.concatenate([q, dq / 10.0]) (commit eb760bc1,
-# "divide velocity by 10 to regularize the range of state"; so at e652dbbe and b15a4ed2). The walker's
-# only velocity rule is walker2d.py's np.abs(s[2:]) < 100 on it; hopper.py adds np.abs(dq) < 100 on
-# the raw dq, which is the tighter rule for the hopper, so its scale stays 1.
-DART_ENV_STATE_VELOCITY_SCALE = 0.1
+# the authors' numbers the paper profile uses (mt_specialize.profiles)
+PAPER_KNEE_PENALTY = profiles.PAPER_KNEE_PENALTY
+PAPER_STATE_LIMIT = profiles.PAPER_STATE_LIMIT
+DART_ENV_STATE_VELOCITY_SCALE = profiles.DART_ENV_STATE_VELOCITY_SCALE
 
 # today's loader for URDF robots (SPEC section 4; every setting's default)
 URDF_DEFAULTS = {"armature": 1.0, "friction": 0.9, "foot_friction": None, "contact": "default",
@@ -104,32 +102,9 @@ FAMILY_STATE_LIMIT = {"hopper": 100.0, "biped": None}  # SPEC section 4's termin
 MJCF_DEFAULTS = {**URDF_DEFAULTS, "friction": MODEL, "foot_friction": MODEL, "contact": MODEL,
                  "integrator": "rk4"}
 
-# -- profiles: bundles of settings, per family, plus per built-in task changes ------------------------
-PROFILE_NAMES = ("paper", "paper_dart", "mujoco", "none")
-PROFILES: dict[str, dict] = {
-    "paper": {  # SPEC section 5b: the authors' DART robots
-        "settings": {"armature": 0.0, "inertia": "dart", "friction": 1.0, "foot_friction": None,
-                     "contact": "stiff", "joint_limits": "hard", "torso_inertia": "unchanged",
-                     "state_limit": PAPER_STATE_LIMIT},
-        "family": {"hopper": {"knee_limit_penalty": PAPER_KNEE_PENALTY},
-                   "biped": {"state_velocity_scale": DART_ENV_STATE_VELOCITY_SCALE}},
-        # built-in task name -> TaskSpec field changes (the authors' torso masses, kg)
-        "tasks": {"hopper_torso3": {"torso_mass": 3.3}, "hopper_torso8": {"torso_mass": 8.5},
-                  "hopper_torso14": {"torso_mass": 14.35}},
-    },
-    "mujoco": {  # physically correct robots with Gymnasium Hopper-v5 / Walker2d-v5 contact frictions
-        "settings": {"armature": 1.0, "inertia": "true", "contact": "default", "joint_limits": "soft",
-                     "torso_inertia": "scaled", "knee_limit_penalty": 0.0},
-        # hopper.xml: body geoms 0.9 on a floor of MuJoCo's default 1.0 -> 1.0 in contact; foot 2.0.
-        # walker2d.xml: body geoms 0.9 on a 0.7 floor -> 0.9; right foot 0.9, left foot 1.9.
-        "family": {"hopper": {"friction": 1.0, "foot_friction": 2.0},
-                   "biped": {"friction": 0.9, "foot_friction": [0.9, 1.9]}},
-        "tasks": {},
-    },
-    "none": {"settings": {}, "family": {}, "tasks": {}},
-}
-# SPEC section 5c: the paper profile simulated by DART itself; whatever ``paper`` sets, on the dart engine
-PROFILES["paper_dart"] = {**PROFILES["paper"], "settings": {**PROFILES["paper"]["settings"], "engine": "dart"}}
+# -- profiles: bundles of settings, per family, plus per built-in task changes (mt_specialize.profiles)
+PROFILE_NAMES = profiles.NAMES
+PROFILES: dict[str, dict] = profiles.PHYSICS
 
 
 def _number(where: str, value, *, positive: bool = False) -> float:
