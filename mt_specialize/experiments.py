@@ -44,7 +44,8 @@ import yaml
 
 from mt_specialize.envs import physics, robots
 from mt_specialize.envs.physics import PROFILE_NAMES, PROFILES  # noqa: F401  (the profiles, re-exported)
-from mt_specialize.envs.tasks import DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST, FAMILIES, TASKS, TaskSpec, get_task
+from mt_specialize.envs.families import FAMILIES
+from mt_specialize.envs.tasks import DEFAULT_ALIVE_BONUS, TASKS, TaskSpec, get_task
 
 DEFAULT_BUDGET = 3_000_000  # samples, Table I
 EXPERIMENT_KEYS = ("name", "batch_size", "budget", "tasks")
@@ -148,7 +149,7 @@ def _task_from_mapping(entry: dict, base_dir: Path, where: str) -> TaskSpec:
     kwargs = {key: entry[key] for key in ("direction", "torso_mass", "mass_scale", "gears", "alive_bonus", "physics",
                                           "speed_cap", "overspeed_penalty") if key in entry}
     kwargs.setdefault("alive_bonus", DEFAULT_ALIVE_BONUS)
-    kwargs["ctrl_cost"] = entry.get("ctrl_cost", DEFAULT_CTRL_COST[family])
+    kwargs["ctrl_cost"] = entry.get("ctrl_cost", FAMILIES[family].ctrl_cost)
     try:
         task = TaskSpec(name=name, robot=robot, family=family, **kwargs)
         task.obs_dim  # compile the model now: URDF errors surface here, with the task's name

@@ -68,6 +68,7 @@ import numpy as np
 
 from .. import profiles
 from .engine import ENGINES as ENGINE_MODULES
+from .families import FAMILIES
 
 SETTINGS = ("armature", "friction", "foot_friction", "contact", "joint_limits", "inertia",
             "torso_inertia", "knee_limit_penalty", "state_limit", "state_velocity_scale", "integrator", "damping",
@@ -97,7 +98,6 @@ URDF_DEFAULTS = {"armature": 1.0, "friction": 0.9, "foot_friction": None, "conta
                  "joint_limits": "soft", "inertia": "true", "torso_inertia": "scaled",
                  "knee_limit_penalty": 0.0, "state_velocity_scale": 1.0, "integrator": "euler", "damping": None,
                  "engine": "mujoco", "collision_detector": "auto"}
-FAMILY_STATE_LIMIT = {"hopper": 100.0, "biped": None}  # SPEC section 4's termination rules
 # Gymnasium's hopper.xml as it is (armature 1, RK4, its own frictions and contacts)
 MJCF_DEFAULTS = {**URDF_DEFAULTS, "friction": MODEL, "foot_friction": MODEL, "contact": MODEL,
                  "integrator": "rk4"}
@@ -186,7 +186,7 @@ def validate(settings: Mapping | None, where: str, family: str | None = None, mj
             out[key] = _choice(w, value, TORSO_INERTIA_MODES)
         elif key == "knee_limit_penalty":
             out[key] = _number(w, value)
-            if out[key] > 0 and family is not None and family != "hopper":
+            if out[key] > 0 and family in FAMILIES and not FAMILIES[family].has_knee_penalty:
                 raise ValueError(f"{w} is {value!r} but the task's family is {family!r}; the knee-limit "
                                  "penalty is for the hopper family only (allowed: 0 for other families)")
         elif key == "state_limit":
@@ -208,7 +208,7 @@ def validate(settings: Mapping | None, where: str, family: str | None = None, mj
 
 def default_physics(family: str, mjcf: bool = False) -> dict:
     """Every setting's default for a task of ``family``: today's URDF loader, or an MJCF file as it is."""
-    return {**(MJCF_DEFAULTS if mjcf else URDF_DEFAULTS), "state_limit": FAMILY_STATE_LIMIT.get(family)}
+    return {**(MJCF_DEFAULTS if mjcf else URDF_DEFAULTS), "state_limit": (FAMILIES[family].state_limit if family in FAMILIES else None)}
 
 
 def profile_settings(profile: str | None, family: str) -> dict:

@@ -50,19 +50,10 @@ import numpy as np
 
 from mt_specialize.envs import engine
 from mt_specialize.envs import physics as physics_settings
+from mt_specialize.envs.families import FAMILIES, get_family
 from mt_specialize.envs import planar, robots
 
-FAMILIES = ("hopper", "biped")
-# hopper termination (Gymnasium Hopper's healthy ranges, height relative to the start height)
-# every |planar.without_x_and_height(state vector)| (pitch, joint angles, velocities) must stay below
-HOPPER_STATE_LIMIT = physics_settings.FAMILY_STATE_LIMIT["hopper"]
-HOPPER_PITCH_LIMIT = 0.2  # rad, |torso pitch| must stay below
-HOPPER_MIN_HEIGHT_RATIO = 0.56  # torso height must stay above this times the start height
-# biped termination
-BIPED_HEIGHT_RANGE = (0.8, 2.0)  # m, open interval for the torso height
-BIPED_PITCH_LIMIT = 1.0  # rad, |torso pitch| must stay below
 VELOCITY_CLIP = 10.0  # observation clip for qvel
-DEFAULT_CTRL_COST = {"hopper": 1e-3, "biped": 0.1}
 DEFAULT_ALIVE_BONUS = 1.0
 
 
@@ -96,7 +87,7 @@ class TaskSpec:
     family: str = "hopper"
     direction: int = 1
     alive_bonus: float = DEFAULT_ALIVE_BONUS
-    ctrl_cost: float = DEFAULT_CTRL_COST["hopper"]
+    ctrl_cost: float = FAMILIES["hopper"].ctrl_cost
     torso_mass: float | None = None
     mass_scale: float = 1.0
     gears: tuple[float, ...] | None = None
@@ -303,8 +294,9 @@ def termination_cause(family: str, qpos: np.ndarray, qvel: np.ndarray, start_hei
     broadcasting against (...); default the family's (100 hopper, none biped). state_velocity_scale
     (scalar or broadcasting against (...)): qvel's factor in that state vector (1 raw; dart-env's 0.1).
     """
+    rules = get_family(family)
     if state_limit is _FAMILY_LIMIT:
-        state_limit = physics_settings.FAMILY_STATE_LIMIT.get(family)
+        state_limit = rules.state_limit
     state_limit = np.inf if state_limit is None else np.asarray(state_limit, dtype=np.float64)
     qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
     state = planar.state_vector(qpos, qvel)
@@ -315,15 +307,7 @@ def termination_cause(family: str, qpos: np.ndarray, qvel: np.ndarray, start_hei
         state = planar.state_vector(qpos, qvel * np.expand_dims(scale, -1))
     with np.errstate(invalid="ignore"):
         over_limit = np.any(np.abs(planar.without_x_and_height(state)) >= np.expand_dims(state_limit, -1), axis=-1)
-        if family == "hopper":
-            too_low = height <= HOPPER_MIN_HEIGHT_RATIO * np.asarray(start_height)
-            tilted = np.abs(pitch) >= HOPPER_PITCH_LIMIT
-        elif family == "biped":
-            low, high = BIPED_HEIGHT_RANGE
-            too_low = (height <= low) | (height >= high)
-            tilted = np.abs(pitch) >= BIPED_PITCH_LIMIT
-        else:
-            raise ValueError(f"unknown family {family!r}, allowed {list(FAMILIES)}")
+        too_low, tilted = rules.height_out(height, start_height), rules.tilted(pitch)
     # the first rule broken wins: np.select takes the first true condition
     return np.select([non_finite, over_limit, too_low, tilted], [NON_FINITE, STATE_LIMIT, HEIGHT, PITCH],
                      0).astype(np.int8)
@@ -337,7 +321,7 @@ def terminated(family: str, qpos: np.ndarray, qvel: np.ndarray, start_height,
 
 
 def _hopper(name: str, robot: str, **kw) -> TaskSpec:
-    return TaskSpec(name, robot, "hopper", 1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["hopper"], **kw)
+    return TaskSpec(name, robot, "hopper", 1, DEFAULT_ALIVE_BONUS, FAMILIES["hopper"].ctrl_cost, **kw)
 
 
 TORSO_MASSES = (3, 8, 14, 15)  # kg, the torso-mass experiments' hoppers
@@ -347,20 +331,20 @@ TASKS: dict[str, TaskSpec] = {
     "hopper_capsule": _hopper("hopper_capsule", "hopper_capsule"),
     "hopper_box": _hopper("hopper_box", "hopper_box"),
     "hopper_ellipsoid": _hopper("hopper_ellipsoid", "hopper_ellipsoid"),
-    "biped_forward": TaskSpec("biped_forward", "biped", "biped", 1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["biped"]),
-    "biped_backward": TaskSpec("biped_backward", "biped", "biped", -1, DEFAULT_ALIVE_BONUS, DEFAULT_CTRL_COST["biped"]),
+    "biped_forward": TaskSpec("biped_forward", "biped", "biped", 1, DEFAULT_ALIVE_BONUS, FAMILIES["biped"].ctrl_cost),
+    "biped_backward": TaskSpec("biped_backward", "biped", "biped", -1, DEFAULT_ALIVE_BONUS, FAMILIES["biped"].ctrl_cost),
     **{f"hopper_torso{m}": _hopper(f"hopper_torso{m}", "hopper_capsule", torso_mass=float(m))
        for m in TORSO_MASSES},
     "biped_forward_ankle100": TaskSpec("biped_forward_ankle100", "biped", "biped", 1, DEFAULT_ALIVE_BONUS,
-                                       DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
+                                       FAMILIES["biped"].ctrl_cost, gears=BIPED_ANKLE100_GEARS),
     "biped_backward_ankle100": TaskSpec("biped_backward_ankle100", "biped", "biped", -1, DEFAULT_ALIVE_BONUS,
-                                        DEFAULT_CTRL_COST["biped"], gears=BIPED_ANKLE100_GEARS),
+                                        FAMILIES["biped"].ctrl_cost, gears=BIPED_ANKLE100_GEARS),
     # Gymnasium's Hopper-v5 under every profile: its settings are explicit (only run-wide overrides change them)
     "hopper_gymnasium": _hopper("hopper_gymnasium", "gymnasium:hopper",
                                 physics=robots.default_physics("gymnasium:hopper")),
     # Gymnasium's Walker2d-v5 model under the biped's rules, likewise as the file has it under every profile
     **{f"walker2d_{way}": TaskSpec(f"walker2d_{way}", "gymnasium:walker2d", "biped", direction, DEFAULT_ALIVE_BONUS,
-                                   DEFAULT_CTRL_COST["biped"], physics=robots.default_physics("gymnasium:walker2d"))
+                                   FAMILIES["biped"].ctrl_cost, physics=robots.default_physics("gymnasium:walker2d"))
        for way, direction in (("forward", 1), ("backward", -1))},
 }
 
