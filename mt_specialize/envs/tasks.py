@@ -1,22 +1,9 @@
 """Tasks: robot + reward + termination (SPEC section 4), vectorised, and one-env Gymnasium wrappers.
 
-Gymnasium ids (registered when this module is imported; ``gym.make(id)``):
-
-==============================  ====================  =================================
-id                              task                  robot
-==============================  ====================  =================================
-``mt_specialize/HopperCapsule-v0``    ``hopper_capsule``    capsule hopper, hop forward
-``mt_specialize/HopperBox-v0``        ``hopper_box``        box hopper (scale 1.1)
-``mt_specialize/HopperEllipsoid-v0``  ``hopper_ellipsoid``  ellipsoid hopper (scale 1.2)
-``mt_specialize/BipedForward-v0``     ``biped_forward``     biped, reward +vx
-``mt_specialize/BipedBackward-v0``    ``biped_backward``    biped, reward -vx
-``mt_specialize/HopperTorso{3,8,14,15}-v0``  ``hopper_torso{3,8,14,15}``  capsule hopper, torso kg
-``mt_specialize/BipedForwardAnkle100-v0``     ``biped_forward_ankle100``   biped, ankles 100 N*m
-``mt_specialize/BipedBackwardAnkle100-v0``    ``biped_backward_ankle100``  (not SPEC's: see below)
-``mt_specialize/HopperGymnasium-v0``  ``hopper_gymnasium``  Gymnasium's Hopper-v5 model (hopper.xml)
-``mt_specialize/Walker2dForward-v0``  ``walker2d_forward``  Gymnasium's Walker2d-v5 model
-``mt_specialize/Walker2dBackward-v0`` ``walker2d_backward`` (walker2d_v5.xml), biped rules, -vx
-==============================  ====================  =================================
+Every built-in task (``TASKS``: the SPEC's hoppers and biped, the torso-mass hoppers, the biped with
+100 N*m ankles, Gymnasium's Hopper-v5 and Walker2d-v5 bodies) is registered with Gymnasium when this
+module is imported, as ``mt_specialize/<TaskName>-v0`` (``env_id``: ``hopper_capsule`` ->
+``mt_specialize/HopperCapsule-v0``); ``gym.make(id)``. ``mt-specialize list`` shows them.
 
 ``hopper_gymnasium`` runs Gymnasium's own MJCF hopper (RK4, its frictions and contacts) under the
 hopper family's rules, which are Hopper-v5's (its healthy_z 0.7 = 0.56 * 1.25): the calibration
@@ -348,19 +335,12 @@ TASKS: dict[str, TaskSpec] = {
        for way, direction in (("forward", 1), ("backward", -1))},
 }
 
-ENV_IDS: dict[str, str] = {
-    "hopper_capsule": "mt_specialize/HopperCapsule-v0",
-    "hopper_box": "mt_specialize/HopperBox-v0",
-    "hopper_ellipsoid": "mt_specialize/HopperEllipsoid-v0",
-    "biped_forward": "mt_specialize/BipedForward-v0",
-    "biped_backward": "mt_specialize/BipedBackward-v0",
-    **{f"hopper_torso{m}": f"mt_specialize/HopperTorso{m}-v0" for m in TORSO_MASSES},
-    "biped_forward_ankle100": "mt_specialize/BipedForwardAnkle100-v0",
-    "biped_backward_ankle100": "mt_specialize/BipedBackwardAnkle100-v0",
-    "hopper_gymnasium": "mt_specialize/HopperGymnasium-v0",
-    "walker2d_forward": "mt_specialize/Walker2dForward-v0",
-    "walker2d_backward": "mt_specialize/Walker2dBackward-v0",
-}
+def env_id(task_name: str) -> str:
+    """The Gymnasium id of built-in task ``task_name``: ``hopper_torso3`` -> ``mt_specialize/HopperTorso3-v0``."""
+    return f"mt_specialize/{''.join(word.capitalize() for word in task_name.split('_'))}-v0"
+
+
+ENV_IDS: dict[str, str] = {name: env_id(name) for name in TASKS}  # every built-in task, registered below
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:
