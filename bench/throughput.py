@@ -103,7 +103,10 @@ def bench_ours(experiment: str, samples_per_phase: int, physics_threads: int | N
         nthread = env.nthread
         models = env.models
         envs_per_task = env.envs_per_task
-        dart = env._dart  # the DART stepper of a profile on the DART engine, else None
+        from mt_specialize.envs.dart_engine import DartBatch
+
+        # the DART stepper of a profile on the DART engine, else None
+        dart = env.stepper if isinstance(env.stepper, DartBatch) else None
         if dart is not None:  # the robots by task index, for the physics bound
             models = [dart.descs[dart.row_robot[k * envs_per_task]] for k in range(len(models))]
     finally:
