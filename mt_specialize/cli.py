@@ -18,7 +18,9 @@ paper --help`` from a source checkout.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -120,8 +122,9 @@ def _fmt(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:7.1f}"
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``--seeds``: ``1-5``, ``1,3,8`` or both (``1-3,7``) -> distinct seeds in the order given."""
+def parse_seeds(text: str, limit: int | None = None) -> list[int]:
+    """``--seeds``: ``1-5``, ``1,3,8`` or both (``1-3,7``) -> distinct seeds in the order given; at most
+    ``limit`` of them (ValueError beyond)."""
     seeds: list[int] = []
     try:
         for part in text.split(","):
@@ -129,9 +132,15 @@ def parse_seeds(text: str) -> list[int]:
             lo, hi = int(first), int(last or first)
             if lo < 0 or hi < lo:
                 raise ValueError
-            seeds += [s for s in range(lo, hi + 1) if s not in seeds]
+            if limit is not None and len(seeds) + hi - lo + 1 > limit:
+                raise OverflowError
+            known = set(seeds)
+            seeds += [s for s in range(lo, hi + 1) if s not in known]
+    except OverflowError:
+        raise ValueError(f"--seeds {text[:80]!r} names more than {limit} runs, the most one process trains (each "
+                         f"holds its envs, networks and optimiser): split them over several commands") from None
     except ValueError:
-        raise ValueError(f"--seeds {text!r}: give non-negative seeds as a range and/or a list, e.g. 1-5 or "
+        raise ValueError(f"--seeds {text[:80]!r}: give non-negative seeds as a range and/or a list, e.g. 1-5 or "
                          f"1,3,8") from None
     return seeds
 
@@ -165,13 +174,14 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .run_group import RunGroup, run_groups
+    from .run_group import MAX_RUNS, RunGroup, run_groups
     from .stop_signals import StopOnSignals
     from .train import Interrupted
 
     if args.seed is not None:
         raise ValueError("give --seed or --seeds, not both")
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds, limit=MAX_RUNS)
+    args.groups = 1 if args.groups is None else args.groups
     base = _train_config(args, out="")
     configs, out_dirs = [], []
     for seed in seeds:
@@ -191,36 +201,42 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
             config.physics_threads = 1  # one core per group (result-neutral)
     parts = [list(part) for part in np.array_split(np.arange(len(seeds)), args.groups)]
     groups = []
-    try:
-        for part in parts:
-            groups.append(RunGroup([configs[k] for k in part], [out_dirs[k] for k in part],
-                                   resume=[resume[k] for k in part]))
-    except BaseException:
-        for group in groups:
-            group.close()
-        raise
-    trainers = [t for group in groups for t in group.trainers]
-    c = trainers[0].config
-    print(f"{len(seeds)} runs in one process ({args.groups} group{'s' if args.groups > 1 else ''}): "
-          f"{trainers[0].experiment.name} "
-          f"[{', '.join(trainers[0].task_names)}], method {c.method}, seeds {seeds}, {c.samples:,} samples each, "
-          f"into {', '.join(map(str, out_dirs))}", file=sys.stderr)
-    with _GroupProgress([t.config for t in trainers], [t.samples for t in trainers]) as progress, \
-            StopOnSignals() as stop:
-        for part, group in zip(parts, groups):
-            group.progress = lambda i, row, part=part: progress(int(part[i]), row)
+    with StopOnSignals() as stop:
         try:
-            summaries = [s for group_summaries in run_groups(groups, should_stop=stop) for s in group_summaries]
-        except Interrupted as exc:
-            print(f"interrupted by {stop.name}: {exc}", file=sys.stderr)
+            for part in parts:
+                groups.append(RunGroup([configs[k] for k in part], [out_dirs[k] for k in part],
+                                       resume=[resume[k] for k in part]))
+        except BaseException:
+            for group in groups:
+                group.close()
+            raise
+        trainers = [t for group in groups for t in group.trainers]
+        if stop():  # a signal during start-up
+            for t in trainers:
+                t.run_dir.discard_failed_start()
+            print(f"interrupted by {stop.name} before training began", file=sys.stderr)
             return 130
+        if not trainers:
+            return _report_failed([s for group in groups for s in group.failed.values()])
+        c = trainers[0].config
+        print(f"{len(seeds)} runs in one process ({args.groups} group{'s' if args.groups > 1 else ''}): "
+              f"{trainers[0].experiment.name} "
+              f"[{', '.join(trainers[0].task_names)}], method {c.method}, seeds {seeds}, {c.samples:,} samples each, "
+              f"into {', '.join(map(str, out_dirs))}", file=sys.stderr)
+        with _GroupProgress([t.config for t in trainers], [t.samples for t in trainers]) as progress:
+            for part, group in zip(parts, groups):
+                group.progress = lambda i, row, part=part: progress(int(part[i]), row)
+            try:
+                summaries = [s for group_summaries in run_groups(groups, should_stop=stop) for s in group_summaries]
+            except Interrupted as exc:
+                print(f"interrupted by {stop.name}: {exc}", file=sys.stderr)
+                return 130
     from rich.console import Console
     from rich.table import Table
 
     failed = [s for s in summaries if "failed" in s]
     finished = [s for s in summaries if "failed" not in s]
-    for s in failed:
-        print(f"mt-specialize train: run {s['run']} stopped: {s['failed']}", file=sys.stderr)
+    _report_failed(failed)
     if finished:
         table = Table(title=f"{finished[0]['experiment']} / {finished[0]['method']}: mean return of the last 100 "
                             f"episodes")
@@ -236,6 +252,13 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _report_failed(failed: list[dict]) -> int:
+    """Name each run of a group that stopped (``{'failed': reason, 'run': directory}``); 1 if any did."""
+    for s in failed:
+        print(f"mt-specialize train: run {s['run']} stopped: {s['failed']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -245,22 +268,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.seeds is not None:
         return _cmd_train_seeds(args)
+    if args.groups is not None:
+        raise ValueError("--groups divides the runs of --seeds into groups: without --seeds it has no effect "
+                         "(give --seeds, or leave --groups out)")
     config = _train_config(args)
     out = Path(args.out) if args.out else Path("runs") / _default_run_name(config)
-    trainer = Trainer(config, out, resume=args.resume)
-    c = trainer.config
-    print(f"run {out}: {trainer.experiment.name} [{', '.join(trainer.task_names)}], method {c.method}, "
-          f"joint samples {c.joint_samples:,}, split fraction {c.split_fraction:g}, seed {c.seed}, "
-          f"{c.samples:,} samples, "
-          f"{trainer.batch:,} samples/iteration ({c.envs_per_task} envs x {trainer.steps} steps per task)",
-          file=sys.stderr)
-    with _Progress(c.samples, trainer.task_names, start=trainer.samples) as progress, StopOnSignals() as stop:
-        trainer.progress = progress
-        try:
-            summary = trainer.run(should_stop=stop)
-        except Interrupted as exc:
-            print(f"interrupted by {stop.name}: {exc}", file=sys.stderr)
+    with StopOnSignals() as stop:
+        trainer = Trainer(config, out, resume=args.resume)
+        if stop():  # a signal during start-up
+            trainer.run_dir.discard_failed_start()
+            print(f"interrupted by {stop.name} before training began", file=sys.stderr)
             return 130
+        c = trainer.config
+        print(f"run {out}: {trainer.experiment.name} [{', '.join(trainer.task_names)}], method {c.method}, "
+              f"joint samples {c.joint_samples:,}, split fraction {c.split_fraction:g}, seed {c.seed}, "
+              f"{c.samples:,} samples, "
+              f"{trainer.batch:,} samples/iteration ({c.envs_per_task} envs x {trainer.steps} steps per task)",
+              file=sys.stderr)
+        with _Progress(c.samples, trainer.task_names, start=trainer.samples) as progress:
+            trainer.progress = progress
+            try:
+                summary = trainer.run(should_stop=stop)
+            except Interrupted as exc:
+                print(f"interrupted by {stop.name}: {exc}", file=sys.stderr)
+                return 130
     table = Table(title=f"{summary['experiment']} / {summary['method']}: mean return of the last 100 episodes")
     table.add_column("task")
     table.add_column("return", justify="right")
@@ -293,6 +324,7 @@ def _default_run_name(config) -> str:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .learning.inference import InferencePolicy
 
+    _output_file(args.out)
     source = _checkpoint_path(args.source)
     path = InferencePolicy.export(source, args.out)
     policy = InferencePolicy.from_checkpoint(path)
@@ -301,16 +333,46 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _checkpoint_path(source: str) -> Path:
-    """A checkpoint file, or a run directory's newest checkpoint (ValueError if it has none)."""
-    from .train import latest_checkpoint
+    """A checkpoint file, or a run directory's newest checkpoint that verifies (a damaged newer one is
+    named in a warning and skipped, as a resume does; ValueError if it has none)."""
+    import warnings
+
+    from .learning import checkpoint as ckpt
+    from .train import checkpoint_paths
 
     path = Path(source)
-    if path.is_dir():
-        found = latest_checkpoint(path) or (path / "policy.safetensors")  # archived grid cells keep the latter
+    if not path.is_dir():
+        return path
+    paths = checkpoint_paths(path)
+    if not paths:
+        found = path / "policy.safetensors"  # archived grid cells keep the latter
         if not found.exists():
             raise ValueError(f"{path} holds no checkpoints/ckpt_*.safetensors")
         return found
-    return path
+    damaged = []
+    for candidate in reversed(paths):
+        try:
+            ckpt.load_checkpoint(candidate)
+        except ckpt.CheckpointError as exc:
+            damaged.append(str(exc))
+            continue
+        if damaged:
+            warnings.warn(f"using {candidate.name}, the newest checkpoint of {str(path)!r} that verifies; skipped: "
+                          f"{'; '.join(damaged)}", stacklevel=2)
+        return candidate
+    raise ckpt.CheckpointError(f"{str(path)!r}: no checkpoint verifies ({'; '.join(damaged)})")
+
+
+def _output_file(path: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` as a file to write (ValueError if it is a directory or has none of ``suffixes``; the
+    OS says what else is wrong, e.g. a read-only place)."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{path!r} is a directory: give a file name in it, e.g. "
+                         f"{str(out / ('out' + (suffixes[0] if suffixes else '')))!r}")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise ValueError(f"{path!r}: choose a file name ending in {' or '.join(suffixes)}")
+    return out
 
 
 def _cmd_gait(args: argparse.Namespace) -> int:
@@ -318,12 +380,23 @@ def _cmd_gait(args: argparse.Namespace) -> int:
     from .envs.planar import x_position
     from .learning.inference import InferencePolicy
 
+    from .envs.render import check_image_size
     from .experiments import task_as_trained
 
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1 (control steps to play), got {args.steps}")
+    check_image_size(args.width, args.height)
+    if args.switch_at is not None and not args.switch_to:
+        raise ValueError("--switch-at has no effect without --switch-to (give the task to switch to)")
+    switch_at = 250 if args.switch_at is None else args.switch_at
+    if args.switch_to and not 0 < switch_at < args.steps:
+        raise ValueError(f"--switch-at {switch_at} must be between 1 and {args.steps - 1} (--steps {args.steps} "
+                         f"control steps are played): the switch would never happen")
+    _output_file(args.out, (".gif", ".mp4"))
     policy = InferencePolicy.from_checkpoint(_checkpoint_path(args.checkpoint))
     schedule = [(0, args.task)]
     if args.switch_to:
-        schedule.append((args.switch_at, args.switch_to))
+        schedule.append((switch_at, args.switch_to))
     task = task_as_trained(args.task, policy.run_config)  # the robot as the run trained it (its profile)
     episode = play(policy, task, schedule, args.steps, seed=args.seed)
     path = write_animation(task, episode.qpos, args.out, width=args.width, height=args.height)
@@ -368,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="LIST", help="train several seeds in one process, e.g. 1-5 or 1,3,8: their "
                    "envs stepped and networks updated together, each run as if alone (same results as --seed), "
                    "into --out/seed<N> (default runs/<experiment>_..._seed<N>)")
-    p.add_argument("--groups", type=int, default=1, metavar="N",
+    p.add_argument("--groups", type=int, metavar="N",
                    help="with --seeds: split the runs into N groups trained at once on N threads, one core each "
                         "(default 1; same results either way)")
     p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
@@ -393,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=500,
                    help="control steps (the task's control period each: 8 ms, 125 per second, for the built-in tasks)")
     p.add_argument("--switch-to", help="switch the driving task at --switch-at, e.g. biped_backward")
-    p.add_argument("--switch-at", type=int, default=250)
+    p.add_argument("--switch-at", type=int, help="control step of the switch (default 250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
@@ -413,19 +486,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what to do about an OS error, by errno
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "free space on that disk (or choose another place) and run the command again; a training run "
+                  "goes on from its last checkpoint with --resume",
+    errno.EDQUOT: "your disk quota is used up: free space and run the command again (a training run: --resume)",
+    errno.EROFS: "that file system is read-only: choose a place you can write to",
+    errno.EACCES: "you may not write or read there: choose another place, or change its permissions",
+    errno.EPERM: "the operation is not permitted there: choose another place",
+    errno.EEXIST: "a file of that name is in the way: choose another path",
+    errno.ENOTDIR: "a part of that path is a file, not a directory: choose another path",
+    errno.EISDIR: "that is a directory: give a file name",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
+    """An OSError as one line: what failed, on which path, and what to do."""
+    where = exc.filename or getattr(args, "out", None)
+    text = f"{exc.strerror or exc}: {str(where)!r}" if where else str(exc.strerror or exc)
+    hint = _OS_ERROR_HINTS.get(exc.errno)
+    return f"{text}; {hint}" if hint else text
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .errors import RevertLoop
+    import warnings
+
+    from .errors import StoppedForGood, cut_message
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"mt-specialize {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except RevertLoop as exc:
-        print(f"mt-specialize {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+
+    def error(message: str) -> None:
+        print(f"mt-specialize {args.command}: error: {cut_message(message)}", file=sys.stderr)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"mt-specialize {args.command}: warning: {cut_message(str(message))}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            return int(args.func(args) or 0)
+        except ValueError as exc:
+            error(str(exc))
+            return 2
+        except OSError as exc:
+            error(_os_error_message(exc, args))
+            return 2
+        except StoppedForGood as exc:
+            error(str(exc))
+            return 1
+        except KeyboardInterrupt as exc:  # a second stop signal (StopNow), or Ctrl-C outside training
+            signum = getattr(exc, "signum", signal.SIGINT)
+            print(f"mt-specialize {args.command}: stopped at once by {signal.Signals(signum).name}; a training run "
+                  f"goes on from its last checkpoint with --resume", file=sys.stderr)
+            return 128 + signum
 
 
 if __name__ == "__main__":

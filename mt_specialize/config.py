@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
-
 from . import profiles
 from .learning.ppo import PPOConfig
 from .methods import METHODS, get_method
+from .yaml_files import load_yaml_file
 
 PROFILES = profiles.NAMES  # the profiles (mt_specialize.profiles: each setting with its source)
 APPEND_MODES = ("raw", "normalized")
@@ -33,6 +32,8 @@ TIME_LIMITS = ("bootstrap", "terminal")  # TrainConfig.time_limit
 # The training settings of each profile, and the settings profiles gained later (mt_specialize.profiles)
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = profiles.TRAINING
 RECORDED_BEFORE = profiles.RECORDED_BEFORE
+MAX_SEED = 2**32 - 1  # seeds 0 .. 4,294,967,295 (NumPy's and torch's generators take them whole)
+MAX_ENVS_PER_TASK = 4096  # parallel envs of one task (each a MuJoCo state stepped every control step)
 DEFAULT_JOINT_SAMPLES = 400_000
 DEFAULT_SPLIT_FRACTION = 0.25
 # the paper's names of settings (Yu, Turk & Liu, Table I: "jt=400k, sp=25%") -> the names here;
@@ -63,6 +64,24 @@ def parse_count(value: Any, what: str = "count") -> int:
     if count < 0:
         raise ValueError(f"{what} must be >= 0, got {value!r}")
     return count
+
+
+def iteration_shape(config: "TrainConfig", n_tasks: int) -> tuple[int, int]:
+    """(control steps, samples) of one iteration of a resolved ``config`` with ``n_tasks`` tasks: each of
+    the tasks' envs_per_task envs steps round(batch_size / (n_tasks * envs_per_task)) times. ValueError
+    when no iteration of about batch_size samples fits: more envs than the batch has samples, or an
+    iteration beyond the budget (samples)."""
+    envs = n_tasks * config.envs_per_task
+    if envs > config.batch_size:
+        raise ValueError(f"envs_per_task {config.envs_per_task:,} x {n_tasks} tasks = {envs:,} envs, more than the "
+                         f"{config.batch_size:,} samples of an iteration (batch_size): every env steps at least once "
+                         f"per iteration; give envs_per_task <= {config.batch_size // n_tasks:,}")
+    steps = round(config.batch_size / envs)
+    if envs * steps > config.samples:
+        raise ValueError(f"samples {config.samples:,} is less than one iteration ({envs * steps:,} samples: "
+                         f"{n_tasks} tasks x {config.envs_per_task} envs x {steps} steps); give samples >= "
+                         f"{envs * steps:,}")
+    return steps, envs * steps
 
 
 def _same_setting(name: str, a: Any, b: Any) -> bool:
@@ -259,7 +278,7 @@ class TrainConfig:
             raise ValueError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
         data = canonical_settings(data, source)
         allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(allowed))
+        unknown = sorted(set(data) - set(allowed), key=str)  # a YAML key may be a number
         if unknown:
             raise ValueError(f"{source}: unknown key(s) {unknown}; allowed keys: {allowed} "
                              f"(and the paper's names {list(PAPER_ALIASES)})")
@@ -267,7 +286,7 @@ class TrainConfig:
         if not isinstance(ppo_data, dict):
             raise ValueError(f"{source}: 'ppo' must be a mapping of PPO settings")
         ppo_allowed = [f.name for f in dataclasses.fields(PPOConfig)]
-        ppo_unknown = sorted(set(ppo_data) - set(ppo_allowed))
+        ppo_unknown = sorted(set(ppo_data) - set(ppo_allowed), key=str)
         if ppo_unknown:
             raise ValueError(f"{source}: unknown ppo key(s) {ppo_unknown}; allowed: {ppo_allowed}")
         config = cls(**data, ppo=PPOConfig(**ppo_data))
@@ -288,12 +307,7 @@ class TrainConfig:
         """Read a YAML file of settings; ``run_config``: it is a run directory's config.yaml
         (see :meth:`from_run_config`)."""
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+        data = load_yaml_file(path, "config file") or {}
         if run_config:
             return cls.from_run_config(data, source=str(path))
         return cls.from_dict(data, source=str(path))
@@ -412,8 +426,11 @@ class TrainConfig:
                               ("split_count", SPLIT_COUNTS)):
             if getattr(c, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(c, name)!r}")
-        if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
+        if not isinstance(c.seed, int) or isinstance(c.seed, bool) or not 0 <= c.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED:,}, got {c.seed!r}")
+        if c.envs_per_task > MAX_ENVS_PER_TASK:
+            raise ValueError(f"envs_per_task must be at most {MAX_ENVS_PER_TASK:,} (every env of every task is "
+                             f"stepped at least once per iteration), got {c.envs_per_task:,}")
         return c
 
 

@@ -40,12 +40,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from mt_specialize.envs import physics, robots
 from mt_specialize.envs.physics import PROFILE_NAMES, PROFILES  # noqa: F401  (the profiles, re-exported)
 from mt_specialize.envs.families import FAMILIES
 from mt_specialize.envs.tasks import DEFAULT_ALIVE_BONUS, TASKS, TaskSpec, get_task
+from mt_specialize.yaml_files import load_yaml_file
 
 DEFAULT_BUDGET = 3_000_000  # samples, Table I
 EXPERIMENT_KEYS = ("name", "batch_size", "budget", "tasks")
@@ -119,7 +118,7 @@ def _robot_names() -> list[str]:
 
 def _check_keys(mapping: dict, allowed, required, where: str) -> None:
     """ValueError naming unknown keys (with the allowed ones) or the first missing required key."""
-    unknown = sorted(set(mapping) - set(allowed))
+    unknown = sorted(set(mapping) - set(allowed), key=str)  # a YAML key may be a number
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed {list(allowed)}")
     for key in required:
@@ -163,10 +162,7 @@ def load_experiment_yaml(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"experiment file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"malformed experiment YAML {path}: {exc}") from None
+    doc = load_yaml_file(path, "experiment YAML")
     if not isinstance(doc, dict):
         raise ValueError(f"experiment YAML {path}: expected a mapping with keys {list(EXPERIMENT_KEYS)}")
     _check_keys(doc, EXPERIMENT_KEYS, ("batch_size", "tasks"), f"experiment YAML {path}")

@@ -34,17 +34,22 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import TrainConfig
-from .errors import RevertLoop
+from .config import TrainConfig, iteration_shape
+from .errors import StoppedForGood
 from .envs.multi_run import MultiRunVecEnv
 from .envs.vec_env import StepResult
+from .learning.checkpoint import CheckpointError
 from .learning.multi import RunsBatch, multi_ppo_update, runs_from_single
 from .learning.ppo_update import UpdateStats
+from .run_dir import RunFailedError
 from .train import Interrupted, Trainer
 
 __all__ = ["RunGroup", "RunEnvView", "batch_key", "group_configs", "run_groups"]
 
 _BOOKKEEPING = threading.Lock()  # one run's bookkeeping at a time in the process (RunGroup._as_run)
+MAX_RUNS = 100  # runs in one group (each holds its envs, networks and Adam: ~120 MB at 16 envs per task)
+# errors of one run's own files: a group goes on without that run (any other error stops the group)
+RUN_ERRORS = (CheckpointError, RunFailedError)
 
 # PPO settings applied per run by the batched update (Trainer.schedule); every other PPO setting is shared
 PER_RUN_PPO = {"lr", "lr_schedule", "clip", "clip_schedule"}
@@ -147,10 +152,14 @@ class RunGroup:
             raise ValueError(f"resume needs one flag per run ({len(configs)}), got {len(resume)}")
         if len(set(map(str, out_dirs))) != len(out_dirs):
             raise ValueError(f"the runs of a group need distinct run directories, got {[str(d) for d in out_dirs]}")
+        if len(configs) > MAX_RUNS:
+            raise ValueError(f"a run group trains at most {MAX_RUNS} runs in one process, got {len(configs)}: "
+                             f"train them in several processes")
         self.progress = progress
         self.trainers: list[Trainer] = []  # the unfinished runs
         self.indices: list[int] = []  # their positions in the configs given
         self.torch_rng: list[torch.Tensor] = []  # each run's own torch generator state
+        self.failed: dict[int, dict] = {}  # position given -> {'failed': reason, 'run': directory}
         try:
             self._build(configs, out_dirs, resume)
         except BaseException:
@@ -168,17 +177,28 @@ class RunGroup:
             raise ValueError(f"runs batched in one group must share the experiment, profile, physics, batch shape and "
                              f"PPO settings (lr and clip aside); these differ: {differ}")
         first = resolved[0]
+        iteration_shape(first, len(experiment.tasks))  # before the envs are made: an iteration must fit
         tasks = list(apply_profile(experiment, first.profile, first.physics).tasks)
         self.env = MultiRunVecEnv(tasks, first.envs_per_task, [c.seed for c in configs], nthread=first.physics_threads,
                                   switch_prob=[c.task_switch_prob for c in configs],
                                   switch_grace=[c.task_switch_grace for c in configs])
         initial = self.env.reset()
+        slots = []  # env slot of each trainer
         for k, (config, out_dir) in enumerate(zip(configs, out_dirs)):
             view = RunEnvView(self.env, k, initial[k].copy())
-            self.trainers.append(Trainer(config, out_dir, resume=resume[k], env=view))
+            try:
+                trainer = Trainer(config, out_dir, resume=resume[k], env=view)
+            except RUN_ERRORS as exc:  # e.g. no checkpoint of its own: that run stops, the others go on
+                self.failed[k] = {"failed": f"{type(exc).__name__}: {exc}", "run": str(out_dir)}
+                continue
+            self.trainers.append(trainer)
             self.indices.append(k)
+            slots.append(k)
             self.torch_rng.append(torch.get_rng_state())
-        self._build_networks()
+        if self.failed and self.trainers:  # the others' envs as they are now, in an env of their own
+            self._rebuild_env(slots)
+        if self.trainers:
+            self._build_networks()
 
     def _build_networks(self) -> None:
         """The batched networks and optimiser over the group's runs (slot k = run k)."""
@@ -260,14 +280,14 @@ class RunGroup:
         return summaries
 
     def _accept(self, rollouts: list) -> tuple[list, dict[int, dict]]:
-        """``Trainer.accept_rollout`` of every run. A run the revert rule stops for good
-        (``RevertLoop``: its checkpoint and failure.json are written) leaves the group and the others go
+        """``Trainer.accept_rollout`` of every run. A run that stops for good (``StoppedForGood``: the
+        revert rule's loop, a divergence; its failure.json is written) leaves the group and the others go
         on: (the remaining runs' batches, {position given: {'failed': reason, 'run': directory}})."""
         batches, failed = [], {}
         for k, (t, rollout) in enumerate(zip(self.trainers, rollouts)):
             try:
                 batches.append(self._as_run(k, t.accept_rollout, rollout))
-            except RevertLoop as exc:
+            except StoppedForGood as exc:
                 failed[k] = {"failed": f"{type(exc).__name__}: {exc}", "run": str(t.out_dir)}
                 batches.append(None)
         records = {self.indices[k]: record for k, record in failed.items()}
@@ -281,28 +301,34 @@ class RunGroup:
         if not leaving:
             return
         keep = [k for k in range(len(self.trainers)) if k not in leaving]
-        states = [self.env.get_state(k) for k in keep]
         self.trainers = [self.trainers[k] for k in keep]
         self.indices = [self.indices[k] for k in keep]
         self.torch_rng = [self.torch_rng[k] for k in keep]
         if self.trainers:  # the others' envs carried over into an env of their own
-            old = self.env
-            self.env = MultiRunVecEnv(old.tasks, old.envs_per_task, [t.config.seed for t in self.trainers],
-                                      nthread=old.nthread,
-                                      switch_prob=[t.config.task_switch_prob for t in self.trainers],
-                                      switch_grace=[t.config.task_switch_grace for t in self.trainers])
-            for k, (t, state) in enumerate(zip(self.trainers, states)):
-                self.env.set_state(k, state)
-                self.env.set_switch_prob(k, old.switch_prob[keep[k]])
-                t.env = RunEnvView(self.env, k, None)
+            self._rebuild_env(keep)
             self._build_networks()
 
+    def _rebuild_env(self, slots: list[int]) -> None:
+        """A new env for ``self.trainers``, trainer k's envs in the state of slot ``slots[k]`` of the
+        current env (the same runs, stepping on as they would have)."""
+        old = self.env
+        states = [old.get_state(k) for k in slots]
+        self.env = MultiRunVecEnv(old.tasks, old.envs_per_task, [t.config.seed for t in self.trainers],
+                                  nthread=old.nthread,
+                                  switch_prob=[t.config.task_switch_prob for t in self.trainers],
+                                  switch_grace=[t.config.task_switch_grace for t in self.trainers])
+        for k, (t, state) in enumerate(zip(self.trainers, states)):
+            self.env.set_state(k, state)
+            self.env.set_switch_prob(k, old.switch_prob[slots[k]])
+            t.env = RunEnvView(self.env, k, None)
+
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> list[dict]:
-        """Train every run to its budget; returns their summaries in the order given (a run the revert
-        rule stopped for good: ``{'failed': reason, 'run': directory}``, the others go on). ``should_stop()``
+        """Train every run to its budget; returns their summaries in the order given (a run that stopped
+        for good, ``errors.StoppedForGood``, or could not resume from a checkpoint of its own:
+        ``{'failed': reason, 'run': directory}``, the others go on). ``should_stop()``
         is asked after every iteration: when true, every unfinished run writes a checkpoint, summary
         and curve, and ``Interrupted`` is raised (each resumes with ``resume=True``, alone or grouped)."""
-        summaries: dict[int, dict] = {}
+        summaries: dict[int, dict] = dict(self.failed)  # runs that could not resume
         try:
             for k, t in enumerate(self.trainers):
                 self._as_run(k, t.begin)
@@ -317,10 +343,17 @@ class RunGroup:
                     break
                 stats = self.update(batches)
                 elapsed = time.perf_counter() - start
+                diverged = []
                 for k, t in enumerate(self.trainers):
-                    row = self._as_run(k, t.end_iteration, stats[k], elapsed, rollout_time)
+                    try:
+                        row = self._as_run(k, t.end_iteration, stats[k], elapsed, rollout_time)
+                    except StoppedForGood as exc:  # that run leaves the group, the others go on
+                        summaries[self.indices[k]] = {"failed": f"{type(exc).__name__}: {exc}", "run": str(t.out_dir)}
+                        diverged.append(k)
+                        continue
                     if self.progress:
                         self.progress(self.indices[k], row)
+                self._drop(diverged)
                 summaries.update(self._drop_finished())
                 if self.trainers and should_stop():
                     for k, t in enumerate(self.trainers):

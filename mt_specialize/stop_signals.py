@@ -8,8 +8,9 @@ into that predicate::
         trainer.run(should_stop=stop)
 
 The first signal makes ``stop()`` true (the trainer finishes its iteration, writes a checkpoint and
-raises ``Interrupted``); a second one raises KeyboardInterrupt (stop now). The ROS nodes have their
-own handlers (``nodes/signals.py``) and pass a ``threading.Event``'s ``is_set``.
+raises ``Interrupted``); a second one raises ``StopNow`` (a KeyboardInterrupt: stop now; the run
+resumes from its last checkpoint, the command exits 128 + the signal's number without a traceback).
+The ROS nodes have their own handlers (``ros/signals.py``) and pass a ``threading.Event``'s ``is_set``.
 """
 from __future__ import annotations
 
@@ -17,9 +18,17 @@ import signal
 import threading
 
 
+class StopNow(KeyboardInterrupt):
+    """A second stop signal: stop at once. ``signum``: the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class StopOnSignals:
     """Within ``with``: the first of ``signals`` makes the instance (a ``() -> bool``) return True, a
-    second raises KeyboardInterrupt; the previous handlers come back at exit. Off the main thread
+    second raises ``StopNow`` (a KeyboardInterrupt); the previous handlers come back at exit. Off the main thread
     Python cannot install handlers: there it never asks to stop."""
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
@@ -40,7 +49,7 @@ class StopOnSignals:
 
     def _handler(self, signum, frame) -> None:
         if self.signum is not None:  # second signal: stop now
-            raise KeyboardInterrupt
+            raise StopNow(signum)
         self.signum = signum
 
     def __call__(self) -> bool:

@@ -28,8 +28,8 @@ from typing import Callable, Generator
 import numpy as np
 import torch
 
-from .config import TrainConfig
-from .errors import RevertLoop
+from .config import TrainConfig, iteration_shape
+from .errors import Diverged, RevertLoop
 from .envs.vec_env import MultiTaskVecEnv, StepResult
 from .experiments import (Experiment, apply_profile, complete_physics_record, get_experiment, resolved_physics,
                           with_unrecorded_defaults)
@@ -90,9 +90,7 @@ class Trainer:
         self.task_names = [t.name for t in self.tasks]
         c = self.config
         T = self.n_tasks = len(self.tasks)
-        E = c.envs_per_task
-        self.steps = max(1, round(c.batch_size / (T * E)))
-        self.batch = T * E * self.steps
+        self.steps, self.batch = iteration_shape(c, T)
         torch.set_num_threads(c.torch_threads)
         self.run_dir.lock()
         try:
@@ -103,7 +101,7 @@ class Trainer:
             self._prepare_out_dir(resume)
             self._build(resume, env)
         except BaseException:
-            self.run_dir.close()
+            self.run_dir.discard_failed_start()  # nothing left that blocks the next start
             raise
 
     def _build(self, resume: bool, env=None) -> None:
@@ -461,24 +459,58 @@ class Trainer:
         return tensors, metadata
 
     def save(self) -> Path:
-        """Write a checkpoint of everything a resume needs; keep the newest ``keep_checkpoints``."""
+        """Write a checkpoint of everything a resume needs; keep the newest ``keep_checkpoints``. Never
+        one of non-finite weights or normaliser (``_diverged``): rotation keeps the last finite one."""
         tensors, metadata = self._state_tensors()
+        bad = [name for name, t in tensors.items() if name.startswith(("policy/", "value/", "obs_rms/"))
+               and t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:
+            self._diverged(f"the state to checkpoint ({', '.join(bad[:3])})", "too large a learning rate "
+                           "(ppo.lr) or the robots' physics")
         # named by the real sample count: it only grows (the counted one rewinds on a revert), so the
         # newest checkpoint sorts last; without the revert rule the two counts are the same
         return self.run_dir.save_checkpoint(self.samples_real, tensors, metadata, keep=self.config.keep_checkpoints)
 
     def _load_latest(self) -> None:
         """Continue from the newest checkpoint that verifies (``RunDir.load_newest_checkpoint``)."""
-        found = self.run_dir.load_newest_checkpoint(CHECKPOINT_FORMAT)
+        found = self.run_dir.load_newest_checkpoint(CHECKPOINT_FORMAT, foreign=self._foreign_reason)
         if found is None:  # interrupted before the first checkpoint: start over in the same directory
+            self.run_dir.discard_after(0, split_done=False)
             if self._start is not None:
                 self._load_start()
             return
         _, tensors, meta = found
         self._load_state(tensors, meta)
-        self.run_dir.truncate_metrics(self.iteration)
+        self.run_dir.discard_after(self.iteration, self.split_done)
         columns = self.run_dir.metrics_columns()
         self.log_end_causes = columns is None or any(c.startswith("ended/") for c in columns)
+
+    # settings of a run's identity: a checkpoint recording other values belongs to another run
+    IDENTITY_SETTINGS = ("method", "seed", "profile", "envs_per_task", "split_value", "append_mode")
+
+    def _foreign_reason(self, meta: dict) -> str | None:
+        """Why a training checkpoint's metadata is not of this run (experiment, tasks, sizes, the
+        ``IDENTITY_SETTINGS`` and the PPO settings that shape the state, as its recorded config
+        resolves), or None when it is."""
+        differ = []
+        if meta.get("experiment", self.experiment.name) != self.experiment.name:
+            differ.append(f"experiment: it has {meta.get('experiment')!r}, this run {self.experiment.name!r}")
+        if list(meta.get("task_names", self.task_names)) != self.task_names:
+            differ.append(f"tasks: it has {meta.get('task_names')}, this run {self.task_names}")
+        for name, here in (("obs_dim", self.obs_dim), ("act_dim", self.env.act_dim), ("policy_in", self.policy_in)):
+            if meta.get(name, here) != here:
+                differ.append(f"{name}: it has {meta.get(name)!r}, this run {here!r}")
+        if isinstance(meta.get("config"), dict):
+            try:
+                theirs = TrainConfig.from_run_config(meta["config"], source="its recorded config").resolved(
+                    self.experiment.budget, self.experiment.batch_size)
+            except ValueError as exc:
+                return f"its recorded config does not load here: {exc}"
+            pairs = [(name, getattr(theirs, name), getattr(self.config, name)) for name in self.IDENTITY_SETTINGS]
+            pairs += [(f"ppo.{name}", getattr(theirs.ppo, name), getattr(self.config.ppo, name))
+                      for name in self.START_SHAPE_PPO]
+            differ += [f"{name}: it has {a!r}, this run {b!r}" for name, a, b in pairs if a != b]
+        return "; ".join(differ) or None
 
     # -- starting from another run's checkpoint (config.start_from) -----------------------------------
     # settings that shape the state a checkpoint carries: a run can start from it only if they agree
@@ -634,6 +666,10 @@ class Trainer:
         """Count the rollout's samples and apply the revert rule; the update's batch, or None when
         the iteration is rejected (no update)."""
         self.samples_real += self.batch
+        bad = [name for name, x in (("observations", rollout.obs), ("rewards", rollout.rewards)) if not np.isfinite(x).all()]
+        if bad:
+            self._diverged(f"the rollout's {' and '.join(bad)}", "the robots' physics (the experiment's masses, gears "
+                           "and physics settings), or a policy whose actions grew without bound")
         if not self._accept_iteration():
             return None
         return self.prepare_batch(rollout)
@@ -642,6 +678,8 @@ class Trainer:
         """Count the iteration (``stats`` None: rejected), write its metrics row, split at the end of the
         joint phase, checkpoint when due; returns the row. ``elapsed``/``rollout_time``: s."""
         c = self.config
+        if stats is not None:
+            self._check_update(stats)
         self.iteration += 1
         if stats is None:
             row = self._row(REVERTED_STATS, elapsed, rollout_time, reverted=True)
@@ -706,10 +744,33 @@ class Trainer:
         self.accepted_state = state
         return True
 
-    def _fail(self, error: Exception) -> None:
-        """Stop the run for good: a checkpoint of its state now (the policy the revert rule restored;
-        a new run can start from it), failure.json naming the error (a resume is refused), then raise."""
-        self.save()
+    def _check_update(self, stats: UpdateStats) -> None:
+        """``_diverged`` unless the update's losses and the networks' weights are finite."""
+        bad = [f"the {name.replace('_', ' ')}" for name in ("policy_loss", "value_loss")
+               if not math.isfinite(getattr(stats, name))]
+        bad += [f"weights {prefix}/{name}" for prefix, net in (("policy", self.policy), ("value", self.value))
+                for name, p in net.named_parameters() if not torch.isfinite(p).all()][:3]
+        if bad:
+            lr = self.config.ppo.lr
+            self._diverged(", ".join(bad), f"too large a learning rate (ppo.lr {lr:g}; the default is "
+                           f"{type(self.config.ppo)().lr:g}) or unscaled rewards (ppo.reward_norm)")
+
+    def _diverged(self, what: str, likely: str) -> None:
+        """Stop the run for good on non-finite numbers: failure.json, no checkpoint (the newest one,
+        written before, is the last finite state), then ``errors.Diverged``."""
+        newest = self.run_dir.checkpoint_paths()
+        kept = (f"the last finite checkpoint {newest[-1].name} is kept: a new run can start from it "
+                f"(--start-from {str(self.out_dir)!r}) with other settings") if newest else "no checkpoint was written"
+        self._fail(Diverged(
+            f"the run diverged in iteration {self.iteration + 1} ({self.samples_real:,} real samples): {what} "
+            f"became non-finite (NaN or infinite). Likely cause: {likely}. Stopped; {kept}"), save=False)
+
+    def _fail(self, error: Exception, save: bool = True) -> None:
+        """Stop the run for good: a checkpoint of its state now (``save``: the policy the revert rule
+        restored; a new run can start from it), failure.json naming the error (a resume is refused),
+        then raise."""
+        if save:
+            self.save()
         self.run_dir.write_failure({"error": type(error).__name__, "message": str(error),
                                     "iteration": self.iteration, "samples": self.samples,
                                     "samples_real": self.samples_real,
@@ -728,7 +789,7 @@ class Trainer:
             "returns": {name: _mean(r) for name, r in zip(self.task_names, self.task_returns)},
         }
         tmp = self.run_dir.summary_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.write_text(json.dumps(_finite_or_null(summary), indent=2, allow_nan=False))  # JSON has no NaN
         os.replace(tmp, self.run_dir.summary_path)
         from .plots import plot_run
 
@@ -737,6 +798,15 @@ class Trainer:
 
 
 REVERTED_STATS = UpdateStats(*(float("nan"),) * 4)  # a rejected iteration has no update
+
+
+def _finite_or_null(value):
+    """``value`` (nested dicts and lists) with every NaN or infinite float replaced by None (JSON null)."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _json_float(value: float | None) -> float | str | None:

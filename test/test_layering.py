@@ -18,6 +18,7 @@ LAYERS = {
     "mt_specialize.paths": 0,
     "mt_specialize.errors": 0,
     "mt_specialize.profiles": 0,
+    "mt_specialize.yaml_files": 0,
     "mt_specialize.envs": 1,
     "mt_specialize.learning": 2,
     "mt_specialize.experiments": 3,

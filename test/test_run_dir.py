@@ -46,8 +46,14 @@ def test_load_skips_a_damaged_or_foreign_newest_checkpoint_naming_it(tmp_path):
 def test_create_refuses_a_directory_that_holds_a_run(tmp_path):
     RunDir(tmp_path).create({"seed": 1})
     assert RunDir(tmp_path).read_config() == {"seed": 1}
+    RunDir(tmp_path).create({"seed": 2})  # a config.yaml alone (a start killed before training) is no run
+    assert RunDir(tmp_path).read_config() == {"seed": 2}
+    trained = RunDir(tmp_path)
+    trained.append_metrics({"iteration": 1, "samples": 10}, step=10)
+    trained.close()
     with pytest.raises(RunExistsError, match="--resume"):
-        RunDir(tmp_path).create({"seed": 2})
+        RunDir(tmp_path).create({"seed": 3})
+    assert RunDir(tmp_path).read_config() == {"seed": 2}
     with pytest.raises(ValueError, match="holds no run"):
         RunDir(tmp_path / "other").read_config()
 

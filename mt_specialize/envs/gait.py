@@ -44,6 +44,8 @@ def play(policy: PerTaskPolicy, env_task: str | TaskSpec, schedule: list[tuple[i
     schedule: [(step, task name), ...] sorted by step, the first at step 0: from that step on the
     named task's weights drive the robot, e.g. ``[(0, 'biped_forward'), (300, 'biped_backward')]``.
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number of control steps >= 1, got {steps!r}")
     if not schedule or schedule[0][0] != 0:
         raise ValueError("the schedule must start at step 0, e.g. [(0, 'biped_forward')]")
     if any(b[0] <= a[0] for a, b in zip(schedule, schedule[1:])):

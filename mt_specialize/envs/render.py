@@ -30,13 +30,23 @@ if not _GL_WAS_SET and _MUJOCO_WAS_IMPORTED:
     except ImportError:  # pragma: no cover - no EGL: keep mujoco's choice
         pass
 
+IMAGE_SIZE_RANGE = (16, 4096)  # pixels: the smallest and largest image width and height rendered
 CAMERA_DISTANCE = 3.0  # m
 CAMERA_ELEVATION = -5.0  # deg
 CAMERA_AZIMUTH = 90.0  # deg: looking along +y, x to the right
 
 
+def check_image_size(width: int, height: int) -> None:
+    """ValueError unless width and height (pixels) are whole numbers in ``IMAGE_SIZE_RANGE``."""
+    low, high = IMAGE_SIZE_RANGE
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"image {name} must be a whole number of pixels from {low} to {high}, got {value!r}")
+
+
 def make_renderer(model: mujoco.MjModel, width: int = 480, height: int = 480) -> mujoco.Renderer:
-    """An offscreen renderer (width x height pixels) with shadows and reflections off."""
+    """An offscreen renderer (width x height pixels, ``check_image_size``) with shadows and reflections off."""
+    check_image_size(width, height)
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
     renderer = mujoco.Renderer(model, height=height, width=width)

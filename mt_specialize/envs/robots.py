@@ -40,6 +40,7 @@ from mt_specialize.paths import URDF_DIR
 TIMESTEP = 0.002  # s
 FRICTION = 0.9  # sliding friction coefficient, all geoms
 FLOOR_HALF_SIZE = 40.0  # m
+LINK_MASS_RANGE = (1e-3, 1e4)  # kg: a robot link's mass outside it is a typing error, not a robot
 FOOT_CLEARANCE = urdf_gen.FOOT_CLEARANCE  # m, lowest robot point above the floor at the start pose
 ROOT_JOINTS = planar.ROOT_JOINTS  # x, torso height, pitch: first in qpos and qvel (planar.X, HEIGHT, PITCH)
 GYMNASIUM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"  # Gymnasium's MJCF files
@@ -424,7 +425,7 @@ def build_model(robot: str | Path | RobotSpec, *, torso_mass: float | None = Non
     spec.worldbody.add_light(name="sun", pos=[0, 0, 5], dir=[0, 0, -1],
                              type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
                              castshadow=0)
-    return spec.compile()
+    return _check_planar_model(spec.compile(), spec_r.name)
 
 
 def _build_mjcf(spec_r: RobotSpec, settings: dict, torso_mass: float | None, mass_scale: float,
@@ -450,7 +451,29 @@ def _build_mjcf(spec_r: RobotSpec, settings: dict, torso_mass: float | None, mas
             raise ValueError(f"gears has {len(gears)} values but robot {spec_r.name!r} has {len(actuators)} motors")
         for actuator, gear in zip(actuators, gears):
             actuator.gear = [_check_positive(f"gear of motor {actuator.name!r}", gear), 0, 0, 0, 0, 0]
-    return spec.compile()
+    return _check_planar_model(spec.compile(), spec_r.name)
+
+
+def _check_planar_model(model: mujoco.MjModel, robot_name: str) -> mujoco.MjModel:
+    """``model`` if it is a planar robot of sane masses, else ValueError naming the joint or link: every
+    hinge turns about the world's y axis at the start pose (the robot moves in the x-z plane), every
+    link weighs ``LINK_MASS_RANGE`` kg (after torso_mass and mass_scale)."""
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    for j in range(model.njnt):
+        axis = data.xaxis[j]
+        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE and not np.allclose(np.abs(axis), (0.0, 1.0, 0.0),
+                                                                                 atol=1e-6):
+            raise ValueError(f"robot {robot_name!r}: joint {model.joint(j).name!r} turns about {np.round(axis, 6).tolist()} "
+                             f"(world frame, at the start pose); a planar robot's joints turn about the y axis "
+                             f"(URDF <axis xyz=\"0 1 0\"/> or \"0 -1 0\" with no rotation out of the x-z plane)")
+    low, high = LINK_MASS_RANGE
+    for b in range(1, model.nbody):
+        mass = float(model.body_mass[b])
+        if not low <= mass <= high:
+            raise ValueError(f"robot {robot_name!r}: link {model.body(b).name!r} would weigh {mass:.4g} kg (its file's "
+                             f"mass times torso_mass / mass_scale); allowed {low:g} to {high:,g} kg per link")
+    return model
 
 
 def _check_motor_layout(spec: mujoco.MjSpec, hinges: list, robot_name: str) -> None:

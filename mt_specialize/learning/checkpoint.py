@@ -11,7 +11,8 @@ File layout: a standard safetensors file whose header ``__metadata__`` holds
 ``os.replace``-s it over the target (atomic on POSIX) and fsyncs the directory: a crash or an
 exception leaves either the old file or the new one, never a mix. ``load_checkpoint`` never
 unpickles anything (no ``torch.load``); any truncated, corrupted, tampered or foreign file raises
-:class:`CheckpointError` naming the file and the problem.
+:class:`CheckpointError` naming the file and the problem. A failed write (e.g. a full disk) raises
+the ``OSError`` with the target's name and leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -88,11 +89,13 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:  # e.g. a full disk
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     _fsync_dir(directory)
     return path

@@ -24,6 +24,16 @@ from .ppo import PPOConfig
 POLICY_FORMAT = "mt_specialize/policy/1"
 
 
+def _check_finite(path, tensors: dict[str, torch.Tensor]) -> None:
+    """CheckpointError naming ``path`` and the first tensors holding NaN or infinite values: a policy
+    of a run that diverged is never served, exported or played."""
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ckpt.CheckpointError(f"{path}: the policy holds non-finite values (NaN or infinite, in "
+                                   f"{', '.join(bad[:3])}): the run that wrote it diverged; use an earlier "
+                                   f"checkpoint of it")
+
+
 class InferencePolicy:
     """Per-task mean actions of a split Gaussian policy, with per-task observation normalisation."""
 
@@ -96,6 +106,7 @@ class InferencePolicy:
             obs_rms.load_state_dict(rms_state)
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{path}: not a usable policy checkpoint ({exc})") from exc
+        _check_finite(path, {k: v for k, v in tensors.items() if k.startswith(("policy/", "obs_rms/"))})
         return cls(policy, obs_rms, names, obs_dim, append_task_id=policy_in != obs_dim,
                    experiment=meta.get("experiment", ""), source=str(path), normalize_task_id=normalize_task_id,
                    run_config=meta.get("config") or {})
@@ -109,6 +120,7 @@ class InferencePolicy:
         kept = {k: v for k, v in tensors.items() if k.startswith(("policy/", "obs_rms/"))}
         if not any(k.startswith("policy/") for k in kept):
             raise ckpt.CheckpointError(f"{checkpoint}: holds no policy weights")
+        _check_finite(checkpoint, kept)
         keys = ("experiment", "task_names", "obs_dim", "act_dim", "policy_in", "samples", "iteration")
         metadata = {k: meta[k] for k in keys if k in meta}
         metadata.update(format=POLICY_FORMAT, source=str(checkpoint), config=meta.get("config", {}))
