@@ -364,14 +364,21 @@ def _checkpoint_path(source: str) -> Path:
 
 
 def _output_file(path: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """``path`` as a file to write (ValueError if it is a directory or has none of ``suffixes``; the
-    OS says what else is wrong, e.g. a read-only place)."""
+    """``path`` as a file to write, checked before any work: ValueError if it is a directory or has none
+    of ``suffixes``, the OSError of creating its folder or opening it for writing (a read-only place,
+    a file in the way, no permission)."""
     out = Path(path)
     if out.is_dir():
         raise ValueError(f"{path!r} is a directory: give a file name in it, e.g. "
                          f"{str(out / ('out' + (suffixes[0] if suffixes else '')))!r}")
     if suffixes and out.suffix.lower() not in suffixes:
         raise ValueError(f"{path!r}: choose a file name ending in {' or '.join(suffixes)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    existed = out.exists()
+    with open(out, "ab"):
+        pass
+    if not existed:
+        out.unlink()
     return out
 
 
@@ -510,12 +517,21 @@ def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command starts up: nothing was done yet
+        print("mt-specialize: interrupted while starting; nothing was done", file=sys.stderr)
+        return 130
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``args.func(args)`` with every error a user can cause as a one-line message and an exit code: 2
+    for bad input and OS errors, 1 for a run that stopped for good, 128 + signal for a stop at once."""
     import warnings
 
     from .errors import StoppedForGood, cut_message
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
 
     def error(message: str) -> None:
         print(f"mt-specialize {args.command}: error: {cut_message(message)}", file=sys.stderr)

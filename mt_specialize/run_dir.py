@@ -69,7 +69,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 class RunDir:
     """One run directory. ``lock()`` first (``RunBusyError`` if another process trains in it);
-    ``close()`` flushes TensorBoard and releases the lock."""
+    ``close()`` closes TensorBoard's event file and releases the lock."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -165,9 +165,10 @@ class RunDir:
             self.path.rmdir()
 
     def close(self) -> None:
-        """Flush TensorBoard and release the lock (idempotent)."""
+        """Close TensorBoard's event file and release the lock (idempotent)."""
         if self._tb is not None:
-            self._tb.flush()
+            self._tb.close()
+            self._tb = None
         if self._lock_file is not None and not self._lock_file.closed:
             self._lock_file.close()  # closing the descriptor drops the flock
 
@@ -238,7 +239,7 @@ class RunDir:
                                        "this run (" + "; ".join(damaged) + ")")
         if damaged:
             warnings.warn(f"resuming {str(self.path)!r} from {path.name}, the newest checkpoint that "
-                          f"verifies; skipped: {'; '.join(damaged)}", stacklevel=4)
+                          f"verifies and belongs to the run; skipped: {'; '.join(damaged)}", stacklevel=4)
         return path, tensors, metadata
 
     def discard_after(self, iteration: int, split_done: bool) -> None:
@@ -255,8 +256,9 @@ class RunDir:
                 same = json.loads(self.summary_path.read_text()).get("iterations") == iteration
             except (UnicodeDecodeError, ValueError, AttributeError):
                 same = False
-            if not same:
+            if not same:  # and the curve drawn with it
                 self.summary_path.unlink()
+                (self.path / "learning_curve.png").unlink(missing_ok=True)
 
     # -- metrics --------------------------------------------------------------------------------------
     def metrics_columns(self) -> list[str] | None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig, iteration_shape
-from .errors import Diverged, RevertLoop
+from .errors import Diverged, RevertLoop, short_repr
 from .envs.vec_env import MultiTaskVecEnv, StepResult
 from .experiments import (Experiment, apply_profile, complete_physics_record, get_experiment, resolved_physics,
                           with_unrecorded_defaults)
@@ -164,7 +164,6 @@ class Trainer:
     def _prepare_out_dir(self, resume: bool) -> None:
         """A new run writes config.yaml (``TrainConfig.to_run_config``: the paper's names); a resumed one
         must have been started with the same config (``RESULT_NEUTRAL_SETTINGS`` aside)."""
-        mine = self.config.to_dict()
         if resume:
             failure = self.run_dir.read_failure()
             if failure is not None:
@@ -172,22 +171,29 @@ class Trainer:
                     f"cannot resume {str(self.out_dir)!r}: it stopped for good at {failure['samples_real']:,} real "
                     f"samples ({failure['error']}: {failure['message']}). Its last checkpoint is kept: start a new "
                     f"run from it with --start-from {str(self.out_dir)!r} and other settings")
-            # through TrainConfig, so a setting added since the run started compares as its default
-            saved = TrainConfig.from_run_config(self.run_dir.read_config(), source=str(self.run_dir.config_path))
-            saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
-            if saved.get("task_physics") is None:  # written before the physics was recorded
-                saved["task_physics"] = mine["task_physics"]
-            else:  # a physics setting added since the run started compares as its default
-                saved["task_physics"] = complete_physics_record(self.experiment, saved["task_physics"])
-            neutral = set(RESULT_NEUTRAL_SETTINGS)
-            if self._start is None:  # the run has its own checkpoints: where it started no longer matters
-                neutral.add("start_from")
-            diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v and k not in neutral}
+            # the run has its own checkpoints: where it started no longer matters
+            diff = self._differences(self.run_dir.read_config(), str(self.run_dir.config_path),
+                                     ignore=("start_from",) if self._start is None else ())
             if diff:
                 details = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
                 raise ValueError(f"cannot resume {str(self.out_dir)!r} with a different config ({details})")
             return
         self.run_dir.create(self.config.to_run_config())
+
+    def _differences(self, recorded: dict, source: str, ignore: tuple[str, ...] = ()) -> dict[str, tuple]:
+        """{setting: (recorded value, this run's)} of the settings in which a recorded run config
+        (config.yaml, a checkpoint's ``config``) differs from this run's, ``RESULT_NEUTRAL_SETTINGS`` and
+        ``ignore`` aside. Read through TrainConfig, so a setting added since it was written compares as
+        its default (ValueError naming ``source`` if it does not load)."""
+        mine = self.config.to_dict()
+        saved = TrainConfig.from_run_config(recorded, source=source)
+        saved = saved.resolved(self.experiment.budget, self.experiment.batch_size).to_dict()
+        if saved.get("task_physics") is None:  # written before the physics was recorded
+            saved["task_physics"] = mine["task_physics"]
+        else:  # a physics setting added since the run started compares as its default
+            saved["task_physics"] = complete_physics_record(self.experiment, saved["task_physics"])
+        neutral = set(RESULT_NEUTRAL_SETTINGS) | set(ignore)
+        return {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v and k not in neutral}
 
     # -- rollout --------------------------------------------------------------------------------------
     def _normalizer_input(self, obs: np.ndarray) -> np.ndarray:
@@ -485,13 +491,10 @@ class Trainer:
         columns = self.run_dir.metrics_columns()
         self.log_end_causes = columns is None or any(c.startswith("ended/") for c in columns)
 
-    # settings of a run's identity: a checkpoint recording other values belongs to another run
-    IDENTITY_SETTINGS = ("method", "seed", "profile", "envs_per_task", "split_value", "append_mode")
-
     def _foreign_reason(self, meta: dict) -> str | None:
-        """Why a training checkpoint's metadata is not of this run (experiment, tasks, sizes, the
-        ``IDENTITY_SETTINGS`` and the PPO settings that shape the state, as its recorded config
-        resolves), or None when it is."""
+        """Why a training checkpoint's metadata is not of this run, or None when it is: its experiment,
+        tasks and sizes, and every setting its recorded config resolves to (``_differences``; the budget
+        aside, which a run may extend, and the result-neutral settings)."""
         differ = []
         if meta.get("experiment", self.experiment.name) != self.experiment.name:
             differ.append(f"experiment: it has {meta.get('experiment')!r}, this run {self.experiment.name!r}")
@@ -502,14 +505,14 @@ class Trainer:
                 differ.append(f"{name}: it has {meta.get(name)!r}, this run {here!r}")
         if isinstance(meta.get("config"), dict):
             try:
-                theirs = TrainConfig.from_run_config(meta["config"], source="its recorded config").resolved(
-                    self.experiment.budget, self.experiment.batch_size)
+                diff = self._differences(meta["config"], "its recorded config",
+                                         ignore=("start_from", "samples", "joint_samples"))
             except ValueError as exc:
                 return f"its recorded config does not load here: {exc}"
-            pairs = [(name, getattr(theirs, name), getattr(self.config, name)) for name in self.IDENTITY_SETTINGS]
-            pairs += [(f"ppo.{name}", getattr(theirs.ppo, name), getattr(self.config.ppo, name))
-                      for name in self.START_SHAPE_PPO]
-            differ += [f"{name}: it has {a!r}, this run {b!r}" for name, a, b in pairs if a != b]
+            if isinstance(diff.get("ppo", (None,))[0], dict):  # name the PPO settings that differ
+                a, b = diff.pop("ppo")
+                diff.update({f"ppo.{k}": (a.get(k), v) for k, v in b.items() if a.get(k) != v})
+            differ += [f"{name}: it has {short_repr(a)}, this run {short_repr(b)}" for name, (a, b) in diff.items()]
         return "; ".join(differ) or None
 
     # -- starting from another run's checkpoint (config.start_from) -----------------------------------
@@ -666,7 +669,8 @@ class Trainer:
         """Count the rollout's samples and apply the revert rule; the update's batch, or None when
         the iteration is rejected (no update)."""
         self.samples_real += self.batch
-        bad = [name for name, x in (("observations", rollout.obs), ("rewards", rollout.rewards)) if not np.isfinite(x).all()]
+        bad = [name for name, x in (("observations", rollout.obs), ("rewards", rollout.rewards))
+               if not np.isfinite(x).all()]
         if bad:
             self._diverged(f"the rollout's {' and '.join(bad)}", "the robots' physics (the experiment's masses, gears "
                            "and physics settings), or a policy whose actions grew without bound")
@@ -746,13 +750,15 @@ class Trainer:
 
     def _check_update(self, stats: UpdateStats) -> None:
         """``_diverged`` unless the update's losses and the networks' weights are finite."""
-        bad = [f"the {name.replace('_', ' ')}" for name in ("policy_loss", "value_loss")
-               if not math.isfinite(getattr(stats, name))]
-        bad += [f"weights {prefix}/{name}" for prefix, net in (("policy", self.policy), ("value", self.value))
-                for name, p in net.named_parameters() if not torch.isfinite(p).all()][:3]
-        if bad:
+        losses = [name.replace("_", " ") for name in ("policy_loss", "value_loss")
+                  if not math.isfinite(getattr(stats, name))]
+        weights = [f"{prefix}/{name}" for prefix, net in (("policy", self.policy), ("value", self.value))
+                   for name, p in net.named_parameters() if not torch.isfinite(p).all()]
+        what = ([f"the {' and the '.join(losses)}"] if losses else []) + (
+            [f"the weights {', '.join(weights[:3])}" + (" and more" if len(weights) > 3 else "")] if weights else [])
+        if what:
             lr = self.config.ppo.lr
-            self._diverged(", ".join(bad), f"too large a learning rate (ppo.lr {lr:g}; the default is "
+            self._diverged(" and ".join(what), f"too large a learning rate (ppo.lr {lr:g}; the default is "
                            f"{type(self.config.ppo)().lr:g}) or unscaled rewards (ppo.reward_norm)")
 
     def _diverged(self, what: str, likely: str) -> None:

@@ -203,7 +203,7 @@ def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int 
     """Train (or resume) one cell; returns its summary, or {'interrupted': ...}. Runs in a worker."""
     from mt_specialize.train import Interrupted, RunBusyError, Trainer
 
-    from mt_specialize.errors import RevertLoop
+    from mt_specialize.errors import StoppedForGood
 
     run_dir = Path(root) / spec.name
     status = run_status(run_dir)[0]
@@ -222,7 +222,7 @@ def run_one(spec: RunSpec, root: str, samples: int | None, physics_threads: int 
         return {"interrupted": str(exc), "run": spec.name}
     except RunBusyError as exc:
         return {"busy": str(exc), "run": spec.name}
-    except RevertLoop as exc:  # recorded in the run's failure.json: not retried
+    except StoppedForGood as exc:  # the revert rule's loop, a divergence: in failure.json, not retried
         return {"failed": f"{type(exc).__name__}: {exc}", "run": spec.name}
 
 

@@ -155,7 +155,7 @@ def validate(settings: Mapping | None, where: str, family: str | None = None, mj
     if not isinstance(settings, Mapping):
         raise ValueError(f"{where} must be a mapping setting -> value with settings {list(SETTINGS)}, "
                          f"got {settings!r}")
-    unknown = sorted(set(settings) - set(SETTINGS))
+    unknown = sorted(set(settings) - set(SETTINGS), key=str)  # a YAML key may be a number
     if unknown:
         raise ValueError(f"{where}: unknown physics setting(s) {unknown}; allowed {list(SETTINGS)}")
     out = {}
