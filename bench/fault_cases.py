@@ -348,7 +348,7 @@ refuse_config("config", "task_switch_prob 2", "task_switch_prob: 2\n", "task_swi
 refuse_config("config", "checkpoint_every 0", "checkpoint_every: 0\n", "checkpoint_every")
 refuse_config("config", "keep_checkpoints 0", "keep_checkpoints: 0\n", "keep_checkpoints")
 refuse_config("config", "batch_size not whole", "batch_size: 3.3\n", "batch_size")
-refuse_config("config", "envs_per_task 2.5", "envs_per_task: 2.5\n", "envs_per_task")
+refuse_config("config", "score_window 2.5", "score_window: 2.5\n", "score_window")
 
 
 @case("config", "a --config file that does not exist")
@@ -403,7 +403,7 @@ refuse_urdf("a link of 1e30 kg", _URDF.replace('<mass value="3.534" />', '<mass 
 refuse_urdf("a negative mass", _URDF.replace('<mass value="3.534" />', '<mass value="-1" />', 1), "mass")
 refuse_urdf("two root links", _URDF.replace("</robot>", '<link name="extra"><inertial><mass value="1"/>'
             '<inertia ixx="1" iyy="1" izz="1" ixy="0" ixz="0" iyz="0"/></inertial></link></robot>'), "root")
-refuse_urdf("a mesh without mt_primitive", _URDF.replace("<mt_primitive", "<not_primitive", 1), "mt_primitive")
+refuse_urdf("a mesh without mt_primitive", _URDF.replace("<mt_primitive type", "<not_primitive type", 1), "mt_primitive")
 
 
 # checkpoints and resume

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -521,8 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while the command starts up: nothing was done yet
-        print("mt-specialize: interrupted while starting; nothing was done", file=sys.stderr)
-        return 130
+        print("mt-specialize: interrupted while starting; nothing was done", file=sys.stderr, flush=True)
+        # exit now: an interrupt inside an extension's import can leave the interpreter set to end
+        # itself by SIGINT at exit, whatever this function returns
+        os._exit(130)
     return _run(args)
 
 
