@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import errno
 import math
-import os
 import signal
 import sys
 from pathlib import Path
@@ -176,7 +175,6 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .run_group import MAX_RUNS, RunGroup, run_groups
-    from .stop_signals import StopOnSignals
     from .train import Interrupted
 
     if args.seed is not None:
@@ -202,7 +200,7 @@ def _cmd_train_seeds(args: argparse.Namespace) -> int:
             config.physics_threads = 1  # one core per group (result-neutral)
     parts = [list(part) for part in np.array_split(np.arange(len(seeds)), args.groups)]
     groups = []
-    with StopOnSignals() as stop:
+    with _stop_signals(args) as stop:
         try:
             for part in parts:
                 groups.append(RunGroup([configs[k] for k in part], [out_dirs[k] for k in part],
@@ -264,7 +262,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .stop_signals import StopOnSignals
     from .train import Interrupted, Trainer
 
     if args.seeds is not None:
@@ -274,7 +271,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          "(give --seeds, or leave --groups out)")
     config = _train_config(args)
     out = Path(args.out) if args.out else Path("runs") / _default_run_name(config)
-    with StopOnSignals() as stop:
+    with _stop_signals(args) as stop:
         trainer = Trainer(config, out, resume=args.resume)
         if stop():  # a signal during start-up
             trainer.run_dir.discard_failed_start()
@@ -518,15 +515,36 @@ def _os_error_message(exc: OSError, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-    except KeyboardInterrupt:  # Ctrl-C while the command starts up: nothing was done yet
-        print("mt-specialize: interrupted while starting; nothing was done", file=sys.stderr, flush=True)
-        # exit now: an interrupt inside an extension's import can leave the interpreter set to end
-        # itself by SIGINT at exit, whatever this function returns
-        os._exit(130)
+    from .stop_signals import StopOnSignals
+
+    # a signal while the modules load only asks to stop: a KeyboardInterrupt inside an import can leave
+    # a library half loaded (or be swallowed by it), so none is raised there
+    with StopOnSignals() as stop:
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+        except KeyboardInterrupt as exc:  # a second signal
+            signum = getattr(exc, "signum", signal.SIGINT)
+            print("mt-specialize: interrupted while starting; nothing was done", file=sys.stderr)
+            return 128 + signum
+        if stop():
+            print("mt-specialize: interrupted while starting; nothing was done", file=sys.stderr)
+            return 128 + stop.signum
+        if args.command == "train":  # training takes the signals as its stop request to the end
+            args.stop = stop
+            return _run(args)
     return _run(args)
+
+
+def _stop_signals(args: argparse.Namespace):
+    """The ``StopOnSignals`` ``main`` installed before the command loaded its modules (a context that
+    leaves it installed), else a new one."""
+    from contextlib import nullcontext
+
+    from .stop_signals import StopOnSignals
+
+    stop = getattr(args, "stop", None)
+    return nullcontext(stop) if stop is not None else StopOnSignals()
 
 
 def _run(args: argparse.Namespace) -> int:
