@@ -15,7 +15,7 @@ full and read-only disks or a diverging learning rate, in a fresh directory, and
                left debris that blocks the next start
     skipped    the case needs what this process may not do (mount a tmpfs: root)
 
-Usage, from the repository root (about 6 minutes on 2 loaded cores)::
+Usage, from the repository root (about 15 minutes on 2 loaded cores)::
 
     .venv/bin/python bench/fault_cases.py                  # the code of this checkout
     .venv/bin/python bench/fault_cases.py --code DIR       # another checkout's mt_specialize (PYTHONPATH)
