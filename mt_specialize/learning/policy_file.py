@@ -1,0 +1,118 @@
+"""What a policy file says about itself, read without loading its weights (no torch import).
+
+For the checks that run before any node starts (the ROS launch file, ``mt-specialize up``), which must
+not wait seconds for torch: the tasks, the observation and action sizes and the recorded run settings
+(profile, physics) of
+
+* a checkpoint (``learning.checkpoint``: safetensors whose header holds the metadata; its digest is
+  verified when the weights are loaded, not here), or
+* an ONNX export (``learning.onnx_export``: the manifest in the model's metadata; needs onnxruntime).
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The ``format`` tag in a checkpoint's safetensors header (``learning.checkpoint.FORMAT``).
+CHECKPOINT_FORMAT = "mt_specialize-checkpoint-v1"
+#: Longest header read (a checkpoint's JSON header is a few kB; a bigger one is not ours).
+MAX_HEADER_BYTES = 64 << 20
+
+
+class PolicyFileError(ValueError):
+    """A policy file that is missing, unreadable or not one of ours; the message names it."""
+
+
+@dataclass
+class PolicyFileInfo:
+    """``kind``: ``checkpoint`` | ``onnx``; ``task_names`` in the policy's task order; ``obs_dim``,
+    ``act_dim``; ``run_config``: the settings of the run that trained it ({} if not recorded)."""
+
+    path: Path
+    kind: str
+    task_names: list[str]
+    obs_dim: int
+    act_dim: int
+    run_config: dict = field(default_factory=dict)
+
+    @property
+    def profile(self) -> str:
+        """The profile its run trained on: the recorded one, ``none`` for a run older than profiles,
+        ``?`` when no run settings are recorded (a policy made by hand, e.g. in a test)."""
+        return str(self.run_config.get("profile", "none")) if self.run_config else "?"
+
+    @property
+    def engine(self) -> str:
+        """The physics engine its run trained with (the ``engine`` physics setting, run-wide or of
+        any task), ``mujoco`` when none is recorded."""
+        return trained_engine(self.run_config)
+
+
+def trained_engine(run_config: dict | None) -> str:
+    """The physics engine of a run's settings: ``physics.engine``, else any task's recorded
+    ``task_physics[...]["engine"]``, else ``mujoco`` (runs before a second engine existed)."""
+    config = run_config or {}
+    engine = (config.get("physics") or {}).get("engine")
+    if not engine:
+        engines = {str(p.get("engine")) for p in (config.get("task_physics") or {}).values()
+                   if isinstance(p, dict) and p.get("engine")}
+        engine = engines.pop() if len(engines) == 1 else None
+    return str(engine or "mujoco")
+
+
+def checkpoint_metadata(path: str | Path) -> dict:
+    """The metadata a checkpoint was saved with (its safetensors header), without the tensors."""
+    path = Path(path)
+
+    def fail(what: str) -> PolicyFileError:
+        return PolicyFileError(f"checkpoint {str(path)!r}: {what}")
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise fail(f"too short to be a safetensors file ({len(head)} bytes; truncated or empty)")
+            n = struct.unpack("<Q", head)[0]
+            if n > MAX_HEADER_BYTES:
+                raise fail("not a safetensors file (its first 8 bytes claim a header of "
+                           f"{n} bytes), e.g. a pickle or an ONNX file not named .onnx")
+            raw = f.read(n)
+    except FileNotFoundError:
+        raise fail("file not found") from None
+    except IsADirectoryError:
+        raise fail("is a directory, not a file") from None
+    except OSError as exc:
+        raise fail(f"cannot be read ({exc.strerror or exc})") from None
+    if len(raw) < n:
+        raise fail(f"header claims {n} bytes but the file is shorter (truncated)")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+        meta = header.get("__metadata__") if isinstance(header, dict) else None
+    except (UnicodeDecodeError, ValueError):
+        raise fail("header is not valid safetensors JSON; corrupted or not a checkpoint") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT or "metadata" not in meta:
+        raise fail(f"not an mt_specialize checkpoint (missing {CHECKPOINT_FORMAT!r} header metadata)")
+    try:
+        return json.loads(meta["metadata"])
+    except ValueError as exc:
+        raise fail(f"metadata is not valid JSON ({exc})") from None
+
+
+def policy_file_info(path: str | Path) -> PolicyFileInfo:
+    """:class:`PolicyFileInfo` of a checkpoint (``*.safetensors`` or any other name) or an ONNX
+    export (``*.onnx``); :class:`PolicyFileError` naming the file and the problem otherwise."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from .onnx_export import read_manifest
+
+        manifest = read_manifest(path)
+        return PolicyFileInfo(path, "onnx", list(manifest["tasks"]), int(manifest["obs_dim"]),
+                              int(manifest["act_dim"]), dict(manifest.get("config") or {}))
+    meta = checkpoint_metadata(path)
+    try:
+        return PolicyFileInfo(path, "checkpoint", [str(t) for t in meta["task_names"]], int(meta["obs_dim"]),
+                              int(meta["act_dim"]), dict(meta.get("config") or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyFileError(f"checkpoint {str(path)!r}: not a policy checkpoint (metadata lacks {exc})") from None
