@@ -9,8 +9,9 @@ The round trip runs from just before ``publish`` to the start of the command's c
 it includes this process's own dispatch, the same for every answerer; the EventsExecutor of rclpy
 9.1 fails on callbacks taking a MessageInfo, so the DDS arrival time is not available). ``late``
 counts answers later than the period, plus unanswered observations. ``other%`` is the CPU used by
-processes other than this one and the answerer during the row, in % of one core: a row with
-foreign load is not an idle-machine figure, rerun it.
+processes other than this one and the answerer during the row, in % of one core (the machine's busy
+time from /proc/stat minus these two processes'; clamped at 0 against the rounding of the tick
+counts): a row with foreign load is not an idle-machine figure, rerun it.
 The answering process is, in turn:
   * ``echo``      a bare rclpy node (EventsExecutor) that republishes each observation as the command;
   * ``batched``   the policy server, ``rate_mode: batched`` (one act() for all robots of a tick);
@@ -54,14 +55,15 @@ ECHO = r"""
 import sys, rclpy
 from std_msgs.msg import Float64MultiArray
 from rclpy.experimental import EventsExecutor
-from mt_specialize.ros.common import CONTROL_QOS, freeze_heap
+from mt_specialize.ros import topics
+from mt_specialize.ros.common import freeze_heap
 rclpy.init()
 node = rclpy.create_node("echo")
 pubs, subs = [], []
 for i in range(int(sys.argv[1])):
-    pub = node.create_publisher(Float64MultiArray, f"r{i}/commands", CONTROL_QOS)
+    pub = node.create_publisher(Float64MultiArray, f"r{i}/commands", topics.COMMANDS.qos)
     subs.append(node.create_subscription(Float64MultiArray, f"r{i}/observation",
-                                         lambda m, pub=pub: pub.publish(m), CONTROL_QOS))
+                                         lambda m, pub=pub: pub.publish(m), topics.COMMANDS.qos))
     pubs.append(pub)
 ex = EventsExecutor(); ex.add_node(node)
 freeze_heap()  # as run_node does for the policy server
@@ -116,17 +118,18 @@ class Driver:
         import rclpy
         from std_msgs.msg import Float64MultiArray
 
-        from mt_specialize.ros.common import CONTROL_QOS, make_executor
+        from mt_specialize.ros import topics
+        from mt_specialize.ros.common import make_executor
 
         self.n = n_robots
         self.kind, self.policy = kind, policy
         self.node = rclpy.create_node(f"bench_driver_{tag}")
         self.executor = make_executor()
         self.executor.add_node(self.node)
-        self.pubs = [self.node.create_publisher(Float64MultiArray, f"r{i}/observation", CONTROL_QOS)
+        self.pubs = [self.node.create_publisher(Float64MultiArray, f"r{i}/observation", topics.COMMANDS.qos)
                      for i in range(n_robots)]
         self.subs = [self.node.create_subscription(Float64MultiArray, f"r{i}/commands",
-                                                   lambda m, i=i: self._on_command(i, m), CONTROL_QOS)
+                                                   lambda m, i=i: self._on_command(i, m), topics.COMMANDS.qos)
                      for i in range(n_robots)]
         self.base = np.random.default_rng(0).normal(size=(n_robots, OBS_DIM))
         # per robot: (time.perf_counter_ns() at publish, expected command) of the unanswered ones
@@ -210,18 +213,32 @@ def set_fifo(pids: list[int], priority: int) -> None:
                 pass  # thread gone meanwhile
 
 
-def foreign_jiffies(own: set[int]) -> int:
-    """CPU time (jiffies) used so far by every process not in ``own`` (from /proc/<pid>/stat)."""
+def busy_jiffies() -> int:
+    """CPU time (jiffies) the whole machine has used so far, every core (/proc/stat: all but idle
+    and iowait). Monotonic: it also counts processes that end meanwhile."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def process_jiffies(pids) -> int:
+    """utime + stime (all threads) of ``pids`` so far."""
     total = 0
-    for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) not in own:
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
-            except (OSError, ValueError, IndexError):
-                pass  # gone meanwhile
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
     return total
+
+
+def foreign_jiffies(own: set[int]) -> int:
+    """CPU time (jiffies) used so far by every process not in ``own``: the machine's busy time minus
+    theirs. (Summing /proc/<pid>/stat over the other processes instead loses the time of those that
+    end during a row, which gave negative figures.)"""
+    return busy_jiffies() - process_jiffies(own)
 
 
 def main() -> int:
@@ -271,7 +288,7 @@ def main() -> int:
                             for _ in range(args.repeat):
                                 j0, t0 = foreign_jiffies(own), time.monotonic()
                                 answered, expected = driver.run(rate, args.seconds)
-                                other = 100 * (foreign_jiffies(own) - j0) / (hz * (time.monotonic() - t0))
+                                other = max(0.0, 100 * (foreign_jiffies(own) - j0) / (hz * (time.monotonic() - t0)))
                                 lat = np.array(driver.lat, dtype=np.float64) / 1e3
                                 late = int((lat > 1e6 / rate).sum()) + expected - answered
                                 p50, p99, mx = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) \

@@ -1,8 +1,8 @@
 """Fixtures for the ROS 2 integration tests: real rclpy processes, DDS kept on loopback.
 
-Every test run uses its own ``ROS_DOMAIN_ID`` (derived from the pid) and
-``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; this is set before rclpy is initialised in this
-process and passed to every node process the tests start.
+Every test run uses its own ``ROS_DOMAIN_ID`` (the one in the environment, else one derived from
+the pid) and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; this is set before rclpy is initialised in
+this process and passed to every node process the tests start.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 # --- keep DDS on this machine, one domain per test run (before any rclpy.init) ----------------
-DOMAIN_ID = 1 + os.getpid() % 100
+DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID") or 1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
 os.environ.setdefault("HOME", tempfile.gettempdir())
@@ -166,6 +166,18 @@ def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: in
     save_checkpoint(path, tensors, {"task_names": list(task_names), "obs_dim": obs_dim, "act_dim": act_dim,
                                     "policy_in": obs_dim, "experiment": "test",
                                     **({"config": {"profile": profile}} if profile else {})})
+    return path
+
+
+def corrupt_tensors(path: Path) -> Path:
+    """Flip one byte of a checkpoint's tensor data (its header, and so everything a start-up check
+    reads without loading the weights, stays valid; loading fails on the digest)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    header = 8 + struct.unpack("<Q", bytes(data[:8]))[0]
+    data[header + (len(data) - header) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
     return path
 
 

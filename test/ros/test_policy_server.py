@@ -11,7 +11,8 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from mt_specialize.learning.inference import InferencePolicy
-from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, array_msg
+from mt_specialize.ros import topics
+from mt_specialize.ros.common import array_msg
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -25,9 +26,9 @@ class FakeRobot:
     def __init__(self, probe, robot: str):
         self.probe = probe
         self.commands: list[np.ndarray] = []
-        self.pub = probe.node.create_publisher(Float64MultiArray, f"/{robot}/observation", CONTROL_QOS)
+        self.pub = probe.node.create_publisher(Float64MultiArray, f"/{robot}/observation", topics.COMMANDS.qos)
         self.sub = probe.node.create_subscription(
-            Float64MultiArray, f"/{robot}/commands", lambda m: self.commands.append(np.array(m.data)), CONTROL_QOS)
+            Float64MultiArray, f"/{robot}/commands", lambda m: self.commands.append(np.array(m.data)), topics.COMMANDS.qos)
 
     def warm_up(self, obs: np.ndarray, timeout: float = 20.0) -> None:
         """Publish until the server answers (discovery done, weights loaded), then drain."""
@@ -159,7 +160,7 @@ def test_checkpoint_topic_hot_reload(probe, start_node, checkpoint_factory, tmp_
     a = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=1)
     b = checkpoint_factory("b.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=2)
     pa, pb = InferencePolicy.from_checkpoint(a), InferencePolicy.from_checkpoint(b)
-    topic = probe.node.create_publisher(String, "/checkpoint", LATCHED_QOS)
+    topic = probe.node.create_publisher(String, "/checkpoint", topics.CHECKPOINT.qos)
     topic.publish(String(data=str(a)))  # latched: the server, started later, still gets it
     server = start_node("policy_server", {"checkpoint": "", "robots": ["r1"]})
     robot = FakeRobot(probe, "r1")
