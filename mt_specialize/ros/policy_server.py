@@ -378,8 +378,7 @@ class PolicyServerNode(Node):
             if p.name.startswith("task."):
                 robot = p.name[len("task."):]
                 if robot not in self._task:
-                    return SetParametersResult(successful=False,
-                                               reason=f"unknown robot {robot!r}; served robots: {self.robots}")
+                    return SetParametersResult(successful=False, reason=self._unknown_parameter(p.name))
                 value = p.value if isinstance(p.value, str) else None
                 allowed = self._allowed_tasks(robot)
                 if not allowed:

@@ -278,7 +278,8 @@ class SimulatorNode(Node):
         task_names = rules.declare_strings(
             "tasks", DEFAULT_TASKS, "one robot per task; the task picks the robot model and its rules",
             check=_distinct_tasks)
-        namespaces = rules.declare_strings("namespaces", [], "robot namespaces, one per task (default: the task names)")
+        namespaces = rules.declare_strings("namespaces", task_names, "robot namespaces, one per task (default: the "
+                                           "task names)")
         self.mode = rules.declare("mode", MODES[0], f"{' | '.join(MODES)}", read_only=True, check=one_of(MODES))
         seed = rules.declare("seed", 0, "seed of the reset noise", read_only=True)
         profile = rules.declare(

@@ -121,6 +121,36 @@ class Probe:
         rclpy.shutdown(context=self.context)
 
 
+class Params:
+    """A node's parameters through its services, as ``ros2 param set/get`` uses them."""
+
+    def __init__(self, probe: Probe, node: str, timeout: float = 20.0):
+        from rcl_interfaces.srv import GetParameters, SetParameters
+
+        self.probe, self._Get, self._Set = probe, GetParameters, SetParameters
+        self.setter = probe.node.create_client(SetParameters, f"/{node}/set_parameters")
+        self.getter = probe.node.create_client(GetParameters, f"/{node}/get_parameters")
+        assert self.setter.wait_for_service(timeout_sec=timeout) and self.getter.wait_for_service(timeout_sec=timeout), \
+            f"no parameter services of /{node}"
+
+    def set(self, name: str, value):
+        """SetParametersResult of setting ``name`` to ``value`` (a Python value, typed as rclpy types it)."""
+        from rclpy.parameter import Parameter
+
+        msg = Parameter(name, value=value).to_parameter_msg()
+        return self.probe.call(self.setter, self._Set.Request(parameters=[msg])).results[0]
+
+    def get(self, name: str):
+        """The value of ``name`` as a Python value (a list for arrays), None if it has none."""
+        from rclpy.parameter import parameter_value_to_python
+
+        values = self.probe.call(self.getter, self._Get.Request(names=[name])).values
+        if not values:  # declared without a value
+            return None
+        result = parameter_value_to_python(values[0])
+        return list(result) if isinstance(result, (list, tuple)) or hasattr(result, "tolist") else result
+
+
 def make_executor_for(context):
     try:
         from rclpy.experimental import EventsExecutor
