@@ -38,14 +38,20 @@ from typing import Sequence
 
 import numpy as np
 
-from .policy_file import PolicyFileError, trained_engine
+from .policy_file import (  # noqa: F401  (read_manifest: re-exported, the reading side of this format)
+    INSTALL_HINT,
+    ONNX_FORMAT as FORMAT,
+    ONNX_METADATA_KEY as METADATA_KEY,
+    PolicyFileError,
+    onnx_manifest,
+    onnx_session,
+    read_manifest,
+    trained_engine,
+)
 
-FORMAT = "mt_specialize/onnx-policy/1"
-METADATA_KEY = "mt_specialize"
 OPSET = 20
 INPUTS = ("observation", "task")
 OUTPUT = "action"
-INSTALL_HINT = "pip install mt_specialize[onnx] (onnx, onnxscript, onnxruntime)"
 
 
 def _graph_module(arrays: dict, n_tasks: int):
@@ -158,40 +164,6 @@ class _quiet:
             lg.setLevel(level)
 
 
-def _session(path: Path):
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ImportError(f"serving an ONNX policy needs onnxruntime: {INSTALL_HINT}") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # a handful of small matmuls per call: threads only add latency
-    options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own types (file missing, not a model, ...)
-        raise PolicyFileError(f"ONNX policy {str(path)!r}: cannot be loaded ({type(exc).__name__}: {exc})") from None
-
-
-def _manifest(session, path: Path) -> dict:
-    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    try:
-        manifest = json.loads(text) if text else None
-    except ValueError:
-        manifest = None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise PolicyFileError(f"ONNX policy {str(path)!r}: not an mt_specialize export (no {FORMAT!r} manifest "
-                              f"in its metadata)")
-    return manifest
-
-
-def read_manifest(path: str | Path) -> dict:
-    """The manifest stored in an exported ONNX file (PolicyFileError if it is not one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PolicyFileError(f"ONNX policy {str(path)!r}: file not found")
-    return _manifest(_session(path), path)
-
-
 class OnnxPolicy:
     """An exported ONNX policy run by onnxruntime, with ``InferencePolicy``'s serving interface:
     ``task_names``, ``obs_dim``, ``act_dim``, ``run_config``, ``task_index(name)``,
@@ -202,8 +174,8 @@ class OnnxPolicy:
         path = Path(path)
         if not path.is_file():
             raise PolicyFileError(f"ONNX policy {str(path)!r}: file not found")
-        self._session = _session(path)
-        self.manifest = _manifest(self._session, path)
+        self._session = onnx_session(path)
+        self.manifest = onnx_manifest(self._session, path)
         self.task_names: list[str] = list(self.manifest["tasks"])
         self.obs_dim = int(self.manifest["obs_dim"])
         self.act_dim = int(self.manifest["act_dim"])

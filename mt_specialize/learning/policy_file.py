@@ -7,6 +7,8 @@ not wait seconds for torch: the tasks, the observation and action sizes and the 
 * a checkpoint (``learning.checkpoint``: safetensors whose header holds the metadata; its digest is
   verified when the weights are loaded, not here), or
 * an ONNX export (``learning.onnx_export``: the manifest in the model's metadata; needs onnxruntime).
+
+The reading side of both formats is here, so that the launch checks need neither torch nor the exporter.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ from pathlib import Path
 CHECKPOINT_FORMAT = "mt_specialize-checkpoint-v1"
 #: Longest header read (a checkpoint's JSON header is a few kB; a bigger one is not ours).
 MAX_HEADER_BYTES = 64 << 20
+#: The ``format`` of an ONNX export's manifest, and its key in the model's metadata (``onnx_export``).
+ONNX_FORMAT = "mt_specialize/onnx-policy/1"
+ONNX_METADATA_KEY = "mt_specialize"
+INSTALL_HINT = "pip install mt_specialize[onnx] (onnx, onnxscript, onnxruntime)"
 
 
 class PolicyFileError(ValueError):
@@ -105,8 +111,6 @@ def policy_file_info(path: str | Path) -> PolicyFileInfo:
     export (``*.onnx``); :class:`PolicyFileError` naming the file and the problem otherwise."""
     path = Path(path)
     if path.suffix == ".onnx":
-        from .onnx_export import read_manifest
-
         manifest = read_manifest(path)
         return PolicyFileInfo(path, "onnx", list(manifest["tasks"]), int(manifest["obs_dim"]),
                               int(manifest["act_dim"]), dict(manifest.get("config") or {}))
@@ -116,3 +120,39 @@ def policy_file_info(path: str | Path) -> PolicyFileInfo:
                               int(meta["act_dim"]), dict(meta.get("config") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise PolicyFileError(f"checkpoint {str(path)!r}: not a policy checkpoint (metadata lacks {exc})") from None
+
+
+def onnx_session(path: Path):
+    """An onnxruntime session of an ONNX file: CPU, one thread (a few small matmuls per call)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError(f"serving an ONNX policy needs onnxruntime: {INSTALL_HINT}") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a handful of small matmuls per call: threads only add latency
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types (file missing, not a model, ...)
+        raise PolicyFileError(f"ONNX policy {str(path)!r}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+
+
+def onnx_manifest(session, path: Path) -> dict:
+    """The mt_specialize manifest in an ONNX model's metadata (PolicyFileError if it has none)."""
+    text = session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
+    try:
+        manifest = json.loads(text) if text else None
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != ONNX_FORMAT:
+        raise PolicyFileError(f"ONNX policy {str(path)!r}: not an mt_specialize export (no {ONNX_FORMAT!r} manifest "
+                              f"in its metadata)")
+    return manifest
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest stored in an exported ONNX file (PolicyFileError if it is not one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyFileError(f"ONNX policy {str(path)!r}: file not found")
+    return onnx_manifest(onnx_session(path), path)

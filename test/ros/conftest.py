@@ -170,9 +170,10 @@ def probe():
 
 
 def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: int = 0,
-                    profile: str | None = None) -> Path:
+                    profile: str | None = None, config: dict | None = None) -> Path:
     """A policy checkpoint in the trainer's format whose tasks all differ (every weight split,
-    per-task weights random), for the policy-server tests; ``profile``: its run's (else no run config)."""
+    per-task weights random), for the policy-server tests; ``profile``: its run's, ``config``: more
+    of its run's recorded settings (neither: no run config)."""
     import torch
 
     from mt_specialize.learning.checkpoint import save_checkpoint
@@ -195,7 +196,8 @@ def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: in
     tensors.update({f"obs_rms/{k}": v.detach().clone() for k, v in rms.state_dict().items()})
     save_checkpoint(path, tensors, {"task_names": list(task_names), "obs_dim": obs_dim, "act_dim": act_dim,
                                     "policy_in": obs_dim, "experiment": "test",
-                                    **({"config": {"profile": profile}} if profile else {})})
+                                    **({"config": {**({"profile": profile} if profile else {}), **(config or {})}}
+                                       if profile or config else {})})
     return path
 
 
@@ -225,9 +227,11 @@ def tiny_experiment(directory: Path) -> Path:
 
 @pytest.fixture
 def checkpoint_factory(tmp_path):
-    """checkpoint_factory(name, task_names, obs_dim, act_dim, seed=0, profile=None) -> Path of a new checkpoint."""
+    """checkpoint_factory(name, task_names, obs_dim, act_dim, seed=0, profile=None, config=None) -> Path of a
+    new checkpoint (``make_checkpoint``)."""
 
-    def _make(name: str, task_names, obs_dim: int, act_dim: int, seed: int = 0, profile: str | None = None) -> Path:
-        return make_checkpoint(tmp_path / name, task_names, obs_dim, act_dim, seed, profile)
+    def _make(name: str, task_names, obs_dim: int, act_dim: int, seed: int = 0, profile: str | None = None,
+              config: dict | None = None) -> Path:
+        return make_checkpoint(tmp_path / name, task_names, obs_dim, act_dim, seed, profile, config)
 
     return _make
