@@ -15,7 +15,9 @@ counts): a row with foreign load is not an idle-machine figure, rerun it.
 The answering process is, in turn:
   * ``echo``      a bare rclpy node (EventsExecutor) that republishes each observation as the command;
   * ``batched``   the policy server, ``rate_mode: batched`` (one act() for all robots of a tick);
-  * ``immediate`` the policy server, ``rate_mode: immediate`` (one act() per observation).
+  * ``immediate`` the policy server, ``rate_mode: immediate`` (one act() per observation);
+  * ``batched_onnx``, ``immediate_onnx``: the same, serving the checkpoint's ONNX export
+    (``mt-specialize export --format onnx``; onnxruntime instead of NumPy; needs the onnx extra).
 All on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of their own. A benchmark, not
 a test: the figures depend on the machine and its load, and are printed with the ratios to echo.
 
@@ -98,10 +100,18 @@ def start_answerer(kind: str, n_robots: int, tmp: Path, ckpt: Path) -> subproces
     else:
         import yaml
 
+        rate_mode, _, onnx = kind.partition("_")
+        if onnx:  # the same policy exported to ONNX, served by onnxruntime
+            from mt_specialize.learning.inference import InferencePolicy
+            from mt_specialize.learning.onnx_export import export_onnx
+
+            if not (tmp / "bench.onnx").is_file():
+                export_onnx(InferencePolicy.from_checkpoint(ckpt), tmp / "bench.onnx")
+            ckpt = tmp / "bench.onnx"
         params = tmp / f"server_{kind}.yaml"
         params.write_text(yaml.safe_dump({"policy_server": {"ros__parameters": {
             "checkpoint": str(ckpt), "robots": [f"r{i}" for i in range(n_robots)],
-            "tasks": TASKS[:n_robots], "rate_mode": kind}}}))
+            "tasks": TASKS[:n_robots], "rate_mode": rate_mode}}}))
         cmd = [sys.executable, "-m", "mt_specialize.ros.policy_server", "--ros-args", "--params-file", str(params),
                "--log-level", "warn"]
     return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -246,7 +256,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per configuration")
     ap.add_argument("--rates", type=float, nargs="+", default=[125.0, 500.0])
     ap.add_argument("--robots", type=int, nargs="+", default=[1, 3])
-    ap.add_argument("--kinds", nargs="+", default=["echo", "batched", "immediate"])
+    ap.add_argument("--kinds", nargs="+", default=["echo", "batched", "immediate"],
+                    choices=["echo", "batched", "immediate", "batched_onnx", "immediate_onnx"])
     ap.add_argument("--repeat", type=int, default=1, help="measured runs per row (same answerer)")
     ap.add_argument("--fifo", type=int, default=0, metavar="PRIORITY",
                     help="SCHED_FIFO priority (1-99) of this process and the answerer while timing; 0: off")
@@ -270,7 +281,7 @@ def main() -> int:
     hz = os.sysconf("SC_CLK_TCK")
     rows = []
     print(f"# ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {args.seconds:g} s per row, {os.cpu_count()} cores; us")
-    print(f"{'answerer':>10} {'robots':>6} {'rate Hz':>7} {'answered':>11} {'p50':>6} {'p99':>6} {'max':>6} "
+    print(f"{'answerer':>14} {'robots':>6} {'rate Hz':>7} {'answered':>11} {'p50':>6} {'p99':>6} {'max':>6} "
           f"{'late':>5} {'other%':>6}")
     try:
         for kind in args.kinds:
@@ -294,7 +305,7 @@ def main() -> int:
                                 p50, p99, mx = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) \
                                     if lat.size else (float("nan"),) * 3
                                 rows.append((kind, n, rate, p50, p99, mx))
-                                print(f"{kind:>10} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>6.0f} "
+                                print(f"{kind:>14} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>6.0f} "
                                       f"{p99:>6.0f} {mx:>6.0f} {late:>5} {other:>6.0f}", flush=True)
                         finally:
                             if args.fifo:
