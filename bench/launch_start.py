@@ -113,7 +113,8 @@ def main() -> int:
     times = {name: [] for name in checkouts}
     sim_line = {name: [] for name in checkouts}
     hz = os.sysconf("SC_CLK_TCK")
-    print(f"{'checkout':>10} {'run':>3} {'first joint_states (s)':>22} {'simulator log (s)':>17} {'other%':>6}", flush=True)
+    print(f"{'checkout':>10} {'run':>3} {'first joint_states (s)':>22} {'simulator log (s)':>17} {'other%':>6}",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.repeat):
             for name in checkouts:

@@ -101,7 +101,8 @@ def _nodes(context):
         # On Ctrl-C the learner finishes its iteration and writes a checkpoint: give it 30 s before
         # launch escalates to SIGTERM (launch's default is 5 s).
         actions += _required(Node(package=PACKAGE, executable="learner", name="learner", output="screen",
-                                  parameters=params["learner"] + [{**clock, **({"profile": profile} if profile else {})}],
+                                  parameters=params["learner"] + [{**clock,
+                                                                   **({"profile": profile} if profile else {})}],
                                   sigterm_timeout="30"), "learner")
 
     robots = simulated_robots(sim)

@@ -95,18 +95,6 @@ def check_vector(v: np.ndarray, n: int) -> str | None:
     return None
 
 
-def string_list_param(node: Node, name: str, default: Sequence[str] = ()) -> list[str]:
-    """Declare and read a string-array parameter. An empty list would be typed BYTE_ARRAY by
-    rclpy, so the parameter is declared by type and ``default`` used when it is not set."""
-    from rclpy.parameter import Parameter
-
-    if default:
-        value = node.declare_parameter(name, list(default)).value
-    else:
-        value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY).value
-    return [str(x) for x in (value if value is not None else default)]
-
-
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------

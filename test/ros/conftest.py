@@ -130,8 +130,8 @@ class Params:
         self.probe, self._Get, self._Set = probe, GetParameters, SetParameters
         self.setter = probe.node.create_client(SetParameters, f"/{node}/set_parameters")
         self.getter = probe.node.create_client(GetParameters, f"/{node}/get_parameters")
-        assert self.setter.wait_for_service(timeout_sec=timeout) and self.getter.wait_for_service(timeout_sec=timeout), \
-            f"no parameter services of /{node}"
+        ready = self.setter.wait_for_service(timeout_sec=timeout) and self.getter.wait_for_service(timeout_sec=timeout)
+        assert ready, f"no parameter services of /{node}"
 
     def set(self, name: str, value):
         """SetParametersResult of setting ``name`` to ``value`` (a Python value, typed as rclpy types it)."""

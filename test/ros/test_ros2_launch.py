@@ -359,7 +359,8 @@ def test_a_launch_that_cannot_work_is_refused_before_any_node_starts(ros2, launc
         "missing checkpoint": ([f"checkpoint:={tmp_path / 'none.safetensors'}"],
                                f"not starting: checkpoint {tmp_path / 'none.safetensors'} cannot be loaded: "
                                f"checkpoint '{tmp_path / 'none.safetensors'}': file not found"),
-        "misspelt profile": (["profile:=papr"], "not starting: profile='papr': allowed values: ['paper', 'mujoco', 'none']"),
+        "misspelt profile": (["profile:=papr"],
+                             "not starting: profile='papr': allowed values: ['paper', 'mujoco', 'none']"),
         "checkpoint of another profile": ([f"checkpoint:={paper}"],
                                           f"not starting: checkpoint {paper} was trained on profile 'paper' robots, "
                                           f"the simulator would step profile 'mujoco' ones"),
@@ -417,7 +418,8 @@ def test_lockstep_on_simulation_time_reset_and_parameters_from_the_command_line(
         refused.stdout + refused.stderr
     accepted = ros2.run(*param, "horizon", "0")
     assert "Set parameter successful" in accepted.stdout, accepted.stdout + accepted.stderr
-    unknown = ros2.run("param", "set", "--no-daemon", "--timeout", "20", "/policy_server", "task.robot2", "biped_forward")
+    unknown = ros2.run("param", "set", "--no-daemon", "--timeout", "20", "/policy_server", "task.robot2",
+                       "biped_forward")
     assert "Setting parameter failed: no robot 'robot2'; robots: ['biped']" in unknown.stderr, unknown.stderr
     assert_clean_stop(launch, launch.ctrl_c(), ("simulator", "policy_server", "robot_state_publisher"))
 
