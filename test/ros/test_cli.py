@@ -156,16 +156,22 @@ def test_up_reports_a_node_that_fails_at_start(up, tmp_path, checkpoint_factory)
 
 
 def test_up_checks_the_parameter_files_before_starting(up, tmp_path):
+    from mt_specialize.ros.preflight import startup_problem
+
     cases = [({"sim": {"tasks": ["no_such_task"], "namespaces": []}}, "simulator: no task 'no_such_task'; tasks: "),
              ({"sim": {"profile": "papr"}}, "profile='papr': allowed values: ['paper', 'mujoco', 'none']"),
              ({"sim": {"mode": "fast"}}, "simulator mode='fast': allowed values: ['realtime', 'lockstep']"),
              ({"server": {"command_units": "effort"}}, "policy_server.yaml command_units='effort' but simulator.yaml "
                                                        "command_units='normalized'"),
              ({"learner": {"profile": "paper"}}, "learner.yaml profile 'paper' but simulator.yaml profile 'mujoco'")]
-    for k, (files, reason) in enumerate(cases):
-        u = up("--config-dir", str(_config_dir(tmp_path / str(k), **files)))
-        assert u.proc.wait(60) == 2, u.log()
-        assert f"mt-specialize up: not starting: {reason}" in u.log() and "started" not in u.log(), u.log()
+    dirs = [_config_dir(tmp_path / str(k), **files) for k, (files, _) in enumerate(cases)]
+    for config_dir, (_, reason) in zip(dirs, cases):
+        assert reason in startup_problem(config_dir), reason
+    assert startup_problem(_config_dir(tmp_path / "ok"), learner=False, profile="paper") is None
+    # what up does with such a problem: nothing starts, exit 2 with the reason
+    u = up("--config-dir", str(dirs[1]))
+    assert u.proc.wait(60) == 2, u.log()
+    assert f"mt-specialize up: not starting: {cases[1][1]}" in u.log() and "started" not in u.log(), u.log()
 
 
 def test_up_refuses_a_checkpoint_for_other_robots(up, tmp_path, checkpoint_factory):
