@@ -266,12 +266,14 @@ def task_as_trained(name: str, run_config: Mapping | None) -> TaskSpec:
 
 def task_io(name: str, run_config: Mapping | None = None) -> dict:
     """What a controller must know to run a policy of task ``name`` on its robot as the run trained
-    it (``task_as_trained``): ``robot``, ``control_period_s``, ``observation`` (the name of each
-    entry, ``planar.observation_names``) and ``actuators`` (each one's ``joint`` and ``gear``, N*m of a
-    unit action; ``planar.actuators``). ValueError as ``task_as_trained``."""
+    it (``task_as_trained``): ``robot``, ``engine`` (the physics engine it trained on),
+    ``control_period_s``, ``observation`` (the name of each entry, ``planar.observation_names``) and
+    ``actuators`` (each one's ``joint`` and ``gear``, N*m of a unit action; ``planar.actuators``).
+    ValueError as ``task_as_trained``."""
     task = task_as_trained(name, run_config)
     model = task.build_model()
-    return {"robot": task.robot, "control_period_s": float(task.dt), "observation": planar.observation_names(model),
+    return {"robot": task.robot, "engine": str(task.resolved_physics.get("engine", "mujoco")),
+            "control_period_s": float(task.dt), "observation": planar.observation_names(model),
             "actuators": planar.actuators(model)}
 
 

@@ -20,9 +20,10 @@ The manifest (JSON) is stored in the model's metadata (key ``mt_specialize``) an
     format         "mt_specialize/onnx-policy/1"
     tasks          task names, in index order
     obs_dim, act_dim, inputs, outputs
-    profile, engine   the robot physics its run trained on ("?" / "mujoco" when not recorded)
+    profile        the robot physics its run trained on ("?" when not recorded)
     layout         per task, what the caller knows of its robot (``export_onnx(layout=...)``; the CLI
-                   gives robot, control_period_s, observation field names, actuators with gear N*m)
+                   gives robot, engine, control_period_s, observation field names, actuators with gear
+                   N*m: ``experiments.task_io``)
     config         the run's recorded settings; experiment, samples, source
 
 Exported with torch.onnx rather than assembled by hand: the exporter is torch's own and maintained
@@ -46,7 +47,6 @@ from .policy_file import (  # noqa: F401  (read_manifest: re-exported, the readi
     onnx_manifest,
     onnx_session,
     read_manifest,
-    trained_engine,
 )
 
 OPSET = 20
@@ -128,7 +128,6 @@ def export_onnx(policy, out: str | Path, layout: dict | None = None, source: str
                              "meaning": "mean action per actuator, normalized (the simulator clips it to "
                                         "[-1, 1]; effort = gear * clip(action, -1, 1))"}},
         "profile": str(config.get("profile", "none")) if config else "?",
-        "engine": trained_engine(config),
         "layout": layout or {},
         "experiment": getattr(policy, "experiment", ""),
         "source": source or getattr(policy, "source", ""),

@@ -49,23 +49,6 @@ class PolicyFileInfo:
         ``?`` when no run settings are recorded (a policy made by hand, e.g. in a test)."""
         return str(self.run_config.get("profile", "none")) if self.run_config else "?"
 
-    @property
-    def engine(self) -> str:
-        """The physics engine its run trained with (the ``engine`` physics setting, run-wide or of
-        any task), ``mujoco`` when none is recorded."""
-        return trained_engine(self.run_config)
-
-
-def trained_engine(run_config: dict | None) -> str:
-    """The physics engine of a run's settings: ``physics.engine``, else any task's recorded
-    ``task_physics[...]["engine"]``, else ``mujoco`` (runs before a second engine existed)."""
-    config = run_config or {}
-    engine = (config.get("physics") or {}).get("engine")
-    if not engine:
-        engines = {str(p.get("engine")) for p in (config.get("task_physics") or {}).values()
-                   if isinstance(p, dict) and p.get("engine")}
-        engine = engines.pop() if len(engines) == 1 else None
-    return str(engine or "mujoco")
 
 
 def checkpoint_metadata(path: str | Path) -> dict:

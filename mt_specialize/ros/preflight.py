@@ -78,12 +78,22 @@ def check_choice(what: str, value: Any, allowed) -> str | None:
     return None if value in allowed else f"{what}={value!r}: allowed values: {list(allowed)}"
 
 
-def simulated_engine(task: str, profile: str) -> str:
-    """The physics engine the simulator steps ``task`` with under ``profile`` (its ``engine``
-    physics setting; ``mujoco`` where there is no such setting)."""
-    from mt_specialize.experiments import profiled_task
+def profile_engine(profile: str) -> str:
+    """The physics engine (``mujoco`` | ``dart``) a profile's robots are stepped with."""
+    from mt_specialize.envs import physics
 
-    return str(profiled_task(task, profile).resolved_physics.get("engine", "mujoco"))
+    return str(physics.get_profile(profile)["settings"].get("engine", "mujoco"))
+
+
+def trained_engine(run_config: dict) -> set[str]:
+    """The physics engines a run stepped its tasks with: its recorded ``task_physics``, else its run-wide
+    ``physics`` setting, else its profile's."""
+    record = run_config.get("task_physics") or {}
+    engines = {str(v.get("engine", "mujoco")) for v in record.values() if isinstance(v, dict)}
+    if engines:
+        return engines
+    return {str((run_config.get("physics") or {}).get("engine")
+                or profile_engine(str(run_config.get("profile", "none"))))}
 
 
 def checkpoint_misfit(checkpoint: str | Path, config_dir: str | Path, profile: str | None = None) -> str | None:
@@ -93,8 +103,10 @@ def checkpoint_misfit(checkpoint: str | Path, config_dir: str | Path, profile: s
     Checked per robot the server serves: the file reads as a policy; the task the server gives the
     robot (policy_server.yaml ``tasks``, else one of the checkpoint's tasks for that robot model) is in
     it; its robot model (``TaskSpec.robot``) and observation size are the simulated robot's; the
-    profile and physics engine its run trained on are the simulator's (``profile``, else
-    simulator.yaml's, else mujoco). A policy without a run record (made by hand) passes the last.
+    profile its run trained on is the simulator's (``profile``, else simulator.yaml's, else mujoco), and
+    so is the physics engine it stepped the robots with (``mujoco`` or ``dart``: its recorded
+    ``task_physics``, else its ``physics`` setting, else its profile's). A policy without a run record
+    (made by hand) passes the last two.
     """
     from mt_specialize.envs.tasks import TASKS
 
@@ -111,10 +123,12 @@ def checkpoint_misfit(checkpoint: str | Path, config_dir: str | Path, profile: s
             return (f"checkpoint {checkpoint} was trained on profile {info.profile!r} robots, the simulator would "
                     f"step profile {simulated_profile!r} ones (pass --profile {info.profile} / profile:="
                     f"{info.profile}, or set profile in simulator.yaml)")
-        engines = {simulated_engine(task, simulated_profile) for _, task in robots}
-        if engines != {info.engine}:
-            return (f"checkpoint {checkpoint} was trained with the {info.engine} physics engine, the simulator "
-                    f"would step its robots with {sorted(engines)} (profile {simulated_profile!r})")
+        trained_engines = trained_engine(info.run_config)
+        simulated_engine = profile_engine(simulated_profile)
+        if trained_engines - {simulated_engine}:
+            return (f"checkpoint {checkpoint} was trained on the {' and '.join(sorted(trained_engines))} physics "
+                    f"engine, the simulator would step its robots with {simulated_engine} (profile "
+                    f"{simulated_profile!r}; profile paper_dart steps the robots with dart)")
     simulated = dict(robots)
     served = [str(r).strip("/") for r in (server.get("robots") or [])]
     server_tasks = list(server.get("tasks") or [])

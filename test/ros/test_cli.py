@@ -159,7 +159,7 @@ def test_up_checks_the_parameter_files_before_starting(up, tmp_path):
     from mt_specialize.ros.preflight import startup_problem
 
     cases = [({"sim": {"tasks": ["no_such_task"], "namespaces": []}}, "simulator: no task 'no_such_task'; tasks: "),
-             ({"sim": {"profile": "papr"}}, "profile='papr': allowed values: ['paper', 'mujoco', 'none']"),
+             ({"sim": {"profile": "papr"}}, "profile='papr': allowed values: ['paper', 'paper_dart', 'mujoco', 'none']"),
              ({"sim": {"mode": "fast"}}, "simulator mode='fast': allowed values: ['realtime', 'lockstep']"),
              ({"server": {"command_units": "effort"}}, "policy_server.yaml command_units='effort' but simulator.yaml "
                                                        "command_units='normalized'"),

@@ -360,7 +360,7 @@ def test_a_launch_that_cannot_work_is_refused_before_any_node_starts(ros2, launc
                                f"not starting: checkpoint {tmp_path / 'none.safetensors'} cannot be loaded: "
                                f"checkpoint '{tmp_path / 'none.safetensors'}': file not found"),
         "misspelt profile": (["profile:=papr"],
-                             "not starting: profile='papr': allowed values: ['paper', 'mujoco', 'none']"),
+                             "not starting: profile='papr': allowed values: ['paper', 'paper_dart', 'mujoco', 'none']"),
         "checkpoint of another profile": ([f"checkpoint:={paper}"],
                                           f"not starting: checkpoint {paper} was trained on profile 'paper' robots, "
                                           f"the simulator would step profile 'mujoco' ones"),
