@@ -147,7 +147,7 @@ def generate_launch_description():
                                           "learner's); refused before anything starts if it does not fit"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
         DeclareLaunchArgument("profile", default_value="",
-                              description="paper | mujoco | none: robot physics of the simulator and the "
+                              description="paper | paper_dart | mujoco | none: robot physics of the simulator and the "
                                           "learner's runs (empty = their config files'; a served checkpoint's "
                                           "run must have trained on it)"),
         DeclareLaunchArgument("mode", default_value="",
