@@ -264,7 +264,7 @@ def _horizon_check(value) -> str | None:
                            "tasks), 0 (never cut) or a number of control steps"
 
 
-def _distinct_tasks(names: list[str]) -> str | None:
+def _not_empty(names: list[str]) -> str | None:
     return None if names else "is empty: give at least one task name"
 
 
@@ -277,7 +277,7 @@ class SimulatorNode(Node):
         rules = ParameterRules(self)
         task_names = rules.declare_strings(
             "tasks", DEFAULT_TASKS, "one robot per task; the task picks the robot model and its rules",
-            check=_distinct_tasks)
+            check=_not_empty)
         namespaces = rules.declare_strings("namespaces", task_names, "robot namespaces, one per task (default: the "
                                            "task names)")
         self.mode = rules.declare("mode", MODES[0], f"{' | '.join(MODES)}", read_only=True, check=one_of(MODES))
@@ -439,13 +439,15 @@ class SimulatorNode(Node):
 
     def _advance(self, i: int, action: np.ndarray) -> None:
         robot = self.robots[i]
-        step, truncated = robot.step(action)
+        step, _ = robot.step(action)
         if step.terminated and not robot.fallen:
             robot.fallen = True
             if not self.reset_on_fall:
                 self.get_logger().info(f"{self.ns[i]}: fell after {robot.episode_steps} steps (reset_on_fall is "
                                        f"false: not reset)", throttle_duration_sec=WARN_THROTTLE_S)
-        cause = "fall" if step.terminated and self.reset_on_fall else "horizon" if truncated else None
+        # the horizon also cuts an episode whose robot lies fallen (reset_on_fall false)
+        at_horizon = 0 < robot.horizon <= robot.episode_steps
+        cause = "fall" if step.terminated and self.reset_on_fall else "horizon" if at_horizon else None
         if cause is not None:
             self.get_logger().debug(f"{self.ns[i]}: episode {robot.episode} ended after {robot.episode_steps} "
                                     f"steps ({cause}), return {robot.episode_return:.1f}")
