@@ -59,6 +59,9 @@ setup(
         # the DART physics engine (physics setting ``engine: dart``, profile ``paper_dart``): 6.20.0 is
         # the newest dartpy with a CPython 3.11 wheel
         "dart": ["dartpy==6.20.0"],
+        # `mt-specialize export --format onnx` (torch.onnx's exporter needs onnxscript) and serving the
+        # exported file (onnxruntime)
+        "onnx": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
     },
     zip_safe=True,
     maintainer="mt_specialize developers",

@@ -9,12 +9,15 @@ The round trip runs from just before ``publish`` to the start of the command's c
 it includes this process's own dispatch, the same for every answerer; the EventsExecutor of rclpy
 9.1 fails on callbacks taking a MessageInfo, so the DDS arrival time is not available). ``late``
 counts answers later than the period, plus unanswered observations. ``other%`` is the CPU used by
-processes other than this one and the answerer during the row, in % of one core: a row with
-foreign load is not an idle-machine figure, rerun it.
+processes other than this one and the answerer during the row, in % of one core (the machine's busy
+time from /proc/stat minus these two processes'; clamped at 0 against the rounding of the tick
+counts): a row with foreign load is not an idle-machine figure, rerun it.
 The answering process is, in turn:
   * ``echo``      a bare rclpy node (EventsExecutor) that republishes each observation as the command;
   * ``batched``   the policy server, ``rate_mode: batched`` (one act() for all robots of a tick);
-  * ``immediate`` the policy server, ``rate_mode: immediate`` (one act() per observation).
+  * ``immediate`` the policy server, ``rate_mode: immediate`` (one act() per observation);
+  * ``batched_onnx``, ``immediate_onnx``: the same, serving the checkpoint's ONNX export
+    (``mt-specialize export --format onnx``; onnxruntime instead of NumPy; needs the onnx extra).
 All on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in a domain of their own. A benchmark, not
 a test: the figures depend on the machine and its load, and are printed with the ratios to echo.
 
@@ -54,14 +57,15 @@ ECHO = r"""
 import sys, rclpy
 from std_msgs.msg import Float64MultiArray
 from rclpy.experimental import EventsExecutor
-from mt_specialize.ros.common import CONTROL_QOS, freeze_heap
+from mt_specialize.ros import topics
+from mt_specialize.ros.common import freeze_heap
 rclpy.init()
 node = rclpy.create_node("echo")
 pubs, subs = [], []
 for i in range(int(sys.argv[1])):
-    pub = node.create_publisher(Float64MultiArray, f"r{i}/commands", CONTROL_QOS)
+    pub = node.create_publisher(Float64MultiArray, f"r{i}/commands", topics.COMMANDS.qos)
     subs.append(node.create_subscription(Float64MultiArray, f"r{i}/observation",
-                                         lambda m, pub=pub: pub.publish(m), CONTROL_QOS))
+                                         lambda m, pub=pub: pub.publish(m), topics.COMMANDS.qos))
     pubs.append(pub)
 ex = EventsExecutor(); ex.add_node(node)
 freeze_heap()  # as run_node does for the policy server
@@ -96,10 +100,18 @@ def start_answerer(kind: str, n_robots: int, tmp: Path, ckpt: Path) -> subproces
     else:
         import yaml
 
+        rate_mode, _, onnx = kind.partition("_")
+        if onnx:  # the same policy exported to ONNX, served by onnxruntime
+            from mt_specialize.learning.inference import InferencePolicy
+            from mt_specialize.learning.onnx_export import export_onnx
+
+            if not (tmp / "bench.onnx").is_file():
+                export_onnx(InferencePolicy.from_checkpoint(ckpt), tmp / "bench.onnx")
+            ckpt = tmp / "bench.onnx"
         params = tmp / f"server_{kind}.yaml"
         params.write_text(yaml.safe_dump({"policy_server": {"ros__parameters": {
             "checkpoint": str(ckpt), "robots": [f"r{i}" for i in range(n_robots)],
-            "tasks": TASKS[:n_robots], "rate_mode": kind}}}))
+            "tasks": TASKS[:n_robots], "rate_mode": rate_mode}}}))
         cmd = [sys.executable, "-m", "mt_specialize.ros.policy_server", "--ros-args", "--params-file", str(params),
                "--log-level", "warn"]
     return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,17 +128,18 @@ class Driver:
         import rclpy
         from std_msgs.msg import Float64MultiArray
 
-        from mt_specialize.ros.common import CONTROL_QOS, make_executor
+        from mt_specialize.ros import topics
+        from mt_specialize.ros.common import make_executor
 
         self.n = n_robots
         self.kind, self.policy = kind, policy
         self.node = rclpy.create_node(f"bench_driver_{tag}")
         self.executor = make_executor()
         self.executor.add_node(self.node)
-        self.pubs = [self.node.create_publisher(Float64MultiArray, f"r{i}/observation", CONTROL_QOS)
+        self.pubs = [self.node.create_publisher(Float64MultiArray, f"r{i}/observation", topics.COMMANDS.qos)
                      for i in range(n_robots)]
         self.subs = [self.node.create_subscription(Float64MultiArray, f"r{i}/commands",
-                                                   lambda m, i=i: self._on_command(i, m), CONTROL_QOS)
+                                                   lambda m, i=i: self._on_command(i, m), topics.COMMANDS.qos)
                      for i in range(n_robots)]
         self.base = np.random.default_rng(0).normal(size=(n_robots, OBS_DIM))
         # per robot: (time.perf_counter_ns() at publish, expected command) of the unanswered ones
@@ -210,18 +223,32 @@ def set_fifo(pids: list[int], priority: int) -> None:
                 pass  # thread gone meanwhile
 
 
-def foreign_jiffies(own: set[int]) -> int:
-    """CPU time (jiffies) used so far by every process not in ``own`` (from /proc/<pid>/stat)."""
+def busy_jiffies() -> int:
+    """CPU time (jiffies) the whole machine has used so far, every core (/proc/stat: all but idle
+    and iowait). Monotonic: it also counts processes that end meanwhile."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def process_jiffies(pids) -> int:
+    """utime + stime (all threads) of ``pids`` so far."""
     total = 0
-    for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) not in own:
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
-            except (OSError, ValueError, IndexError):
-                pass  # gone meanwhile
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
     return total
+
+
+def foreign_jiffies(own: set[int]) -> int:
+    """CPU time (jiffies) used so far by every process not in ``own``: the machine's busy time minus
+    theirs. (Summing /proc/<pid>/stat over the other processes instead loses the time of those that
+    end during a row, which gave negative figures.)"""
+    return busy_jiffies() - process_jiffies(own)
 
 
 def main() -> int:
@@ -229,7 +256,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per configuration")
     ap.add_argument("--rates", type=float, nargs="+", default=[125.0, 500.0])
     ap.add_argument("--robots", type=int, nargs="+", default=[1, 3])
-    ap.add_argument("--kinds", nargs="+", default=["echo", "batched", "immediate"])
+    ap.add_argument("--kinds", nargs="+", default=["echo", "batched", "immediate"],
+                    choices=["echo", "batched", "immediate", "batched_onnx", "immediate_onnx"])
     ap.add_argument("--repeat", type=int, default=1, help="measured runs per row (same answerer)")
     ap.add_argument("--fifo", type=int, default=0, metavar="PRIORITY",
                     help="SCHED_FIFO priority (1-99) of this process and the answerer while timing; 0: off")
@@ -253,7 +281,7 @@ def main() -> int:
     hz = os.sysconf("SC_CLK_TCK")
     rows = []
     print(f"# ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {args.seconds:g} s per row, {os.cpu_count()} cores; us")
-    print(f"{'answerer':>10} {'robots':>6} {'rate Hz':>7} {'answered':>11} {'p50':>6} {'p99':>6} {'max':>6} "
+    print(f"{'answerer':>14} {'robots':>6} {'rate Hz':>7} {'answered':>11} {'p50':>6} {'p99':>6} {'max':>6} "
           f"{'late':>5} {'other%':>6}")
     try:
         for kind in args.kinds:
@@ -271,13 +299,13 @@ def main() -> int:
                             for _ in range(args.repeat):
                                 j0, t0 = foreign_jiffies(own), time.monotonic()
                                 answered, expected = driver.run(rate, args.seconds)
-                                other = 100 * (foreign_jiffies(own) - j0) / (hz * (time.monotonic() - t0))
+                                other = max(0.0, 100 * (foreign_jiffies(own) - j0) / (hz * (time.monotonic() - t0)))
                                 lat = np.array(driver.lat, dtype=np.float64) / 1e3
                                 late = int((lat > 1e6 / rate).sum()) + expected - answered
                                 p50, p99, mx = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) \
                                     if lat.size else (float("nan"),) * 3
                                 rows.append((kind, n, rate, p50, p99, mx))
-                                print(f"{kind:>10} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>6.0f} "
+                                print(f"{kind:>14} {n:>6} {rate:>7.0f} {answered:>5}/{expected:<5} {p50:>6.0f} "
                                       f"{p99:>6.0f} {mx:>6.0f} {late:>5} {other:>6.0f}", flush=True)
                         finally:
                             if args.fifo:

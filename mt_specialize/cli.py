@@ -8,6 +8,7 @@
     mt-specialize train EXPERIMENT --seeds 1-5 --out DIR  five seeds in one process (DIR/seed1 ... DIR/seed5)
     mt-specialize gait RUN_DIR TASK OUT.gif          a trained policy's gait (optionally switching task)
     mt-specialize export RUN_DIR OUT.safetensors     the serving part of a run's newest checkpoint
+    mt-specialize export RUN_DIR OUT.onnx            ... as an ONNX graph + manifest (onnxruntime, C++)
     mt-specialize up | switch | record | rviz-config ROS 2 graph for pip-only users (see docs/ros.md)
 
 The paper's names are accepted everywhere: ``--jt`` = ``--joint-samples``, ``--sp`` =
@@ -25,6 +26,8 @@ import sys
 from pathlib import Path
 
 from .profiles import NAMES as PROFILES  # torch-free: a fast --help
+
+EXPORT_FORMATS = ("safetensors", "onnx")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -324,9 +327,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     _output_file(args.out)
     source = _checkpoint_path(args.source)
+    if (args.format or ("onnx" if Path(args.out).suffix == ".onnx" else "safetensors")) == "onnx":
+        return _export_onnx(source, Path(args.out))
     path = InferencePolicy.export(source, args.out)
     policy = InferencePolicy.from_checkpoint(path)
     print(f"wrote {path} ({path.stat().st_size:,} bytes): tasks {policy.task_names}, from {source}")
+    return 0
+
+
+def _export_onnx(source: Path, out: Path) -> int:
+    """The checkpoint's policy as an ONNX graph with its manifest (``learning.onnx_export``); the
+    manifest's layout gives each task's robot as the run trained it (``experiments.task_io``)."""
+    from .experiments import task_io
+    from .learning.inference import InferencePolicy
+
+    try:
+        from .learning.onnx_export import export_onnx
+
+        policy = InferencePolicy.from_checkpoint(source)
+        layout = {task: task_io(task, policy.run_config) for task in policy.task_names}
+        path, manifest = export_onnx(policy, out, layout, source=str(source))
+    except ImportError as exc:
+        print(f"mt-specialize export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size:,} bytes) and its manifest {manifest}: tasks {policy.task_names}, "
+          f"inputs observation (robots, {policy.obs_dim}) float64 and task (robots,) int64, output action "
+          f"(robots, {policy.act_dim}); from {source}")
     return 0
 
 
@@ -477,9 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=240)
     p.set_defaults(func=_cmd_gait)
 
-    p = sub.add_parser("export", help="a small serving checkpoint (policy + normaliser) from a run")
+    p = sub.add_parser("export", help="a small serving checkpoint (policy + normaliser) from a run, or an ONNX graph")
     p.add_argument("source", help="a run directory (its newest checkpoint) or a checkpoint file")
-    p.add_argument("out", help="output .safetensors file")
+    p.add_argument("out", help="output file: .safetensors, or .onnx (with its manifest beside it as .json)")
+    p.add_argument("--format", choices=EXPORT_FORMATS,
+                   help="safetensors: the policy weights and normaliser, for mt_specialize (gait, policy server); "
+                        "onnx: every task's policy as one graph (inputs observation and task, output the mean "
+                        "action) plus a manifest, for onnxruntime without Python (needs pip install "
+                        "mt_specialize[onnx]). Default: onnx if OUT ends in .onnx, else safetensors")
     p.set_defaults(func=_cmd_export)
 
     try:

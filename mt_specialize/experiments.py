@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mt_specialize.envs import physics, robots
+from mt_specialize.envs import physics, planar, robots
 from mt_specialize.envs.physics import PROFILE_NAMES, PROFILES  # noqa: F401  (the profiles, re-exported)
 from mt_specialize.envs.families import FAMILIES
 from mt_specialize.envs.tasks import DEFAULT_ALIVE_BONUS, TASKS, TaskSpec, get_task
@@ -258,6 +258,19 @@ def task_as_trained(name: str, run_config: Mapping | None) -> TaskSpec:
         physics_settings = {**robots.default_physics(task.robot, task.family), **settings}
         return dataclasses.replace(task, physics=physics_settings, torso_mass=record.get("torso_mass", task.torso_mass))
     return profiled_task(task, config.get("profile", "none"), config.get("physics") or None)
+
+
+def task_io(name: str, run_config: Mapping | None = None) -> dict:
+    """What a controller must know to run a policy of task ``name`` on its robot as the run trained
+    it (``task_as_trained``): ``robot``, ``engine`` (the physics engine it trained on),
+    ``control_period_s``, ``observation`` (the name of each entry, ``planar.observation_names``) and
+    ``actuators`` (each one's ``joint`` and ``gear``, N*m of a unit action; ``planar.actuators``).
+    ValueError as ``task_as_trained``."""
+    task = task_as_trained(name, run_config)
+    model = task.build_model()
+    return {"robot": task.robot, "engine": str(task.resolved_physics.get("engine", "mujoco")),
+            "control_period_s": float(task.dt), "observation": planar.observation_names(model),
+            "actuators": planar.actuators(model)}
 
 
 def resolved_physics(experiment: Experiment) -> dict[str, dict]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the virtual environment at .venv/ and install mt_specialize with its test, ROS 2
-# (PyPI wheels) and DART (dartpy, the second physics engine) extras. torch is pinned to 2.13.0 (CPU build) in setup.py.
+# (PyPI wheels), DART (dartpy, the second physics engine) and ONNX (export and onnxruntime) extras. torch is
+# pinned to 2.13.0 (CPU build) in setup.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,4 +10,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,ros,dart]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,ros,dart,onnx]"

@@ -532,7 +532,7 @@ def test_up_refuses_a_checkpoint_from_another_engine(biped_dart_run, tmp_path):
     (here a run of profile paper with physics engine: dart) to the robots of profile paper."""
     import yaml
 
-    from mt_specialize.ros.cli import checkpoint_misfit, trained_engine
+    from mt_specialize.ros.preflight import checkpoint_misfit, trained_engine
     from mt_specialize.train import latest_checkpoint
 
     config_dir = tmp_path / "config"

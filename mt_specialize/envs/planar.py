@@ -77,3 +77,35 @@ def control_step(model: mujoco.MjModel, data: mujoco.MjData, action: np.ndarray,
     data.ctrl[:] = action
     data.qacc_warmstart[:] = 0
     mujoco.mj_step(model, data, nstep=frame_skip)
+
+
+def coordinate_names(model: mujoco.MjModel, kind: str) -> list[str]:
+    """``<joint>/<kind>`` for every qpos (kind ``position``) or qvel (kind ``velocity``) entry of a
+    model whose joints are hinges and slides (one coordinate each), in array order."""
+    address = model.jnt_qposadr if kind == "position" else model.jnt_dofadr
+    size = model.nq if kind == "position" else model.nv
+    names = [""] * size
+    for j in range(model.njnt):
+        names[int(address[j])] = f"{mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or f'joint{j}'}/{kind}"
+    if not all(names):
+        raise ValueError(f"model has joints with more than one coordinate (free or ball): {kind} names undefined")
+    return names
+
+
+def observation_names(model: mujoco.MjModel) -> list[str]:
+    """The name of each entry of a task's observation (``tasks.observation``: qpos without x, then
+    qvel clipped): ``rootz/position``, ``rooty/position``, ``<joint>/position``..., then
+    ``rootx/velocity``, ..., ``<joint>/velocity``. Positions in m or rad, velocities in m/s or rad/s."""
+    return coordinate_names(model, "position")[X + 1:] + coordinate_names(model, "velocity")
+
+
+def actuators(model: mujoco.MjModel) -> list[dict]:
+    """Per actuator, in ``ctrl`` (action) order: the ``joint`` it drives and its ``gear``, the
+    torque (N*m, a hinge) or force (N, a slide) of a unit command. ``control_step`` sets
+    ``ctrl = action``, which MuJoCo clamps to [-1, 1]; the effort on the joint is ``gear * ctrl``."""
+    out = []
+    for a in range(model.nu):
+        joint = int(model.actuator_trnid[a, 0])
+        out.append({"joint": mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint) or f"joint{joint}",
+                    "gear": float(model.actuator_gear[a, 0])})
+    return out

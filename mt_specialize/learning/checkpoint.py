@@ -29,6 +29,8 @@ import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
+from .policy_file import CHECKPOINT_FORMAT as FORMAT  # the header tag (policy_file reads it without torch)
+
 __all__ = [
     "CheckpointError",
     "FORMAT",
@@ -39,8 +41,6 @@ __all__ = [
     "add_prefix",
     "strip_prefix",
 ]
-
-FORMAT = "mt_specialize-checkpoint-v1"
 
 
 class CheckpointError(ValueError):

@@ -133,6 +133,16 @@ class InferencePolicy:
         policy = SplitGaussianPolicy(len(task_names), obs_dim, act_dim)
         return cls(policy, RunningMeanStd(len(task_names), (obs_dim,)), task_names, obs_dim, source="random")
 
+    def forward_arrays(self) -> dict:
+        """What :meth:`act` computes with, as float64 arrays (for exporters, ``onnx_export``):
+        ``mean``, ``std`` (T, width) and ``clip`` of the observation normaliser; ``layers``, a list of
+        (W (T, in, out), b (T, out)) with tanh between them; ``task_id``, where the one-hot task id
+        enters: ``"append"`` (after normalising), ``"normalize"`` (before, normalised with the
+        observation) or None."""
+        return {"mean": self._mean[:, 0, :].copy(), "std": self._std[:, 0, :].copy(), "clip": self._clip,
+                "layers": [(w.copy(), b[:, 0, :].copy()) for w, b in self._layers64],
+                "task_id": "normalize" if self.normalize_task_id else "append" if self.append_task_id else None}
+
     def task_index(self, name: str) -> int:
         try:
             return self.task_names.index(name)

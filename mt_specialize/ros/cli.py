@@ -32,8 +32,11 @@ def add_ros_subcommands(subparsers) -> None:
                     "--params-file CONFIG_DIR/<node>.yaml) and supervise them. Ctrl-C / SIGTERM stops "
                     "them all (the learner writes a checkpoint first) and exits 130 / 143 once every node "
                     "exited 0 (1 if one did not); if a node dies it is reported by name with its exit code, "
-                    "the others are stopped, and the exit code is non-zero. A --checkpoint whose tasks do "
-                    "not fit the configured robots stops the start with the reason (exit 2). "
+                    "the others are stopped, and the exit code is non-zero. Before any node starts, the "
+                    "parameter files are checked (profile, mode, command_units, the learner's profile) and a "
+                    "--checkpoint whose tasks, robots, observation size, profile or physics engine do not fit "
+                    "the configured robots stops the start with the reason (exit 2). In lockstep mode every "
+                    "node runs on the simulation clock (use_sim_time). "
                     "The pip-only equivalent of `ros2 launch mt_specialize training.launch.py`.")
     up.add_argument("--config-dir", type=Path, default=CONFIG_DIR,
                     help=f"directory with simulator.yaml, policy_server.yaml, learner.yaml (default {CONFIG_DIR})")
@@ -56,9 +59,10 @@ def add_ros_subcommands(subparsers) -> None:
 
     sw = subparsers.add_parser(
         "switch", help="switch the task that drives a robot (policy-server service call)",
-        description="Call /ROBOT/switch_to_TASK (std_srvs/Trigger). If there is no such service, the "
-                    "policy server's task.ROBOT parameter is set instead, which refuses unknown tasks "
-                    "with the list of allowed ones. Exit 1 on refusal.")
+        description="Call /ROBOT/switch_to_TASK (std_srvs/Trigger). A robot the policy server does not serve "
+                    "is refused with the list of its robots. If there is no such service, the policy server's "
+                    "task.ROBOT parameter is set instead, which refuses unknown tasks with the list of allowed "
+                    "ones. Exit 1 on refusal.")
     sw.add_argument("robot", help="robot namespace, e.g. biped")
     sw.add_argument("task", help="task name, e.g. biped_backward")
     sw.add_argument("--server", default="/policy_server", help="policy-server node name (default /policy_server)")
@@ -144,127 +148,36 @@ def stop_children(procs: dict[str, subprocess.Popen], timeout: float, log=print)
             time.sleep(0.05)
 
 
-def node_params(config_dir: Path, node: str) -> dict:
-    """The ``ros__parameters`` of ``node`` in ``<config_dir>/<node>.yaml`` ({} if absent)."""
-    import yaml
-
-    path = Path(config_dir) / f"{node}.yaml"
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    for key in (node, f"/{node}", "/**"):
-        if isinstance(data.get(key), dict):
-            return dict(data[key].get("ros__parameters") or {})
-    return {}
-
-
-def profile_engine(profile: str) -> str:
-    """The physics engine (``mujoco`` | ``dart``) a profile's robots are stepped with."""
-    from mt_specialize.envs import physics
-
-    return str(physics.get_profile(profile)["settings"].get("engine", "mujoco"))
-
-
-def trained_engine(run_config: dict) -> set[str]:
-    """The physics engines a run stepped its tasks with: its recorded ``task_physics``, else its run-wide
-    ``physics`` setting, else its profile's."""
-    record = run_config.get("task_physics") or {}
-    engines = {str(v.get("engine", "mujoco")) for v in record.values() if isinstance(v, dict)}
-    if engines:
-        return engines
-    return {str((run_config.get("physics") or {}).get("engine") or profile_engine(str(run_config.get("profile", "none"))))}
-
-
-def checkpoint_misfit(checkpoint: Path, config_dir: Path, profile: str | None = None) -> str | None:
-    """Why the policy server could not serve ``checkpoint`` to the simulator's robots as configured
-    in ``config_dir`` (simulator.yaml, policy_server.yaml), or None if it can.
-
-    Checked per robot the server serves: the file loads; the task the server gives the robot
-    (policy_server.yaml ``tasks``, else one of the checkpoint's tasks for that robot model) is in the
-    checkpoint; its robot model (``TaskSpec.robot``) and observation size are the simulated robot's;
-    the profile its run trained on is the simulator's (``profile``, else simulator.yaml's, else mujoco), and so is
-    the physics engine it stepped the robots with (``mujoco`` or ``dart``).
-    """
-    import numpy as np
-
-    from mt_specialize.envs.tasks import TASKS, observation
-    from mt_specialize.learning.inference import InferencePolicy
-
-    try:
-        policy = InferencePolicy.from_checkpoint(checkpoint)
-    except Exception as exc:
-        return f"checkpoint {checkpoint} cannot be loaded: {exc}"
-    names = list(policy.task_names)
-    sim, server = node_params(config_dir, "simulator"), node_params(config_dir, "policy_server")
-    from mt_specialize.config import TrainConfig
-
-    simulated_profile = profile or str(sim.get("profile") or TrainConfig.profile)
-    if policy.run_config:  # a run without a profile trained on every setting's default: none
-        trained = str(policy.run_config.get("profile", "none"))
-        if trained != simulated_profile:
-            return (f"checkpoint {checkpoint} was trained on profile {trained!r} robots, the simulator would step "
-                    f"profile {simulated_profile!r} ones (pass --profile {trained}, or set profile in simulator.yaml)")
-        trained_engines = trained_engine(policy.run_config)
-        simulated_engine = profile_engine(simulated_profile)
-        if trained_engines - {simulated_engine}:
-            return (f"checkpoint {checkpoint} was trained on the {' and '.join(sorted(trained_engines))} physics "
-                    f"engine, the simulator would step its robots with {simulated_engine} (profile "
-                    f"{simulated_profile!r}; profile paper_dart steps the robots with dart)")
-    sim_tasks = list(sim.get("tasks") or ["hopper_capsule"])
-    namespaces = [str(n).strip("/") for n in (sim.get("namespaces") or sim_tasks)]
-    robots = [str(r).strip("/") for r in (server.get("robots") or [])]
-    server_tasks = list(server.get("tasks") or [])
-    model = lambda task: TASKS[task].robot if task in TASKS else None  # noqa: E731
-    for i, robot in enumerate(robots):
-        simulated = sim_tasks[namespaces.index(robot)] if robot in namespaces else None
-        want = model(simulated) if simulated else None
-        where = f"robot {robot!r}" + (f" (simulated as task {simulated!r}, robot model {want!r})" if simulated else "")
-        if server_tasks and i < len(server_tasks):
-            task = str(server_tasks[i])
-            if task not in names:
-                return (f"checkpoint {checkpoint} has tasks {names}, not {task!r}, the task policy_server.yaml "
-                        f"gives {where}")
-        else:
-            fitting = [n for n in names if want is None or model(n) in (want, None)]
-            if not fitting:
-                return f"checkpoint {checkpoint} has tasks {names}, none of them for {where}"
-            task = robot if robot in fitting else fitting[0]
-        if want is not None and model(task) not in (want, None):
-            return (f"checkpoint task {task!r} drives robot model {model(task)!r}, but {where} is simulated "
-                    f"(tasks {names} in the checkpoint)")
-        if simulated in TASKS:
-            spec = TASKS[simulated]
-            mj = spec.build_model()
-            obs_dim = observation(mj.qpos0[None], np.zeros((1, mj.nv)))[0].size
-            if obs_dim != policy.obs_dim:
-                return (f"checkpoint {checkpoint} expects {policy.obs_dim} observation values, {where} "
-                        f"gives {obs_dim}")
-    return None
-
-
 def cmd_up(args: argparse.Namespace) -> int:
+    from mt_specialize.ros.preflight import node_params, startup_problem
+
     config_dir = Path(args.config_dir)
     if not config_dir.is_dir():
         print(f"mt-specialize up: config directory {config_dir} does not exist", file=sys.stderr)
         return 2
     nodes = [n for n in NODES if not (n == "learner" and args.no_learner)]
     overrides: dict[str, dict] = {n: {} for n in nodes}
+    ckpt = None
     if args.checkpoint:
         ckpt = Path(args.checkpoint).expanduser().resolve()
         if not ckpt.is_file():
             print(f"mt-specialize up: checkpoint {ckpt} does not exist", file=sys.stderr)
             return 2
-        reason = checkpoint_misfit(ckpt, config_dir, args.profile)
-        if reason is not None:
-            print(f"mt-specialize up: not starting: {reason}", file=sys.stderr)
-            return 2
         overrides["policy_server"]["checkpoint"] = str(ckpt)
+    problem = startup_problem(config_dir, checkpoint=ckpt, profile=args.profile, mode=args.mode,
+                              learner=not args.no_learner)
+    if problem is not None:
+        print(f"mt-specialize up: not starting: {problem}", file=sys.stderr)
+        return 2
     if args.mode:
         overrides["simulator"]["mode"] = args.mode
     if args.profile:
         for node in ("simulator", "learner"):
             if node in overrides:
                 overrides[node]["profile"] = args.profile
+    if (args.mode or node_params(config_dir, "simulator").get("mode")) == "lockstep":
+        for node in nodes:  # the simulation clock (/clock) drives every node, as the launch file does
+            overrides[node]["use_sim_time"] = "true"
     if args.foxglove is not None:
         try:
             import foxglove  # noqa: F401
@@ -357,10 +270,11 @@ def cmd_switch(args: argparse.Namespace) -> int:
     from rcl_interfaces.srv import GetParameters, SetParameters
     from std_srvs.srv import Trigger
 
+    from mt_specialize.ros import topics
     from mt_specialize.ros.common import clean_ns
-    from mt_specialize.ros.policy_server import service_name_part
 
     robot = clean_ns(args.robot)
+    server = "/" + clean_ns(args.server)
     rclpy.init(args=[])
     node = rclpy.create_node(f"mt_specialize_switch_{os.getpid()}")
     try:
@@ -371,17 +285,25 @@ def cmd_switch(args: argparse.Namespace) -> int:
                 raise TimeoutError(f"no response from {client.srv_name} within {args.timeout} s")
             return future.result()
 
-        trigger = node.create_client(Trigger, f"/{robot}/switch_to_{service_name_part(args.task)}")
+        getter = node.create_client(GetParameters, f"{server}/get_parameters")
+        if not getter.wait_for_service(timeout_sec=args.timeout):
+            print(f"no policy server {server} found (ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); "
+                  f"is it running?", file=sys.stderr)
+            return 1
+        robots_value, checkpoint_value = call(getter, GetParameters.Request(names=["robots", "checkpoint"])).values
+        robots = [clean_ns(r) for r in robots_value.string_array_value]
+        if robot not in robots:
+            print(f"no robot {robot!r}; robots: {robots}", file=sys.stderr)
+            return 1
+        trigger = node.create_client(Trigger, topics.switch_service(robot, args.task))
         if trigger.wait_for_service(timeout_sec=min(args.timeout, 2.0)):
             response = call(trigger, Trigger.Request())
             print(response.message)
             return 0 if response.success else 1
-        # no such service: ask the parameter, which says why (unknown task / robot)
-        server = "/" + clean_ns(args.server)
+        # no such service: ask the parameter, which says why (a task that is not the robot's)
         params = node.create_client(SetParameters, f"{server}/set_parameters")
         if not params.wait_for_service(timeout_sec=args.timeout):
-            print(f"no service /{robot}/switch_to_{args.task} and no policy server {server} found "
-                  f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); is it running?", file=sys.stderr)
+            print(f"policy server {server} has no set_parameters service", file=sys.stderr)
             return 1
         value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=args.task)
         result = call(params, SetParameters.Request(
@@ -390,10 +312,7 @@ def cmd_switch(args: argparse.Namespace) -> int:
             print(f"refused: {result.reason}", file=sys.stderr)
             return 1
         # the task takes effect with the first checkpoint if none is loaded yet
-        getter = node.create_client(GetParameters, f"{server}/get_parameters")
-        loaded = (call(getter, GetParameters.Request(names=["checkpoint"])).values
-                  if getter.wait_for_service(timeout_sec=args.timeout) else [])
-        if loaded and loaded[0].string_value:
+        if checkpoint_value.string_value:
             print(f"robot {robot} now runs task {args.task}")
         else:
             print(f"robot {robot} will run task {args.task} (no checkpoint loaded yet)")

@@ -1,47 +1,22 @@
-"""Shared helpers for the ROS 2 nodes: QoS profiles, message helpers, the node main loop.
+"""Shared helpers for the ROS 2 nodes: message helpers, parameter rules, timers, the node main loop.
 
-Only this package's ``ros`` modules import ROS; the learning core never does.
+Only this package's ``ros`` modules import ROS; the learning core never does. Topic names, types and
+QoS are in ``topics``.
 """
 from __future__ import annotations
 
 import array
 import gc
+import math
 import os
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-# ---------------------------------------------------------------------------------------------
-# QoS
-# ---------------------------------------------------------------------------------------------
-#: Latched topics (robot_description, checkpoint): late subscribers get the last message.
-LATCHED_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-#: The control loop (observation -> commands): reliable, so lockstep never loses a step.
-CONTROL_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
-#: Visualisation / state streams (joint_states, markers, progress). Reliable publishers match
-#: both reliable (rviz, robot_state_publisher defaults) and best-effort subscribers.
-STATE_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
 
 #: Minimum interval between two identical warnings (bad command / observation, ...).
 WARN_THROTTLE_S = 1.0
@@ -85,7 +60,7 @@ def ns_topic(ns: str, name: str) -> str:
 
 
 def array_msg(values: np.ndarray, label: str = "data"):
-    """numpy vector -> std_msgs/Float64MultiArray with a one-dimensional layout."""
+    """numpy vector -> std_msgs/Float64MultiArray with a one-dimensional layout labelled ``label``."""
     from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
     msg = Float64MultiArray()
@@ -120,16 +95,104 @@ def check_vector(v: np.ndarray, n: int) -> str | None:
     return None
 
 
-def string_list_param(node: Node, name: str, default: Sequence[str] = ()) -> list[str]:
-    """Declare and read a string-array parameter. An empty list would be typed BYTE_ARRAY by
-    rclpy, so the parameter is declared by type and ``default`` used when it is not set."""
-    from rclpy.parameter import Parameter
+# ---------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------
+class ParameterRules:
+    """A node's parameters as a ROS 2 user expects them: nothing that is set is silently ignored.
 
-    if default:
-        value = node.declare_parameter(name, list(default)).value
-    else:
-        value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY).value
-    return [str(x) for x in (value if value is not None else default)]
+    :meth:`declare` declares each with its description. A parameter read only at start-up is
+    declared ``read_only`` (``ros2 param describe`` shows it; rclpy refuses a set with "Trying to set
+    a read-only parameter"). A settable one may have a ``check`` (value -> None, or the reason it is
+    refused, naming what is allowed): it runs on the start-up value (a bad one stops the node with
+    the reason) and in the set-parameters callback, which refuses a bad value with
+    ``"<name>=<value>: <reason>"`` and keeps the old one. A name that is not declared is refused with
+    ``unknown(name)``'s reason, else "no parameter 'X'; parameters: [...]": the node must be created
+    with ``allow_undeclared_parameters=True`` so that this callback, not rclpy's "Invalid access to
+    undeclared parameter(s)", answers. The node applies accepted values in a post-set callback.
+    """
+
+    def __init__(self, node: Node, unknown: Callable[[str], str | None] | None = None):
+        self.node = node
+        self.unknown = unknown
+        self.checks: dict[str, Callable[[Any], str | None]] = {}
+        self._declaring: str | None = None  # rclpy runs the set-parameters callbacks on a declare too
+        node.add_on_set_parameters_callback(self._on_set)
+
+    def declare(self, name: str, default: Any, description: str, *, read_only: bool = False,
+                check: Callable[[Any], str | None] | None = None, dynamic: bool = False) -> Any:
+        """Declare ``name`` (``default``: a value, or a ``Parameter.Type`` for a list that may be
+        empty) and return its start-up value; ValueError with the reason if ``check`` refuses it."""
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        descriptor = ParameterDescriptor(description=description, read_only=read_only, dynamic_typing=dynamic)
+        self._declaring = name
+        try:
+            value = self.node.declare_parameter(name, default, descriptor).value
+        finally:
+            self._declaring = None
+        if check is not None:
+            reason = check(value)
+            if reason is not None:
+                raise ValueError(f"parameter {name}={value!r}: {reason}")
+            if not read_only:
+                self.checks[name] = check
+        return value
+
+    def declare_strings(self, name: str, default: Sequence[str], description: str, *, read_only: bool = True,
+                        check: Callable[[list[str]], str | None] | None = None) -> list[str]:
+        """A string-array parameter (``default`` when it is not given; an empty list would be typed
+        BYTE_ARRAY by rclpy, so it is declared by type)."""
+        from rclpy.parameter import Parameter
+
+        value = self.declare(name, list(default) if default else Parameter.Type.STRING_ARRAY, description,
+                             read_only=read_only)
+        value = [str(x) for x in (value if value is not None else default)]
+        reason = check(value) if check is not None else None
+        if reason is not None:
+            raise ValueError(f"parameter {name}={value!r}: {reason}")
+        return value
+
+    def declared(self) -> list[str]:
+        return sorted(self.node.list_parameters([], 0).names)
+
+    def _on_set(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        for p in params:
+            if p.name == self._declaring:
+                continue  # checked by declare(), with the node's own message
+            if not self.node.has_parameter(p.name):
+                reason = self.unknown(p.name) if self.unknown is not None else None
+                return SetParametersResult(successful=False, reason=reason or (
+                    f"no parameter {p.name!r}; parameters: {self.declared()}"))
+            check = self.checks.get(p.name)
+            reason = check(p.value) if check is not None else None
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=f"{p.name}={p.value!r}: {reason}")
+        return SetParametersResult(successful=True)
+
+
+def one_of(allowed: Sequence[str]) -> Callable[[Any], str | None]:
+    """A check: the value is one of ``allowed``."""
+    return lambda value: None if value in allowed else f"allowed values: {list(allowed)}"
+
+
+def number_at_least(low: float, strict: bool = False, unit: str = "") -> Callable[[Any], str | None]:
+    """A check: a finite number >= ``low`` (> if ``strict``)."""
+    def check(value) -> str | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and (value > low if strict else value >= low)
+        return None if ok else f"must be a finite number {'>' if strict else '>='} {low:g}{unit}"
+    return check
+
+
+def steady_timer(node: Node, period: float, callback: Callable[[], None]):
+    """A timer on the steady (monotonic) clock: it keeps its period also when the node runs on
+    simulation time (``use_sim_time``), which advances only as the simulator steps."""
+    from rclpy.clock import Clock, ClockType
+
+    return node.create_timer(period, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 # ---------------------------------------------------------------------------------------------

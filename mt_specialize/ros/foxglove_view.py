@@ -21,7 +21,8 @@ if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the hea
 
 from rclpy.node import Node
 
-from mt_specialize.ros.common import STATE_QOS, clean_ns, run_node, string_list_param
+from mt_specialize.ros import topics
+from mt_specialize.ros.common import ParameterRules, clean_ns, run_node, steady_timer
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -93,15 +94,18 @@ class FoxgloveBridgeNode(Node):
     """ROS 2 shell: subscriptions -> the conversions above -> Foxglove channels."""
 
     def __init__(self, **kwargs):
-        super().__init__("foxglove_view", **kwargs)
+        super().__init__("foxglove_view", allow_undeclared_parameters=True, **kwargs)  # ParameterRules refuses
         import foxglove
         from foxglove.channels import JointStatesChannel, SceneUpdateChannel
         from sensor_msgs.msg import JointState
         from visualization_msgs.msg import MarkerArray
 
         self._types = (JointState, MarkerArray, JointStatesChannel, SceneUpdateChannel)
-        port = check_port(self.declare_parameter("port", DEFAULT_PORT).value)
-        self._wanted = [clean_ns(r) for r in string_list_param(self, "robots", [])]
+        rules = ParameterRules(self)
+        port = check_port(rules.declare("port", DEFAULT_PORT, "WebSocket port on 127.0.0.1 (0 = any free port)",
+                                        read_only=True))
+        self._wanted = [clean_ns(r) for r in rules.declare_strings(
+            "robots", [], "robot namespaces to stream (empty: every */joint_states found, looked for every second)")]
         try:
             self.server = foxglove.start_server(name="mt_specialize", host=HOST, port=port)
         except Exception as exc:
@@ -113,18 +117,19 @@ class FoxgloveBridgeNode(Node):
             self._add(ns)
         if not self._wanted:
             self._discover()
-            self._timer = self.create_timer(1.0, self._discover)
+            self._timer = steady_timer(self, 1.0, self._discover)
 
     def _discover(self) -> None:
+        suffix = "/" + topics.JOINT_STATES.name
         for name, types in self.get_topic_names_and_types():
-            if name.endswith("/joint_states") and "sensor_msgs/msg/JointState" in types:
-                ns = clean_ns(name[: -len("/joint_states")])
+            if name.endswith(suffix) and topics.JOINT_STATES.type in types:
+                ns = clean_ns(name[: -len(suffix)])
                 if ns and ns not in self.robots:
                     self._add(ns)
 
     def _add(self, ns: str) -> None:
         JointState, MarkerArray, JointStatesChannel, SceneUpdateChannel = self._types
-        js_channel = JointStatesChannel(f"/{ns}/joint_states")
+        js_channel = JointStatesChannel(topics.JOINT_STATES.absolute(ns))
         scene_channel = SceneUpdateChannel(f"/{ns}/scene")
 
         def on_joints(msg):
@@ -135,10 +140,11 @@ class FoxgloveBridgeNode(Node):
             if scene_channel.has_sinks():
                 scene_channel.log(scene_update(msg, ns))
 
-        subs = (self.create_subscription(JointState, f"/{ns}/joint_states", on_joints, STATE_QOS),
-                self.create_subscription(MarkerArray, f"/{ns}/markers", on_markers, STATE_QOS))
+        subs = (self.create_subscription(JointState, topics.JOINT_STATES.absolute(ns), on_joints,
+                                         topics.JOINT_STATES.qos),
+                self.create_subscription(MarkerArray, topics.MARKERS.absolute(ns), on_markers, topics.MARKERS.qos))
         self.robots[ns] = (js_channel, scene_channel, subs)
-        self.get_logger().info(f"streaming robot {ns}: /{ns}/joint_states (foxglove.JointStates), "
+        self.get_logger().info(f"streaming robot {ns}: {topics.JOINT_STATES.absolute(ns)} (foxglove.JointStates), "
                                f"/{ns}/scene (foxglove.SceneUpdate)")
 
     def close(self) -> None:

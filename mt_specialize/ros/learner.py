@@ -7,7 +7,13 @@ counts: 400000, "400k", "3M"; empty = the method's / experiment's default), ``sp
 name, one value), ``seed``, ``out_dir`` (run directory; empty =
 ``runs/<experiment>_<method>_seed<seed>``, the method by its paper name: ``..._ours_seed1``),
 ``resume`` (continue the run in ``out_dir`` if there is one, else start it), ``stop_timeout``
-(seconds ``close`` waits for the trainer's final checkpoint).
+(seconds ``close`` waits for the trainer's final checkpoint), ``autostart`` (read-only).
+
+The training parameters are read when training starts; ``out_dir`` is resolved against the node's
+working directory and logged as an absolute path. A set of training parameters is refused while
+training runs (they would change nothing), and also when it brings a new error into the settings
+(the reason is the error: "unknown method 'x'", a bad sample count, ...). A set that leaves an
+earlier error in place (of another parameter) is accepted: training starts once none is left.
 
 On SIGINT / SIGTERM (``common.run_node``) the trainer finishes its current iteration, writes a
 checkpoint and the node exits 0; with ``resume: true`` the next start continues from that checkpoint.
@@ -31,11 +37,12 @@ import threading
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
 from mt_specialize.config import TrainConfig
-from mt_specialize.ros.common import LATCHED_QOS, STATE_QOS, run_node
+from mt_specialize.ros import topics
+from mt_specialize.ros.common import ParameterRules, number_at_least, run_node, steady_timer
 from mt_specialize.run_dir import latest_checkpoint
 
 OK, ERROR = DiagnosticStatus.OK, DiagnosticStatus.ERROR
@@ -79,6 +86,34 @@ def default_out_dir(config, experiment) -> Path:
     return Path("runs") / f"{experiment.name}_{get_method(config.method).file_name}_seed{config.seed}"
 
 
+def settings_errors(params: dict) -> list[str]:
+    """Every reason ``make_config`` would refuse these parameters, each problem found on its own: the
+    experiment, the method, and the other settings (checked with a known experiment and method in
+    place of bad ones)."""
+    from mt_specialize.experiments import get_experiment
+    from mt_specialize.methods import get_method
+
+    errors, stand_ins = [], {}
+    try:
+        get_experiment(str(params["experiment"]))
+    except Exception as exc:  # ValueError / OSError: an unknown name or an unreadable file
+        errors.append(f"experiment {params['experiment']!r}: {exc}")
+        stand_ins["experiment"] = "three_hoppers"
+    try:
+        get_method(str(params["method"]))
+    except ValueError as exc:
+        errors.append(str(exc))
+        # a method that accepts the split settings given (joint refuses any, gradient_guided needs them in budget)
+        split = any(str(params.get(k, "")).strip() not in ("", "-1", "-1.0") for k in
+                    ("joint_samples", "jt", "split_fraction", "sp"))
+        stand_ins["method"] = "gradient_guided" if split else "joint"
+    try:
+        make_config({**params, **stand_ins})
+    except Exception as exc:
+        errors.append(str(exc))
+    return errors
+
+
 def run_training(config, out_dir: Path, resume: bool, progress, stop: threading.Event) -> dict:
     """Train to the budget; ``progress(row: dict)`` after each iteration; a set ``stop`` makes the
     trainer write a checkpoint and return early (``train.Interrupted``)."""
@@ -106,28 +141,32 @@ class LearnerNode(Node):
     """See the module docstring."""
 
     def __init__(self, **kwargs):
-        super().__init__("learner", **kwargs)
+        super().__init__("learner", allow_undeclared_parameters=True, **kwargs)  # undeclared: ParameterRules refuses
         from diagnostic_msgs.msg import DiagnosticArray
         from std_msgs.msg import String
 
-        dyn = ParameterDescriptor(dynamic_typing=True)
-        self.declare_parameter("experiment", "three_hoppers")
-        self.declare_parameter("method", "gradient_guided")
-        self.declare_parameter("joint_samples", "", dyn)
-        self.declare_parameter("split_fraction", -1.0, dyn)
-        self.declare_parameter("jt", "", dyn)  # the paper's names of the two above
-        self.declare_parameter("sp", -1.0, dyn)
-        self.declare_parameter("seed", 1)
-        self.declare_parameter("samples", "", dyn)
-        self.declare_parameter("profile", TrainConfig.profile)  # robots and training rules; the simulator's must match
-        self.declare_parameter("out_dir", "")
-        self.declare_parameter("resume", False)
-        self.declare_parameter("autostart", True)
-        self.declare_parameter("stop_timeout", 120.0)
+        rules = ParameterRules(self)
+        rules.declare("experiment", "three_hoppers", "built-in experiment name or experiment YAML path")
+        rules.declare("method", "gradient_guided", "gradient_guided (ours) | joint | separate | random | append")
+        rules.declare("joint_samples", "", "joint-training samples before the split, e.g. 400k ('' = default)",
+                      dynamic=True)
+        rules.declare("split_fraction", -1.0, "fraction of policy entries split per task (< 0 = default)", dynamic=True)
+        rules.declare("jt", "", "the paper's name of joint_samples", dynamic=True)
+        rules.declare("sp", -1.0, "the paper's name of split_fraction", dynamic=True)
+        rules.declare("seed", 1, "run seed")
+        rules.declare("samples", "", "total budget, e.g. 3M ('' = the experiment's)", dynamic=True)
+        rules.declare("profile", TrainConfig.profile, "robots and training rules; the simulator's must match")
+        rules.declare("out_dir", "", "run directory ('' = runs/<experiment>_<method>_seed<seed>), relative to the "
+                      "node's working directory")
+        rules.declare("resume", False, "continue the run in out_dir if there is one")
+        rules.declare("autostart", True, "start training at once", read_only=True)
+        rules.declare("stop_timeout", 120.0, "s the trainer gets on a stop request to finish its iteration and "
+                      "checkpoint", check=number_at_least(0.0, strict=True, unit=" s"))
+        self.add_on_set_parameters_callback(self._check_training_parameters)
 
         self._String = String
-        self._progress_pub = self.create_publisher(DiagnosticArray, "~/progress", STATE_QOS)
-        self._ckpt_pub = self.create_publisher(String, "checkpoint", LATCHED_QOS)
+        self._progress_pub = self.create_publisher(DiagnosticArray, topics.PROGRESS.name, topics.PROGRESS.qos)
+        self._ckpt_pub = self.create_publisher(String, topics.CHECKPOINT.name, topics.CHECKPOINT.qos)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -136,7 +175,7 @@ class LearnerNode(Node):
         self._last_ckpt: Path | None = None
         self.out_dir: Path | None = None
         self.add_post_set_parameters_callback(self._on_params_set)
-        self._timer = self.create_timer(1.0, self._on_timer)
+        self._timer = steady_timer(self, 1.0, self._on_timer)
         if self.get_parameter("autostart").value:
             self._start()
 
@@ -182,7 +221,7 @@ class LearnerNode(Node):
             self._error(f"bad parameter: {exc}")
             return False
         out = str(params["out_dir"] or "")
-        self.out_dir = Path(out) if out else default_out_dir(config, experiment)
+        self.out_dir = (Path(out).expanduser() if out else default_out_dir(config, experiment)).absolute()
         self._stop.clear()
         resume = bool(params["resume"]) and (self.out_dir / "config.yaml").is_file()
         self._last_ckpt = None  # re-publish the newest checkpoint of a resumed run at once
@@ -250,6 +289,23 @@ class LearnerNode(Node):
                 pass
 
     # -- callbacks ------------------------------------------------------------------------------
+    def _check_training_parameters(self, params) -> SetParametersResult:
+        """Refuse a set of training parameters that would be ignored (training runs) or that brings
+        a new error into the settings (see the module docstring)."""
+        changed = {p.name: p.value for p in params if p.name in PARAMS}
+        if not changed:
+            return SetParametersResult(successful=True)
+        if self._thread is not None and self._thread.is_alive():
+            return SetParametersResult(successful=False, reason=(
+                f"{', '.join(changed)}: read when training starts, and training into {self.out_dir} is running "
+                f"(stop the learner and start it with the new value)"))
+        current = self._params()
+        known = settings_errors(current)
+        new = [e for e in settings_errors({**current, **changed}) if e not in known]
+        if new:
+            return SetParametersResult(successful=False, reason="; ".join(new))
+        return SetParametersResult(successful=True)
+
     def _on_timer(self) -> None:
         self._publish_status()  # late subscribers see the state, errors included
 

@@ -1,7 +1,9 @@
 """Policy-server node: every task of a checkpoint at once, one batched forward per control tick.
 
 Parameters:
-  ``checkpoint``        path of a checkpoint (may be empty until the ``checkpoint`` topic gives one).
+  ``checkpoint``        path of a checkpoint, or of an ONNX export (``*.onnx``, ``mt-specialize export
+                        --format onnx``; served by onnxruntime); may be empty until the ``checkpoint``
+                        topic gives one.
                         A checkpoint given at start that cannot be served (bad file, or its tasks do
                         not fit the robots) stops the node with the reason (exit code 1); setting it
                         at run time loads it, a bad file is refused with the reason.
@@ -17,8 +19,14 @@ Parameters:
                         period (see :class:`TickBatcher`). ``immediate``: every observation is answered
                         at once by its own ``act`` call. See docs/ros.md for the measured latencies.
   ``batch_timeout_ms``  longest wait of a batch for its missing robots (default 3 ms; > 0).
+  ``command_units``     ``normalized`` (default): the policy's mean action per actuator, as trained
+                        (the simulator clips it to [-1, 1]); ``effort``: N*m, the actuator's gear times
+                        the action clipped to [-1, 1] (the simulator's ``command_units`` must match). The
+                        command's ``layout.dim[0].label`` says which.
   ``task.<robot>``      the task driving each robot; the set-parameters callback refuses a task that
-                        is not one of the robot's with the list of allowed ones.
+                        is not one of the robot's with the list of allowed ones, and ``task.X`` of a
+                        robot X it does not serve with "no robot 'X'; robots: [...]".
+The parameters other than ``checkpoint`` and ``task.<robot>`` are read at start-up (read-only).
 
 The tasks of a robot: those of the loaded checkpoint (before one arrives: the built-in tasks) whose
 robot model (``TaskSpec.robot``) is the one of the robot's initial task (``tasks``); so
@@ -37,26 +45,28 @@ if __name__ == "__main__":  # python -m: take over SIGINT/SIGTERM before the hea
     STOP.install()
 
 import os
-import re
 import time
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from mt_specialize.ros import topics
 from mt_specialize.ros.common import (
-    CONTROL_QOS,
-    LATCHED_QOS,
     WARN_THROTTLE_S,
+    ParameterRules,
     array_from_msg,
     check_vector,
     clean_ns,
     freeze_heap,
+    number_at_least,
+    one_of,
     run_node,
     set_array_data,
-    string_list_param,
+    steady_timer,
 )
+from mt_specialize.ros.preflight import COMMAND_UNITS
 
 RATE_MODES = ("batched", "immediate")
 #: A robot counts as active (the batch waits for it) if it sent an observation this recently.
@@ -130,11 +140,6 @@ class TickBatcher:
         return idx
 
 
-def service_name_part(task: str) -> str:
-    """A task name made safe for a ROS name token."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", task)
-
-
 def robot_model(task: str) -> str | None:
     """The robot model (``TaskSpec.robot``) of a built-in task, None for any other name."""
     from mt_specialize.envs.tasks import TASKS
@@ -144,39 +149,65 @@ def robot_model(task: str) -> str | None:
 
 
 def load_policy(path: str):
-    """``InferencePolicy.from_checkpoint`` (adapter point: the only place that loads weights)."""
-    from mt_specialize.learning.inference import InferencePolicy
-
+    """An ONNX export (``*.onnx``: ``onnx_export.OnnxPolicy``) or a checkpoint
+    (``InferencePolicy.from_checkpoint``): the only place that loads weights."""
     if not path:
         raise ValueError("empty checkpoint path")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    if path.endswith(".onnx"):
+        from mt_specialize.learning.onnx_export import OnnxPolicy
+
+        return OnnxPolicy(path)
+    from mt_specialize.learning.inference import InferencePolicy
+
     return InferencePolicy.from_checkpoint(path)
+
+
+def task_gears(policy) -> np.ndarray:
+    """(T, act_dim) N*m of a unit action per task of ``policy`` and actuator: from an ONNX export's
+    manifest, else the task's robot as its run trained it (``experiments.task_io``); ValueError if a
+    task's robot is unknown."""
+    layout = getattr(policy, "manifest", {}).get("layout", {})
+    rows = []
+    for name in policy.task_names:
+        actuators = (layout.get(name) or {}).get("actuators")
+        if actuators is None:
+            from mt_specialize.experiments import task_io
+
+            actuators = task_io(name, policy.run_config)["actuators"]
+        rows.append([float(a["gear"]) for a in actuators])
+    gears = np.array(rows, dtype=np.float64)
+    if gears.shape != (len(policy.task_names), policy.act_dim):
+        raise ValueError(f"the tasks' robots have {gears.shape[1:]} actuators, the policy {policy.act_dim} actions")
+    return gears
 
 
 class PolicyServerNode(Node):
     """See the module docstring."""
 
     def __init__(self, policy=None, **kwargs):
-        super().__init__("policy_server", **kwargs)
+        # undeclared names are refused by ParameterRules (task.X: "no robot 'X'; robots: [...]")
+        super().__init__("policy_server", allow_undeclared_parameters=True, **kwargs)
         from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 
         self._Float64MultiArray = Float64MultiArray
         self._MultiArrayDimension = MultiArrayDimension
-        ckpt = str(self.declare_parameter(
-            "checkpoint", "", ParameterDescriptor(description="checkpoint path (hot-loaded when set)")).value)
-        topic = str(self.declare_parameter("checkpoint_topic", "checkpoint").value)
-        self.robots = [clean_ns(r) for r in string_list_param(self, "robots", [])]
-        init_tasks = string_list_param(self, "tasks", [])
-        self.rate_mode = str(self.declare_parameter(
-            "rate_mode", "batched", ParameterDescriptor(description="batched | immediate")).value)
-        self.batch_timeout = float(self.declare_parameter("batch_timeout_ms", 3.0).value) * 1e-3
+        self._rules = rules = ParameterRules(self, unknown=self._unknown_parameter)
+        ckpt = str(rules.declare("checkpoint", "", "checkpoint or ONNX export to serve (loaded when set)"))
+        topic = rules.declare("checkpoint_topic", topics.CHECKPOINT.name,
+                              "std_msgs/String topic of new checkpoint paths (transient local)", read_only=True)
+        self.robots = [clean_ns(r) for r in rules.declare_strings(
+            "robots", [], "robot namespaces served: <robot>/observation -> <robot>/commands")]
+        init_tasks = rules.declare_strings("tasks", [], "initial task per robot")
+        self.rate_mode = rules.declare("rate_mode", RATE_MODES[0], " | ".join(RATE_MODES), read_only=True,
+                                       check=one_of(RATE_MODES))
+        self.batch_timeout = rules.declare("batch_timeout_ms", 3.0, "batched: longest wait for the missing robots",
+                                           read_only=True, check=number_at_least(0.0, strict=True, unit=" ms")) * 1e-3
+        self.units = rules.declare("command_units", COMMAND_UNITS[0],
+                                   "normalized: the mean action; effort: N*m = gear x clip(action, -1, 1)",
+                                   read_only=True, check=one_of(COMMAND_UNITS))
 
-        if self.rate_mode not in RATE_MODES:
-            raise ValueError(f"parameter rate_mode={self.rate_mode!r}: must be one of {list(RATE_MODES)}")
-        if not 0 < self.batch_timeout < float("inf"):
-            raise ValueError(f"parameter batch_timeout_ms={self.batch_timeout * 1e3!r}: must be a positive number "
-                             f"of milliseconds")
         if not self.robots:
             raise ValueError("parameter robots is empty: give the robot namespaces to serve")
         if len(set(self.robots)) != len(self.robots):
@@ -188,6 +219,7 @@ class PolicyServerNode(Node):
         self.checkpoint_path = ""
         self._task: dict[str, str] = {r: (init_tasks[i] if init_tasks else "") for i, r in enumerate(self.robots)}
         self._task_index = np.zeros(len(self.robots), dtype=np.int64)
+        self._gears: np.ndarray | None = None  # (T, act_dim) in effort units
         self._switch_services = []
         #: robot -> robot model of its initial task (None: not known until a checkpoint names one)
         self._model: dict[str, str | None] = {r: robot_model(t) if t else None for r, t in self._task.items()}
@@ -206,8 +238,7 @@ class PolicyServerNode(Node):
                 raise ValueError(f"checkpoint {ckpt!r} cannot be served: {exc}") from None
 
         for r in self.robots:
-            self.declare_parameter(f"task.{r}", self._task[r],
-                                   ParameterDescriptor(description=f"task driving robot {r}"))
+            rules.declare(f"task.{r}", self._task[r], f"task driving robot {r}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # Serving state.
@@ -218,22 +249,24 @@ class PolicyServerNode(Node):
         self.served = np.zeros(n, dtype=np.int64)
         self.rejected = np.zeros(n, dtype=np.int64)
         self.act_calls = 0
-        self._cmd_pubs = [self.create_publisher(Float64MultiArray, f"{r}/commands", CONTROL_QOS)
+        self._cmd_pubs = [self.create_publisher(Float64MultiArray, topics.COMMANDS.of(r), topics.COMMANDS.qos)
                           for r in self.robots]
-        self._obs_subs = [self.create_subscription(Float64MultiArray, f"{r}/observation",
-                                                   lambda msg, i=i: self._on_observation(i, msg), CONTROL_QOS)
+        self._obs_subs = [self.create_subscription(Float64MultiArray, topics.OBSERVATION.of(r),
+                                                   lambda msg, i=i: self._on_observation(i, msg),
+                                                   topics.OBSERVATION.qos)
                           for i, r in enumerate(self.robots)]
-        self._ckpt_sub = self.create_subscription(String, topic, self._on_checkpoint_topic, LATCHED_QOS)
+        self._ckpt_sub = self.create_subscription(String, topic, self._on_checkpoint_topic, topics.CHECKPOINT.qos)
         self._batch_timer = None
         self._batcher = None
         if self.rate_mode == "batched" and n > 1:
             self._batcher = TickBatcher(n, self.batch_timeout)
             self._batch_wait_ns = int(self.batch_timeout * 1e9)  # the timer's period
-            self._batch_timer = self.create_timer(self.batch_timeout, self._on_batch_timeout)
+            # steady clock: under use_sim_time the simulation clock only advances once commands are sent
+            self._batch_timer = steady_timer(self, self.batch_timeout, self._on_batch_timeout)
             self._batch_timer.cancel()
-        self._sync_timer = self.create_timer(0.2, self._sync_task_params)
+        self._sync_timer = steady_timer(self, 0.2, self._sync_task_params)
         self.get_logger().info(
-            f"serving robots {self.robots} ({self.rate_mode}); "
+            f"serving robots {self.robots} ({self.rate_mode}, commands in {self.units} units); "
             + (f"checkpoint {self.checkpoint_path}, tasks {self.policy.task_names}, trained on profile "
                f"{trained_profile(self.policy)!r}"
                if self.policy is not None
@@ -274,7 +307,9 @@ class PolicyServerNode(Node):
                 new_task[r] = r if r in fitting else fitting[i % len(fitting)]
             elif t not in names:
                 raise ValueError(f"its tasks {names} do not include {t!r}, the task of robot {r!r}")
+        gears = task_gears(policy) if self.units == "effort" else None
         self.policy = policy
+        self._gears = gears
         self._obs_dim = int(policy.obs_dim)
         self.checkpoint_path = path
         self._task = new_task
@@ -293,8 +328,7 @@ class PolicyServerNode(Node):
         for r in self.robots:
             for t in self._allowed_tasks(r):
                 self._switch_services.append(self.create_service(
-                    Trigger, f"/{r}/switch_to_{service_name_part(t)}",
-                    lambda req, resp, r=r, t=t: self._on_switch(r, t, resp)))
+                    Trigger, topics.switch_service(r, t), lambda req, resp, r=r, t=t: self._on_switch(r, t, resp)))
 
     def _try_load(self, path: str) -> str | None:
         """Load and install; None on success, else the reason (the old weights keep serving)."""
@@ -331,6 +365,12 @@ class PolicyServerNode(Node):
             self.set_parameters(stale)
 
     # -- task switching -------------------------------------------------------------------------
+    def _unknown_parameter(self, name: str) -> str | None:
+        """The refusal of a set of an undeclared parameter ``task.X``: X is not a served robot."""
+        if name.startswith("task."):
+            return f"no robot {name[len('task.'):]!r}; robots: {self.robots}"
+        return None
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         changes: dict[str, str] = {}
         ckpt = None
@@ -338,8 +378,7 @@ class PolicyServerNode(Node):
             if p.name.startswith("task."):
                 robot = p.name[len("task."):]
                 if robot not in self._task:
-                    return SetParametersResult(successful=False,
-                                               reason=f"unknown robot {robot!r}; served robots: {self.robots}")
+                    return SetParametersResult(successful=False, reason=self._unknown_parameter(p.name))
                 value = p.value if isinstance(p.value, str) else None
                 allowed = self._allowed_tasks(robot)
                 if not allowed:
@@ -356,8 +395,6 @@ class PolicyServerNode(Node):
                 if not isinstance(p.value, str):
                     return SetParametersResult(successful=False, reason="checkpoint must be a string path")
                 ckpt = p.value
-            elif p.name in ("robots", "tasks", "rate_mode", "checkpoint_topic", "batch_timeout_ms"):
-                return SetParametersResult(successful=False, reason=f"{p.name} is read at start-up only")
         if ckpt and ckpt != self.checkpoint_path:
             reason = self._try_load(ckpt)
             if reason is not None:
@@ -446,9 +483,11 @@ class PolicyServerNode(Node):
                 a = np.zeros(int(self.policy.act_dim))
             else:
                 self.served[i] += 1
+                if self._gears is not None:  # effort units: N*m of the clipped action
+                    a = self._gears[self._task_index[i]] * np.clip(a, -1.0, 1.0)
             cmd = self._cmd_msgs[i]
             if len(cmd.layout.dim) != 1 or cmd.layout.dim[0].size != a.size:
-                cmd.layout.dim = [self._MultiArrayDimension(label="commands", size=a.size, stride=a.size)]
+                cmd.layout.dim = [self._MultiArrayDimension(label=self.units, size=a.size, stride=a.size)]
             set_array_data(cmd, a)
             self._cmd_pubs[i].publish(cmd)
 

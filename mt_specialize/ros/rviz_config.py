@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from mt_specialize.ros import topics
+
 HEADER = ("# rviz2 display config generated from simulator.yaml ({robots}) by `mt-specialize rviz-config`.\n"
           "# ros2 launch mt_specialize training.launch.py rviz:=true writes its own for the simulator.yaml\n"
           "# it starts; regenerate this one after changing the robots.\n")
@@ -24,19 +26,11 @@ HEADER = ("# rviz2 display config generated from simulator.yaml ({robots}) by `m
 
 def robot_namespaces(sim_params: Mapping[str, Any]) -> list[str]:
     """The robot namespaces of the simulator's ``ros__parameters`` (``namespaces``, else ``tasks``),
-    without slashes, as the simulator node reads them. ValueError naming the problem otherwise."""
-    tasks = sim_params.get("tasks", ["hopper_capsule"])
-    namespaces = sim_params.get("namespaces") or tasks
-    if isinstance(tasks, str) or isinstance(namespaces, str):
-        raise ValueError(f"simulator parameters tasks={tasks!r}, namespaces={namespaces!r}: must be lists of names")
-    if not tasks:
-        raise ValueError("simulator parameter tasks is empty: give at least one task name")
-    if len(namespaces) != len(tasks):
-        raise ValueError(f"simulator parameter namespaces has {len(namespaces)} entries for {len(tasks)} tasks")
-    out = [str(ns).strip().strip("/") for ns in namespaces]
-    if not all(out) or len(set(out)) != len(out):
-        raise ValueError(f"robot namespaces must be distinct and non-empty, got {out}")
-    return out
+    without slashes, as the simulator node reads them (``preflight.simulated_robots``). ValueError
+    naming the problem otherwise."""
+    from mt_specialize.ros.preflight import simulated_robots
+
+    return [ns for ns, _ in simulated_robots(dict(sim_params))]
 
 
 def simulator_params(path: str | Path) -> dict:
@@ -61,10 +55,10 @@ def _robot_group(ns: str) -> dict:
         "Value": True,
         "Displays": [
             {"Class": "rviz_default_plugins/MarkerArray", "Name": f"{ns} geoms (markers)", "Enabled": True,
-             "Topic": _topic(f"/{ns}/markers"), "Namespaces": {}, "Value": True},
+             "Topic": _topic(topics.MARKERS.absolute(ns)), "Namespaces": {}, "Value": True},
             {"Class": "rviz_default_plugins/RobotModel", "Name": f"{ns} URDF (robot_state_publisher TF)",
              "Enabled": True, "Description Source": "Topic",
-             "Description Topic": _topic(f"/{ns}/robot_description", "Transient Local"),
+             "Description Topic": _topic(topics.ROBOT_DESCRIPTION.absolute(ns), "Transient Local"),
              "TF Prefix": ns, "Visual Enabled": True, "Collision Enabled": False, "Alpha": 0.5, "Value": True},
         ],
     }

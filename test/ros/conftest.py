@@ -1,8 +1,8 @@
 """Fixtures for the ROS 2 integration tests: real rclpy processes, DDS kept on loopback.
 
-Every test run uses its own ``ROS_DOMAIN_ID`` (derived from the pid) and
-``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; this is set before rclpy is initialised in this
-process and passed to every node process the tests start.
+Every test run uses its own ``ROS_DOMAIN_ID`` (the one in the environment, else one derived from
+the pid) and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; this is set before rclpy is initialised in
+this process and passed to every node process the tests start.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 # --- keep DDS on this machine, one domain per test run (before any rclpy.init) ----------------
-DOMAIN_ID = 1 + os.getpid() % 100
+DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID") or 1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
 os.environ.setdefault("HOME", tempfile.gettempdir())
@@ -121,6 +121,36 @@ class Probe:
         rclpy.shutdown(context=self.context)
 
 
+class Params:
+    """A node's parameters through its services, as ``ros2 param set/get`` uses them."""
+
+    def __init__(self, probe: Probe, node: str, timeout: float = 20.0):
+        from rcl_interfaces.srv import GetParameters, SetParameters
+
+        self.probe, self._Get, self._Set = probe, GetParameters, SetParameters
+        self.setter = probe.node.create_client(SetParameters, f"/{node}/set_parameters")
+        self.getter = probe.node.create_client(GetParameters, f"/{node}/get_parameters")
+        ready = self.setter.wait_for_service(timeout_sec=timeout) and self.getter.wait_for_service(timeout_sec=timeout)
+        assert ready, f"no parameter services of /{node}"
+
+    def set(self, name: str, value):
+        """SetParametersResult of setting ``name`` to ``value`` (a Python value, typed as rclpy types it)."""
+        from rclpy.parameter import Parameter
+
+        msg = Parameter(name, value=value).to_parameter_msg()
+        return self.probe.call(self.setter, self._Set.Request(parameters=[msg])).results[0]
+
+    def get(self, name: str):
+        """The value of ``name`` as a Python value (a list for arrays), None if it has none."""
+        from rclpy.parameter import parameter_value_to_python
+
+        values = self.probe.call(self.getter, self._Get.Request(names=[name])).values
+        if not values:  # declared without a value
+            return None
+        result = parameter_value_to_python(values[0])
+        return list(result) if isinstance(result, (list, tuple)) or hasattr(result, "tolist") else result
+
+
 def make_executor_for(context):
     try:
         from rclpy.experimental import EventsExecutor
@@ -140,9 +170,10 @@ def probe():
 
 
 def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: int = 0,
-                    profile: str | None = None) -> Path:
+                    profile: str | None = None, config: dict | None = None) -> Path:
     """A policy checkpoint in the trainer's format whose tasks all differ (every weight split,
-    per-task weights random), for the policy-server tests; ``profile``: its run's (else no run config)."""
+    per-task weights random), for the policy-server tests; ``profile``: its run's, ``config``: more
+    of its run's recorded settings (neither: no run config)."""
     import torch
 
     from mt_specialize.learning.checkpoint import save_checkpoint
@@ -165,7 +196,20 @@ def make_checkpoint(path: Path, task_names, obs_dim: int, act_dim: int, seed: in
     tensors.update({f"obs_rms/{k}": v.detach().clone() for k, v in rms.state_dict().items()})
     save_checkpoint(path, tensors, {"task_names": list(task_names), "obs_dim": obs_dim, "act_dim": act_dim,
                                     "policy_in": obs_dim, "experiment": "test",
-                                    **({"config": {"profile": profile}} if profile else {})})
+                                    **({"config": {**({"profile": profile} if profile else {}), **(config or {})}}
+                                       if profile or config else {})})
+    return path
+
+
+def corrupt_tensors(path: Path) -> Path:
+    """Flip one byte of a checkpoint's tensor data (its header, and so everything a start-up check
+    reads without loading the weights, stays valid; loading fails on the digest)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    header = 8 + struct.unpack("<Q", bytes(data[:8]))[0]
+    data[header + (len(data) - header) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
     return path
 
 
@@ -183,9 +227,11 @@ def tiny_experiment(directory: Path) -> Path:
 
 @pytest.fixture
 def checkpoint_factory(tmp_path):
-    """checkpoint_factory(name, task_names, obs_dim, act_dim, seed=0, profile=None) -> Path of a new checkpoint."""
+    """checkpoint_factory(name, task_names, obs_dim, act_dim, seed=0, profile=None, config=None) -> Path of a
+    new checkpoint (``make_checkpoint``)."""
 
-    def _make(name: str, task_names, obs_dim: int, act_dim: int, seed: int = 0, profile: str | None = None) -> Path:
-        return make_checkpoint(tmp_path / name, task_names, obs_dim, act_dim, seed, profile)
+    def _make(name: str, task_names, obs_dim: int, act_dim: int, seed: int = 0, profile: str | None = None,
+              config: dict | None = None) -> Path:
+        return make_checkpoint(tmp_path / name, task_names, obs_dim, act_dim, seed, profile, config)
 
     return _make

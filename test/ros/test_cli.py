@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_experiment
+from conftest import corrupt_tensors, tiny_experiment
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -144,13 +144,34 @@ def test_up_reports_a_dead_node_and_stops_the_others(up, tmp_path):
     assert _gone(children["policy_server"])
 
 
-def test_up_reports_a_node_that_fails_at_start(up, tmp_path):
-    u = up("--config-dir", str(_config_dir(tmp_path, sim={"tasks": ["no_such_task"], "namespaces": []})),
-           "--no-learner")
+def test_up_reports_a_node_that_fails_at_start(up, tmp_path, checkpoint_factory):
+    # the header of a checkpoint whose weights are corrupted passes the checks before the start; the
+    # policy server finds the damage when it loads the weights, and up stops the simulator
+    ckpt = corrupt_tensors(checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6))
+    u = up("--config-dir", str(_config_dir(tmp_path)), "--no-learner", "--checkpoint", str(ckpt))
     assert u.proc.wait(60) == 1
     log = u.log()
-    assert "node simulator exited (exit code 1)" in log and "no_such_task" in log
+    assert "node policy_server exited (exit code 1)" in log and "digest mismatch" in log
     assert all(_gone(pid) for pid in u.children().values())
+
+
+def test_up_checks_the_parameter_files_before_starting(up, tmp_path):
+    from mt_specialize.ros.preflight import startup_problem
+
+    cases = [({"sim": {"tasks": ["no_such_task"], "namespaces": []}}, "simulator: no task 'no_such_task'; tasks: "),
+             ({"sim": {"profile": "papr"}}, "profile='papr': allowed values: ['paper', 'paper_dart', 'mujoco', 'none']"),
+             ({"sim": {"mode": "fast"}}, "simulator mode='fast': allowed values: ['realtime', 'lockstep']"),
+             ({"server": {"command_units": "effort"}}, "policy_server.yaml command_units='effort' but simulator.yaml "
+                                                       "command_units='normalized'"),
+             ({"learner": {"profile": "paper"}}, "learner.yaml profile 'paper' but simulator.yaml profile 'mujoco'")]
+    dirs = [_config_dir(tmp_path / str(k), **files) for k, (files, _) in enumerate(cases)]
+    for config_dir, (_, reason) in zip(dirs, cases):
+        assert reason in startup_problem(config_dir), reason
+    assert startup_problem(_config_dir(tmp_path / "ok"), learner=False, profile="paper") is None
+    # what up does with such a problem: nothing starts, exit 2 with the reason
+    u = up("--config-dir", str(dirs[1]))
+    assert u.proc.wait(60) == 2, u.log()
+    assert f"mt-specialize up: not starting: {cases[1][1]}" in u.log() and "started" not in u.log(), u.log()
 
 
 def test_up_refuses_a_checkpoint_for_other_robots(up, tmp_path, checkpoint_factory):
@@ -164,7 +185,7 @@ def test_up_refuses_a_checkpoint_for_other_robots(up, tmp_path, checkpoint_facto
 
     # the check itself: without a task in policy_server.yaml the robot model decides; a biped
     # checkpoint fits; one with the biped's tasks but another observation size does not
-    from mt_specialize.ros.cli import checkpoint_misfit
+    from mt_specialize.ros.preflight import checkpoint_misfit
 
     no_tasks = _config_dir(tmp_path / "no_tasks", server={"tasks": []})
     assert "none of them for robot 'biped' (simulated as task 'biped_forward', robot model 'biped')" \

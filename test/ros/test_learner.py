@@ -9,11 +9,12 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from std_msgs.msg import Float64MultiArray, String
 
 from mt_specialize.learning.inference import InferencePolicy
-from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, STATE_QOS, array_msg
+from mt_specialize.ros import topics
+from mt_specialize.ros.common import array_msg
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -44,8 +45,8 @@ def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
     statuses = []
     paths = []
     probe.node.create_subscription(DiagnosticArray, "/learner/progress",
-                                   lambda m: statuses.extend(m.status), STATE_QOS)
-    probe.node.create_subscription(String, "/checkpoint", lambda m: paths.append(m.data), LATCHED_QOS)
+                                   lambda m: statuses.extend(m.status), topics.JOINT_STATES.qos)
+    probe.node.create_subscription(String, "/checkpoint", lambda m: paths.append(m.data), topics.CHECKPOINT.qos)
     out = tmp_path / "run"
     learner = start_node("learner", {"experiment": "no_such_experiment", "method": "joint", "seed": 2,
                                      "samples": "4000", "out_dir": str(out)})
@@ -58,21 +59,31 @@ def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
     assert "no_such_experiment" in learner.log()
 
     client = probe.node.create_client(SetParameters, "/learner/set_parameters")
-    assert client.wait_for_service(timeout_sec=10.0)
+    getter = probe.node.create_client(GetParameters, "/learner/get_parameters")
+    assert client.wait_for_service(timeout_sec=10.0) and getter.wait_for_service(timeout_sec=10.0)
 
     def set_param(name, value):
         v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         return probe.call(client, SetParameters.Request(parameters=[ParameterMsg(name=name, value=v)])).results[0]
 
-    assert set_param("method", "bogus").successful          # stored; validated when training starts
-    statuses.clear()
-    assert set_param("experiment", "three_hoppers").successful
-    probe.spin_until(lambda: error_with("bogus"), 20.0, "an ERROR diagnostic naming the method")
+    def get_param(name):
+        return probe.call(getter, GetParameters.Request(names=[name])).values[0].string_value
+
+    # a value that brings a new error is refused with it, and the old value stays
+    refused = set_param("method", "bogus")
+    assert not refused.successful and "unknown method 'bogus'" in refused.reason and "gradient_guided" in refused.reason
+    assert get_param("method") == "joint"
+    refused = set_param("samples", "1x")
+    assert not refused.successful and "1x" in refused.reason, refused.reason
+    assert get_param("samples") == "4000"
+    # a parameter that does not exist
+    unknown = set_param("sampels", "4000")
+    assert not unknown.successful and "no parameter 'sampels'; parameters: [" in unknown.reason
     assert learner.alive()
 
     # fix it: the run starts, reports progress and publishes its checkpoint
     statuses.clear()
-    assert set_param("method", "joint").successful
+    assert set_param("experiment", "three_hoppers").successful
     probe.spin_until(lambda: paths, 100.0, "a checkpoint path")
     ckpt = Path(paths[-1])
     assert ckpt.is_file() and ckpt.parent == (out / "checkpoints").resolve()
@@ -81,13 +92,18 @@ def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
     assert row["phase"] == "joint" and int(row["samples"]) > 0
     assert {"return/hopper_capsule", "return/hopper_box", "return/hopper_ellipsoid"} <= set(row)
     assert learner.alive()
+    # the run directory is logged as an absolute path; while training runs, its settings cannot change
+    assert f"training three_hoppers (joint, seed 2) into {out}" in learner.log()
+    running = set_param("out_dir", str(tmp_path / "elsewhere"))
+    assert not running.successful and f"read when training starts, and training into {out} is running" \
+        in running.reason, running.reason
 
     # the policy server picks the checkpoint up from the (latched) topic and serves it
     start_node("policy_server", {"robots": ["hopper_box"]})
     cmds = []
-    pub = probe.node.create_publisher(Float64MultiArray, "/hopper_box/observation", CONTROL_QOS)
+    pub = probe.node.create_publisher(Float64MultiArray, "/hopper_box/observation", topics.COMMANDS.qos)
     probe.node.create_subscription(Float64MultiArray, "/hopper_box/commands",
-                                   lambda m: cmds.append(np.array(m.data)), CONTROL_QOS)
+                                   lambda m: cmds.append(np.array(m.data)), topics.COMMANDS.qos)
     obs = np.linspace(-1, 1, 11)
     for _ in range(80):
         pub.publish(array_msg(obs))

@@ -2,6 +2,9 @@
 commands out) so every answer can be checked against the checkpoint's own InferencePolicy."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -10,8 +13,12 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from conftest import Params
+
+from mt_specialize.envs.tasks import get_task
 from mt_specialize.learning.inference import InferencePolicy
-from mt_specialize.ros.common import CONTROL_QOS, LATCHED_QOS, array_msg
+from mt_specialize.ros import topics
+from mt_specialize.ros.common import array_msg
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -25,9 +32,14 @@ class FakeRobot:
     def __init__(self, probe, robot: str):
         self.probe = probe
         self.commands: list[np.ndarray] = []
-        self.pub = probe.node.create_publisher(Float64MultiArray, f"/{robot}/observation", CONTROL_QOS)
+        self.labels: list[str] = []
+        self.pub = probe.node.create_publisher(Float64MultiArray, f"/{robot}/observation", topics.OBSERVATION.qos)
         self.sub = probe.node.create_subscription(
-            Float64MultiArray, f"/{robot}/commands", lambda m: self.commands.append(np.array(m.data)), CONTROL_QOS)
+            Float64MultiArray, f"/{robot}/commands", self._on_command, topics.COMMANDS.qos)
+
+    def _on_command(self, msg) -> None:
+        self.commands.append(np.array(msg.data))
+        self.labels.append(msg.layout.dim[0].label if msg.layout.dim else "")
 
     def warm_up(self, obs: np.ndarray, timeout: float = 20.0) -> None:
         """Publish until the server answers (discovery done, weights loaded), then drain."""
@@ -159,7 +171,7 @@ def test_checkpoint_topic_hot_reload(probe, start_node, checkpoint_factory, tmp_
     a = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=1)
     b = checkpoint_factory("b.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=2)
     pa, pb = InferencePolicy.from_checkpoint(a), InferencePolicy.from_checkpoint(b)
-    topic = probe.node.create_publisher(String, "/checkpoint", LATCHED_QOS)
+    topic = probe.node.create_publisher(String, "/checkpoint", topics.CHECKPOINT.qos)
     topic.publish(String(data=str(a)))  # latched: the server, started later, still gets it
     server = start_node("policy_server", {"checkpoint": "", "robots": ["r1"]})
     robot = FakeRobot(probe, "r1")
@@ -205,3 +217,45 @@ def test_batched_serving_of_several_robots(probe, start_node, checkpoint_factory
         probe.spin_until(lambda: all(len(f.commands) > c for f, c in zip(fakes, counts)), 10.0, "3 commands")
         for f, o, task in zip(fakes, obs, names):  # robot named after a task runs that task
             np.testing.assert_allclose(f.commands[-1], _expected(policy, o, task), atol=1e-9)
+
+
+def test_an_onnx_export_is_served_and_commands_come_in_effort_units(probe, start_node, checkpoint_factory, tmp_path):
+    """The policy server serves the ONNX export of a checkpoint (onnxruntime) as it serves the
+    checkpoint; with command_units effort each command is the gear times the clipped action (N*m)."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    from mt_specialize.learning.onnx_export import export_onnx
+
+    ckpt = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM, seed=5)
+    policy = InferencePolicy.from_checkpoint(ckpt)
+    onnx_path, _ = export_onnx(policy, tmp_path / "a.onnx")
+    start_node("policy_server", {"checkpoint": str(onnx_path), "robots": ["r1"], "tasks": ["hopper_box"],
+                                 "command_units": "effort"})
+    robot = FakeRobot(probe, "r1")
+    rng = np.random.default_rng(2)
+    robot.warm_up(rng.normal(size=OBS_DIM))
+    gear = get_task("hopper_box").build_model().actuator_gear[:, 0]
+    for scale in (0.1, 3.0):  # actions inside [-1, 1], and beyond it (clipped)
+        obs = scale * rng.normal(size=OBS_DIM)
+        want = gear * np.clip(_expected(policy, obs, "hopper_box"), -1.0, 1.0)
+        np.testing.assert_allclose(robot.ask(obs), want, rtol=0, atol=1e-9)
+    assert robot.labels[-1] == "effort"
+
+
+def test_parameters_of_the_policy_server(probe, start_node, checkpoint_factory):
+    ckpt = checkpoint_factory("a.safetensors", TASKS, OBS_DIM, ACT_DIM)
+    server = start_node("policy_server", {"checkpoint": str(ckpt), "robots": ["r1"], "tasks": ["hopper_box"]})
+    params = Params(probe, "policy_server")
+    for name, value in {"robots": ["r2"], "tasks": ["hopper_capsule"], "rate_mode": "immediate",
+                        "checkpoint_topic": "other", "batch_timeout_ms": 5.0, "command_units": "effort"}.items():
+        before = params.get(name)
+        result = params.set(name, value)
+        assert not result.successful and "read-only" in result.reason, (name, result.reason)
+        assert params.get(name) == before
+    # a robot it does not serve, from the parameter and from the command line
+    result = params.set("task.robot2", "hopper_box")
+    assert not result.successful and result.reason == "no robot 'robot2'; robots: ['r1']"
+    switch = subprocess.run([sys.executable, "-m", "mt_specialize.cli", "switch", "robot2", "hopper_box"],
+                            capture_output=True, text=True, timeout=90)
+    assert switch.returncode == 1 and switch.stderr.strip() == "no robot 'robot2'; robots: ['r1']", switch.stderr
+    assert params.get("task.r1") == "hopper_box" and server.alive()

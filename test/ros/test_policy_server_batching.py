@@ -147,7 +147,7 @@ def test_a_pause_is_not_taken_for_a_control_period():
 
 @pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
 def test_a_batch_timeout_that_is_not_positive_is_refused(probe, value):
-    with pytest.raises(ValueError, match="batch_timeout_ms.*positive"):
+    with pytest.raises(ValueError, match="batch_timeout_ms=.*: must be a finite number > 0 ms"):
         PolicyServerNode(policy=RecordingPolicy(), context=probe.context, parameter_overrides=[
             Parameter("robots", value=ROBOTS), Parameter("batch_timeout_ms", value=value)])
     with pytest.raises(ValueError, match="positive finite"):

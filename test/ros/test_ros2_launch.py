@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DOMAIN_ID, REPO, node_env
+from conftest import DOMAIN_ID, REPO, corrupt_tensors, node_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -35,7 +35,14 @@ STANDINS = ("robot_state_publisher", "static_transform_publisher", "rviz2")
 
 
 def harness_dir() -> Path:
-    return Path(os.environ.get(HARNESS_ENV) or REPO.parent / "shared" / "ros2-harness")
+    """``$MT_ROS2_HARNESS``, else ``shared/ros2-harness`` beside the repository or beside one of its
+    parent directories (a git worktree in a folder of worktrees)."""
+    if os.environ.get(HARNESS_ENV):
+        return Path(os.environ[HARNESS_ENV])
+    for parent in REPO.parents:
+        if (parent / "shared" / "ros2-harness" / "install.sh").is_file():
+            return parent / "shared" / "ros2-harness"
+    return REPO.parent / "shared" / "ros2-harness"
 
 
 class Ros2:
@@ -180,6 +187,18 @@ def assert_rviz_shows_every_robot(ros2: Ros2, launch: Launch, robots: list[str])
     return text
 
 
+def publishers(ros2: Ros2, topic: str) -> list[str]:
+    """The nodes publishing ``topic`` (``ros2 topic info --verbose``; asked again if discovery in the
+    new process is not complete yet)."""
+    for _ in range(3):
+        info = ros2.run("topic", "info", "--no-daemon", "--spin-time", "5", "--verbose", topic)
+        nodes = re.findall(r"Node name: (\S+)\s+Node namespace: (\S+)\s+Topic type: \S+\s+Topic type hash: \S+\s+"
+                           r"Endpoint type: PUBLISHER", info.stdout)
+        if nodes:
+            return sorted(f"{namespace.rstrip('/')}/{name}" for name, namespace in nodes)
+    return []
+
+
 @pytest.fixture(scope="session")
 def ros2(tmp_path_factory) -> Ros2:
     harness = harness_dir()
@@ -239,7 +258,7 @@ def test_default_launch_trains_stops_cleanly_and_resumes(ros2, launches, tmp_pat
     launches.append(launch)
     launch.wait_for(r"\[simulator\]: simulating biped \(biped_forward\)")
     launch.wait_for(r"\[policy_server\]: serving robots \['biped'\]")
-    launch.wait_for(r"\[learner\]: training biped_fwd_bwd \(gradient_guided, seed 1\) into runs/biped_fwd_bwd_ours_seed1")
+    launch.wait_for(rf"\[learner\]: training biped_fwd_bwd \(gradient_guided, seed 1\) into {re.escape(str(run))}")
     launch.wait_for(r"stand-in robot_state_publisher: joint_states names every movable joint")
     progress = ros2.progress_after(0)
     assert "name: 'learner: training'" in progress and "key: return/biped_backward" in progress
@@ -280,10 +299,11 @@ def test_serve_a_checkpoint_switch_set_parameters_echo_topics_rviz(ros2, launche
     launch.wait_for(r"\[hb\.robot_state_publisher\]: stand-in robot_state_publisher: URDF 'hopper_box'")
     launch.wait_for(r"\[hb\.robot_state_publisher\]: stand-in robot_state_publisher: joint_states names every movable")
     launch.wait_for(r"\[world_to_hb\]: stand-in static_transform_publisher: world -> hb/world at \(0, 2(\.0)?, 0\)")
-    launch.wait_for(rf"\[policy_server\]: serving robots \['biped'\] \(batched\); checkpoint {re.escape(str(ckpt))}")
+    launch.wait_for(rf"\[policy_server\]: serving robots \['biped'\] \(batched, commands in normalized units\); "
+                    rf"checkpoint {re.escape(str(ckpt))}")
 
     commands = ros2.echo_once("/biped/commands", "std_msgs/msg/Float64MultiArray")
-    assert re.search(r"label: commands\s+size: 6", commands), commands
+    assert re.search(r"label: normalized\s+size: 6", commands), commands
     joints = ros2.echo_once("/biped/joint_states", "sensor_msgs/msg/JointState")
     assert re.search(r"name:\s+- rootx\s+- rootz\s+- rooty", joints), joints
 
@@ -303,6 +323,9 @@ def test_serve_a_checkpoint_switch_set_parameters_echo_topics_rviz(ros2, launche
 
     # rviz2 (the harness's stand-in) shows both robots and finds a publisher for every topic
     assert_rviz_shows_every_robot(ros2, launch, ["biped", "hb"])
+    # robot_state_publisher owns each robot_description, as on every ROS robot: one publisher
+    for ns in ("biped", "hb"):
+        assert publishers(ros2, f"/{ns}/robot_description") == [f"/{ns}/robot_state_publisher"]
     assert_clean_stop(launch, launch.ctrl_c(), ("simulator", "policy_server", "rviz2"))
     assert "[learner" not in launch.log()
 
@@ -322,3 +345,108 @@ def test_rviz_config_argument_must_name_a_file(ros2, launches, tmp_path):
     launches.append(launch)
     code = launch.proc.wait(60)
     assert code != 0 and f"rviz_config:={tmp_path / 'none.rviz'}: no such file" in launch.log(), launch.log()
+
+
+def _started_processes(log: str) -> list[str]:
+    return re.findall(r"\[INFO\] \[([\w.]+)-\d+\]: process started with pid", log)
+
+
+@pytest.mark.parametrize("case", ["missing checkpoint", "misspelt profile", "checkpoint of another profile"])
+def test_a_launch_that_cannot_work_is_refused_before_any_node_starts(ros2, launches, tmp_path, checkpoint_factory,
+                                                                     case):
+    paper = checkpoint_factory("paper.safetensors", ["biped_forward", "biped_backward"], 17, 6, profile="paper")
+    arguments, reason = {
+        "missing checkpoint": ([f"checkpoint:={tmp_path / 'none.safetensors'}"],
+                               f"not starting: checkpoint {tmp_path / 'none.safetensors'} cannot be loaded: "
+                               f"checkpoint '{tmp_path / 'none.safetensors'}': file not found"),
+        "misspelt profile": (["profile:=papr"],
+                             "not starting: profile='papr': allowed values: ['paper', 'paper_dart', 'mujoco', 'none']"),
+        "checkpoint of another profile": ([f"checkpoint:={paper}"],
+                                          f"not starting: checkpoint {paper} was trained on profile 'paper' robots, "
+                                          f"the simulator would step profile 'mujoco' ones"),
+    }[case]
+    launch = ros2.launch(tmp_path, "learner:=false", *arguments)
+    launches.append(launch)
+    code = launch.proc.wait(60)
+    log = launch.log()
+    assert code != 0 and reason in log, log
+    assert _started_processes(log) == [], log
+
+
+def test_a_required_node_that_exits_ends_the_launch(ros2, launches, tmp_path, checkpoint_factory):
+    """A checkpoint whose header is sound and whose weights are damaged passes the checks before the
+    start; the policy server exits 1 when it loads it, and the launch stops everything with exit 1."""
+    ckpt = corrupt_tensors(checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6))
+    launch = ros2.launch(tmp_path, "learner:=false", f"checkpoint:={ckpt}")
+    launches.append(launch)
+    code = launch.proc.wait(90)
+    log = launch.log()
+    assert code != 0, log
+    assert "digest mismatch" in log and "required node policy_server exited with code 1" in log, log
+    pids = [int(p) for p in re.findall(r"process started with pid \[(\d+)\]", log)]
+    assert {"simulator", "policy_server", "robot_state_publisher"} <= set(_started_processes(log)), log
+    for pid in pids:  # every process the launch started is gone
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+    assert re.search(r"\[simulator-\d+\]: process has finished cleanly", log), log
+
+
+def test_lockstep_on_simulation_time_reset_and_parameters_from_the_command_line(ros2, launches, tmp_path,
+                                                                                 checkpoint_factory):
+    """mode:=lockstep: every node on /clock (use_sim_time auto), the loop runs, the reset service and
+    the parameters answer as docs/ros.md says."""
+    ckpt = checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6)
+    launch = ros2.launch(tmp_path, "learner:=false", "mode:=lockstep", f"checkpoint:={ckpt}")
+    launches.append(launch)
+    launch.wait_for(r"\[simulator\]: simulating biped \(biped_forward\) in lockstep mode.*stamps on simulation time")
+    launch.wait_for(r"\[policy_server\]: serving robots \['biped'\]")
+    for node in ("/policy_server", "/biped/robot_state_publisher"):  # (the simulator's says so above)
+        got = ros2.run("param", "get", "--no-daemon", "--timeout", "20", node, "use_sim_time")
+        assert "Boolean value is: True" in got.stdout, (node, got.stdout + got.stderr)
+    assert re.search(r"clock:\s+sec: \d+\s+nanosec: \d+", ros2.echo_once("/clock", "rosgraph_msgs/msg/Clock"))
+    commands = ros2.echo_once("/biped/commands", "std_msgs/msg/Float64MultiArray")
+    assert re.search(r"label: normalized\s+size: 6", commands), commands
+
+    reset = ros2.run("service", "call", "/biped/reset", "std_srvs/srv/Trigger")
+    assert re.search(r"success=True, message='biped: episode \d+ from the start pose'", reset.stdout), reset.stdout
+    param = ("param", "set", "--no-daemon", "--timeout", "20", "/simulator")
+    refused = ros2.run(*param, "mode", "fast")
+    assert "Setting parameter failed: Trying to set a read-only parameter: mode." in refused.stderr + refused.stdout
+    refused = ros2.run(*param, "markers_rate_hz", "-5.0")
+    assert "Setting parameter failed: markers_rate_hz=-5.0: must be a finite number >= 0 Hz" in refused.stderr, \
+        refused.stdout + refused.stderr
+    accepted = ros2.run(*param, "horizon", "0")
+    assert "Set parameter successful" in accepted.stdout, accepted.stdout + accepted.stderr
+    unknown = ros2.run("param", "set", "--no-daemon", "--timeout", "20", "/policy_server", "task.robot2",
+                       "biped_forward")
+    assert "Setting parameter failed: no robot 'robot2'; robots: ['biped']" in unknown.stderr, unknown.stderr
+    assert_clean_stop(launch, launch.ctrl_c(), ("simulator", "policy_server", "robot_state_publisher"))
+
+
+def test_the_launch_file_imports_no_torch(ros2, tmp_path, checkpoint_factory):
+    """Everything the launch file runs before the nodes start (its checks of the files and the
+    checkpoint, the robot descriptions, the rviz config), in the launch's own process: no torch."""
+    ckpt = checkpoint_factory("biped.safetensors", ["biped_forward", "biped_backward"], 17, 6)
+    code = f"""
+import importlib.util, os, sys
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+path = os.path.join(get_package_share_directory("mt_specialize"), "launch", "training.launch.py")
+spec = importlib.util.spec_from_file_location("training_launch", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+context = LaunchContext()
+context.launch_configurations.update(checkpoint={str(ckpt)!r}, rviz="true")
+actions = []
+for entity in module.generate_launch_description().entities:
+    if isinstance(entity, DeclareLaunchArgument):
+        entity.visit(context)
+    elif isinstance(entity, OpaqueFunction):
+        actions = entity.visit(context)
+print(len(actions), sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=ros2.env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    count, modules = out.stdout.split(" ", 1)
+    assert int(count) > 5 and modules.strip() == "[]", out.stdout
