@@ -91,6 +91,10 @@ def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
     row = next(_values(s) for s in statuses if _values(s).get("iteration") == "1")
     assert row["phase"] == "joint" and int(row["samples"]) > 0
     assert {"return/hopper_capsule", "return/hopper_box", "return/hopper_ellipsoid"} <= set(row)
+    # why this iteration's episodes ended, per task and cause (the metrics row's ended/<task>/<cause>)
+    assert {f"ended/{t}/{c}" for t in ("hopper_capsule", "hopper_box", "hopper_ellipsoid")
+            for c in ("non_finite", "state_limit", "height", "pitch", "time_limit", "switch")} <= set(row)
+    assert all(row[k].isdigit() for k in row if k.startswith("ended/"))
     assert learner.alive()
     # the run directory is logged as an absolute path; while training runs, its settings cannot change
     assert f"training three_hoppers (joint, seed 2) into {out}" in learner.log()
