@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .policy_file import checked_act_inputs
 from .normalize import RunningMeanStd
 from .policy import SplitGaussianPolicy
 from .ppo import PPOConfig
@@ -151,14 +152,7 @@ class InferencePolicy:
 
     def act(self, obs: np.ndarray, task_index: np.ndarray) -> np.ndarray:
         """obs (R, obs_dim), task_index (R,) ints -> mean actions (R, act_dim), float64."""
-        obs = np.asarray(obs, dtype=np.float64)
-        task_index = np.asarray(task_index, dtype=np.int64)
-        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise ValueError(f"obs must have shape (R, {self.obs_dim}), got {obs.shape}")
-        if task_index.shape != (obs.shape[0],):
-            raise ValueError(f"task_index must have shape ({obs.shape[0]},), got {task_index.shape}")
-        if task_index.size and (task_index.min() < 0 or task_index.max() >= len(self.task_names)):
-            raise ValueError(f"task_index out of range [0, {len(self.task_names)})")
+        obs, task_index = checked_act_inputs(obs, task_index, self.obs_dim, len(self.task_names))
         x = obs[:, None, :]
         if self.normalize_task_id:
             x = np.concatenate([x, self._task_ids[task_index][:, None, :].astype(np.float64)], axis=-1)
@@ -167,3 +161,4 @@ class InferencePolicy:
             x = np.concatenate([x, self._task_ids[task_index][:, None, :].astype(np.float64)], axis=-1)
         weights = [(w[task_index], b[task_index]) for w, b in self._layers64]  # (R, in, out), (R, 1, out)
         return self._forward(x, weights)[:, 0, :]
+

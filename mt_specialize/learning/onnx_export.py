@@ -44,6 +44,7 @@ from .policy_file import (  # noqa: F401  (read_manifest: re-exported, the readi
     ONNX_FORMAT as FORMAT,
     ONNX_METADATA_KEY as METADATA_KEY,
     PolicyFileError,
+    checked_act_inputs,
     onnx_manifest,
     onnx_session,
     read_manifest,
@@ -193,12 +194,5 @@ class OnnxPolicy:
 
     def act(self, obs: np.ndarray, task_index: Sequence[int] | np.ndarray) -> np.ndarray:
         """obs (R, obs_dim), task_index (R,) ints -> mean actions (R, act_dim), float64."""
-        obs = np.ascontiguousarray(obs, dtype=np.float64)
-        task_index = np.ascontiguousarray(task_index, dtype=np.int64)
-        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise ValueError(f"obs must have shape (R, {self.obs_dim}), got {obs.shape}")
-        if task_index.shape != (obs.shape[0],):
-            raise ValueError(f"task_index must have shape ({obs.shape[0]},), got {task_index.shape}")
-        if task_index.size and (task_index.min() < 0 or task_index.max() >= len(self.task_names)):
-            raise ValueError(f"task_index out of range [0, {len(self.task_names)})")
+        obs, task_index = checked_act_inputs(obs, task_index, self.obs_dim, len(self.task_names))
         return self._session.run([OUTPUT], {INPUTS[0]: obs, INPUTS[1]: task_index})[0]

@@ -139,3 +139,19 @@ def read_manifest(path: str | Path) -> dict:
     if not path.is_file():
         raise PolicyFileError(f"ONNX policy {str(path)!r}: file not found")
     return onnx_manifest(onnx_session(path), path)
+
+
+def checked_act_inputs(obs, task_index, obs_dim: int, n_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(obs (R, obs_dim) float64, task_index (R,) int64), both C-contiguous, from a policy's ``act``
+    arguments; ValueError naming the shape or index that does not fit."""
+    import numpy as np  # here: reading a policy file's header needs no NumPy
+
+    obs = np.ascontiguousarray(obs, dtype=np.float64)
+    task_index = np.ascontiguousarray(task_index, dtype=np.int64)
+    if obs.ndim != 2 or obs.shape[1] != obs_dim:
+        raise ValueError(f"obs must have shape (R, {obs_dim}), got {obs.shape}")
+    if task_index.shape != (obs.shape[0],):
+        raise ValueError(f"task_index must have shape ({obs.shape[0]},), got {task_index.shape}")
+    if task_index.size and (task_index.min() < 0 or task_index.max() >= n_tasks):
+        raise ValueError(f"task_index out of range [0, {n_tasks})")
+    return obs, task_index
