@@ -4,11 +4,14 @@
     python -m paper report [--root runs/grid_paper] [--out results] [--readme results/README.md --readme README.md]
     python -m paper archive [--root runs/grid_paper] [--to results/grid_paper]
     python -m paper steps [--root runs/profile_steps] [--grid-root runs/grid_paper2] [--out results]
+    python -m paper engines [--mujoco-root runs/grid_paper2] [--dart-root runs/grid_paper_dart] [--out results]
 
 ``reproduce`` runs (or resumes) the paper's grid of training runs, ``report`` writes Table I, the
 figures and the gait GIFs from the grid's run directories, ``archive`` copies a grid's results and
 resume points to a small directory kept in git, ``steps`` writes profile_steps.md: the paper profile's
-corrections measured one at a time (``reproduce --grid profile_steps``) beside the paper grid's cells.
+corrections measured one at a time (``reproduce --grid profile_steps``) beside the paper grid's cells,
+``engines`` writes engines.md: the cells run on DART (``reproduce --profile paper_dart``) beside the same
+cells on MuJoCo and the paper's figure.
 """
 from __future__ import annotations
 
@@ -171,6 +174,14 @@ def cmd_steps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_engines(args: argparse.Namespace) -> int:
+    from paper.report import write_engines
+
+    path = write_engines(args.mujoco_root, args.dart_root, args.out, at=parse_count(args.at, "--at"))
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m paper", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as Table I)")
     p.add_argument("--seeds", default="1", help="the cells' seeds (default 1, as --grid profile_steps)")
     p.set_defaults(func=cmd_steps)
+
+    p = sub.add_parser("engines", help="engines.md: the cells run on DART (paper_dart) beside MuJoCo (paper) and "
+                                       "the paper, with why episodes ended")
+    p.add_argument("--mujoco-root", default="runs/grid_paper2", help="the paper grid on MuJoCo (default runs/grid_paper2)")
+    p.add_argument("--dart-root", default="runs/grid_paper_dart",
+                   help="the runs of `reproduce --profile paper_dart` (default runs/grid_paper_dart)")
+    p.add_argument("--out", default="results")
+    p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as Table I)")
+    p.set_defaults(func=cmd_engines)
     return parser
 
 

@@ -745,9 +745,9 @@ def _step_name(label: str) -> str:
     return f"+ {added.lstrip('+')}" if added else "as the first paper grid (all three undone)"
 
 
-def _step_status(run_dir: Path, rows: list[dict], at: int) -> str:
+def _step_status(run_dir: Path, rows: list[dict], at: int, expected: Sequence[str] = ("paper",)) -> str:
     """``3M``, ``partial: N samples (M real)``, ``stopped for good at ...`` or ``not started``; a run
-    whose label is not ``paper`` (the corrected profile) says so."""
+    whose label is not among ``expected`` (default: the corrected paper profile) says so."""
     if not rows:
         return "not started"
     last = rows[-1]
@@ -759,7 +759,10 @@ def _step_status(run_dir: Path, rows: list[dict], at: int) -> str:
     else:
         status = f"**partial**: {where}"
     label = run_profile(run_dir)
-    return status if label == "paper" else f"{status}; profile `{label}`, not the corrected paper profile"
+    if label in expected:
+        return status
+    return f"{status}; profile `{label}`, not " + (
+        "the corrected paper profile" if tuple(expected) == ("paper",) else " or ".join(f"`{e}`" for e in expected))
 
 
 def _step_rows(runs: list[list[dict]], at: int) -> tuple[list[dict], list[list[dict]], bool]:
@@ -770,6 +773,49 @@ def _step_rows(runs: list[list[dict]], at: int) -> tuple[list[dict], list[list[d
         return [accepted_row(rows, at) for rows in done], done, False
     started = [rows for rows in runs if accepted_only(rows)]
     return [accepted_only(rows)[-1] for rows in started], started, True
+
+
+def cells_section(rows: list[tuple[str, list[Path]]], at: int = TABLE_AT,
+                  reference: dict[str, float] | None = None, expected: Sequence[str] = ("paper",)) -> list[str]:
+    """Markdown lines comparing cells of one experiment and method: ``rows`` is [(cell name, its run
+    directories)]. A table of each cell's runs, status, pooled and per-task return and mean episode
+    length at ``at`` (accepted reading; mean ± std over the runs; a cell none of whose runs is there
+    shows its runs' last accepted iteration, marked partial), then per cell and task the trajectories
+    that ended over the last 10% of training and each cause's share. ``reference``: a first row of
+    published figures ({'pooled': value, task: value, ...}; absent values shown as –); ``expected``: the
+    profile labels the runs should have (a run of another is marked in its status)."""
+    runs = {name: [(path, read_metrics(path)) for path in paths] for name, paths in rows}
+    tasks: list[str] = []
+    for found in runs.values():
+        tasks += [k.split("/", 1)[1] for _, r in found if r for k in r[0]
+                  if k.startswith("return/") and k.split("/", 1)[1] not in tasks]
+    header = ["cell", "runs", "status", "pooled return", *(f"return {t}" for t in tasks),
+              *(f"length {t}" for t in tasks)]
+    table = ["| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * (len(header) - 3)]
+    if reference is not None:
+        published = [reference.get(key) for key in ["pooled", *tasks]]
+        table.append("| " + " | ".join(["the paper (Table I)", "–", "published",
+                                        *("–" if v is None else f"{v:.1f}" for v in published),
+                                        *("–" for _ in tasks)]) + " |")
+    causes = []
+    for name, found in runs.items():
+        picked, counted, partial = _step_rows([r for _, r in found if r], at)
+        values = [_cell([row[key] for row in picked if key in row])
+                  for key in ["return_pooled", *(f"return/{t}" for t in tasks), *(f"length/{t}" for t in tasks)]]
+        if partial and picked:
+            values = [f"{v} (partial)" if v != "–" else v for v in values]
+        paths = "<br>".join(f"`{path}`" for path, _ in found)
+        status = "<br>".join(_step_status(path, r, at, expected) for path, r in found)
+        table.append("| " + " | ".join([name, paths, status, *values]) + " |")
+        pooled: dict[str, dict[str, int]] = {}
+        for r in counted:
+            low, high, _ = last_tenth(r, at)
+            _add_counts(pooled, end_cause_counts(r, low, high))
+        note = " (partial)" if partial else ""
+        causes += [([name + note, task], counts) for task, counts in pooled.items()]
+    return ["\n".join(table), "", "Why trajectories ended:", "",
+            _cause_table(["cell", "task"], causes) if causes else
+            "no run of these cells counts why its trajectories ended yet."]
 
 
 def profile_steps_table(root: str | Path, grid_root: str | Path, at: int = TABLE_AT,
@@ -808,33 +854,7 @@ def profile_steps_table(root: str | Path, grid_root: str | Path, at: int = TABLE
              "R at the row the returns read), the trajectories of each task that ended and the share of each cause "
              "(`tasks.END_CAUSES`)."]
     for (experiment, method), rows in cells.items():
-        runs = {name: [(path, read_metrics(path)) for path in paths] for name, paths in rows}
-        tasks: list[str] = []
-        for found in runs.values():
-            tasks += [k.split("/", 1)[1] for _, r in found if r for k in r[0]
-                      if k.startswith("return/") and k.split("/", 1)[1] not in tasks]
-        header = ["cell", "runs", "status", "pooled return", *(f"return {t}" for t in tasks),
-                  *(f"length {t}" for t in tasks)]
-        table = ["| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * (len(header) - 3)]
-        causes = []
-        for name, found in runs.items():
-            picked, counted, partial = _step_rows([r for _, r in found if r], at)
-            values = [_cell([row[key] for row in picked if key in row])
-                      for key in ["return_pooled", *(f"return/{t}" for t in tasks), *(f"length/{t}" for t in tasks)]]
-            if partial and picked:
-                values = [f"{v} (partial)" if v != "–" else v for v in values]
-            paths = "<br>".join(f"`{path}`" for path, _ in found)
-            status = "<br>".join(_step_status(path, r, at) for path, r in found)
-            table.append("| " + " | ".join([name, paths, status, *values]) + " |")
-            pooled: dict[str, dict[str, int]] = {}
-            for r in counted:
-                low, high, _ = last_tenth(r, at)
-                _add_counts(pooled, end_cause_counts(r, low, high))
-            note = " (partial)" if partial else ""
-            causes += [([name + note, task], counts) for task, counts in pooled.items()]
-        parts += ["", f"## {experiment}, {method}", "", "\n".join(table), "", "Why trajectories ended:", "",
-                  _cause_table(["cell", "task"], causes) if causes else
-                  "no run of these cells counts why its trajectories ended yet."]
+        parts += ["", f"## {experiment}, {method}", "", *cells_section(rows, at)]
     return "\n".join(parts)
 
 
@@ -855,6 +875,64 @@ def write_profile_steps(root: str | Path, grid_root: str | Path, out: str | Path
             f"under `{root}` and the paper grid's cells under `{grid_root}`.\n\n"
             + profile_steps_table(root, grid_root, at, seeds) + "\n")
     path = out / "profile_steps.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def engine_cells(dart_root: str | Path) -> list[tuple[str, str, list[int]]]:
+    """The (experiment, variant, seeds) cells with runs under ``dart_root`` (``EXPERIMENT/VARIANT/seedN``),
+    in Table I's variant order."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for seed_dir in sorted(Path(dart_root).glob("*/*/seed*")):
+        if seed_dir.is_dir() and seed_dir.name.removeprefix("seed").isdigit():
+            found.setdefault((seed_dir.parent.parent.name, seed_dir.parent.name), []).append(
+                int(seed_dir.name.removeprefix("seed")))
+    order = list(PAPER_TABLE_I)
+    return [(e, v, sorted(seeds)) for (e, v), seeds in
+            sorted(found.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else len(order),
+                                                  kv[0][1]))]
+
+
+def engines_table(mujoco_root: str | Path, dart_root: str | Path, at: int = TABLE_AT) -> str:
+    """Markdown: each cell run on DART (``paper_dart`` under ``dart_root``) beside the same cell on MuJoCo
+    (``paper`` under ``mujoco_root``, the same seeds) and the paper's Table I figure (:func:`cells_section`:
+    returns, episode lengths and why trajectories ended)."""
+    mujoco_root, dart_root = Path(mujoco_root), Path(dart_root)
+    parts = [f"Returns: mean episode return of the last 100 episodes (pooled over the tasks, and per task) at the "
+             f"first accepted iteration past {at:,} counted samples, as Table I; lengths: mean episode length "
+             "(control steps) of the last 100 episodes there; mean ± std over the seeds. A cell none of whose runs "
+             "is there yet shows its runs' last accepted iteration, marked partial. Why trajectories ended: over "
+             f"the last {LAST_FRACTION:.0%} of training, each task's ended trajectories and each cause's share "
+             "(`tasks.END_CAUSES`). The paper's figure is Table I's (DART, 3 seeds)."]
+    for experiment, variant, seeds in engine_cells(dart_root):
+        rows = [(f"{engine} (`{profile}`)", [root / experiment / variant / f"seed{seed}" for seed in seeds])
+                for engine, profile, root in (("MuJoCo", "paper", mujoco_root), ("DART", "paper_dart", dart_root))]
+        reference = None
+        if variant in PAPER_TABLE_I and experiment in PAPER_COLUMN:
+            reference = {"pooled": PAPER_TABLE_I[variant][PAPER_COLUMN[experiment]]}
+        parts += ["", f"## {experiment}, {METHOD_NAMES.get(variant, variant)}; seeds {', '.join(map(str, seeds))}", "",
+                  *cells_section(rows, at, reference, expected=("paper", "paper_dart"))]
+    if len(parts) == 1:
+        parts += ["", f"No run under {dart_root} yet."]
+    return "\n".join(parts)
+
+
+def write_engines(mujoco_root: str | Path, dart_root: str | Path, out: str | Path, at: int = TABLE_AT) -> Path:
+    """Write ``out/engines.md`` (:func:`engines_table`); returns its path. FileNotFoundError when a root is
+    not a directory."""
+    for flag, path in (("MuJoCo root", mujoco_root), ("DART root", dart_root)):
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"{flag} {path} is not a directory of runs")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = f"python -m paper engines --mujoco-root {mujoco_root} --dart-root {dart_root} --out {out} --at {at}"
+    text = ("# The paper profile on MuJoCo and on DART\n\n"
+            f"Generated by `{command}`: the runs of `python -m paper reproduce --profile paper_dart` under "
+            f"`{dart_root}` beside the same cells of the paper grid under `{mujoco_root}`.\n\n"
+            + engines_table(mujoco_root, dart_root, at) + "\n")
+    path = out / "engines.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

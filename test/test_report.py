@@ -600,3 +600,33 @@ def test_profile_steps_table_reads_each_cell_and_marks_partial_runs(tmp_path):
     assert main(["steps", "--root", str(steps), "--grid-root", str(grid), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "profile_steps.md").read_text().endswith(text + "\n")
     assert main(["steps", "--root", str(tmp_path / "missing"), "--grid-root", str(grid), "--out", str(tmp_path)]) == 2
+
+
+def test_engines_table_puts_each_dart_cell_beside_mujoco_and_the_paper(tmp_path):
+    from paper.cli import main
+    from paper.report import PAPER_COLUMN, PAPER_TABLE_I, engine_cells, engines_table
+
+    mujoco, dart = tmp_path / "grid_paper2", tmp_path / "grid_paper_dart"
+    _write_run(dart, "biped_fwd_bwd/separate/seed1", SEED1, profile="paper_dart")
+    _write_run(dart, "three_hoppers/joint/seed1", PARTIAL, profile="paper_dart")
+    _write_run(mujoco, "biped_fwd_bwd/separate/seed1", SEED2, profile="paper")
+    _write_run(mujoco, "three_hoppers/joint/seed1", SEED1, profile="paper_v1")  # another profile: said so
+    _write_run(mujoco, "three_hoppers/separate/seed1", SEED1, profile="paper")  # no DART run: no cell
+    assert engine_cells(dart) == [("biped_fwd_bwd", "separate", [1]), ("three_hoppers", "joint", [1])]
+    text = engines_table(mujoco, dart)
+    biped = text.split("## biped_fwd_bwd, separate; seeds 1")[1].split("## three_hoppers")[0]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in biped.split("Why")[0].splitlines()
+            if line.startswith("| ")}
+    paper = PAPER_TABLE_I["separate"][PAPER_COLUMN["biped_fwd_bwd"]]
+    assert rows["the paper (Table I)"][2:4] == ["published", f"{paper:.1f}"]
+    assert rows["DART (`paper_dart`)"][2:] == ["3M", "100.0", "110.0", "90.0", "204.0", "104.0 |"]
+    assert rows["MuJoCo (`paper`)"][2:4] == ["3M", "100.0"]
+    hoppers = text.split("## three_hoppers, joint (sp=0%); seeds 1")[1]
+    assert "**partial**: 2,000,000 samples" in hoppers and "100.0 (partial)" in hoppers
+    assert "3M; profile `paper_v1`, not `paper` or `paper_dart`" in hoppers
+    assert "three_hoppers, separate" not in text
+
+    assert main(["engines", "--mujoco-root", str(mujoco), "--dart-root", str(dart), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "engines.md").read_text().endswith(text + "\n")
+    assert main(["engines", "--mujoco-root", str(mujoco), "--dart-root", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "o")]) == 2
