@@ -389,7 +389,8 @@ def test_a_run_started_from_a_checkpoint_trains_alike_in_a_group(tiny_experiment
 
 @pytest.mark.parametrize("change, message", [
     (dict(envs_per_task=2), "envs_per_task: it has 4, this run 2"),
-    (dict(method="joint", joint_samples=None, split_fraction=None), "method: it has 'ours', this run 'joint'"),
+    (dict(method="joint", joint_samples=None, split_fraction=None),
+     "method: it has 'gradient_guided', this run 'joint'"),
     (dict(samples=2 * 384), "it is at 1,536 samples, this run's budget"),
     (dict(start_from="missing_dir/ckpt.safetensors"), "does not exist"),
 ])
