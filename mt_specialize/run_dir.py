@@ -12,7 +12,8 @@ Layout (SPEC §8)::
     failure.json           why the run stopped for good (``errors.StoppedForGood``), if it did: never resumed
     learning_curve.png     per-task and pooled return against samples
 
-``RunDir`` knows files, not training: the ``Trainer`` decides what goes into a checkpoint and when.
+``RunDir`` knows files, not training: ``train_state.TrainState`` says what goes into a checkpoint, the
+``Trainer`` when; ``train_state.open_run`` checks where a run begins.
 A resume sees the directory as its checkpoint left it (``discard_after``: later metrics rows, a
 later split file or summary are removed; TensorBoard's later events are purged), temporary files of
 an interrupted write are removed when the lock is taken, and a start that fails before training

@@ -159,7 +159,8 @@ class RunGroup:
         self.trainers: list[Trainer] = []  # the unfinished runs
         self.indices: list[int] = []  # their positions in the configs given
         self.torch_rng: list[torch.Tensor] = []  # each run's own torch generator state
-        self.failed: dict[int, dict] = {}  # position given -> {'failed': reason, 'run': directory}
+        # position given -> the run's summary, or {'failed': reason, 'run': directory} (``run``'s answer)
+        self.summaries: dict[int, dict] = {}
         try:
             self._build(configs, out_dirs, resume)
         except BaseException:
@@ -189,13 +190,13 @@ class RunGroup:
             try:
                 trainer = Trainer(config, out_dir, resume=resume[k], env=view)
             except RUN_ERRORS as exc:  # e.g. no checkpoint of its own: that run stops, the others go on
-                self.failed[k] = {"failed": f"{type(exc).__name__}: {exc}", "run": str(out_dir)}
+                self.summaries[k] = _failed(exc, out_dir)
                 continue
             self.trainers.append(trainer)
             self.indices.append(k)
             slots.append(k)
             self.torch_rng.append(torch.get_rng_state())
-        if self.failed and self.trainers:  # the others' envs as they are now, in an env of their own
+        if self.summaries and self.trainers:  # the others' envs as they are now, in an env of their own
             self._rebuild_env(slots)
         if self.trainers:
             self._build_networks()
@@ -210,6 +211,11 @@ class RunGroup:
     def close(self) -> None:
         for trainer in self.trainers:
             trainer.close()
+
+    @property
+    def failed(self) -> dict[int, dict]:
+        """The runs that stopped (could not resume, or stopped for good): position given -> record."""
+        return {i: s for i, s in self.summaries.items() if "failed" in s}
 
     def _as_run(self, k: int, fn, *args):
         """Call ``fn`` with run k's torch generator state in place (checkpoints record it). Held under
@@ -270,29 +276,28 @@ class RunGroup:
                 t.spread.add(self.policy.per_task_grads(k))
         return stats
 
-    def _drop_finished(self) -> dict[int, dict]:
-        """Finish the runs that reached their budget and go on without them: {position given: summary}."""
-        finished = [k for k, t in enumerate(self.trainers) if t.done]
-        summaries = {}
-        for k in finished:
-            summaries[self.indices[k]] = self._as_run(k, self.trainers[k].finish)
-        self._drop(finished)
-        return summaries
-
-    def _accept(self, rollouts: list) -> tuple[list, dict[int, dict]]:
-        """``Trainer.accept_rollout`` of every run. A run that stops for good (``StoppedForGood``: the
-        revert rule's loop, a divergence; its failure.json is written) leaves the group and the others go
-        on: (the remaining runs' batches, {position given: {'failed': reason, 'run': directory}})."""
-        batches, failed = [], {}
-        for k, (t, rollout) in enumerate(zip(self.trainers, rollouts)):
+    def _each(self, method: str, per_run: Sequence | None = None, *args) -> list:
+        """``trainer.<method>(per_run[k], *args)`` (``(*args)`` without ``per_run``) of every run k, with
+        its torch generator state in place (``_as_run``). A run that stops for good
+        (``errors.StoppedForGood``: the revert rule's loop, a divergence; its failure.json is written)
+        leaves the group and the others go on. Returns the remaining runs' results, in their order."""
+        results, leaving = [], []
+        for k, trainer in enumerate(self.trainers):
             try:
-                batches.append(self._as_run(k, t.accept_rollout, rollout))
+                own = () if per_run is None else (per_run[k],)
+                results.append(self._as_run(k, getattr(trainer, method), *own, *args))
             except StoppedForGood as exc:
-                failed[k] = {"failed": f"{type(exc).__name__}: {exc}", "run": str(t.out_dir)}
-                batches.append(None)
-        records = {self.indices[k]: record for k, record in failed.items()}
-        self._drop(list(failed))
-        return [b for k, b in enumerate(batches) if k not in failed], records
+                self.summaries[self.indices[k]] = _failed(exc, trainer.out_dir)
+                leaving.append(k)
+        self._drop(leaving)
+        return results
+
+    def _finish_done(self) -> None:
+        """Finish the runs that reached their budget (their summaries) and go on without them."""
+        done = [k for k, t in enumerate(self.trainers) if t.done]
+        for k in done:
+            self.summaries[self.indices[k]] = self._as_run(k, self.trainers[k].finish)
+        self._drop(done)
 
     def _drop(self, leaving: list[int]) -> None:
         """Close the runs at positions ``leaving`` and go on without them (the others' envs carried over)."""
@@ -327,43 +332,37 @@ class RunGroup:
         for good, ``errors.StoppedForGood``, or could not resume from a checkpoint of its own:
         ``{'failed': reason, 'run': directory}``, the others go on). ``should_stop()``
         is asked after every iteration: when true, every unfinished run writes a checkpoint, summary
-        and curve, and ``Interrupted`` is raised (each resumes with ``resume=True``, alone or grouped)."""
-        summaries: dict[int, dict] = dict(self.failed)  # runs that could not resume
+        and curve, and ``Interrupted`` is raised (each resumes with ``resume=True``, alone or grouped).
+        The loop of ``Trainer.run``, over the runs together."""
         try:
-            for k, t in enumerate(self.trainers):
-                self._as_run(k, t.begin)
-            summaries.update(self._drop_finished())
+            self._each("begin")
+            self._finish_done()
             while self.trainers:
                 start = time.perf_counter()
                 rollouts = self.collect()
                 rollout_time = time.perf_counter() - start
-                batches, failed = self._accept(rollouts)
-                summaries.update(failed)
+                batches = self._each("accept_rollout", rollouts)
                 if not self.trainers:
                     break
                 stats = self.update(batches)
-                elapsed = time.perf_counter() - start
-                diverged = []
-                for k, t in enumerate(self.trainers):
-                    try:
-                        row = self._as_run(k, t.end_iteration, stats[k], elapsed, rollout_time)
-                    except StoppedForGood as exc:  # that run leaves the group, the others go on
-                        summaries[self.indices[k]] = {"failed": f"{type(exc).__name__}: {exc}", "run": str(t.out_dir)}
-                        diverged.append(k)
-                        continue
-                    if self.progress:
-                        self.progress(self.indices[k], row)
-                self._drop(diverged)
-                summaries.update(self._drop_finished())
+                rows = self._each("end_iteration", stats, time.perf_counter() - start, rollout_time)
+                if self.progress:
+                    for i, row in zip(self.indices, rows):
+                        self.progress(i, row)
+                self._finish_done()
                 if self.trainers and should_stop():
-                    for k, t in enumerate(self.trainers):
-                        self._as_run(k, t.save)
-                        self._as_run(k, t.finish)
+                    self._each("save")
+                    self._each("finish")
                     raise Interrupted(f"stopped the group's {len(self.trainers)} unfinished runs at "
                                       f"{[t.samples for t in self.trainers]} samples; continue with --resume")
-            return [summaries[i] for i in sorted(summaries)]
+            return [self.summaries[i] for i in sorted(self.summaries)]
         finally:
             self.close()
+
+
+def _failed(error: Exception, run_dir) -> dict:
+    """A run's answer when it stopped (a run group goes on without it)."""
+    return {"failed": f"{type(error).__name__}: {error}", "run": str(run_dir)}
 
 
 def run_groups(groups: Sequence[RunGroup], should_stop: Callable[[], bool] = lambda: False) -> list[list[dict]]:

@@ -9,6 +9,6 @@ def force_revert_loop(trainer, from_iteration: int) -> None:
 
     def accept_with_drop(rollout):
         if trainer.iteration >= from_iteration:
-            trainer.pooled_returns.extend([-1e4] * 20)
+            trainer.episodes.pooled_returns.extend([-1e4] * 20)
         return accept(rollout)
     trainer.accept_rollout = accept_with_drop

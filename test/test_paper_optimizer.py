@@ -193,11 +193,11 @@ def _force_drop_at(trainer, iteration, streak=2):
     def collect_with_drop():
         rollout = collect()
         if trainer.iteration == iteration:
-            trainer.pooled_returns.extend([-1e4] * 20)
+            trainer.episodes.pooled_returns.extend([-1e4] * 20)
         elif trainer.iteration == iteration + streak:
-            real = [r for r in trainer.pooled_returns if r != -1e4]
-            trainer.pooled_returns.clear()
-            trainer.pooled_returns.extend(real)
+            real = [r for r in trainer.episodes.pooled_returns if r != -1e4]
+            trainer.episodes.pooled_returns.clear()
+            trainer.episodes.pooled_returns.extend(real)
         return rollout
     trainer.collect = collect_with_drop
 
@@ -212,7 +212,7 @@ def test_forced_return_drop_reverts_weights_normaliser_and_counted_samples(tiny_
             seen["state"] = {f"policy/{k}": v for k, v in trainer.policy.snapshot_values().items()}
             seen["state"].update({f"value/{k}": v for k, v in trainer.value.snapshot_values().items()})
             seen["rms"] = trainer.obs_rms.state_dict()
-            seen["accepted"] = trainer.accepted_state
+            seen["accepted"] = trainer.revert.accepted_values
             seen["row"] = dict(row)
     trainer.progress = watch
     trainer.run()
@@ -249,7 +249,7 @@ def test_resume_after_a_revert_is_exact(tiny_experiment, tmp_path):
     with pytest.raises(Interrupted):
         part.run(should_stop=lambda: part.iteration == 4)
     resumed = Trainer(_config(tiny_experiment, **config), tmp_path / "part", resume=True)
-    assert resumed.reverts == 1 and resumed.samples_real == 4 * 384 and resumed.samples == 768
+    assert resumed.revert.reverts == 1 and resumed.samples_real == 4 * 384 and resumed.samples == 768
     _force_drop_at(resumed, 3)  # the fake episodes came back with the checkpoint; they leave as before
     resumed.run()
     assert _rows(tmp_path / "whole") == _rows(tmp_path / "part")
@@ -261,7 +261,7 @@ def test_authors_append_normalises_the_one_hot_to_zero_raw_append_keeps_it(tiny_
     for mode in ("normalized", "raw"):
         trainer = Trainer(_config(tiny_experiment, method="append", append_mode=mode, samples=768), tmp_path / mode)
         trainer.run()
-        x = trainer._normalize(trainer.obs)  # (T, E, obs_dim + T)
+        x = trainer.policy_input(trainer.obs)  # (T, E, obs_dim + T)
         one_hot = x[..., trainer.obs_dim:]
         if mode == "normalized":
             assert abs(one_hot).max() < 1e-2

@@ -9,7 +9,7 @@ import torch
 
 from mt_specialize.config import TrainConfig
 from mt_specialize.envs.tasks import END_CAUSES
-from mt_specialize.learning.ppo import standardize_per_task_env
+from mt_specialize.learning.rollout_buffer import standardize_per_task_env
 from mt_specialize.train import Trainer
 
 
@@ -85,7 +85,7 @@ def test_a_terminal_time_limit_has_no_bootstrap_and_bootstrap_adds_the_value(tin
             (step, i, e, final), = [x for x in r_boot.truncated_obs if x[1] == task and x[0] == 0 and x[2] == 0]
             with torch.no_grad():
                 final_value = bootstrap.value(torch.from_numpy(
-                    bootstrap._normalize(final[None, None].repeat(2, axis=0))))[task, 0].item()
+                    bootstrap.policy_input(final[None, None].repeat(2, axis=0))))[task, 0].item()
             assert b_boot.returns[task, 0].item() == pytest.approx(r_boot.rewards[0, task, 0] + gamma * final_value,
                                                                    abs=1e-4)
             assert abs(final_value) > 1e-3  # the two differ by a real amount
@@ -123,12 +123,12 @@ def test_the_iterations_end_counts_are_the_episodes_that_ended(tiny_biped, tmp_p
     try:
         trainer.env.episode_length[:, :2] = trainer.tasks[0].horizon - 3  # some time limits too
         trainer.collect()
-        counts = trainer.end_counts.copy()
+        counts = trainer.episodes.end_counts.copy()
         assert np.array_equal(counts.sum(axis=1), finished) and finished.sum() > 4
         assert counts[:, END_CAUSES.index("time_limit")].sum() >= 1
         assert counts[:, END_CAUSES.index("switch")].sum() == 0
         row = trainer._row(trainer.update(trainer.prepare_batch(trainer.collect()), False), 1.0, 1.0)
         for i, name in enumerate(trainer.task_names):
-            assert [row[f"ended/{name}/{cause}"] for cause in END_CAUSES] == list(trainer.end_counts[i])
+            assert [row[f"ended/{name}/{cause}"] for cause in END_CAUSES] == list(trainer.episodes.end_counts[i])
     finally:
         trainer.close()

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from mt_specialize.learning.ppo import (PPOConfig, clipped_surrogate, compute_gae, standardize_minibatch,
-                               standardize_per_task, value_loss)
+from mt_specialize.learning.ppo import PPOConfig, clipped_surrogate, standardize_minibatch, value_loss
+from mt_specialize.learning.rollout_buffer import compute_gae, standardize_per_task
 
 G, L = 0.9, 0.5
 

@@ -190,7 +190,7 @@ def test_a_switched_trajectory_is_valued_by_the_task_that_takes_the_robot_over(t
             if taken_over_by < 0 or rollout.terminated[t, i, e]:
                 continue
             assert k == (taken_over_by if bootstrap == "new_task" else i)
-            value = trainer.value(torch.from_numpy(trainer._normalize(final[None, None].repeat(T, axis=0))))
+            value = trainer.value(torch.from_numpy(trainer.policy_input(final[None, None].repeat(T, axis=0))))
             target = rollout.rewards[t, i, e] + gamma * float(value[k, 0])
             assert float(batch.returns[i, t * E + e]) == pytest.approx(target, rel=1e-5, abs=1e-4)
             checked += 1

@@ -16,7 +16,7 @@ from mt_specialize.config import TrainConfig, parse_count
 from mt_specialize.learning.specialize import n_split_entries
 from mt_specialize.stop_signals import StopOnSignals
 from mt_specialize.train import (Interrupted, RunBusyError, RunExistsError, Trainer, checkpoint_name,
-                                 checkpoint_paths, latest_checkpoint)
+                                 checkpoint_paths, latest_checkpoint, split_due)
 
 TIMING_COLUMNS = {"samples_per_s", "rollout_samples_per_s"}
 
@@ -64,6 +64,23 @@ def test_parse_count():
         parse_count("lots")
 
 
+@pytest.mark.parametrize("method, settings, split_at", [
+    ("ours", dict(jt=1536, sp=0.25), 1536),  # when the joint phase ends
+    ("random", dict(jt=768, sp=0.05), 768),
+    ("separate", {}, 0),  # before the first iteration
+    ("ours", dict(jt=1536, sp=0.0), None),  # nothing to split
+    ("joint", {}, None),
+    ("append", {}, None),
+])
+def test_the_split_schedule(tiny_experiment, method, settings, split_at):
+    """``split_due``, the one rule of when a run splits (``Trainer.begin`` and ``end_iteration`` ask it,
+    ``tracks_gradients`` scores until then): once, when the counted samples reach joint_samples."""
+    config = _config(tiny_experiment, method=method, **settings).resolved(3840, 384)
+    for samples in (0, 384, 767, 768, 1152, 1535, 1536, 3840):
+        assert split_due(config, False, samples) == (split_at is not None and samples >= split_at), samples
+        assert not split_due(config, True, samples)
+
+
 def test_ours_splits_top_fraction_at_jt_and_specializes(tiny_experiment, tmp_path):
     trainer = Trainer(_config(tiny_experiment, method="ours", jt=1536, sp=0.25), tmp_path / "run")
     shared_before = trainer.policy.effective_params()
@@ -97,9 +114,7 @@ def test_ours_splits_top_fraction_at_jt_and_specializes(tiny_experiment, tmp_pat
 def test_sp_zero_is_exactly_joint_training(tiny_experiment, tmp_path):
     Trainer(_config(tiny_experiment, method="ours", jt=1536, sp=0.0), tmp_path / "ours").run()
     Trainer(_config(tiny_experiment, method="joint"), tmp_path / "joint").run()
-    ours, joint = _metrics(tmp_path / "ours"), _metrics(tmp_path / "joint")
-    assert ours == joint
-    assert all(r["phase"] == "joint" for r in ours)
+    assert _metrics(tmp_path / "ours") == _metrics(tmp_path / "joint")
 
 
 def test_separate_shares_no_policy_or_value_entry(tiny_experiment, tmp_path):
@@ -107,7 +122,6 @@ def test_separate_shares_no_policy_or_value_entry(tiny_experiment, tmp_path):
     trainer.run()
     for net in (trainer.policy, trainer.value):
         assert all(bool(m.all()) for m in net.split_masks().values())
-    assert all(r["phase"] == "specialized" for r in _metrics(tmp_path / "sep"))
 
 
 def test_random_split_has_the_same_count_as_ours(tiny_experiment, tmp_path):
@@ -389,7 +403,8 @@ def test_a_run_started_from_a_checkpoint_trains_alike_in_a_group(tiny_experiment
 
 @pytest.mark.parametrize("change, message", [
     (dict(envs_per_task=2), "envs_per_task: it has 4, this run 2"),
-    (dict(method="joint", joint_samples=None, split_fraction=None), "method: it has 'ours', this run 'joint'"),
+    (dict(method="joint", joint_samples=None, split_fraction=None),
+     "method: it has 'gradient_guided', this run 'joint'"),
     (dict(samples=2 * 384), "it is at 1,536 samples, this run's budget"),
     (dict(start_from="missing_dir/ckpt.safetensors"), "does not exist"),
 ])

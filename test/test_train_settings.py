@@ -124,6 +124,19 @@ def test_per_step_normaliser_stores_observations_as_the_policy_saw_them(two_task
     trainer.close()
 
 
+def test_per_step_normaliser_with_the_authors_append(two_tasks, tmp_path):
+    """append_mode normalized puts the one-hot task id into the normaliser's input, also at the reset
+    observations a per-step normaliser starts from; a normalised constant is 0."""
+    config = dataclasses.replace(_config(two_tasks, obs_norm_update="per_step"), method="append",
+                                 append_mode="normalized")
+    trainer = Trainer(config, tmp_path / "run")
+    assert trainer.obs_rms.count.tolist() == pytest.approx([E + 1e-4] * 2)  # the reset observations
+    rollout = trainer.collect()
+    assert rollout.obs_norm.shape[-1] == trainer.policy_in == trainer.obs_dim + 2
+    assert np.abs(rollout.obs_norm[1:, ..., trainer.obs_dim:]).max() < 1e-3  # the one-hot, normalised
+    trainer.close()
+
+
 def test_reward_normalisation_and_clipped_env_actions(two_tasks, tmp_path):
     trainer = Trainer(_config(two_tasks, reward_norm=True, reward_clip=10.0, clip_env_actions=True, gamma=0.98),
                       tmp_path / "run")

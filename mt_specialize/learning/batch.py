@@ -1,35 +1,13 @@
-"""The data of one PPO iteration: the ``Rollout`` as collected and the ``Batch`` the update consumes.
+"""The ``Batch`` one PPO update consumes (``rollout_buffer.RolloutBuffer.to_batch`` builds it).
 
-Shapes: S control steps per iteration, T tasks, E envs per task, N = S * E samples per task,
-B samples per task in a minibatch. ``Rollout`` is time-major NumPy (as the envs step);
+Shapes: T tasks, N samples per task (S steps x E envs), B samples per task in a minibatch.
 ``Batch`` is task-major torch (as the per-task networks compute).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-import numpy as np
 import torch
-
-
-@dataclass
-class Rollout:
-    """``S`` control steps on every env, as ``Trainer.collect`` returns them."""
-
-    obs: np.ndarray  #: (S+1, T, E, obs_dim) float64 raw observations; [S] is the state reached after the last step
-    actions: np.ndarray  #: (S, T, E, act_dim) float32 sampled actions, before any clipping to [-1, 1]
-    rewards: np.ndarray  #: (S, T, E) float64 rewards (scaled when ``ppo.reward_norm``)
-    terminated: np.ndarray  #: (S, T, E) bool: the episode ended in a terminal state (no bootstrap)
-    truncated: np.ndarray  #: (S, T, E) bool: the episode was cut (time limit, task switch): bootstrap
-    #: (step, task, env, final observation) of every cut episode: the state reached, to bootstrap
-    #: from; raw (obs_dim,) float64, or (policy_in,) float32 normalised when seen if ``obs_norm`` is set
-    truncated_obs: list[tuple[int, int, int, np.ndarray]]
-    #: (S+1, T, E, policy_in) float32 policy inputs as normalised when seen
-    #: (``ppo.obs_norm_update == 'per_step'``), else None (normalised after the rollout)
-    obs_norm: np.ndarray | None = None
-    #: per entry of ``truncated_obs``, the task whose value bootstraps it (a task switch can hand the
-    #: robot to another task, ``task_switch_bootstrap``); None = each entry's own task
-    truncated_value_task: list[int] | None = None
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""PPO math (pure torch, no state): GAE, clipped surrogate, value loss, per-task standardisation.
+"""PPO math (pure torch, no state): clipped surrogate, value loss, minibatch standardisation; ``PPOConfig``.
 
-Shapes: ``S`` = rollout steps, ``N`` = parallel envs (any flattening of tasks × envs), ``T`` =
-tasks, ``B`` = samples per task in a minibatch. Rewards and values are in return units.
+Shapes: ``T`` = tasks, ``B`` = samples per task in a minibatch. Values are in return units. GAE and
+the per-iteration advantage standardisation are built with the batch (``rollout_buffer``).
 Hyper-parameters follow OpenAI baselines ``ppo1`` (what the paper's authors used).
 """
 
@@ -14,12 +14,10 @@ import torch
 
 __all__ = [
     "PPOConfig",
-    "compute_gae",
     "clipped_surrogate",
     "clipped_surrogate_with_grad",
     "value_loss_with_grad",
     "value_loss",
-    "standardize_per_task",
     "standardize_minibatch",
     "ADVANTAGE_NORMS",
     "INITS",
@@ -29,46 +27,6 @@ __all__ = [
 ADVANTAGE_NORMS = ("per_task_iteration", "per_task_env", "per_minibatch", "none")
 INITS = ("normc", "orthogonal")
 OBS_NORM_UPDATES = ("per_iteration", "per_step")
-
-
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor,
-                terminated: torch.Tensor, episode_end: torch.Tensor,
-                gamma: float = 0.99, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over a rollout of ``S`` steps and ``N`` envs.
-
-    Args:
-        rewards: (S, N) reward r_t received after acting at step t.
-        values: (S, N) V(s_t).
-        next_values: (S, N) V(s_{t+1}) of the observation that followed step t. For a step that
-            ended a *truncated* episode this is V of the final (pre-reset) observation; for the
-            rollout's last step it is V of the next observation. Ignored where ``terminated``.
-        terminated: (S, N) bool, true terminal state at t+1: no bootstrap (V(s_{t+1}) := 0).
-        episode_end: (S, N) bool, terminated OR truncated at step t: the λ-trace is cut here
-            (the next row belongs to a new episode).
-        gamma, lam: discount and GAE λ.
-
-    Returns:
-        advantages (S, N) and returns (S, N) = advantages + values (the value targets).
-
-    ``delta_t = r_t + γ (1 - term_t) V(s_{t+1}) - V(s_t)``,
-    ``A_t = delta_t + γ λ (1 - end_t) A_{t+1}``.
-    """
-    shape = rewards.shape
-    for name, x in (("values", values), ("next_values", next_values), ("terminated", terminated),
-                    ("episode_end", episode_end)):
-        if x.shape != shape:
-            raise ValueError(f"compute_gae: {name} has shape {tuple(x.shape)}, rewards {tuple(shape)}")
-    if rewards.dim() != 2:
-        raise ValueError(f"compute_gae expects (S, N) tensors, got {tuple(shape)}")
-    not_term = 1.0 - terminated.to(values.dtype)
-    not_end = 1.0 - episode_end.to(values.dtype)
-    deltas = rewards + gamma * not_term * next_values - values
-    adv = torch.zeros_like(values)
-    last = torch.zeros_like(values[0])
-    for t in range(shape[0] - 1, -1, -1):
-        last = deltas[t] + gamma * lam * not_end[t] * last
-        adv[t] = last
-    return adv, adv + values
 
 
 def _surrogate_terms(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor,
@@ -125,31 +83,6 @@ def value_loss(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
     if values.shape != returns.shape:
         raise ValueError(f"value_loss: shapes differ {tuple(values.shape)} vs {tuple(returns.shape)}")
     return ((values - returns) ** 2).mean(dim=-1)
-
-
-def standardize_per_task(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(T, N, ...) -> same shape, zero mean / unit (population) std within each task.
-
-    ppo1 uses ``(a - a.mean()) / a.std()`` (numpy, ddof=0); ``eps`` guards a constant batch.
-    """
-    if adv.dim() < 2:
-        raise ValueError(f"standardize_per_task expects (T, N, ...), got {tuple(adv.shape)}")
-    flat = adv.reshape(adv.shape[0], -1)
-    mean = flat.mean(dim=1, keepdim=True)
-    std = flat.std(dim=1, unbiased=False, keepdim=True)
-    return ((flat - mean) / (std + eps)).reshape(adv.shape)
-
-
-def standardize_per_task_env(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(T, S, E) -> same shape, zero mean / unit (population) std within each task's env, over its
-    S steps: the authors' ``pposgd_split.py``, where each MPI worker steps one env per task and
-    standardises that segment, ``atarg = (atarg - atarg.mean()) / atarg.std()`` (numpy, ddof=0);
-    ``eps`` guards a constant segment."""
-    if adv.dim() != 3:
-        raise ValueError(f"standardize_per_task_env expects (T, S, E), got {tuple(adv.shape)}")
-    mean = adv.mean(dim=1, keepdim=True)
-    std = adv.std(dim=1, unbiased=False, keepdim=True)
-    return (adv - mean) / (std + eps)
 
 
 OPTIMIZERS = ("mixed", "per_task")
