@@ -46,6 +46,7 @@ import yaml
 from mt_specialize.envs.tasks import END_CAUSES
 from mt_specialize.plots import plt, read_metrics
 from mt_specialize.run_dir import RunDir
+from paper.reproduce import POLICY, REPORT_CELL
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "paper_results.yaml"
 from mt_specialize.profiles import NAMES as PROFILES  # the values config.yaml's `profile` may take; absent means none
@@ -1406,7 +1407,7 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
             written.append(path)
     from mt_specialize.plots import plot_split
 
-    for run_dir in sorted(Path(root).glob("*/ours_jt400k_sp25/seed1")):  # which weights the score split
+    for run_dir in sorted(Path(root).glob(f"*/{REPORT_CELL}")):  # which weights the score split
         if run_profile(run_dir) != grid.profile:
             continue
         path = plot_split(run_dir, out / f"split_{run_dir.parent.parent.name}_seed1{suffix}.png")
@@ -1439,8 +1440,8 @@ def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
     from mt_specialize.train import latest_checkpoint
 
     written = []
-    for run_dir in sorted(root.glob("*/ours_jt400k_sp25/seed1")):
-        path = latest_checkpoint(run_dir) or (run_dir / "policy.safetensors")  # archived grids keep the latter
+    for run_dir in sorted(root.glob(f"*/{REPORT_CELL}")):
+        path = latest_checkpoint(run_dir) or (run_dir / POLICY)  # archived grids keep the latter
         if not path.exists():
             continue
         policy = InferencePolicy.from_checkpoint(path)

@@ -219,6 +219,38 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
     assert restore_grid(tmp_path / "archive", tmp_path / "b") == []
 
 
+def test_a_finished_cells_archive_keeps_only_what_the_report_reads(tmp_path):
+    """A finished cell is archived without checkpoints; split.safetensors and the slim final policy
+    only in the report's cell (ours jt=400k sp=25% seed 1: the split figure and the gaits). An archive
+    holding more (written by an earlier archiver) loses it when archived again."""
+    from mt_specialize.learning.inference import InferencePolicy
+    from mt_specialize.run_dir import latest_checkpoint
+    from paper.reproduce import REPORT_CELL, archive_grid
+
+    spec = RunSpec("three_hoppers", "ours", 1, ONE_ITERATION, 0.25)  # splits after one iteration
+    report_cell = tmp_path / "grid" / "three_hoppers" / REPORT_CELL
+    Trainer(spec.config(2 * ONE_ITERATION), report_cell).run()
+    other = tmp_path / "grid" / "three_hoppers" / "ours_jt400k_sp5" / "seed1"
+    shutil.copytree(report_cell, other)
+    assert (other / "split.safetensors").is_file() and latest_checkpoint(other) is not None
+
+    def archived(cell):
+        return sorted(p.relative_to(cell).as_posix() for p in cell.rglob("*") if p.is_file())
+
+    archive = tmp_path / "archive" / "three_hoppers"
+    assert len(archive_grid(tmp_path / "grid", tmp_path / "archive")) == 2
+    assert archived(archive / REPORT_CELL) == ["config.yaml", "metrics.csv.gz", "policy.safetensors",
+                                               "split.safetensors", "summary.json"]
+    assert archived(archive / "ours_jt400k_sp5" / "seed1") == ["config.yaml", "metrics.csv.gz", "summary.json"]
+    policy = InferencePolicy.from_checkpoint(archive / REPORT_CELL / "policy.safetensors")
+    assert policy.task_names == ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
+    (archive / "ours_jt400k_sp5" / "seed1" / "checkpoints").mkdir()
+    shutil.copy(latest_checkpoint(other), archive / "ours_jt400k_sp5" / "seed1" / "checkpoints")
+    shutil.copy(other / "split.safetensors", archive / "ours_jt400k_sp5" / "seed1")
+    assert archive_grid(tmp_path / "grid", tmp_path / "archive") == []  # both archived already: only trimmed
+    assert archived(archive / "ours_jt400k_sp5" / "seed1") == ["config.yaml", "metrics.csv.gz", "summary.json"]
+
+
 def test_a_cell_the_revert_rule_stopped_is_reported_archived_and_not_retried(tmp_path):
     """A cell whose run stopped for good (RevertLoop, forced here by fake episodes of return -1e4 in its
     return buffer) is reported failed with the reason and left as it is; the others run; the archive
@@ -247,6 +279,7 @@ def test_a_cell_the_revert_rule_stopped_is_reported_archived_and_not_retried(tmp
     assert metrics.stat().st_mtime_ns == stamp  # not retried
     archive_grid(tmp_path / "grid", tmp_path / "archive")
     assert (tmp_path / "archive" / failing.name / "failure.json").is_file()
+    assert not (tmp_path / "archive" / failing.name / "checkpoints").exists()  # it never resumes
     restore_grid(tmp_path / "archive", tmp_path / "elsewhere")
     assert run_status(tmp_path / "elsewhere" / failing.name)[0] == "failed"
 
