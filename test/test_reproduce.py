@@ -88,7 +88,18 @@ def test_local_grid_runs_skips_finished_and_resumes_interrupted(tmp_path):
     joint_line = next(line for line in table.splitlines() if line.startswith("| sp=0% |"))
     assert "1601.94" in joint_line and "(1 seed)" in joint_line
     assert "| append | 1603.91 |" in table
-    assert (tmp_path / "results" / "fig3_three_hoppers.png").stat().st_size > 1000
+    assert (tmp_path / "results" / "fig3_three_hoppers.png").is_file()
+    # Fig. 3's left panel: each method's one seed, samples (millions) against its pooled return
+    from mt_specialize.plots import read_metrics
+    from paper.report import collect_grids, write_figures
+
+    (tmp_path / "figures").mkdir()
+    figures = write_figures(collect_grids(root, references=())[0], tmp_path / "figures")
+    curves = {line.get_label(): line for line in figures[tmp_path / "figures" / "fig3_three_hoppers.png"].axes[0].get_lines()}
+    for spec, label in ((joint, "sp=0% (n=1)"), (append, "append (n=1)")):
+        rows = read_metrics(root / spec.name)
+        assert list(curves[label].get_xdata()) == [r["samples"] / 1e6 for r in rows]
+        assert list(curves[label].get_ydata()) == [r["return_pooled"] for r in rows]
 
 
 def _free_port():
