@@ -124,7 +124,7 @@ def paper_grid(seeds: Iterable[int] | None = None) -> list[RunSpec]:
     return grid
 
 
-# The paper profile's three corrections of SPEC §5c (docs/paper_profile_rules.md), each undone by
+# The paper profile's three corrections (docs/method.md, Profiles; docs/paper_profile_rules.md), each undone by
 # settings: the profile as the first paper grid ran it (results/grid_paper) is all three undone.
 AS_FIRST_GRID = {
     "velocity_limit": {"physics": (("state_velocity_scale", 1.0),)},  # the biped's limit on raw qvel
