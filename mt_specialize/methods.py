@@ -19,7 +19,7 @@ JointPhase = Literal["budget", "none", "chosen"]
 
 @dataclass(frozen=True)
 class Method:
-    """One way to train the tasks (SPEC §5).
+    """One way to train the tasks (docs/method.md, The algorithm).
 
     name:            the name in the API, configs and the command line
     summary:         one line for help texts

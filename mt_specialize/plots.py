@@ -36,8 +36,10 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return rows
 
 
-def plot_run(run_dir: str | Path) -> Path | None:
-    """Per-task mean episode return (last 100 episodes) against samples; a line marks the split."""
+def plot_run(run_dir: str | Path):
+    """Per-task mean episode return (last 100 episodes) against samples (millions), then the pooled
+    return; a line marks the split. Saved to RUN_DIR/learning_curve.png; returns the matplotlib Figure
+    (closed, its lines hold the plotted data), or None when the run has no metrics."""
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir)
     if not rows:
@@ -63,12 +65,13 @@ def plot_run(run_dir: str | Path) -> Path | None:
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, out)
-    return out
+    return fig
 
 
-def plot_split(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
-    """Bar chart of the fraction of each policy tensor that was split (RUN_DIR/split.safetensors),
-    written to ``out`` (default RUN_DIR/split.png)."""
+def plot_split(run_dir: str | Path, out: str | Path | None = None):
+    """Bar chart of the fraction of each policy tensor that was split (RUN_DIR/split.safetensors; tensors
+    ordered by module and layer), written to ``out`` (default RUN_DIR/split.png); returns the matplotlib
+    Figure (closed, its bars hold the plotted fractions), or None when the run has no split file."""
     from .learning.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
@@ -97,4 +100,4 @@ def plot_split(run_dir: str | Path, out: str | Path | None = None) -> Path | Non
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, out)
-    return out
+    return fig

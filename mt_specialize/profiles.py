@@ -50,7 +50,7 @@ TRAINING: dict[str, dict[str, Any]] = {
         # atarg = (atarg - atarg.mean()) / atarg.std() on each worker's segment of each task
         "advantage_norm": "per_task_env",
     },
-    # SPEC §4-5 as written: mixed-task minibatches, no revert, raw one-hot, variance score
+    # docs/method.md's algorithm as first built: mixed-task minibatches, no revert, raw one-hot, variance score
     "mujoco": {"optimizer": "mixed", "revert_drop_bound": "off", "append_mode": "raw",
                "score_statistic": "variance", "split_count": "round", "time_limit": "bootstrap",
                "envs_per_task": 16, "advantage_norm": "per_task_iteration"},

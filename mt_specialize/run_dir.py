@@ -1,6 +1,6 @@
 """The run directory of one training run: its lock, config.yaml, metrics and checkpoints.
 
-Layout (SPEC §8)::
+Layout (docs/method.md, What a run leaves behind)::
 
     .lock                  flock held by the process training the run
     config.yaml            resolved TrainConfig (a resumed run must match it)

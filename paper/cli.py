@@ -5,6 +5,9 @@
     python -m paper archive [--root runs/grid_paper] [--to results/grid_paper]
     python -m paper steps [--root runs/profile_steps] [--grid-root runs/grid_paper2] [--out results]
     python -m paper engines [--mujoco-root runs/grid_paper2] [--dart-root runs/grid_paper_dart] [--out results]
+    python -m paper kl-spikes [--root results/grid]
+    python -m paper walker2d-probe OUT [--body walker2d|ours] [--ankle-gear G] [--integrator euler|rk4] ...
+    python -m paper walker2d-figure [--probes results/probes/walker2d_body]
 
 ``reproduce`` runs (or resumes) the paper's grid of training runs, ``report`` writes Table I, the
 figures and the gait GIFs from the grid's run directories, ``archive`` copies a grid's results and
@@ -12,6 +15,8 @@ resume points to a small directory kept in git, ``steps`` writes profile_steps.m
 corrections measured one at a time (``reproduce --grid profile_steps``) beside the paper grid's cells,
 ``engines`` writes engines.md: the cells run on DART (``reproduce --profile paper_dart``) beside the same
 cells on MuJoCo and the paper's figure.
+``kl-spikes``, ``walker2d-probe`` and ``walker2d-figure`` are the probes kept (``paper/probes.py``; what
+every probe found: ``results/probes/README.md``).
 """
 from __future__ import annotations
 
@@ -182,6 +187,37 @@ def cmd_engines(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kl_spikes(args: argparse.Namespace) -> int:
+    from paper.probes import kl_spikes, kl_spikes_lines
+
+    if not Path(args.root).is_dir():
+        raise FileNotFoundError(f"--root {args.root}: no such directory")
+    counts = kl_spikes(args.root)
+    if not counts:
+        raise FileNotFoundError(f"--root {args.root}: no run directory with metrics (EXPERIMENT/VARIANT/seedN)")
+    print("\n".join(kl_spikes_lines(counts)))
+    return 0
+
+
+def cmd_walker2d_probe(args: argparse.Namespace) -> int:
+    from paper.probes import Walker2dProbe, walker2d_probe
+
+    probe = Walker2dProbe(body=args.body, ankle_gear=args.ankle_gear, integrator=args.integrator,
+                          damping=args.damping, armature=args.armature, friction=args.friction, method=args.method,
+                          seed=args.seed, samples=parse_count(args.samples, "--samples"))
+    print(walker2d_probe(probe, args.out, resume=args.resume))
+    return 0
+
+
+def cmd_walker2d_figure(args: argparse.Namespace) -> int:
+    from paper.probes import plot_walker2d_probes
+
+    out = Path(args.probes) / "per_task_returns.png"
+    plot_walker2d_probes(args.probes, args.grid_cell, out)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m paper", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -259,6 +295,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--at", default="3M", help="sample count the table reads (default 3M, as Table I)")
     p.set_defaults(func=cmd_engines)
+
+    from mt_specialize.envs.physics import INTEGRATORS
+    from paper.probes import WALKER2D_GRID_CELL, WALKER2D_PROBES_DIR, WALKER2D_ROBOTS
+
+    p = sub.add_parser("kl-spikes", help="a grid's approx_kl spikes per experiment, and the task collapses after them")
+    p.add_argument("--root", default="results/grid", help="run directories or an archive (default results/grid)")
+    p.set_defaults(func=cmd_kl_spikes)
+
+    p = sub.add_parser("walker2d-probe", help="the biped's two tasks on Walker2d-v5's body or ours, settings changed "
+                                              "one at a time (results/probes/walker2d_body)")
+    p.add_argument("out", help="the probe's run directory")
+    p.add_argument("--body", choices=sorted(WALKER2D_ROBOTS), default="walker2d")
+    p.add_argument("--ankle-gear", type=float, help="gear of both ankle motors, N·m (ours 20, Walker2d 100)")
+    p.add_argument("--integrator", choices=INTEGRATORS, help="ours euler, Walker2d rk4")
+    p.add_argument("--damping", type=float, help="damping of the 6 hinges (ours 1.0, Walker2d 0.1)")
+    p.add_argument("--armature", type=float, help="armature of the 6 hinges (ours 1.0, Walker2d 0.01)")
+    p.add_argument("--friction", type=float, help="sliding friction of every geom (ours 0.9, Walker2d 0.7-1.9)")
+    p.add_argument("--method", default="separate")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--samples", default="3M", help="budget (default 3M)")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=cmd_walker2d_probe)
+
+    p = sub.add_parser("walker2d-figure", help="per_task_returns.png of the recorded Walker2d-body probes")
+    p.add_argument("--probes", default=str(WALKER2D_PROBES_DIR), help="the probes' directory (default %(default)s)")
+    p.add_argument("--grid-cell", default=str(WALKER2D_GRID_CELL),
+                   help="the grid's run drawn beside them (default %(default)s)")
+    p.set_defaults(func=cmd_walker2d_figure)
     return parser
 
 

@@ -46,6 +46,7 @@ import yaml
 from mt_specialize.envs.tasks import END_CAUSES
 from mt_specialize.plots import plt, read_metrics
 from mt_specialize.run_dir import RunDir
+from paper.reproduce import POLICY, REPORT_CELL
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "paper_results.yaml"
 from mt_specialize.profiles import NAMES as PROFILES  # the values config.yaml's `profile` may take; absent means none
@@ -699,10 +700,10 @@ def end_cause_bins(runs, experiment: str, variants: Sequence[str] = tuple(MAIN_V
 
 
 def plot_end_causes(runs, experiment: str, path: Path, variants: Sequence[str] = tuple(MAIN_VARIANTS),
-                    bins: int = END_CAUSE_BINS) -> Path | None:
+                    bins: int = END_CAUSE_BINS):
     """One panel per task: stacked bars of the share of the trajectories ended in each bin of real
-    samples by each cause, the runs of ``variants`` pooled (:func:`end_cause_bins`); None when no run
-    of ``experiment`` counts them."""
+    samples by each cause, the runs of ``variants`` pooled (:func:`end_cause_bins`), saved to ``path``;
+    returns the Figure, or None (nothing written) when no run of ``experiment`` counts them."""
     grid = _as_grid(runs)
     edges, counts, n_runs = end_cause_bins(grid, experiment, variants, bins)
     if not n_runs:
@@ -730,11 +731,8 @@ def plot_end_causes(runs, experiment: str, path: Path, variants: Sequence[str] =
     fig.suptitle(f"{experiment}: why trajectories ended, {n_runs} run{'' if n_runs == 1 else 's'}{of} pooled "
                  f"[profile {grid.profile}]", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.3 / fig.get_figwidth(), 1))
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    _save(fig, path, tight=False)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------- corrections one at a time
@@ -1321,17 +1319,20 @@ def plot_curves(ax, variants: dict, key: str = "return_pooled", only: list[str] 
     ax.grid(alpha=0.3)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, tight: bool = True) -> None:
+    """Write ``fig`` to ``path`` atomically and close it (its data stay readable)."""
     tmp = path.with_suffix(".tmp.png")
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
 
 
-def plot_jt_sp_grid(runs, experiment: str, path: Path, at: int = TABLE_AT) -> Path | None:
-    """Table I's 3x3 block as two heat maps, the paper's and ours (mean over the seeds at ``at``;
-    n in each cell); None if no ``ours`` cell of the sweep has reached ``at``."""
+def plot_jt_sp_grid(runs, experiment: str, path: Path, at: int = TABLE_AT):
+    """Table I's 3x3 block as two heat maps, the paper's and ours (mean over the seeds at ``at``, rows jt
+    80k / 400k / 800k, columns sp 5 / 25 / 50 %; n in each cell), saved to ``path``; returns the Figure, or
+    None (nothing written) if no ``ours`` cell of the sweep has reached ``at``."""
     grid = _as_grid(runs)
     jts, sps = (80, 400, 800), (5, 25, 50)
     column = PAPER_COLUMN[experiment]
@@ -1361,16 +1362,17 @@ def plot_jt_sp_grid(runs, experiment: str, path: Path, at: int = TABLE_AT) -> Pa
         ax.set_title(f"{experiment}, {title}")
         fig.colorbar(image, ax=ax, fraction=0.046)
     _save(fig, path)
-    return path
+    return fig
 
 
-def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -> list[Path]:
-    """The figures of one grid into ``out`` (file names end in ``suffix``)."""
+def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -> dict[Path, object]:
+    """The figures of one grid into ``out`` (file names end in ``suffix``); returns {path: matplotlib
+    Figure} in the order written (closed figures: their lines and images hold the plotted data)."""
     grid = _as_grid(runs)
     root = grid.root if root is None else Path(root)
     runs = grid.runs
     tag = f" [profile {grid.profile}]"
-    written = []
+    written = {}
     for number, experiment in ((3, "three_hoppers"), (5, "biped_fwd_bwd")):
         if experiment not in runs:
             continue
@@ -1383,7 +1385,7 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
             ax.legend(fontsize=7)
         path = out / f"fig{number}_{experiment}{suffix}.png"
         _save(fig, path)
-        written.append(path)
+        written[path] = fig
     for experiment in PAPER_COLUMN:  # the pooled number hides which task fails
         variants = runs.get(experiment)
         if not variants:
@@ -1399,19 +1401,21 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
             ax.legend(fontsize=7)
         path = out / f"per_task_{experiment}{suffix}.png"
         _save(fig, path)
-        written.append(path)
+        written[path] = fig
     for experiment in ("three_hoppers", "biped_fwd_bwd"):
-        path = plot_jt_sp_grid(grid, experiment, out / f"jt_sp_{experiment}{suffix}.png")
-        if path:
-            written.append(path)
+        path = out / f"jt_sp_{experiment}{suffix}.png"
+        fig = plot_jt_sp_grid(grid, experiment, path)
+        if fig:
+            written[path] = fig
     from mt_specialize.plots import plot_split
 
-    for run_dir in sorted(Path(root).glob("*/ours_jt400k_sp25/seed1")):  # which weights the score split
+    for run_dir in sorted(Path(root).glob(f"*/{REPORT_CELL}")):  # which weights the score split
         if run_profile(run_dir) != grid.profile:
             continue
-        path = plot_split(run_dir, out / f"split_{run_dir.parent.parent.name}_seed1{suffix}.png")
-        if path:
-            written.append(path)
+        path = out / f"split_{run_dir.parent.parent.name}_seed1{suffix}.png"
+        fig = plot_split(run_dir, path)
+        if fig:
+            written[path] = fig
     if any(e in runs for e in TORSO_MASS_EXPERIMENTS):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False)
         for ax, experiment in zip(axes[0], TORSO_MASS_EXPERIMENTS):
@@ -1421,13 +1425,14 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
             ax.set_title(f"{experiment.split('_')[-1]} kg vs 15 kg torso{tag}")
         path = out / f"fig6_torso_mass{suffix}.png"
         _save(fig, path)
-        written.append(path)
+        written[path] = fig
     else:  # no torso-mass run of this profile yet: a figure left by an older report is not this profile's
         (out / f"fig6_torso_mass{suffix}.png").unlink(missing_ok=True)
     for experiment in sorted(runs):  # why trajectories ended (runs that count it)
-        path = plot_end_causes(grid, experiment, out / f"end_causes_{experiment}{suffix}.png")
-        if path:
-            written.append(path)
+        path = out / f"end_causes_{experiment}{suffix}.png"
+        fig = plot_end_causes(grid, experiment, path)
+        if fig:
+            written[path] = fig
     return written
 
 
@@ -1439,8 +1444,8 @@ def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
     from mt_specialize.train import latest_checkpoint
 
     written = []
-    for run_dir in sorted(root.glob("*/ours_jt400k_sp25/seed1")):
-        path = latest_checkpoint(run_dir) or (run_dir / "policy.safetensors")  # archived grids keep the latter
+    for run_dir in sorted(root.glob(f"*/{REPORT_CELL}")):
+        path = latest_checkpoint(run_dir) or (run_dir / POLICY)  # archived grids keep the latter
         if not path.exists():
             continue
         policy = InferencePolicy.from_checkpoint(path)
@@ -1544,7 +1549,7 @@ def write_report(root, out: str | Path, gaits: bool = True, at: int = TABLE_AT,
             suffix += f"_{k}"
         used_suffixes.add(suffix)
         parts += [""] + _grid_section(grid, at, suffix)
-        figures += write_figures(grid, out, suffix=suffix)
+        figures += list(write_figures(grid, out, suffix=suffix))
     csv_path = write_run_rows(grids, out / "table1_runs.csv", at)
     parts += ["", f"Every run's row that the tables read, both readings: [{csv_path.name}]({csv_path.name})."]
     parts += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]

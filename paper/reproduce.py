@@ -124,7 +124,7 @@ def paper_grid(seeds: Iterable[int] | None = None) -> list[RunSpec]:
     return grid
 
 
-# The paper profile's three corrections of SPEC §5c (docs/paper_profile_rules.md), each undone by
+# The paper profile's three corrections (docs/method.md, Profiles; docs/paper_profile_rules.md), each undone by
 # settings: the profile as the first paper grid ran it (results/grid_paper) is all three undone.
 AS_FIRST_GRID = {
     "velocity_limit": {"physics": (("state_velocity_scale", 1.0),)},  # the biped's limit on raw qvel
@@ -451,19 +451,24 @@ class _GridProgress:
 
 # -- carrying the grid across machines and sessions -----------------------------------------------
 ARCHIVED_FILES = ("config.yaml", "metrics.csv", "summary.json", "split.safetensors", "failure.json")
-ARCHIVED_METRICS = "metrics.csv.gz"  # the archive keeps metrics.csv gzip-compressed (5-6x smaller)
-GAIT_CELL = "ours_jt400k_sp25/seed1"  # its final policy is kept (slim) for the report's gait GIFs
+ARCHIVED_METRICS = "metrics.csv.gz"  # the archive keeps metrics.csv gzip-compressed (about 2x smaller)
+# the cell whose split masks (split figure) and final policy (gait GIFs) the report draws, per experiment
+REPORT_CELL = "ours_jt400k_sp25/seed1"
+POLICY = "policy.safetensors"  # the report cell's final policy, slim (``InferencePolicy.export``)
 
 
 def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
     """Copy what the grid's results and its continuation need into ``archive`` (small, git-friendly).
 
     Per cell: config.yaml, metrics.csv (whole lines only, gzip-compressed: metrics.csv.gz, which the
-    report reads as it is and ``restore_grid`` expands), summary.json, split.safetensors; for an
-    unfinished cell also its newest checkpoint, so ``restore_grid`` + ``reproduce`` continue it
-    elsewhere. TensorBoard files and older checkpoints stay behind. Returns the cells archived.
+    report reads as it is and ``restore_grid`` expands), summary.json, failure.json. An unfinished cell
+    also keeps split.safetensors and its newest checkpoint, so ``restore_grid`` + ``reproduce`` continue
+    it elsewhere. A finished cell (done, or stopped for good) keeps no checkpoint and, outside
+    ``REPORT_CELL``, no split.safetensors; the ``REPORT_CELL`` keeps its split and its final policy
+    (slim, policy.safetensors). TensorBoard files and older checkpoints stay behind. Cells archived
+    before keep no more than that either. Returns the cells archived.
     """
-    from mt_specialize.train import checkpoint_paths, latest_checkpoint
+    from mt_specialize.run_dir import latest_checkpoint
 
     root, archive = Path(root), Path(archive)
     archived = []
@@ -472,21 +477,24 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
         name = str(run_dir.relative_to(root))
         target = archive / name
         status, reached = run_status(run_dir)
-        if run_status(target) == (status, reached) and status == "done":
-            continue  # already archived
-        target.mkdir(parents=True, exist_ok=True)
+        finished = status in ("done", "failed")
         newest = latest_checkpoint(run_dir)
-        for stale in checkpoint_paths(target):
-            if newest is None or stale.name != newest.name or status == "done":
-                stale.unlink()
-        if status != "done" and newest is not None and not (target / "checkpoints" / newest.name).exists():
-            (target / "checkpoints").mkdir(exist_ok=True)
-            _atomic_copy(newest, target / "checkpoints" / newest.name)
-        if status == "done" and newest is not None and name.endswith(GAIT_CELL):
+        report_cell = name.endswith(REPORT_CELL)
+        up_to_date = finished and run_status(target) == (status, reached)
+        target.mkdir(parents=True, exist_ok=True)
+        _drop_unkept(target, newest, finished, report_cell)
+        if finished and report_cell and newest is not None and not (up_to_date and (target / POLICY).exists()):
             from mt_specialize.learning.inference import InferencePolicy
 
-            InferencePolicy.export(newest, target / "policy.safetensors")  # for the report's gaits
+            InferencePolicy.export(newest, target / POLICY)  # for the report's gaits
+        if up_to_date:
+            continue
+        if not finished and newest is not None and not (target / "checkpoints" / newest.name).exists():
+            (target / "checkpoints").mkdir(exist_ok=True)
+            _atomic_copy(newest, target / "checkpoints" / newest.name)
         for file in ARCHIVED_FILES:
+            if file == "split.safetensors" and finished and not report_cell:
+                continue
             if (run_dir / file).exists():
                 data = (run_dir / file).read_bytes()
                 if file == "metrics.csv":  # the trainer may be appending: whole lines only
@@ -496,6 +504,21 @@ def archive_grid(root: str | Path, archive: str | Path) -> list[str]:
                 _atomic_write(target / file, data)
         archived.append(name)
     return archived
+
+
+def _drop_unkept(target: Path, newest: Path | None, finished: bool, report_cell: bool) -> None:
+    """Remove from archived cell ``target`` what the archive does not keep: while the run is unfinished,
+    every checkpoint but its ``newest``; once ``finished``, every checkpoint and, outside the report's
+    cell, split.safetensors."""
+    from mt_specialize.run_dir import checkpoint_paths
+
+    for stale in checkpoint_paths(target):
+        if finished or newest is None or stale.name != newest.name:
+            stale.unlink()
+    if (target / "checkpoints").is_dir() and not any((target / "checkpoints").iterdir()):
+        (target / "checkpoints").rmdir()
+    if finished and not report_cell:
+        (target / "split.safetensors").unlink(missing_ok=True)
 
 
 def restore_grid(archive: str | Path, root: str | Path) -> list[str]:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from paper.report import (Grid, accepted_row, collect_grids, comparison_table, iqm, iqm_interval,
-                                  permutation_p_value, poi_interval, probability_of_improvement, real_row,
-                                  run_profile, table_one, value_at, verdict)
+from paper.report import (PAPER_COLUMN, PAPER_TABLE_I, Grid, accepted_row, collect_grids, comparison_table, iqm,
+                          iqm_interval, permutation_p_value, poi_interval, probability_of_improvement, real_row,
+                          run_profile, table_one, value_at, verdict)
 
 M = 1_000_000
 
@@ -251,8 +251,14 @@ def test_jt_sp_heat_map_only_when_a_sweep_cell_reached_the_budget(tmp_path):
     runs = {"three_hoppers": {"ours_jt400k_sp25": {1: _rows(1000)}, "ours_jt80k_sp5": {1: _rows(900, until=2 * M)}}}
     assert plot_jt_sp_grid({"three_hoppers": {"joint": {1: _rows(500)}}}, "three_hoppers", tmp_path / "a.png") is None
     assert not (tmp_path / "a.png").exists()
-    path = plot_jt_sp_grid(runs, "three_hoppers", tmp_path / "b.png")
-    assert path == tmp_path / "b.png" and path.stat().st_size > 10_000
+    fig = plot_jt_sp_grid(runs, "three_hoppers", tmp_path / "b.png")
+    assert (tmp_path / "b.png").is_file()
+    paper, ours = (ax.images[0].get_array() for ax in fig.axes[:2])  # rows jt 80k / 400k / 800k, columns sp 5 / 25 / 50
+    column = PAPER_COLUMN["three_hoppers"]
+    assert paper.tolist() == [[PAPER_TABLE_I[f"ours_jt{jt}k_sp{sp}"][column] for sp in (5, 25, 50)]
+                              for jt in (80, 400, 800)]
+    assert ours[1, 1] == 1000.0  # ours_jt400k_sp25's one seed at 3M
+    assert ours.mask.sum() == 8  # every other cell empty: jt80k sp5 stopped at 2M
 
 
 README = ("# x\n\n<!-- verdict --><!-- /verdict -->\n<!-- n_done -->0<!-- /n_done --> runs\n\n<!-- table1 -->\nold table\n"
@@ -385,8 +391,12 @@ def test_a_stale_torso_mass_figure_is_removed_when_the_profile_has_no_torso_mass
     (out / "fig6_torso_mass.png").write_bytes(b"an older report's figure of another profile")
     write_figures({"three_hoppers": {"joint": {1: _rows(500)}}}, out)
     assert not (out / "fig6_torso_mass.png").exists()
-    write_figures({"torso_mass_3": {"joint": {1: _rows(500)}}}, out)
-    assert (out / "fig6_torso_mass.png").stat().st_size > 10_000
+    figures = write_figures({"torso_mass_3": {"joint": {1: _rows(500)}}}, out)
+    assert (out / "fig6_torso_mass.png").is_file()
+    three_kg = figures[out / "fig6_torso_mass.png"].axes[0]
+    line, = three_kg.get_lines()  # the one seed's curve: samples (millions) against its pooled return
+    assert line.get_label() == "sp=0% (n=1)"  # joint, in the paper's name
+    assert list(line.get_xdata()) == [1.0, 2.0, 3.0] and list(line.get_ydata()) == [r["return_pooled"] for r in _rows(500)]
 
 
 def test_runs_the_revert_rule_stopped_are_counted_apart_and_listed(tmp_path):
@@ -548,8 +558,15 @@ def test_end_cause_figure_bins_every_run_that_counts_them(tmp_path):
     assert list(counts["a"]["time_limit"]) == [0, 0, 2 + 3, 5]
     assert list(counts["a"]["non_finite"]) == [7, 0, 0, 0]
     assert list(counts["b"]["switch"]) == [0, 1, 0, 0] and list(counts["b"]["height"]) == [0, 0, 9, 0]
-    path = plot_end_causes(grid, "three_hoppers", tmp_path / "end.png")
-    assert path.stat().st_size > 10_000
+    fig = plot_end_causes(grid, "three_hoppers", tmp_path / "end.png", bins=4)
+    assert (tmp_path / "end.png").is_file()
+    for ax, task in zip(fig.axes, ("a", "b")):  # per bin, each cause's share of the task's ended trajectories
+        assert ax.get_title() == task
+        total = sum(counts[task].values())
+        drawn = {bars.get_label(): [bar.get_height() for bar in bars] for bars in ax.containers}
+        assert drawn.keys() == {cause for cause, n in counts[task].items() if n.any()}
+        for cause, heights in drawn.items():  # stacked: a bar's height is top - bottom, rounded
+            assert heights == pytest.approx(np.divide(counts[task][cause], total, out=np.zeros(4), where=total > 0))
     assert plot_end_causes(collect_grids(tmp_path / "x", ()) or {}, "three_hoppers", tmp_path / "no.png") is None
     # the report: a section and a figure per experiment whose runs count them, none for a grid that does not
     _write_run(tmp_path / "old", "three_hoppers/joint/seed1", REVERTED_RUN, profile="paper_v1")

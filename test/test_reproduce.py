@@ -88,7 +88,18 @@ def test_local_grid_runs_skips_finished_and_resumes_interrupted(tmp_path):
     joint_line = next(line for line in table.splitlines() if line.startswith("| sp=0% |"))
     assert "1601.94" in joint_line and "(1 seed)" in joint_line
     assert "| append | 1603.91 |" in table
-    assert (tmp_path / "results" / "fig3_three_hoppers.png").stat().st_size > 1000
+    assert (tmp_path / "results" / "fig3_three_hoppers.png").is_file()
+    # Fig. 3's left panel: each method's one seed, samples (millions) against its pooled return
+    from mt_specialize.plots import read_metrics
+    from paper.report import collect_grids, write_figures
+
+    (tmp_path / "figures").mkdir()
+    figures = write_figures(collect_grids(root, references=())[0], tmp_path / "figures")
+    curves = {line.get_label(): line for line in figures[tmp_path / "figures" / "fig3_three_hoppers.png"].axes[0].get_lines()}
+    for spec, label in ((joint, "sp=0% (n=1)"), (append, "append (n=1)")):
+        rows = read_metrics(root / spec.name)
+        assert list(curves[label].get_xdata()) == [r["samples"] / 1e6 for r in rows]
+        assert list(curves[label].get_ydata()) == [r["return_pooled"] for r in rows]
 
 
 def _free_port():
@@ -219,6 +230,38 @@ def test_archive_restore_resume_matches_an_uninterrupted_run(tmp_path):
     assert restore_grid(tmp_path / "archive", tmp_path / "b") == []
 
 
+def test_a_finished_cells_archive_keeps_only_what_the_report_reads(tmp_path):
+    """A finished cell is archived without checkpoints; split.safetensors and the slim final policy
+    only in the report's cell (ours jt=400k sp=25% seed 1: the split figure and the gaits). An archive
+    holding more (written by an earlier archiver) loses it when archived again."""
+    from mt_specialize.learning.inference import InferencePolicy
+    from mt_specialize.run_dir import latest_checkpoint
+    from paper.reproduce import REPORT_CELL, archive_grid
+
+    spec = RunSpec("three_hoppers", "ours", 1, ONE_ITERATION, 0.25)  # splits after one iteration
+    report_cell = tmp_path / "grid" / "three_hoppers" / REPORT_CELL
+    Trainer(spec.config(2 * ONE_ITERATION), report_cell).run()
+    other = tmp_path / "grid" / "three_hoppers" / "ours_jt400k_sp5" / "seed1"
+    shutil.copytree(report_cell, other)
+    assert (other / "split.safetensors").is_file() and latest_checkpoint(other) is not None
+
+    def archived(cell):
+        return sorted(p.relative_to(cell).as_posix() for p in cell.rglob("*") if p.is_file())
+
+    archive = tmp_path / "archive" / "three_hoppers"
+    assert len(archive_grid(tmp_path / "grid", tmp_path / "archive")) == 2
+    assert archived(archive / REPORT_CELL) == ["config.yaml", "metrics.csv.gz", "policy.safetensors",
+                                               "split.safetensors", "summary.json"]
+    assert archived(archive / "ours_jt400k_sp5" / "seed1") == ["config.yaml", "metrics.csv.gz", "summary.json"]
+    policy = InferencePolicy.from_checkpoint(archive / REPORT_CELL / "policy.safetensors")
+    assert policy.task_names == ["hopper_capsule", "hopper_box", "hopper_ellipsoid"]
+    (archive / "ours_jt400k_sp5" / "seed1" / "checkpoints").mkdir()
+    shutil.copy(latest_checkpoint(other), archive / "ours_jt400k_sp5" / "seed1" / "checkpoints")
+    shutil.copy(other / "split.safetensors", archive / "ours_jt400k_sp5" / "seed1")
+    assert archive_grid(tmp_path / "grid", tmp_path / "archive") == []  # both archived already: only trimmed
+    assert archived(archive / "ours_jt400k_sp5" / "seed1") == ["config.yaml", "metrics.csv.gz", "summary.json"]
+
+
 def test_a_cell_the_revert_rule_stopped_is_reported_archived_and_not_retried(tmp_path):
     """A cell whose run stopped for good (RevertLoop, forced here by fake episodes of return -1e4 in its
     return buffer) is reported failed with the reason and left as it is; the others run; the archive
@@ -247,6 +290,7 @@ def test_a_cell_the_revert_rule_stopped_is_reported_archived_and_not_retried(tmp
     assert metrics.stat().st_mtime_ns == stamp  # not retried
     archive_grid(tmp_path / "grid", tmp_path / "archive")
     assert (tmp_path / "archive" / failing.name / "failure.json").is_file()
+    assert not (tmp_path / "archive" / failing.name / "checkpoints").exists()  # it never resumes
     restore_grid(tmp_path / "archive", tmp_path / "elsewhere")
     assert run_status(tmp_path / "elsewhere" / failing.name)[0] == "failed"
 

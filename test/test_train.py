@@ -106,8 +106,16 @@ def test_ours_splits_top_fraction_at_jt_and_specializes(tiny_experiment, tmp_pat
     assert not torch.equal(effective["mean.0.weight"], shared_before["mean.0.weight"])
     assert summary["samples"] == 3840 and set(summary["returns"]) == {"hopper_capsule", "hopper_box",
                                                                       "hopper_ellipsoid"}
-    assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 1000
-    assert (tmp_path / "run" / "split.png").stat().st_size > 1000
+    # the figures the run wrote draw its metrics and its masks
+    from mt_specialize.plots import plot_run, plot_split
+
+    assert (tmp_path / "run" / "learning_curve.png").is_file() and (tmp_path / "run" / "split.png").is_file()
+    curves = {line.get_label(): line for line in plot_run(tmp_path / "run").axes[0].get_lines()}
+    assert list(curves["pooled (last 100 episodes)"].get_ydata()) == [float(r["return_pooled"]) for r in rows]
+    assert list(curves["hopper_box"].get_xdata()) == [int(r["samples"]) / 1e6 for r in rows]
+    bars = plot_split(tmp_path / "run").axes[0]
+    drawn = {label.get_text(): bar.get_height() for label, bar in zip(bars.get_xticklabels(), bars.patches)}
+    assert drawn == {name: float(mask.float().mean()) for name, mask in masks.items()}
     assert any((tmp_path / "run" / "tb").iterdir())
 
 

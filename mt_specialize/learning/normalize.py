@@ -1,4 +1,4 @@
-"""Per-task running mean / variance observation normaliser (SPEC §5: clip ±5) and the
+"""Per-task running mean / variance observation normaliser (clip ±5, docs/method.md) and the
 discounted-return reward scaler of Stable-Baselines3's ``VecNormalize``.
 
 Statistics are float64 and follow OpenAI baselines' ``RunningMeanStd`` (parallel-variance update
