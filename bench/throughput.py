@@ -1,6 +1,6 @@
 """Training throughput: ours vs Stable-Baselines3 PPO vs the MuJoCo physics bound, in one run.
 
-Prints (SPEC section 9: ratios measured in one run, on one machine):
+Prints (docs/design.md#research-tooling: ratios measured in one run, on one machine):
 
 (a) our training throughput (samples/s over whole iterations: rollout + GAE + PPO update) with the
     paper's PPO settings, joint phase and specialized phase separately, per experiment; also the

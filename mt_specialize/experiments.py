@@ -1,5 +1,5 @@
 """Experiments: named task sets with a batch size (samples per PPO iteration, all tasks together,
-split equally among them) and a sample budget (SPEC section 4).
+split equally among them) and a sample budget (docs/method.md#robots-and-tasks).
 
 ``get_experiment`` takes a built-in name or a YAML file::
 
@@ -14,7 +14,7 @@ split equally among them) and a sample budget (SPEC section 4).
         direction: 1             # +1 / -1 (default +1)
         torso_mass: 6.0          # kg (default: the URDF's)
         mass_scale: 1.0          # every link's mass and inertia (default 1)
-        gears: [200, 200, 200]   # torque scale per actuated joint, N*m per unit action (default SPEC's)
+        gears: [200, 200, 200]   # torque scale per actuated joint, N*m per unit action (default: the robot's)
         alive_bonus: 1.0         # default 1
         ctrl_cost: 0.001         # default: 1e-3 hopper, 0.1 biped
         speed_cap: 1.0           # m/s: speed rewarded at most this (default: none)
@@ -99,7 +99,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "biped_fwd_bwd": _builtin("biped_fwd_bwd", ("biped_forward", "biped_backward"), 8000),
     **{f"torso_mass_{m}": _builtin(f"torso_mass_{m}", ("hopper_torso15", f"hopper_torso{m}"), 4000)
        for m in (3, 8, 14)},
-    # not the paper's: SPEC's biped with Walker2d's 100 N*m ankles (tasks.BIPED_ANKLE100_GEARS)
+    # not the paper's: the built-in biped with Walker2d's 100 N*m ankles (tasks.BIPED_ANKLE100_GEARS)
     "biped_fwd_bwd_ankle100": _builtin("biped_fwd_bwd_ankle100",
                                        ("biped_forward_ankle100", "biped_backward_ankle100"), 8000),
     # not the paper's: the biped's two tasks on Gymnasium's Walker2d-v5 body

@@ -40,7 +40,7 @@ def _hand_dart_capsule_axial(radius, cylinder_length, mass):
 
 
 def test_dart_inertia_of_a_capsule_and_a_box_link_equals_a_hand_computation():
-    # capsule hopper's torso: r 0.05, cylinder 0.4 m (SPEC section 4), 3.534 kg
+    # capsule hopper's torso: r 0.05, cylinder 0.4 m (docs/method.md#robots-and-tasks), 3.534 kg
     hand_axial = _hand_dart_capsule_axial(0.05, 0.4, 3.534)
     assert hand_axial == pytest.approx(0.0043, abs=5e-5)  # authors-setup.md
     got = physics.dart_inertia("capsule", (0.05, 0.2, 0.0), 3.534)

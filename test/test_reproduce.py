@@ -308,7 +308,7 @@ def test_ppo_settings_reach_every_cell_and_a_run_refuses_to_resume_with_others(t
     for spec in specs:
         saved = yaml.safe_load((root / spec.name / "config.yaml").read_text())
         assert saved["ppo"]["minibatch_per_task"] == 88
-    plain = RunSpec("three_hoppers", "joint", 1)  # SPEC's 256: the finished-looking cell must not continue
+    plain = RunSpec("three_hoppers", "joint", 1)  # the profile's default 256: the finished-looking cell must not continue
     with pytest.raises(ValueError, match="minibatch_per_task"):
         Trainer(plain.config(ONE_ITERATION), root / plain.name, resume=True)
     with pytest.raises(ValueError, match="unknown ppo key"):

@@ -1,4 +1,4 @@
-"""URDF files and the URDF -> MuJoCo loader (SPEC section 4)."""
+"""URDF files and the URDF -> MuJoCo loader (docs/method.md#robots-and-tasks)."""
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,17 +13,17 @@ from mt_specialize.envs.robots import ROBOTS, RobotSpec, build_model
 
 DATA = Path(__file__).resolve().parent.parent / "config" / "experiments"
 HOPPERS = ("hopper_capsule", "hopper_box", "hopper_ellipsoid")
-SPEC_START_HEIGHTS = {"hopper_capsule": 1.25, "hopper_box": 1.371, "hopper_ellipsoid": 1.492, "biped": 1.25}
-SPEC_MASSES = {  # SPEC section 4, kg
+START_HEIGHTS = {"hopper_capsule": 1.25, "hopper_box": 1.371, "hopper_ellipsoid": 1.492, "biped": 1.25}
+MASSES = {  # docs/method.md#robots-and-tasks, kg
     "hopper_capsule": {"torso": 3.534, "thigh": 3.927, "leg": 2.714, "foot": 5.089},
     "hopper_box": {"torso": 3.888, "thigh": 4.320, "leg": 2.986, "foot": 5.598},
     "hopper_ellipsoid": {"torso": 4.241, "thigh": 4.712, "leg": 3.257, "foot": 6.107},
     "biped": {"torso": 3.534, "thigh": 3.927, "leg": 2.714, "foot": 2.941,
               "thigh_left": 3.927, "leg_left": 2.714, "foot_left": 2.941},
 }
-SPEC_GEARS = {**{h: (200.0,) * 3 for h in HOPPERS}, "biped": (100.0, 100.0, 20.0, 100.0, 100.0, 20.0)}
-# SPEC section 4, DART sizes (full extents / diameters; capsule: diameter, cylinder length) per link
-SPEC_DART_SIZES = {
+GEARS = {**{h: (200.0,) * 3 for h in HOPPERS}, "biped": (100.0, 100.0, 20.0, 100.0, 100.0, 20.0)}
+# docs/method.md#robots-and-tasks, DART sizes (full extents / diameters; capsule: diameter, cylinder length) per link
+DART_SIZES = {
     "hopper_capsule": {"torso": (0.1, 0.4), "thigh": (0.1, 0.45), "leg": (0.08, 0.5), "foot": (0.12, 0.39)},
     "hopper_box": {"torso": (0.11, 0.44, 0.11), "thigh": (0.11, 0.495, 0.11), "leg": (0.088, 0.55, 0.088),
                    "foot": (0.429, 0.132, 0.132)},
@@ -60,9 +60,9 @@ def test_urdf_and_model_agree(name):
     assert [model.body(i).name for i in range(1, model.nbody)] == links
     revolute = [j for j in root.findall("joint") if j.get("type") == "revolute"]
     assert [model.joint(i).name for i in range(model.njnt)] == list(robots.ROOT_JOINTS) + [j.get("name") for j in revolute]
-    for link in root.findall("link"):  # masses: URDF == SPEC == model
+    for link in root.findall("link"):  # masses: URDF == docs == model
         urdf_mass = float(link.find("inertial/mass").get("value"))
-        assert urdf_mass == pytest.approx(SPEC_MASSES[name][link.get("name")], rel=1e-6)
+        assert urdf_mass == pytest.approx(MASSES[name][link.get("name")], rel=1e-6)
         assert model.body(link.get("name")).mass[0] == pytest.approx(urdf_mass, rel=0.01)
     for joint in revolute:
         limit = joint.find("limit")
@@ -72,7 +72,7 @@ def test_urdf_and_model_agree(name):
         assert model.dof_damping[model.jnt_dofadr[jid]] == float(joint.find("dynamics").get("damping")) == 1.0
         assert joint.find("axis").get("xyz") == "0 -1 0"
     assert model.nu == len(revolute)
-    np.testing.assert_allclose(model.actuator_gear[:, 0], SPEC_GEARS[name])
+    np.testing.assert_allclose(model.actuator_gear[:, 0], GEARS[name])
     np.testing.assert_allclose(model.actuator_ctrlrange, [[-1.0, 1.0]] * model.nu)
     assert model.actuator_ctrllimited.all()
     assert model.opt.timestep == 0.002 and model.opt.integrator == mujoco.mjtIntegrator.mjINT_EULER
@@ -82,10 +82,10 @@ def test_urdf_and_model_agree(name):
 @pytest.mark.parametrize("name", list(ROBOTS))
 def test_standing_height_and_foot_clearance(name):
     model = build_model(name)
-    assert model.qpos0[1] == pytest.approx(SPEC_START_HEIGHTS[name], abs=1e-9)
+    assert model.qpos0[1] == pytest.approx(START_HEIGHTS[name], abs=1e-9)
     data = mujoco.MjData(model)
     assert _lowest_z(model, data) == pytest.approx(0.04, abs=1e-6)
-    assert data.xpos[model.body("torso").id][2] == pytest.approx(SPEC_START_HEIGHTS[name])
+    assert data.xpos[model.body("torso").id][2] == pytest.approx(START_HEIGHTS[name])
     data.qpos[1] = 2.0  # qpos[1] is the absolute torso height
     mujoco.mj_kinematics(model, data)
     assert data.xpos[model.body("torso").id][2] == pytest.approx(2.0)
@@ -94,7 +94,7 @@ def test_standing_height_and_foot_clearance(name):
 @pytest.mark.parametrize("name", HOPPERS)
 def test_hopper_geometry_matches_spec_sizes(name):
     model = build_model(name)
-    for link, dart in SPEC_DART_SIZES[name].items():
+    for link, dart in DART_SIZES[name].items():
         size = model.geom_size[model.body(link).geomadr[0]]
         if name == "hopper_capsule":  # radius = diameter / 2, half-length = cylinder length / 2
             np.testing.assert_allclose(size[:2], [dart[0] / 2, dart[1] / 2])

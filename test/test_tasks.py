@@ -1,4 +1,4 @@
-"""Tasks: observation, reward, termination, resets, Gymnasium envs (SPEC section 4)."""
+"""Tasks: observation, reward, termination, resets, Gymnasium envs (docs/method.md#robots-and-tasks)."""
 import dataclasses
 import math
 

@@ -1,4 +1,4 @@
-"""Robot families: the rules a task inherits from the kind of robot it drives (SPEC section 4).
+"""Robot families: the rules a task inherits from the kind of robot it drives (docs/method.md#robots-and-tasks).
 
 A family gives its tasks a default control cost and state limit, and the two posture rules of its
 termination: how low (or high) the torso may go and how far it may pitch. Everything else of a task's

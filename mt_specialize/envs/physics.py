@@ -93,7 +93,7 @@ PAPER_KNEE_PENALTY = profiles.PAPER_KNEE_PENALTY
 PAPER_STATE_LIMIT = profiles.PAPER_STATE_LIMIT
 DART_ENV_STATE_VELOCITY_SCALE = profiles.DART_ENV_STATE_VELOCITY_SCALE
 
-# today's loader for URDF robots (SPEC section 4; every setting's default)
+# today's loader for URDF robots (docs/method.md#robots-and-tasks; every setting's default)
 URDF_DEFAULTS = {"armature": 1.0, "friction": 0.9, "foot_friction": None, "contact": "default",
                  "joint_limits": "soft", "inertia": "true", "torso_inertia": "scaled",
                  "knee_limit_penalty": 0.0, "state_velocity_scale": 1.0, "integrator": "euler", "damping": None,

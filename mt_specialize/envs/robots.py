@@ -7,7 +7,7 @@ ellipsoid collision is a ``<mesh>`` plus an ``<mt_primitive type=... size=.../>`
 sizes); the loader swaps in the exact primitive and drops the mesh (see ``urdf/README.md``).
 
 Physics choices (MuJoCo side, not in the URDF): timestep 0.002 s, Euler integrator (first order,
-like DART's semi-implicit Euler; SPEC section 4), joint armature 1.0 kg*m^2 on the actuated hinges
+like DART's semi-implicit Euler; docs/method.md#robots-and-tasks), joint armature 1.0 kg*m^2 on the actuated hinges
 and 0 on the root joints (Gymnasium's hopper.xml), sliding friction 0.9 on every geom (Gymnasium's
 body geoms; its feet use 2.0/1.9, we keep 0.9), robot geoms collide with the floor only (Walker2d's
 ``conaffinity=0``). Joint damping comes from the URDF ``<dynamics damping>`` (1.0 for all built-ins).

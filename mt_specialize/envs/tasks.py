@@ -1,6 +1,6 @@
-"""Tasks: robot + reward + termination (SPEC section 4), vectorised, and one-env Gymnasium wrappers.
+"""Tasks: robot + reward + termination (docs/method.md#robots-and-tasks), vectorised, and one-env Gymnasium wrappers.
 
-Every built-in task (``TASKS``: the SPEC's hoppers and biped, the torso-mass hoppers, the biped with
+Every built-in task (``TASKS``: the hoppers and biped of docs/method.md, the torso-mass hoppers, the biped with
 100 N*m ankles, Gymnasium's Hopper-v5 and Walker2d-v5 bodies) is registered with Gymnasium when this
 module is imported, as ``mt_specialize/<TaskName>-v0`` (``env_id``: ``hopper_capsule`` ->
 ``mt_specialize/HopperCapsule-v0``); ``gym.make(id)``. ``mt-specialize list`` shows them.
@@ -14,10 +14,10 @@ cost 0.1, termination), the biped tasks' counterparts on Walker2d's body. Both k
 physics under every profile; run-wide physics settings still change them.
 
 Physics settings (``mt_specialize.envs.physics``): ``TaskSpec.physics`` holds the settings a task sets
-itself; the rest take their defaults, which are the robots as SPEC section 4 describes them.
+itself; the rest take their defaults, which are the robots as docs/method.md#robots-and-tasks describes them.
 
-The ``*_ankle100`` tasks are SPEC's biped with Walker2d's ankle torque scale (100 instead of 20 N*m
-per unit action), a sensitivity variant: with SPEC's 20 N*m ankles forward walking fails in MuJoCo
+The ``*_ankle100`` tasks are the built-in biped with Walker2d's ankle torque scale (100 instead of 20 N*m
+per unit action), a sensitivity variant: with its 20 N*m ankles forward walking fails in MuJoCo
 for every method (results/probes/walker2d_body/).
 
 The rules read the robot's named quantities (``planar``: x position, torso height, pitch, ...).
@@ -312,7 +312,7 @@ def _hopper(name: str, robot: str, **kw) -> TaskSpec:
 
 
 TORSO_MASSES = (3, 8, 14, 15)  # kg, the torso-mass experiments' hoppers
-# hip, knee, ankle of each leg, N*m per unit action: Walker2d's ankles (SPEC's biped: 100, 100, 20)
+# hip, knee, ankle of each leg, N*m per unit action: Walker2d's ankles (the built-in biped: 100, 100, 20)
 BIPED_ANKLE100_GEARS = (100.0, 100.0, 100.0, 100.0, 100.0, 100.0)
 TASKS: dict[str, TaskSpec] = {
     "hopper_capsule": _hopper("hopper_capsule", "hopper_capsule"),

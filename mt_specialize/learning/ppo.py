@@ -104,15 +104,15 @@ def _hidden_sizes_ok(value) -> bool:
 
 @dataclass
 class PPOConfig:
-    """PPO hyper-parameters (SPEC §5; baselines ppo1 defaults for MuJoCo).
+    """PPO hyper-parameters (docs/method.md#the-algorithm; baselines ppo1 defaults for MuJoCo).
 
     ``minibatch_per_task``: samples of EACH task in one mixed minibatch (one Adam step).
     ``max_grad_norm=None``: no gradient clipping (as ppo1).
     ``lr_schedule``: 'constant' or 'linear' (lr × max(1 - progress, 0), progress in [0, 1]).
     ``clip_schedule``: the same for the clip range. Baselines ppo1's ``schedule='linear'``
-    (``run_mujoco.py``) anneals both; SPEC §5 keeps both constant.
+    (``run_mujoco.py``) anneals both; docs/method.md#the-algorithm keeps both constant.
     ``optimizer``: ``mixed`` = every Adam step on a minibatch holding ``minibatch_per_task`` samples
-    of EVERY task, loss = mean over tasks (SPEC §5); ``per_task`` = the paper's authors' optimiser
+    of EVERY task, loss = mean over tasks (docs/method.md#the-algorithm); ``per_task`` = the paper's authors' optimiser
     (``pposgd_split.py``): one Adam per task, the tasks stepping in turn on single-task minibatches
     of ``minibatch_per_task`` samples, shared entries' values and moments in sync
     (:class:`mt_specialize.learning.optim.TaskAlternatingAdam`): T times the Adam steps of ``mixed``.
