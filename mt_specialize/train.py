@@ -357,7 +357,7 @@ class Trainer:
     @staticmethod
     def update_runs(trainers: list["Trainer"], batches: list[Batch | None],
                     track_gradients: list[bool]) -> list[UpdateStats | None]:
-        """``update`` of runs bound to one batch (``self.batched``: a run alone, or a ``RunGroup``'s
+        """``update`` of runs bound to one batch (their ``batched``: a run alone, or a ``RunGroup``'s
         runs) in one ``ppo_update``; a run whose batch is None (a rejected iteration) sits out and
         gets None. Runs of the batch not in ``trainers`` sit out too."""
         runs = trainers[0].batched
