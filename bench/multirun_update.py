@@ -1,4 +1,4 @@
-"""One iteration's PPO update of K runs: batched (``learning/multi.py``) against K single-run updates.
+"""One iteration's PPO update of K runs: one batch of K (``learning/multi.py``) against K batches of one.
 
 For each experiment's batch shape (tasks, observation and action sizes, samples per task per
 iteration, minibatches of 256 per task, 10 epochs), each optimiser (``mixed``: the mujoco profile's;
@@ -6,8 +6,8 @@ iteration, minibatches of 256 per task, 10 epochs), each optimiser (``mixed``: t
 gradients recorded for the score; ``specialized``: 25 % of the policy split, no recording), it times
 one iteration's update of K runs (seeds 1..K) two ways, in one process, interleaved:
 
-- sequential: K calls of ``ppo_update`` (what K single runs do, one after the other);
-- batched: one ``multi_ppo_update`` over the K runs (the runs' numbers are the same, bit for bit);
+- sequential: K calls of ``ppo_update`` over a batch of one run each (what K runs trained alone do);
+- batched: one ``ppo_update`` over a batch of the K runs (the runs' numbers are the same, bit for bit);
 - kernel bound: the update's arithmetic alone for the K runs, the same kernels on tensors of the same
   shapes back to back with nothing else (every layer's batched product, NumPy's tanh, tanh's backward,
   one fused Adam step of every run's tensors per optimiser step); no batched update can beat it
@@ -29,6 +29,7 @@ Run it with the machine otherwise idle: ``bench/paused.sh .venv/bin/python bench
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -45,10 +46,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mt_specialize.experiments import get_experiment  # noqa: E402
 from mt_specialize.learning import multi  # noqa: E402
 from mt_specialize.learning.batch import Batch  # noqa: E402
-from mt_specialize.learning.optim import FastAdam, TaskAlternatingAdam  # noqa: E402
+from mt_specialize.learning.multi import BatchedRuns  # noqa: E402
+from mt_specialize.learning.optim import RunAdam  # noqa: E402
 from mt_specialize.learning.policy import SplitGaussianPolicy, SplitValue  # noqa: E402
 from mt_specialize.learning.ppo import PPOConfig  # noqa: E402
-from mt_specialize.learning.ppo_update import ppo_update  # noqa: E402
+from mt_specialize.learning.ppo_update import RunsBatch, ppo_update  # noqa: E402
 from mt_specialize.learning.specialize import random_split_masks  # noqa: E402
 
 ENVS_PER_TASK = 16  # TrainConfig's default
@@ -65,8 +67,8 @@ def shape_of(experiment: str) -> dict:
 
 
 class SingleRun:
-    """One run's learner as ``Trainer`` holds it, after one update (Adam has state) and, in the
-    specialized phase, the split."""
+    """One run's learner as ``Trainer`` holds it (a batch of one), after one update (Adam has state)
+    and, in the specialized phase, the split."""
 
     def __init__(self, seed: int, shape: dict, ppo: PPOConfig, phase: str):
         T, obs, act, n = shape["tasks"], shape["obs"], shape["act"], shape["samples_per_task"]
@@ -74,10 +76,9 @@ class SingleRun:
         self.ppo = ppo
         self.policy = SplitGaussianPolicy(T, obs, act, ppo.policy_hidden, ppo.init)
         self.value = SplitValue(T, obs, ppo.value_hidden, ppo.init)
-        self.value.set_track_per_task_grads(False)
-        adam = TaskAlternatingAdam if ppo.optimizer == "per_task" else FastAdam
-        self.optimizer = adam(list(self.policy.parameters()) + list(self.value.parameters()), lr=ppo.lr,
-                              eps=ppo.adam_eps)
+        self.optimizer = RunAdam(list(self.policy.parameters()) + list(self.value.parameters()), lr=ppo.lr,
+                                 eps=ppo.adam_eps)
+        self.batched = BatchedRuns([(self.policy, self.value, self.optimizer)])
         self.rng = np.random.default_rng(seed)
         g = torch.Generator().manual_seed(seed)
         obs_t, act_t = torch.randn(T, n, obs, generator=g), torch.randn(T, n, act, generator=g)
@@ -88,24 +89,34 @@ class SingleRun:
         self.update()
         if phase == "specialized":
             masks = random_split_masks(self.policy.param_shapes(), SPLIT_FRACTION, torch.Generator().manual_seed(seed))
-            self.policy.set_split_masks(masks, optimizer=self.optimizer)
+            self.batched.optimizer.copy_state_to_split(0, self.policy.set_split_masks(masks))
 
     def update(self) -> None:
         """What ``Trainer.update`` does around ``ppo_update``."""
-        self.policy.set_track_per_task_grads(self.track)
-        self.policy.zero_per_task_grads()
-        ppo_update(self.policy, self.value, self.optimizer, self.batch, self.ppo, clip=self.ppo.clip, rng=self.rng)
+        ppo_update(self.batched, RunsBatch.stack([self.batch]), self.ppo, clips=[self.ppo.clip], rngs=[self.rng],
+                   track=[self.track])
         if self.track:
-            self.policy.per_task_grads()
+            self.batched.policy.per_task_grads(0)
+
+    def copy(self) -> tuple[SplitGaussianPolicy, SplitValue, RunAdam]:
+        """New modules and Adam holding this run's state (as a checkpoint carries it)."""
+        policy = SplitGaussianPolicy(self.policy.n_tasks, self.policy.obs_dim, self.policy.act_dim,
+                                     self.ppo.policy_hidden, self.ppo.init)
+        value = SplitValue(self.value.n_tasks, self.value.obs_dim, self.ppo.value_hidden, self.ppo.init)
+        policy.load_state_dict(self.policy.state_dict())
+        value.load_state_dict(self.value.state_dict())
+        adam = RunAdam(list(policy.parameters()) + list(value.parameters()), eps=self.ppo.adam_eps)
+        adam.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        return policy, value, adam
 
 
 def tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
-def core_bytes_per_run(policy: multi.MultiGaussianPolicy, value: multi.MultiValue, optimizer: multi.MultiAdam,
-                       batch: multi.RunsBatch) -> dict:
+def core_bytes_per_run(runs: BatchedRuns, batch: RunsBatch) -> dict:
     """Bytes of the learning core's tensors per run (its share of the batched tensors)."""
+    policy, value, optimizer = runs.policy, runs.value, runs.optimizer
     entries = policy.entries() + value.entries()
     weights = tensor_bytes(t for e in entries for t in (e.shared, e.task, e.mask))
     grads = tensor_bytes(t for e in entries for t in (e.grad_shared, e.grad_task, e.grad_row, e.task_grads))
@@ -117,21 +128,19 @@ def core_bytes_per_run(policy: multi.MultiGaussianPolicy, value: multi.MultiValu
 
 
 class Group:
-    """Some of the runs, copied into one batch (their own objects keep training sequentially)."""
+    """Some of the runs, copied into one batch (their own objects keep training alone)."""
 
     def __init__(self, runs: list[SingleRun], ppo: PPOConfig, first_seed: int):
         self.runs, self.ppo = runs, ppo
-        self.policy, self.value, self.adam = multi.runs_from_single([r.policy for r in runs], [r.value for r in runs],
-                                                                    [r.optimizer for r in runs])
-        self.policy.set_tracking([r.track for r in runs])
-        self.batch = multi.RunsBatch.stack([r.batch for r in runs])
+        self.batched = BatchedRuns([r.copy() for r in runs])
+        self.policy, self.value = self.batched.policy, self.batched.value
+        self.batches = [r.batch for r in runs]
         self.rngs = [np.random.default_rng(first_seed + k) for k in range(len(runs))]
 
     def update(self) -> None:
-        """What a K-run trainer does around ``multi_ppo_update``."""
-        self.policy.zero_per_task_grads()
-        multi.multi_ppo_update(self.policy, self.value, self.adam, self.batch, self.ppo,
-                               clips=[self.ppo.clip] * len(self.runs), rngs=self.rngs)
+        """What ``RunGroup.update`` does around ``ppo_update``."""
+        ppo_update(self.batched, RunsBatch.stack(self.batches), self.ppo, clips=[self.ppo.clip] * len(self.runs),
+                   rngs=self.rngs, track=[r.track for r in self.runs])
         for k, run in enumerate(self.runs):
             if run.track:
                 self.policy.per_task_grads(k)
@@ -235,7 +244,7 @@ def measure(experiment: str, optimizer: str, phase: str, n_runs: int, repeats: i
             "kernel_bound_s": bound, "batched_over_bound": best["batched"] / bound,
             "per_run_sites": sorted({tuple(str(part) for part in site[:3]) for g in batches
                                      for site in g.policy.products.per_run_sites + g.value.net.products.per_run_sites}),
-            "bytes_per_run": core_bytes_per_run(first.policy, first.value, first.adam, first.batch), **shape}
+            "bytes_per_run": core_bytes_per_run(first.batched, RunsBatch.stack(first.batches)), **shape}
 
 
 def main(argv=None) -> int:

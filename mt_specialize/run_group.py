@@ -5,8 +5,9 @@ time, normalisers, generators, revert decisions and checkpoints) and trains them
 
 * the rollout steps every run's envs in one ``mujoco.rollout`` call per control step
   (``envs.multi_run.MultiRunVecEnv``; each trainer sees its own run through a ``RunEnvView``);
-* the update is ``learning.multi.multi_ppo_update`` over the runs whose iteration was accepted:
-  one batched forward/backward and one fused Adam call serve all K parameter sets.
+* the update is one ``learning.ppo_update.ppo_update`` over the runs whose iteration was accepted
+  (``Trainer.update_runs``): one batched forward/backward and one fused Adam call serve all K
+  parameter sets, which live in one ``learning.multi.BatchedRuns`` (each run's modules are views of its slot).
 
 Exactness: a run trained in a group writes the same checkpoints and metrics as the same config
 trained alone, bit for bit (the speed columns aside): the env and the update are bit-identical per
@@ -39,7 +40,7 @@ from .errors import StoppedForGood
 from .envs.multi_run import MultiRunVecEnv
 from .envs.vec_env import StepResult
 from .learning.checkpoint import CheckpointError
-from .learning.multi import RunsBatch, multi_ppo_update, runs_from_single
+from .learning.multi import BatchedRuns
 from .learning.ppo_update import UpdateStats
 from .run_dir import RunFailedError
 from .train import Interrupted, Trainer
@@ -202,11 +203,10 @@ class RunGroup:
             self._build_networks()
 
     def _build_networks(self) -> None:
-        """The batched networks and optimiser over the group's runs (slot k = run k)."""
-        trainers = self.trainers
-        self.policy, self.value, self.optimizer = runs_from_single(
-            [t.policy for t in trainers], [t.value for t in trainers], [t.optimizer for t in trainers])
-        self.value.set_tracking([False] * len(trainers))
+        """Bind the group's runs to one batch (slot k = run k): their networks and Adam state move into it."""
+        runs = BatchedRuns([(t.policy, t.value, t.optimizer) for t in self.trainers])
+        for k, t in enumerate(self.trainers):
+            t.batched, t.slot = runs, k
 
     def close(self) -> None:
         for trainer in self.trainers:
@@ -245,36 +245,8 @@ class RunGroup:
 
     def update(self, batches: list) -> list[UpdateStats | None]:
         """``Trainer.update`` of every run with a batch (None: rejected iteration, no update), batched."""
-        active = [b is not None for b in batches]
-        if not any(active):
-            return [None] * len(batches)
-        clips, track = [], []
-        for k, (t, batch) in enumerate(zip(self.trainers, batches)):
-            lr, clip = t.schedule()
-            clips.append(clip)
-            track.append(bool(batch is not None and t.tracks_gradients()))
-            if batch is not None:
-                params = list(t.policy.parameters()) + list(t.value.parameters())
-                self.policy.load_run(k, t.policy)
-                self.value.load_run(k, t.value)
-                self.optimizer.load_run(k, t.optimizer, params)
-                self.optimizer.lr[k] = lr
-                for group in t.optimizer.param_groups:  # as Trainer.update leaves them
-                    group["foreach"], group["fused"] = False, True
-        self.policy.set_tracking(track)
-        self.policy.zero_per_task_grads()
-        ppo = self.trainers[active.index(True)].config.ppo
-        stats = multi_ppo_update(self.policy, self.value, self.optimizer, RunsBatch.stack(batches), ppo,
-                                 clips=clips, rngs=[t.rng if a else None for t, a in zip(self.trainers, active)])
-        for k, t in enumerate(self.trainers):
-            if not active[k]:
-                continue
-            self.policy.store_run(k, t.policy)
-            self.value.store_run(k, t.value)
-            self.optimizer.store_run(k, t.optimizer, list(t.policy.parameters()) + list(t.value.parameters()))
-            if track[k]:
-                t.spread.add(self.policy.per_task_grads(k))
-        return stats
+        return Trainer.update_runs(self.trainers, batches,
+                                   [b is not None and t.tracks_gradients() for t, b in zip(self.trainers, batches)])
 
     def _each(self, method: str, per_run: Sequence | None = None, *args) -> list:
         """``trainer.<method>(per_run[k], *args)`` (``(*args)`` without ``per_run``) of every run k, with

@@ -38,9 +38,10 @@ from .learning import checkpoint as ckpt
 from .learning.batch import Batch
 from .learning.inference import InferencePolicy
 from .learning.normalize import RewardNormalizer, RunningMeanStd
-from .learning.optim import FastAdam, TaskAlternatingAdam
+from .learning.multi import BatchedRuns
+from .learning.optim import RunAdam
 from .learning.policy import SplitGaussianPolicy, SplitValue
-from .learning.ppo_update import UpdateStats, ppo_update
+from .learning.ppo_update import RunsBatch, UpdateStats, ppo_update
 from .learning.rollout_buffer import PolicyInput, RolloutBuffer
 from .learning.specialize import GradientSpread, random_split_masks, select_split_masks
 from .methods import get_method
@@ -129,16 +130,16 @@ class Trainer:
         ppo = c.ppo
         self.policy = SplitGaussianPolicy(T, self.policy_in, self.env.act_dim, ppo.policy_hidden, ppo.init)
         self.value = SplitValue(T, self.policy_in, ppo.value_hidden, ppo.init)
-        self.value.set_track_per_task_grads(False)
         # the normaliser's input: the env observation (and the one-hot, for the authors' append)
         self.obs_rms = RunningMeanStd(T, (self.obs_dim + (T if self.normalize_task_id else 0),), clip=ppo.obs_clip,
                                       var_floor=ppo.obs_var_floor, norm_epsilon=ppo.obs_norm_epsilon)
         self.reward_normalizer = (RewardNormalizer(T, E, ppo.gamma, ppo.reward_clip, ppo.reward_norm_epsilon)
                                   if ppo.reward_norm else None)
-        # Adam(fused=True) with a lean step: ~3x faster than foreach on CPU (float32 rounding)
-        adam = TaskAlternatingAdam if c.ppo.optimizer == "per_task" else FastAdam
-        self.optimizer = adam(list(self.policy.parameters()) + list(self.value.parameters()),
-                              lr=c.ppo.lr, eps=c.ppo.adam_eps)
+        self.optimizer = RunAdam(list(self.policy.parameters()) + list(self.value.parameters()),
+                                 lr=c.ppo.lr, eps=c.ppo.adam_eps)
+        # the run's training state in batched form, a batch of one (a RunGroup binds it into its batch):
+        # policy, value and Adam state are views of its slot
+        self.batched, self.slot = BatchedRuns([(self.policy, self.value, self.optimizer)]), 0
         self.spread = GradientSpread(window=c.score_window, statistic=c.score_statistic)
         self.rng = np.random.default_rng(np.random.SeedSequence([c.seed, 1]))
         self.policy_input = PolicyInput(self.obs_rms, T, "normalize" if self.normalize_task_id
@@ -281,18 +282,39 @@ class Trainer:
         """One PPO update (``ppo_update``) with the learning rate and clip range of this point of
         the run. With ``track_gradients`` the per-task policy gradients are summed over the
         iteration's minibatches and recorded in ``self.spread`` (the specialization score)."""
-        ppo = self.config.ppo
-        self.policy.set_track_per_task_grads(track_gradients)
-        self.policy.zero_per_task_grads()
-        lr, clip = self.schedule()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-            # fused Adam (a checkpoint of an older version restores foreach=True, fused=None)
-            group["foreach"], group["fused"] = False, True
-        stats = ppo_update(self.policy, self.value, self.optimizer, batch, ppo, clip=clip, rng=self.rng)
-        if track_gradients:  # per-task gradients summed over the iteration's minibatches (train_backward)
-            self.spread.add(self.policy.per_task_grads())
-        return stats
+        return Trainer.update_runs([self], [batch], [track_gradients])[0]
+
+    @staticmethod
+    def update_runs(trainers: list["Trainer"], batches: list[Batch | None],
+                    track_gradients: list[bool]) -> list[UpdateStats | None]:
+        """``update`` of runs bound to one batch (their ``batched``: a run alone, or a ``RunGroup``'s
+        runs) in one ``ppo_update``; a run whose batch is None (a rejected iteration) sits out and
+        gets None. Runs of the batch not in ``trainers`` sit out too."""
+        runs = trainers[0].batched
+        if any(t.batched is not runs for t in trainers):
+            raise ValueError("runs updated together must be bound to one batch (one RunGroup)")
+        K = runs.n_runs
+        slot_batches, clips, rngs, track = [None] * K, [None] * K, [None] * K, [False] * K
+        ppo = None
+        for t, batch, tracked in zip(trainers, batches, track_gradients):
+            lr, clips[t.slot] = t.schedule()
+            if batch is None:
+                continue
+            for group in t.optimizer.param_groups:
+                group["lr"] = lr
+                # as fused Adam records them (a checkpoint of an older version restores foreach=True, fused=None)
+                group["foreach"], group["fused"] = False, True
+            slot_batches[t.slot], rngs[t.slot], track[t.slot] = batch, t.rng, bool(tracked)
+            ppo = t.config.ppo
+        if ppo is None:
+            return [None] * len(trainers)
+        any_clip = next(c for c in clips if c is not None)  # for the slots of runs not given (they sit out)
+        clips = [any_clip if c is None else c for c in clips]
+        stats = ppo_update(runs, RunsBatch.stack(slot_batches), ppo, clips=clips, rngs=rngs, track=track)
+        for t in trainers:
+            if track[t.slot]:  # per-task gradients summed over the iteration's minibatches
+                t.spread.add(runs.policy.per_task_grads(t.slot))
+        return [stats[t.slot] for t in trainers]
 
     def schedule(self) -> tuple[float, float]:
         """(learning rate, clip range) of the next update, at this point of the run (its counted samples)."""
@@ -357,7 +379,7 @@ class Trainer:
 
     def _apply_masks(self, net, masks: dict[str, torch.Tensor]) -> None:
         """Set masks; newly split per-task copies start from the joint values and Adam moments."""
-        net.set_split_masks(masks, optimizer=self.optimizer)
+        self.batched.optimizer.copy_state_to_split(self.slot, net.set_split_masks(masks))
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def state(self) -> TrainState:

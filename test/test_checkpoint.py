@@ -155,7 +155,7 @@ def test_optimizer_round_trip_continues_identically(tmp_path):
     _train(pol, opt, 3, seed=1)
     g = torch.Generator().manual_seed(5)
     masks = {n: torch.rand(s, generator=g) < 0.3 for n, s in pol.param_shapes().items()}
-    pol.set_split_masks(masks, optimizer=opt)
+    pol.set_split_masks(masks)
     _train(pol, opt, 2, seed=2)
     rms = RunningMeanStd(2, 4)
     rms.update(torch.randn(2, 5, 4))

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from mt_specialize.config import TrainConfig
-from mt_specialize.learning.optim import TaskAlternatingAdam
-from mt_specialize.learning.policy import SplitGaussianPolicy
+from mt_specialize.learning.multi import BatchedRuns
+from mt_specialize.learning.optim import RunAdam
+from mt_specialize.learning.policy import SplitGaussianPolicy, SplitValue
 from mt_specialize.learning.specialize import select_split_masks
 from mt_specialize.train import Interrupted, Trainer
 
@@ -69,33 +70,44 @@ class _Reference:
         return {n: torch.stack([_entry(net, n)[0].detach() for net in self.nets]) for n in self.names}
 
 
-def _ours_step(policy, adam, i, obs, act, weight):
-    logp, cache = policy.train_log_prob_task(obs, act, i)
-    adam.step_task(i, policy.train_backward_task(cache, -weight / B))
+def _bound(policy):
+    """``policy`` (and a value net beside it, not stepped here) bound to a batch of one, with its Adam."""
+    value = SplitValue(T, OBS)
+    adam = RunAdam(list(policy.parameters()) + list(value.parameters()), lr=LR, eps=EPS)
+    return BatchedRuns([(policy, value, adam)]), adam
+
+
+def _ours_round(runs, obs, act, weight, steps):
+    """One round of the per-task optimiser: task 0, ..., T-1 each stepping on its policy-gradient loss
+    (``steps(i)`` after each task's step)."""
+    runs.refresh()
+    runs.optimizer.prepare([True], per_task=True)
+    runs.optimizer.begin_round()
+    for i in range(T):
+        logp, cache = runs.policy.train_log_prob_task(obs[i][None], act[i][None], i)
+        runs.optimizer.step_task(i, runs.policy.train_backward_task(cache, (-weight[i] / B)[None]))
+        steps(i)
 
 
 @pytest.mark.parametrize("split", ["joint", "partial", "full", "joint_then_partial"])
 def test_task_alternating_adam_equals_synchronised_per_task_adams(split):
     torch.manual_seed(0)
     policy = SplitGaussianPolicy(T, OBS, ACT)
-    adam = TaskAlternatingAdam(policy.parameters(), lr=LR, eps=EPS)
+    runs, adam = _bound(policy)
     gen = torch.Generator().manual_seed(1)
     shapes = {n: m.shape for n, m in policy.split_masks().items()}
     partial = {n: torch.rand(s, generator=gen) < 0.3 for n, s in shapes.items()}
     masks = {"joint": {n: torch.zeros(s, dtype=torch.bool) for n, s in shapes.items()},
              "partial": partial, "full": {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()},
              "joint_then_partial": {n: torch.zeros(s, dtype=torch.bool) for n, s in shapes.items()}}[split]
-    policy.set_split_masks(masks, optimizer=adam)
+    runs.optimizer.copy_state_to_split(0, policy.set_split_masks(masks))
     reference = _Reference(policy)
     for round_ in range(12):
         if split == "joint_then_partial" and round_ == 6:  # split mid-run: copies inherit values and moments
             masks = partial
-            policy.set_split_masks(masks, optimizer=adam)
+            runs.optimizer.copy_state_to_split(0, policy.set_split_masks(masks))
         obs, act, weight = _loss_weights(gen)
-        adam.begin_round()
-        for i in range(T):
-            _ours_step(policy, adam, i, obs[i], act[i], weight[i])
-            reference.step(i, obs[i], act[i], weight[i], masks)
+        _ours_round(runs, obs, act, weight, lambda i: reference.step(i, obs[i], act[i], weight[i], masks))
     ours, ref = policy.effective_params(), reference.effective()
     moved = sum(float((ours[n] - _Reference(SplitGaussianPolicy(T, OBS, ACT)).effective()[n]).abs().sum())
                 for n in ours)
@@ -108,15 +120,17 @@ def test_task_alternating_adam_equals_synchronised_per_task_adams(split):
         assert bool(same[~mask].all())
         if split != "joint" and bool(mask.any()) and name != "log_std":
             assert not bool(same[mask].all())
+    assert adam.param_groups[0]["lr"] == LR and int(next(iter(adam.state.values()))["step"]) == 12  # one per round
 
 
 @pytest.mark.parametrize("split", ["joint", "partial"])
-def test_task_loss_backward_is_the_gradient_of_the_tasks_own_loss(split):
-    """``task_loss_backward`` (by hand) gives the gradient autograd takes of ``task_losses``'s
-    entry for that task, computed on a one-task network holding the task's effective values."""
+def test_a_tasks_step_takes_the_gradient_of_the_tasks_own_loss(split):
+    """The per-task update's gradient of task i (``train_backward_task`` of the batched networks) is
+    the gradient autograd takes of ``task_losses``'s entry for that task, computed on a one-task
+    network holding the task's effective values."""
     from mt_specialize.learning.batch import Batch
-    from mt_specialize.learning.policy import SplitValue
-    from mt_specialize.learning.ppo_update import task_loss_backward, task_losses
+    from mt_specialize.learning.ppo import clipped_surrogate_with_grad, value_loss_with_grad
+    from mt_specialize.learning.ppo_update import task_losses
 
     torch.manual_seed(0)
     policy, value = SplitGaussianPolicy(T, OBS, ACT), SplitValue(T, OBS)
@@ -128,31 +142,31 @@ def test_task_loss_backward_is_the_gradient_of_the_tasks_own_loss(split):
             for p in list(policy.parameters()) + list(value.parameters()):
                 p.add_(0.3 * torch.randn(p.shape, generator=gen))
     obs, act = torch.randn(T, B, OBS, generator=gen), torch.randn(T, B, ACT, generator=gen)
-    old = policy.log_prob(obs, act).detach() + 0.3 * torch.randn(T, B, generator=gen)
+    with torch.no_grad():
+        old = policy.log_prob(obs, act) + 0.3 * torch.randn(T, B, generator=gen)
     batch = Batch(obs, act, old, torch.randn(T, B, generator=gen), torch.randn(T, B, generator=gen))
+    effective = [policy.effective_params(), value.effective_params()]
+    runs = BatchedRuns([(policy, value, RunAdam(list(policy.parameters()) + list(value.parameters())))])
     for i in range(T):
-        _, grads = task_loss_backward(policy, value, batch.task(i), i, 0.2, 0.7, 0.01)
-        by_entry = {id(g.shared): g.grad for g in grads}  # the T-task net's shared tensor of each entry
+        own = batch.task(i)
+        logp, policy_cache = runs.policy.train_log_prob_task(own.obs[None], own.actions[None], i)
+        _, grad_logp = clipped_surrogate_with_grad(logp, own.old_logp[None], own.advantages[None], 0.2)
+        values, value_cache = runs.value.train_forward_task(own.obs[None], i)
+        _, grad_values = value_loss_with_grad(values, own.returns[None], 0.7)
+        grads = (runs.policy.train_backward_task(policy_cache, grad_logp, -0.01)
+                 + runs.value.train_backward_task(value_cache, grad_values))
         single = [SplitGaussianPolicy(1, OBS, ACT), SplitValue(1, OBS)]
-        pairs = []  # (entry name, hand-written gradient, one-task net)
-        for net, source in zip(single, (policy, value)):
+        for net, values_of in zip(single, effective):
             with torch.no_grad():
-                for name, effective in source.effective_params().items():
-                    _entry(net, name)[0].copy_(effective[i])
-                    pairs.append((name, by_entry[id(_entry(source, name)[0])], net))
-        own = Batch(*(x[i:i + 1] for x in (batch.obs, batch.actions, batch.old_logp, batch.advantages, batch.returns)))
-        task_losses(single[0], single[1], own, 0.2, 0.7, 0.01)[0].backward()
-        assert len(grads) == len(pairs)
-        for name, hand, net in pairs:
-            torch.testing.assert_close(hand, _entry(net, name)[0].grad, rtol=1e-5, atol=1e-6, msg=name)
-
-
-def test_step_task_needs_a_round():
-    policy = SplitGaussianPolicy(T, OBS, ACT)
-    adam = TaskAlternatingAdam(policy.parameters(), lr=LR, eps=EPS)
-    obs, act, weight = _loss_weights(torch.Generator().manual_seed(0))
-    with pytest.raises(RuntimeError, match="begin_round"):
-        _ours_step(policy, adam, 0, obs[0], act[0], weight[0])
+                for name, e in values_of.items():
+                    _entry(net, name)[0].copy_(e[i])
+        one_task = Batch(*(x[i:i + 1] for x in (batch.obs, batch.actions, batch.old_logp, batch.advantages,
+                                                 batch.returns)))
+        task_losses(single[0], single[1], one_task, 0.2, 0.7, 0.01)[0].backward()
+        reference = {name: _entry(net, name)[0].grad for net in single for name in net.param_shapes()}
+        assert sorted(e.name for e, _ in grads) == sorted(reference)
+        for entry, grad in grads:
+            torch.testing.assert_close(grad[0], reference[entry.name], rtol=1e-5, atol=1e-6, msg=entry.name)
 
 
 def test_split_count_floor_nonzero_is_the_authors_rule():
@@ -280,7 +294,8 @@ def test_per_task_optimizer_takes_t_steps_per_minibatch(tiny_experiment, tmp_pat
     per_task.run()
     step = lambda t: int(next(iter(t.optimizer.state.values()))["step"])  # noqa: E731
     assert step(mixed) == 2 * 2  # 2 epochs x 2 minibatches (128 per task / 64)
-    assert per_task.optimizer.round == 2 * 2 and step(per_task) == 4  # one bias-correction count per round
+    assert step(per_task) == 4  # one bias-correction count per round, the T steps of a round share it
+    assert per_task.batched.optimizer.round == [4]
 
 
 def test_profile_settings_and_bad_values():

@@ -222,18 +222,15 @@ def test_set_split_masks_copies_shared_and_validates():
         per_task_loss(pol, obs, act).backward()
         opt.step()
     joint = pol.effective_params()
-    masks = random_masks(pol, 0.5, seed=6)
-    pol.set_split_masks(masks, optimizer=opt)
+    first = random_masks(pol, 0.3, seed=5)
+    assert {n: m.tolist() for n, m in pol.set_split_masks(first).items()} == {n: m.tolist() for n, m in first.items()}
+    masks = {n: m | first[n] for n, m in random_masks(pol, 0.5, seed=6).items()}
+    newly = pol.set_split_masks(masks)  # what became split: the trainer's Adam copies moments there
+    assert all(torch.equal(newly[n], masks[n] & ~first[n]) for n in masks)
     # effective weights unchanged by splitting: per-task copies start from the joint values
     for n, e in pol.effective_params().items():
         torch.testing.assert_close(e, joint[n], rtol=0, atol=0)
     assert all(torch.equal(pol.split_masks()[n], masks[n]) for n in masks)
-    # Adam moments carried over to newly split entries
-    l0 = pol.mean.layers[0]
-    m0 = masks["mean.0.weight"]
-    st_s, st_t = opt.state[l0.weight_shared], opt.state[l0.weight_task]
-    assert torch.equal(st_t["exp_avg"][:, m0], st_s["exp_avg"].expand_as(l0.weight_task)[:, m0])
-    assert torch.equal(st_t["step"], st_s["step"])
     # validation
     bad = dict(masks)
     bad.pop("log_std")
@@ -289,104 +286,6 @@ def test_bad_input_shape():
     pol = make_policy()
     with pytest.raises(ValueError, match="expected input"):
         pol.mean_action(torch.zeros(T + 1, 2, OBS))
-
-
-# -- training fast path (train_log_prob / train_forward / train_backward) and FastAdam ---------------
-@pytest.mark.parametrize("p_split,track,entropy,split_value", [
-    (None, True, 0.0, False), (None, False, 0.0, False), (0.3, True, 0.0, False),
-    (0.3, False, 0.01, False), (1.0, False, 0.0, True), (0.5, True, 0.0, True)])
-def test_train_path_matches_autograd(p_split, track, entropy, split_value):
-    """``ppo_loss_backward`` (by hand) sets the gradients ``ppo_loss(...).backward()`` gives."""
-    from mt_specialize.learning.batch import Batch
-    from mt_specialize.learning.ppo import clipped_surrogate, value_loss
-    from mt_specialize.learning.ppo_update import ppo_loss, ppo_loss_backward
-    pol = make_policy(3)
-    val = SplitValue(T, OBS, hidden=HID)
-    g = torch.Generator().manual_seed(5)
-    if p_split is not None:
-        with torch.no_grad():
-            for prm in list(pol.parameters()) + list(val.parameters()):
-                prm.add_(0.3 * torch.randn(prm.shape, generator=g))
-        pol.set_split_masks(random_masks(pol, p_split, 6))
-        if split_value:
-            val.set_split_masks({n: torch.ones(s, dtype=torch.bool) for n, s in val.param_shapes().items()})
-    pol.set_track_per_task_grads(track)
-    obs, act = batch(7, b=9)
-    old = pol.log_prob(obs, act).detach() + 0.3 * torch.randn(T, 9, generator=g)
-    adv, ret = torch.randn(T, 9, generator=g), torch.randn(T, 9, generator=g)
-    params = list(pol.parameters()) + list(val.parameters())
-    ref, ref_task = [], []
-    for _ in range(2):  # two minibatches: per-task gradients accumulate, .grad holds the last one
-        for p in params:  # as optimizer.zero_grad: per-task gradients keep accumulating
-            if p.grad is not None:
-                p.grad.zero_()
-        ppo_loss(pol, val, Batch(obs, act, old, adv, ret), 0.2, 0.7, entropy).backward()
-        adv = adv.flip(1)
-    ref = [None if p.grad is None else p.grad.clone() for p in params]
-    ref_task = pol.per_task_grads() if track else None
-    for p in params:  # stale values must be overwritten, None must stay None
-        if p.grad is not None:
-            p.grad.fill_(7.0)
-    pol.zero_per_task_grads()
-    for _ in range(2):
-        loss = ppo_loss_backward(pol, val, Batch(obs, act, old, adv, ret), 0.2, 0.7, entropy)
-        assert torch.equal(loss.log_prob, pol.log_prob(obs, act).detach())
-        torch.testing.assert_close(loss.policy_loss, clipped_surrogate(pol.log_prob(obs, act), old, adv).detach())
-        torch.testing.assert_close(loss.value_loss, value_loss(val(obs), ret).detach())
-        adv = adv.flip(1)
-    for p, r in zip(params, ref):
-        assert (p.grad is None) == (r is None)
-        if r is not None:
-            torch.testing.assert_close(p.grad, r, rtol=1e-5, atol=1e-6)
-    if track:
-        for n, r in ref_task.items():
-            torch.testing.assert_close(pol.per_task_grads()[n], r, rtol=1e-5, atol=1e-6)
-    else:
-        with pytest.raises(RuntimeError):
-            pol.per_task_grads()
-
-
-def test_mask_cache_follows_mask_changes():
-    pol = make_policy()
-    obs, act = batch()
-    before, _ = pol.train_log_prob(obs, act)
-    masks = random_masks(pol, 0.5, 2)
-    pol.set_split_masks(masks)
-    with torch.no_grad():
-        for layer in pol.mean.layers:
-            layer.weight_task.add_(0.1)
-    after, _ = pol.train_log_prob(obs, act)
-    assert not torch.equal(before, after)
-    assert torch.equal(after, pol.log_prob(obs, act).detach())
-    pol.load_state_dict(make_policy().state_dict())  # masks back to all False through load_state_dict
-    assert torch.equal(pol.train_log_prob(obs, act)[0], before)
-
-
-def test_fast_adam_bit_identical_to_fused_adam():
-    from mt_specialize.learning.optim import FastAdam
-
-    shapes = [(4, 3), (2, 4, 3), (3,), (2, 3)]
-    gen = torch.Generator().manual_seed(0)
-    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(6)]
-    results = []
-    for cls in (lambda p: torch.optim.Adam(p, lr=1e-2, eps=1e-5, fused=True), lambda p: FastAdam(p, lr=1e-2, eps=1e-5)):
-        torch.manual_seed(1)
-        ps = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
-        opt = cls(ps)
-        for k, gs in enumerate(grads):
-            for i, (p, g) in enumerate(zip(ps, gs)):
-                p.grad = None if (k < 3 and i % 2) else g  # per-task tensors join later (the split)
-            opt.step()
-        results.append((ps, opt))
-    (ps_a, opt_a), (ps_b, opt_b) = results
-    for a, b in zip(ps_a, ps_b):
-        assert torch.equal(a, b)
-        for key in ("step", "exp_avg", "exp_avg_sq"):
-            assert torch.equal(opt_a.state[a][key], opt_b.state[b][key])
-    # same state_dict format: loads into a plain Adam and back
-    plain = torch.optim.Adam(ps_a, lr=1e-2, eps=1e-5)
-    plain.load_state_dict(opt_b.state_dict())
-    opt_b.load_state_dict(plain.state_dict())
 
 
 @pytest.mark.parametrize("hidden", [(64, 32), (4,)])

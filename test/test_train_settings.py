@@ -89,9 +89,9 @@ def test_per_minibatch_advantages_are_standardised_in_each_minibatch(two_tasks, 
     trainer.update(batch, track_gradients=False)
     assert len(seen) == S * E // 16
     for adv in seen:
-        assert adv.shape == (2, 16)
-        assert torch.allclose(adv.mean(dim=1), torch.zeros(2), atol=1e-5)
-        assert torch.allclose(adv.std(dim=1), torch.ones(2), atol=1e-5)
+        assert adv.shape == (1, 2, 16)  # a run (a batch of one) x tasks x samples
+        assert torch.allclose(adv.mean(dim=-1), torch.zeros(1, 2), atol=1e-5)
+        assert torch.allclose(adv.std(dim=-1), torch.ones(1, 2), atol=1e-5)
     trainer.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import torch
 
@@ -29,14 +30,31 @@ INITS = ("normc", "orthogonal")
 OBS_NORM_UPDATES = ("per_iteration", "per_step")
 
 
+def _clip_bounds(clip: float | Sequence[float], ndim: int):
+    """(1 - ε, 1 + ε): Python floats for one ε (or K equal ones), else float32 tensors (K, 1, ...)
+    broadcasting over a (K, ...) tensor of ``ndim`` dims (each ``float32(1 -/+ ε_k)``, the value a
+    Python float bound takes in a float32 clamp)."""
+    if isinstance(clip, (int, float)):
+        return 1.0 - clip, 1.0 + clip
+    clips = [float(c) for c in clip]
+    if len(set(clips)) == 1:
+        return 1.0 - clips[0], 1.0 + clips[0]
+    shape = (len(clips),) + (1,) * (ndim - 1)
+    lower = torch.tensor([1.0 - c for c in clips], dtype=torch.float64).to(torch.float32).view(shape)
+    upper = torch.tensor([1.0 + c for c in clips], dtype=torch.float64).to(torch.float32).view(shape)
+    return lower, upper
+
+
 def _surrogate_terms(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor,
-                     clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(r A, clip(r, 1-ε, 1+ε) A), each (T, B), with ``r = exp(new - old)``; shapes checked."""
+                     clip: float | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r A, clip(r, 1-ε, 1+ε) A), each of the inputs' shape, with ``r = exp(new - old)``; shapes checked.
+    ``clip``: ε, or one ε per index of the leading (run) axis."""
     if not (log_prob_new.shape == log_prob_old.shape == advantages.shape):
         raise ValueError(f"clipped_surrogate: shapes differ {tuple(log_prob_new.shape)}, "
                          f"{tuple(log_prob_old.shape)}, {tuple(advantages.shape)}")
     ratio = torch.exp(log_prob_new - log_prob_old)
-    return ratio * advantages, torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    lower, upper = _clip_bounds(clip, ratio.dim())
+    return ratio * advantages, torch.clamp(ratio, lower, upper) * advantages
 
 
 def clipped_surrogate(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor,
@@ -53,13 +71,14 @@ def clipped_surrogate(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, ad
 
 @torch.no_grad()
 def clipped_surrogate_with_grad(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor,
-                                advantages: torch.Tensor, clip: float = 0.2,
+                                advantages: torch.Tensor, clip: float | Sequence[float] = 0.2,
                                 weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`clipped_surrogate` and its gradient, without autograd (the training hot path).
 
-    Returns ``(loss (T,), d/d log_prob_new of weight * loss.sum() (T, B))``. The gradient is the
-    one autograd gives: ``-weight/B * A * r`` where the unclipped term is the minimum (ties, i.e.
-    ``r`` inside the clip range, pass it fully), else 0.
+    Inputs ``(..., B)`` (the update's ``(K, T, B)`` or ``(K, B)``); ``clip``: ε, or one per run (the
+    leading axis). Returns ``(loss (...), d/d log_prob_new of weight * loss.sum() (..., B))``. The
+    gradient is the one autograd gives: ``-weight/B * A * r`` where the unclipped term is the minimum
+    (ties, i.e. ``r`` inside the clip range, pass it fully), else 0.
     """
     surr1, surr2 = _surrogate_terms(log_prob_new, log_prob_old, advantages, clip)
     loss = -torch.minimum(surr1, surr2).mean(dim=-1)
@@ -88,13 +107,14 @@ def value_loss(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
 OPTIMIZERS = ("mixed", "per_task")
 
 def standardize_minibatch(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(T, B) -> (T, B), each task's row of one minibatch standardised as Stable-Baselines3's PPO
-    does: ``(a - mean) / (std + eps)`` with the *sample* std (ddof=1); unchanged when B == 1."""
-    if adv.dim() != 2:
-        raise ValueError(f"standardize_minibatch expects (T, B), got {tuple(adv.shape)}")
-    if adv.shape[1] < 2:
+    """(..., B) -> (..., B), each task's row of one minibatch (the last axis) standardised as
+    Stable-Baselines3's PPO does: ``(a - mean) / (std + eps)`` with the *sample* std (ddof=1);
+    unchanged when B == 1."""
+    if adv.dim() < 1:
+        raise ValueError(f"standardize_minibatch expects (..., B), got {tuple(adv.shape)}")
+    if adv.shape[-1] < 2:
         return adv
-    return (adv - adv.mean(dim=1, keepdim=True)) / (adv.std(dim=1, keepdim=True) + eps)
+    return (adv - adv.mean(dim=-1, keepdim=True)) / (adv.std(dim=-1, keepdim=True) + eps)
 
 
 def _hidden_sizes_ok(value) -> bool:
@@ -115,7 +135,7 @@ class PPOConfig:
     of EVERY task, loss = mean over tasks (docs/method.md#the-algorithm); ``per_task`` = the paper's authors' optimiser
     (``pposgd_split.py``): one Adam per task, the tasks stepping in turn on single-task minibatches
     of ``minibatch_per_task`` samples, shared entries' values and moments in sync
-    (:class:`mt_specialize.learning.optim.TaskAlternatingAdam`): T times the Adam steps of ``mixed``.
+    (:class:`mt_specialize.learning.optim.MultiAdam` with per_task): T times the Adam steps of ``mixed``.
     ``None`` = the profile's choice (``TrainConfig.profile``).
 
     Network, normalisers and update details (defaults: ours, after baselines ppo1; in brackets what
