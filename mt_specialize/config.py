@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from . import profiles
-from .methods import METHODS, get_method
+from . import methods, profiles
+from .methods import get_method
 from .settings import (Setting, boolean, choice, count, integer, mapping, number, parse_count, path, settings_of,
                        text)
 from .yaml_files import load_yaml_file
@@ -68,9 +68,10 @@ def iteration_shape(config: "TrainConfig", n_tasks: int) -> tuple[int, int]:
 
 
 def _method_choices() -> dict[str, str]:
-    """Every name a method is given by -> its summary (a paper name: none; methods.METHODS may grow)."""
+    """Every name a method is given by -> its summary (a paper name: none), read from the registry
+    ``methods.METHODS`` when asked (``register_method`` may add to it)."""
     out: dict[str, str] = {}
-    for method in METHODS.values():
+    for method in methods.METHODS.values():
         out[method.name] = method.summary + (f" (the paper's {method.paper_name})" if method.paper_name else "")
         if method.paper_name:
             out[method.paper_name] = ""
@@ -329,7 +330,7 @@ class TrainConfig:
         for name, want in fixed.items():
             given = getattr(c, name)
             if given is not None and want is not None and given != want:
-                choosers = " or ".join(repr(m.name) for m in METHODS.values() if m.chooses_split)
+                choosers = " or ".join(repr(m.name) for m in methods.METHODS.values() if m.chooses_split)
                 raise ValueError(f"method {c.method!r} fixes {SETTINGS[name].label} = {want}; got {given} "
                                  f"(use method {choosers} to choose joint_samples and split_fraction)")
         if method.split_fraction is not None:
