@@ -25,8 +25,6 @@ import signal
 import sys
 from pathlib import Path
 
-from .profiles import NAMES as PROFILES  # torch-free: a fast --help
-
 EXPORT_FORMATS = ("safetensors", "onnx")
 
 
@@ -58,7 +56,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace, out: str | Path | None = None):
     """The run's TrainConfig: --config, or (--resume) the run's saved config.yaml in ``out`` (default
     --out), or the defaults; the command-line flags given override it."""
-    from .config import TrainConfig, canonical_settings
+    from .config import SETTINGS, TrainConfig, canonical_settings
 
     out = args.out if out is None else out
     saved = Path(out or "") / "config.yaml"
@@ -68,12 +66,12 @@ def _train_config(args: argparse.Namespace, out: str | Path | None = None):
         config = TrainConfig.from_yaml(saved, run_config=True)
     else:
         config = TrainConfig()
-    flags = {"experiment": args.experiment, "method": args.method, "jt": args.jt,
-             "joint_samples": args.joint_samples, "sp": args.sp, "split_fraction": args.split_fraction,
-             "seed": args.seed, "samples": args.samples, "envs_per_task": args.envs_per_task,
-             "profile": args.profile, "start_from": args.start_from}
-    given = {key: value for key, value in flags.items() if value is not None}
-    overrides = canonical_settings(given, source="", label=lambda key: "--" + key.replace("_", "-"))
+    given = {}  # the setting flags given, under the name given (--jt or --joint-samples)
+    for name, declared in SETTINGS.items():
+        for key in (declared.paper_name, name):
+            if key and declared.scalar and getattr(args, key) is not None:
+                given[key] = getattr(args, key)
+    overrides = canonical_settings(given, source="", label=setting_flag)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
@@ -437,9 +435,44 @@ def _cmd_gait(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .methods import METHODS, method_names
+#: the metavar of a training setting's flag, by its kind (settings.KINDS)
+_METAVARS = {"text": "NAME", "path": "PATH", "integer": "N", "count": "N", "number": "X"}
 
+
+def setting_flag(name: str) -> str:
+    """The command-line flag of setting (or paper's name) ``name``: ``envs_per_task`` -> ``--envs-per-task``."""
+    return "--" + name.replace("_", "-")
+
+
+def add_setting_arguments(parser) -> None:
+    """An argument for every scalar training setting (``config.SETTINGS``: its flag, allowed values and
+    help with its default) and one for each paper's name of one (``--jt``). Each keeps the text given
+    (``TrainConfig.resolved`` checks it) and is None when not given."""
+    from .config import SETTINGS
+
+    for name, declared in SETTINGS.items():
+        if not declared.scalar:
+            continue
+        help_text = declared.describe().replace("%", "%%")
+        if declared.positional:
+            parser.add_argument(name, nargs="?", metavar=name.upper(), help=help_text)
+            continue
+        options: dict = {"dest": name, "help": help_text}
+        if declared.kind == "boolean":
+            options["action"] = argparse.BooleanOptionalAction
+        elif declared.kind == "choice":
+            options["choices"] = list(declared.choice_summaries())
+            if any(declared.choice_summaries().values()):  # the help lists them
+                options["metavar"] = name.upper()
+        else:
+            options["metavar"] = _METAVARS[declared.kind]
+        parser.add_argument(setting_flag(name), **options)
+        if declared.paper_name:
+            parser.add_argument(setting_flag(declared.paper_name), dest=declared.paper_name,
+                                metavar=options.get("metavar"), help=f"the paper's name of {setting_flag(name)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mt-specialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -456,38 +489,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_snapshot)
 
     p = sub.add_parser("train", help="train one run (joint -> split -> specialize, or a baseline)")
-    p.add_argument("experiment", nargs="?", help="built-in experiment name or experiment YAML file")
     p.add_argument("--config", help="YAML file of TrainConfig settings (command-line flags override it)")
-    methods = [m.name + (f" (the paper's {m.paper_name})" if m.paper_name else "") + f": {m.summary}"
-               for m in METHODS.values()]
-    p.add_argument("--method", choices=method_names(), metavar="METHOD",
-                   help="; ".join(methods).replace("%", "%%") + " (default gradient_guided)")
-    p.add_argument("--joint-samples", dest="joint_samples", metavar="N",
-                   help="joint-training samples (all tasks) before the split, e.g. 400k (default 400k)")
-    p.add_argument("--jt", metavar="N", help="the paper's name of --joint-samples")
-    p.add_argument("--split-fraction", dest="split_fraction", metavar="F",
-                   help="fraction of the policy's entries split into per-task copies, in [0, 1] (default 0.25)")
-    p.add_argument("--sp", metavar="F", help="the paper's name of --split-fraction")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(with its saved config.yaml unless --config is given)")
     p.add_argument("--seeds", metavar="LIST", help="train several seeds in one process, e.g. 1-5 or 1,3,8: their "
                    "envs stepped and networks updated together, each run as if alone (same results as --seed), "
                    "into --out/seed<N> (default runs/<experiment>_..._seed<N>)")
     p.add_argument("--groups", type=int, metavar="N",
                    help="with --seeds: split the runs into N groups trained at once on N threads, one core each "
                         "(default 1; same results either way)")
-    p.add_argument("--samples", help="budget: env steps summed over tasks, e.g. 3M")
-    p.add_argument("--envs-per-task", type=int, dest="envs_per_task")
-    p.add_argument("--out", help="run directory (default runs/<experiment>_<method>_..._seed<N>)")
-    p.add_argument("--profile", choices=list(PROFILES),
-                   help="settings bundle: paper (robots, optimiser, revert rule as the paper's authors ran "
-                        "them, the robots emulated in MuJoCo), paper_dart (the same on the DART engine, the "
-                        "authors' simulator: pip install .[dart]), mujoco (physically correct robots, Gymnasium's contact conventions; the "
-                        "default), none (every setting at its own default: the first grid's robots)")
-    p.add_argument("--start-from", dest="start_from", metavar="CHECKPOINT",
-                   help="start this new run from another run's training checkpoint (or its run directory's "
-                        "newest) and train on under this run's settings, e.g. with task switches")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
-                   "(with its saved config.yaml unless --config is given)")
+    add_setting_arguments(p.add_argument_group(
+        "training settings", "the run's settings (TrainConfig): the same names are the keys of a --config file "
+        "and the learner node's parameters; a flag given overrides the file's value"))
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("gait", help="render a trained policy's gait headless to GIF/MP4 (optional task switch)")

@@ -1,27 +1,38 @@
-"""Training configuration: one dataclass, method defaults, validation with clear errors.
+"""Training configuration: one dataclass whose fields declare the settings, method defaults, validation.
 
 A run is fully described by a ``TrainConfig``; it is written to ``RUN_DIR/config.yaml`` and a resumed
-run must match it. Sample counts accept suffixes: ``400k``, ``3M``, ``3_000_000``.
+run must match it. Each field is declared once with its help, kind, default, allowed values, unit and
+what null means (``mt_specialize.settings``); ``SETTINGS`` holds them, and the YAML validation
+(``TrainConfig.resolved``), the flags of ``mt-specialize train`` and the learner node's parameters are
+made from them. Sample counts accept suffixes: ``400k``, ``3M``, ``3_000_000``.
 
-The paper's names are aliases (``PAPER_ALIASES``): ``jt`` = ``joint_samples``, ``sp`` =
-``split_fraction``, method ``ours`` = ``gradient_guided``; a setting given under both names must have
-one value. A run's config.yaml is written under the paper's names (``TrainConfig.to_run_config``), the
-format every version of the package reads and resumes.
+The paper's names are aliases (``PAPER_ALIASES``, from the settings' ``paper_name``): ``jt`` =
+``joint_samples``, ``sp`` = ``split_fraction``, method ``ours`` = ``gradient_guided``; a setting given
+under both names must have one value. A run's config.yaml is written under the paper's names
+(``TrainConfig.to_run_config``), the format every version of the package reads and resumes.
+
+Imports neither torch nor MuJoCo (``PPOConfig`` is imported where a config is built), so the command
+line's --help and the ROS nodes read the settings cheaply.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from . import profiles
-from .learning.ppo import PPOConfig
-from .methods import METHODS, get_method
+from . import methods, profiles
+from .methods import get_method
+from .settings import (Setting, boolean, choice, count, integer, mapping, number, parse_count, path, settings_of,
+                       text)
 from .yaml_files import load_yaml_file
+
+if TYPE_CHECKING:
+    from .learning.ppo import PPOConfig
+
+__all__ = ["TrainConfig", "SETTINGS", "PAPER_ALIASES", "canonical_settings", "iteration_shape", "parse_count",
+           "recorded_before"]
 
 PROFILES = profiles.NAMES  # the profiles (mt_specialize.profiles: each setting with its source)
 APPEND_MODES = ("raw", "normalized")
@@ -36,34 +47,6 @@ MAX_SEED = 2**32 - 1  # seeds 0 .. 4,294,967,295 (NumPy's and torch's generators
 MAX_ENVS_PER_TASK = 4096  # parallel envs of one task (each a MuJoCo state stepped every control step)
 DEFAULT_JOINT_SAMPLES = 400_000
 DEFAULT_SPLIT_FRACTION = 0.25
-# the paper's names of settings (Yu, Turk & Liu, Table I: "jt=400k, sp=25%") -> the names here;
-# accepted wherever a setting is given, and the keys of a run's config.yaml
-PAPER_ALIASES = {"jt": "joint_samples", "sp": "split_fraction"}
-_PAPER_NAME = {name: alias for alias, name in PAPER_ALIASES.items()}
-
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
-
-
-def parse_count(value: Any, what: str = "count") -> int:
-    """``400k`` -> 400000, ``3M`` -> 3000000, ``1.5M`` -> 1500000; ints pass through."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a sample count like 400k or 3M, got {value!r}")
-    if isinstance(value, int):
-        count = value
-    elif isinstance(value, float) and value.is_integer():
-        count = int(value)
-    else:
-        match = _COUNT.match(str(value).replace("_", ""))
-        if not match:
-            raise ValueError(f"{what} must be a sample count like 400k, 3M or 3000000, got {value!r}")
-        scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[match.group(2).lower()]
-        number = float(match.group(1)) * scale
-        if not number.is_integer():
-            raise ValueError(f"{what} must be a whole number of samples, got {value!r}")
-        count = int(number)
-    if count < 0:
-        raise ValueError(f"{what} must be >= 0, got {value!r}")
-    return count
 
 
 def iteration_shape(config: "TrainConfig", n_tasks: int) -> tuple[int, int]:
@@ -84,18 +67,41 @@ def iteration_shape(config: "TrainConfig", n_tasks: int) -> tuple[int, int]:
     return steps, envs * steps
 
 
+def _method_choices() -> dict[str, str]:
+    """Every name a method is given by -> its summary (a paper name: none), read from the registry
+    ``methods.METHODS`` when asked (``register_method`` may add to it)."""
+    out: dict[str, str] = {}
+    for method in methods.METHODS.values():
+        out[method.name] = method.summary + (f" (the paper's {method.paper_name})" if method.paper_name else "")
+        if method.paper_name:
+            out[method.paper_name] = ""
+    return out
+
+
+def _by_profile(name: str) -> str:
+    """What null means for a setting the profile fills in, with each profile's value:
+    ``the profile's (paper, paper_dart: 4; mujoco, none: 16)``."""
+    groups: dict[str, list[str]] = {}
+    for profile in profiles.NAMES:
+        groups.setdefault(str(profiles.TRAINING[profile][name]), []).append(profile)
+    return "the profile's (" + "; ".join(f"{', '.join(names)}: {value}" for value, names in groups.items()) + ")"
+
+
+def _default_ppo() -> "PPOConfig":
+    from .learning.ppo import PPOConfig  # torch: only where a config is built
+
+    return PPOConfig()
+
+
 def _same_setting(name: str, a: Any, b: Any) -> bool:
     """Whether two spellings of setting ``name`` are one value (``400k`` and 400000 are)."""
     if a == b:
         return True
+    declared = SETTINGS.get(name)
     try:
-        if name == "joint_samples":
-            return parse_count(a, name) == parse_count(b, name)
-        if name == "split_fraction":
-            return float(a) == float(b)
+        return declared is not None and declared.checked(a) == declared.checked(b)
     except (TypeError, ValueError):
-        pass
-    return False
+        return False
 
 
 def canonical_settings(data: Mapping[str, Any], source: str = "config",
@@ -108,7 +114,7 @@ def canonical_settings(data: Mapping[str, Any], source: str = "config",
     for key, value in data.items():
         name = PAPER_ALIASES.get(key, key)
         if name in out and not _same_setting(name, out[name], value):
-            alias = _PAPER_NAME[name]
+            alias = SETTINGS[name].paper_name
             where = f"{source}: " if source else ""
             raise ValueError(f"{where}{label(alias)} is the paper's name of {label(name)}, and the two differ "
                              f"({label(alias)}={data[alias]}, {label(name)}={data[name]}); give one of them")
@@ -124,7 +130,8 @@ def canonical_settings(data: Mapping[str, Any], source: str = "config",
 
 
 def _accepts_paper_names(cls):
-    """Let ``cls(...)`` take the paper's names too (``TrainConfig(jt=400_000, sp=0.25, method="ours")``)."""
+    """Let ``cls(...)`` take the paper's names too (``TrainConfig(jt=400_000, sp=0.25, method="ours")``),
+    and read and write each field under its paper's name (``config.jt``)."""
     init = cls.__init__
 
     @functools.wraps(init)
@@ -132,148 +139,124 @@ def _accepts_paper_names(cls):
         init(self, *args, **canonical_settings(kwargs, source=cls.__name__))
 
     cls.__init__ = __init__
+    for name, declared in settings_of(cls).items():
+        if declared.paper_name:
+            setattr(cls, declared.paper_name, property(
+                lambda self, name=name: getattr(self, name),
+                lambda self, value, name=name: setattr(self, name, value),
+                doc=f"The paper's name of ``{name}``."))
     return cls
 
 
 @_accepts_paper_names
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (SPEC §5). ``None`` fields take the method's default.
-    The paper's names are accepted as keywords and YAML keys, and read as attributes: ``jt``, ``sp``
-    and method ``ours``.
-
-    experiment:     built-in experiment name or path to an experiment YAML file
-    method:         gradient_guided (the paper's ``ours``) | joint | separate | random | append
-                    (mt_specialize.methods: what each fixes)
-    joint_samples:  the paper's ``jt``: joint-training samples (all tasks) before the split
-                    (gradient_guided, random); default 400k
-    split_fraction: the paper's ``sp``: fraction of policy entries split into per-task copies
-                    (gradient_guided, random); default 0.25
-    seed:           seeds the networks' initialisation, the envs' resets, the minibatch order and the
-                    random split
-    samples:        total env steps summed over tasks (default: the experiment's budget)
-    batch_size:     samples per iteration over all tasks (default: the experiment's)
-    envs_per_task:  parallel envs per task; the per-task batch is envs_per_task * steps, so each env
-                    steps batch_size / (tasks x envs_per_task) control steps per iteration (its
-                    segment); null = the profile's (paper: 4, as the authors' 4 workers; else 16)
-    split_value:    split the value net too (default: the method's; only ``separate`` does)
-    score_window:   iterations of per-task gradients averaged into the split score (paper: 10)
-    score_statistic: ``variance`` | ``std`` (population) of the per-task gradients; null = profile's
-    checkpoint_every: iterations between checkpoints (the split and the last iteration always write one)
-    keep_checkpoints: newest checkpoints kept in RUN_DIR/checkpoints; older ones are deleted
-    torch_threads:  torch intra-op threads (torch.set_num_threads) of the rollout and the update
-    physics_threads: threads stepping the batched physics; null = the CPU cores, at most 2. Results do not
-                    depend on it, so a resumed run may change it (as checkpoint_every, keep_checkpoints)
-    ppo:            the PPO, network and normaliser settings (``PPOConfig``; YAML: a ``ppo:`` mapping)
-    profile:        paper | paper_dart | mujoco | none: a bundle of robot physics (mt_specialize.envs.physics)
-                    and of the training settings below that are null (PROFILE_SETTINGS). ``paper`` = as the
-                    paper's authors ran it (their DART robots emulated in MuJoCo), ``paper_dart`` = the same
-                    simulated by DART itself (physics engine: dart), ``mujoco`` = physically correct robots with Gymnasium's
-                    contact conventions, ``none`` = every setting at its own default (the robots of
-                    the first grid: armature 1.0, friction 0.9). A run directory written before
-                    profiles existed reads as ``none``.
-    physics:        run-wide physics settings applied to every task on top of the profile and the
-                    task's own settings (mapping setting -> value, see mt_specialize.envs.physics)
-    revert_drop_bound: return units, or "off": when the mean of the last 100 finished episodes
-                    (all tasks pooled) falls more than this below the last accepted iteration's, the
-                    iteration is rejected: policy, value net and normaliser go back to their values
-                    at the last accepted iteration and the counted samples rewind (the authors'
-                    ``reward_drop_bound``); null = the profile's
-    revert_max_streak: consecutive rejected iterations after which the run stops with an error
-                    instead of reverting on: a policy that cannot bring the pooled return back within
-                    the bound would otherwise loop for ever (the authors' code has no such limit;
-                    the last checkpoint stays). Only read when the revert rule is on
-    append_mode:    ``raw`` = the one-hot task id is appended after observation normalisation;
-                    ``normalized`` = before it, as the authors' env did (the per-task normaliser then
-                    maps it to ~0); null = the profile's
-    split_count:    ``round`` = round(split_fraction * n) entries; ``floor_nonzero`` = the
-                    int(split_fraction * n) highest
-                    scores, only those with a nonzero score (the authors'); null = the profile's
-    task_switch_prob: per control step and env, the probability that a robot walking under one task
-                    goes on under another task that drives the same robot (biped forward/backward):
-                    trains the switches a policy server makes (MultiTaskVecEnv ``switch_prob``); 0 = never
-    task_switch_start: counted samples before task switches begin (e.g. 3M: learn each task, then its
-                    switches); 0 = from the start
-    task_switch_grace: s after a switch during which the new task's reward does not charge the robot
-                    for the momentum it was handed (its direction * velocity term floored at 0), so
-                    that falling never pays more than turning round (MultiTaskVecEnv ``switch_grace``);
-                    0 = the tasks' rewards unchanged
-    task_switch_bootstrap: the value that ends a task's trajectory at a switch (the robot goes on
-                    under another task): ``old_task`` = that task's own value of the state reached, as
-                    at a time limit (a gait is never charged for a switch it cannot survive);
-                    ``new_task`` = the value of the task that takes the robot over, so the policy
-                    learns the return the robot really gets when switches come at random times
-    start_from:     a training checkpoint file, or a run directory (its newest checkpoint), that this run
-                    starts from instead of from scratch: networks, split masks, normalisers, Adam
-                    moments, env states, generators, counters and return windows are taken from it,
-                    and training goes on under this run's settings (e.g. task switches, other task
-                    rewards, a longer budget). The sample counters go on from the checkpoint's, so
-                    ``samples``, ``joint_samples`` and ``task_switch_start`` count from the source
-                    run's start; its metrics rows up to the checkpoint are copied when the task names
-                    agree. What shapes the state must agree (tasks' number and sizes, method,
-                    envs_per_task, network sizes, optimiser, normalisers); null = from scratch
-    time_limit:     ``bootstrap`` = an episode cut by the time limit (horizon) is valued from the state
-                    it reached (the value target adds gamma * V(s_T)); ``terminal`` = the time limit
-                    ends the episode like a termination, no bootstrap (the authors' PPO); null = the
-                    profile's (paper: terminal, else bootstrap). A task switch always bootstraps
-    task_physics:   written by the trainer, not a setting: every task's resolved physics (task ->
-                    setting -> value), recorded in the run's config.yaml
+    """Everything that defines a training run (SPEC §5). Each field is one setting, declared once: its
+    help, kind, default, allowed values and what null means (``SETTINGS``; ``mt-specialize train --help``
+    lists them). ``None`` fields take the method's, the experiment's or the profile's value
+    (``resolved``). The paper's names are accepted as keywords and YAML keys, and read as attributes:
+    ``jt``, ``sp`` and method ``ours``. Comments give what a one-line help cannot.
     """
 
-    experiment: str = "three_hoppers"
-    method: str = "gradient_guided"
-    joint_samples: int | None = None
-    split_fraction: float | None = None
-    seed: int = 1
-    samples: int | None = None
-    batch_size: int | None = None
-    envs_per_task: int | None = None
-    split_value: bool | None = None
-    score_window: int = 10
-    score_statistic: str | None = None
-    checkpoint_every: int = 25
-    keep_checkpoints: int = 3
-    torch_threads: int = 1
-    physics_threads: int | None = None
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    profile: str = "mujoco"
-    physics: dict = field(default_factory=dict)
-    revert_drop_bound: float | str | None = None
-    revert_max_streak: int = 50
-    append_mode: str | None = None
-    split_count: str | None = None
-    task_switch_prob: float = 0.0
-    task_switch_start: int = 0
-    task_switch_grace: float = 0.0
-    task_switch_bootstrap: str = "old_task"
-    time_limit: str | None = None
-    start_from: str | None = None
+    experiment: str = text("three_hoppers", "built-in experiment name or path to an experiment YAML file",
+                           positional=True)
+    method: str = choice("gradient_guided", _method_choices, "how the tasks are trained (mt_specialize.methods)")
+    joint_samples: int | None = count(
+        None, "joint-training samples (all tasks) before the split", paper_name="jt",
+        null=f"{DEFAULT_JOINT_SAMPLES // 1000}k where the method chooses it (gradient_guided, random), else the method's")
+    split_fraction: float | None = number(
+        None, "fraction of the policy's entries split into per-task copies", low=0, high=1, paper_name="sp",
+        null=f"{DEFAULT_SPLIT_FRACTION:g} where the method chooses it (gradient_guided, random), else the method's")
+    # seeds the networks' initialisation, the envs' resets, the minibatch order and the random split
+    seed: int = integer(1, "run seed (networks, env resets, minibatch order, random split)", low=0, high=MAX_SEED)
+    samples: int | None = count(None, "budget: env steps summed over tasks", low=1, null="the experiment's budget")
+    batch_size: int | None = count(None, "samples per iteration over all tasks", low=1, null="the experiment's")
+    # the per-task batch is envs_per_task * steps, so each env steps batch_size / (tasks x envs_per_task)
+    # control steps per iteration (its segment); paper: 4, as the authors' 4 workers
+    envs_per_task: int | None = integer(None, "parallel envs per task", low=1, high=MAX_ENVS_PER_TASK,
+                                        null=_by_profile("envs_per_task"))
+    split_value: bool | None = boolean(None, "split the value net too", null="the method's (only separate does)")
+    score_window: int = integer(10, "iterations of per-task gradients averaged into the split score (paper: 10)",
+                                low=1)
+    score_statistic: str | None = choice(None, SCORE_STATISTICS, "spread of the per-task gradients (population)",
+                                         null=_by_profile("score_statistic"))
+    # the split and the last iteration always write one
+    checkpoint_every: int = integer(25, "iterations between checkpoints", low=1)
+    keep_checkpoints: int = integer(3, "newest checkpoints kept in RUN_DIR/checkpoints (older ones deleted)", low=1)
+    torch_threads: int = integer(1, "torch intra-op threads of the rollout and the update", low=1)
+    # results do not depend on it, so a resumed run may change it (as checkpoint_every, keep_checkpoints)
+    physics_threads: int | None = integer(None, "threads stepping the batched physics", low=1,
+                                          null="the CPU cores, at most 2")
+    # the PPO, network and normaliser settings (PPOConfig, mt_specialize.learning.ppo); YAML: a ppo: mapping
+    ppo: PPOConfig = field(default_factory=_default_ppo)
+    # paper = as the paper's authors ran it (their DART robots emulated in MuJoCo); paper_dart = the same
+    # simulated by DART itself (physics engine: dart); mujoco = physically correct robots with Gymnasium's
+    # contact conventions; none = every setting at its own default (the robots of the first grid: armature
+    # 1.0, friction 0.9). A run directory written before profiles existed reads as none.
+    profile: str = choice(profiles.DEFAULT, profiles.NAMES,
+                          "robot physics and the training settings left null (mt_specialize.profiles): paper (as the "
+                          "paper's authors ran it, MuJoCo), paper_dart (the same on DART: pip install .[dart]), "
+                          "mujoco (physically correct robots), none (every setting at its own default)")
+    # applied to every task on top of the profile and the task's own settings (mt_specialize.envs.physics)
+    physics: dict = mapping("run-wide physics settings: setting -> value (mt_specialize.envs.physics)")
+    # when the mean of the last 100 finished episodes (all tasks pooled) falls more than this below the
+    # last accepted iteration's, the iteration is rejected: policy, value net and normaliser go back to
+    # their values at the last accepted iteration and the counted samples rewind (the authors'
+    # reward_drop_bound)
+    revert_drop_bound: float | str | None = number(
+        None, "pooled-return drop (return units) that rejects an iteration and reverts it", low=0, words=("off",),
+        null=_by_profile("revert_drop_bound"))
+    # a policy that cannot bring the pooled return back within the bound would otherwise loop for ever
+    # (the authors' code has no such limit; the last checkpoint stays). Only read when the rule is on
+    revert_max_streak: int = integer(50, "consecutive rejected iterations after which the run stops with an error",
+                                     low=1)
+    # raw = appended after normalisation; normalized = before it, as the authors' env did (the per-task
+    # normaliser then maps it to ~0)
+    append_mode: str | None = choice(None, APPEND_MODES, "where the one-hot task id (method append) joins the "
+                                     "observation: after (raw) or before (normalized) normalisation",
+                                     null=_by_profile("append_mode"))
+    # round = round(split_fraction * n) entries; floor_nonzero = the int(split_fraction * n) highest scores,
+    # only those with a nonzero score (the authors')
+    split_count: str | None = choice(None, SPLIT_COUNTS, "how many entries the split takes",
+                                     null=_by_profile("split_count"))
+    # trains the switches a policy server makes (MultiTaskVecEnv switch_prob): the tasks driving one robot
+    # (biped forward/backward)
+    task_switch_prob: float = number(0.0, "per control step and env, the probability that the robot goes on "
+                                     "under another task of its robot model", low=0, high=1, below_high=True)
+    # e.g. 3M: learn each task, then its switches
+    task_switch_start: int = count(0, "counted samples before task switches begin")
+    # the new task's direction * velocity term is floored at 0 (MultiTaskVecEnv switch_grace), so that
+    # falling never pays more than turning round; 0 = the tasks' rewards unchanged
+    task_switch_grace: float = number(0.0, "time after a switch during which the new task does not charge the "
+                                      "robot for the momentum it was handed", low=0, unit="seconds")
+    # old_task = that task's own value of the state reached, as at a time limit (a gait is never charged
+    # for a switch it cannot survive); new_task = the value of the task that takes the robot over, so the
+    # policy learns the return the robot really gets when switches come at random times
+    task_switch_bootstrap: str = choice("old_task", SWITCH_BOOTSTRAPS,
+                                        "the value that ends a task's trajectory at a switch")
+    # bootstrap = an episode cut by the time limit is valued from the state it reached (the value target
+    # adds gamma * V(s_T)); terminal = the time limit ends the episode like a termination, no bootstrap
+    # (the authors' PPO). A task switch always bootstraps
+    time_limit: str | None = choice(None, TIME_LIMITS, "how an episode cut by the time limit (horizon) is valued",
+                                    null=_by_profile("time_limit"))
+    # networks, split masks, normalisers, Adam moments, env states, generators, counters and return
+    # windows are taken from it, and training goes on under this run's settings (e.g. task switches,
+    # other task rewards, a longer budget). The sample counters go on from the checkpoint's, so samples,
+    # joint_samples and task_switch_start count from the source run's start; its metrics rows up to the
+    # checkpoint are copied when the task names agree. What shapes the state must agree (tasks' number and
+    # sizes, method, envs_per_task, network sizes, optimiser, normalisers)
+    start_from: str | None = path(None, "a training checkpoint, or a run directory (its newest), this run starts "
+                                  "from and trains on under its own settings", null="from scratch")
+    # written by the trainer, not a setting: every task's resolved physics (task -> setting -> value)
     task_physics: dict | None = None
-
-    # -- the paper's names ---------------------------------------------------------------------------
-    @property
-    def jt(self):
-        """The paper's name of ``joint_samples``."""
-        return self.joint_samples
-
-    @jt.setter
-    def jt(self, value) -> None:
-        self.joint_samples = value
-
-    @property
-    def sp(self):
-        """The paper's name of ``split_fraction``."""
-        return self.split_fraction
-
-    @sp.setter
-    def sp(self, value) -> None:
-        self.split_fraction = value
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "TrainConfig":
         """Build from a mapping (YAML), the paper's names accepted (``canonical_settings``); unknown keys
         are an error naming them and the allowed ones."""
+        from .learning.ppo import PPOConfig
+
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
         data = canonical_settings(data, source)
@@ -329,31 +312,26 @@ class TrainConfig:
 
     # -- validation and defaults --------------------------------------------------------------------
     def resolved(self, experiment_budget: int, experiment_batch: int) -> "TrainConfig":
-        """A copy with method defaults filled in and every value checked (ValueError on bad input)."""
+        """A copy with every value checked against its setting (``SETTINGS``: text of a number taken as
+        the number) and the nulls filled in from the experiment, the method and the profile
+        (ValueError on bad input)."""
         c = dataclasses.replace(self, ppo=dataclasses.replace(self.ppo))
         method = get_method(c.method)
-        c.samples = parse_count(c.samples if c.samples is not None else experiment_budget, "samples")
-        if c.samples <= 0:
-            raise ValueError("samples must be > 0")
-        c.batch_size = parse_count(c.batch_size if c.batch_size is not None else experiment_batch, "batch_size")
         c.method = method.name
-        if c.joint_samples is not None:
-            c.joint_samples = parse_count(c.joint_samples, "joint_samples (jt)")
-        if c.split_fraction is not None:
-            try:
-                c.split_fraction = float(c.split_fraction)
-            except (TypeError, ValueError):
-                raise ValueError(f"split_fraction (sp) must be a number in [0, 1], got {c.split_fraction!r}") from None
-            if not 0.0 <= c.split_fraction <= 1.0:
-                raise ValueError("split_fraction (sp) must be in [0, 1] (a fraction of the policy's entries), "
-                                 f"got {c.split_fraction}")
+        c.samples = experiment_budget if c.samples is None else c.samples
+        c.batch_size = experiment_batch if c.batch_size is None else c.batch_size
+        if c.revert_drop_bound is False:  # YAML 1.1 reads an unquoted off as false
+            c.revert_drop_bound = "off"
+        for name, declared in SETTINGS.items():
+            setattr(c, name, declared.checked(getattr(c, name)))
+        # the method's rules for the split settings
         fixed = {"joint_samples": 0 if method.joint_phase == "none" else None,
                  "split_fraction": method.split_fraction}
-        for name, given in (("joint_samples", c.joint_samples), ("split_fraction", c.split_fraction)):
-            want = fixed[name]
+        for name, want in fixed.items():
+            given = getattr(c, name)
             if given is not None and want is not None and given != want:
-                choosers = " or ".join(repr(m.name) for m in METHODS.values() if m.chooses_split)
-                raise ValueError(f"method {c.method!r} fixes {name} ({_PAPER_NAME[name]}) = {want}; got {given} "
+                choosers = " or ".join(repr(m.name) for m in methods.METHODS.values() if m.chooses_split)
+                raise ValueError(f"method {c.method!r} fixes {SETTINGS[name].label} = {want}; got {given} "
                                  f"(use method {choosers} to choose joint_samples and split_fraction)")
         if method.split_fraction is not None:
             c.split_fraction = method.split_fraction
@@ -373,65 +351,20 @@ class TrainConfig:
                              "to score; use joint_samples > 0, or split_fraction 1 (that is method 'separate')")
         if c.split_value is None:
             c.split_value = method.split_value_net
-        if c.profile not in PROFILES:
-            raise ValueError(f"unknown profile {c.profile!r}; allowed profiles: {list(PROFILES)}")
-        defaults = PROFILE_SETTINGS[c.profile]
-        if c.envs_per_task is None:
-            c.envs_per_task = defaults["envs_per_task"]
-        if c.time_limit is None:
-            c.time_limit = defaults["time_limit"]
-        if c.time_limit not in TIME_LIMITS:
-            raise ValueError(f"time_limit must be one of {list(TIME_LIMITS)}, got {c.time_limit!r}")
-        if c.ppo.advantage_norm is None:
-            c.ppo.advantage_norm = defaults["advantage_norm"]
-        for name in ("envs_per_task", "score_window", "checkpoint_every", "keep_checkpoints", "torch_threads"):
-            value = getattr(c, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if c.physics_threads is not None and (not isinstance(c.physics_threads, int) or c.physics_threads < 1):
-            raise ValueError(f"physics_threads must be an integer >= 1 or null, got {c.physics_threads!r}")
-        p = c.task_switch_prob
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"task_switch_prob must be a probability in [0, 1), got {p!r}")
-        c.task_switch_start = parse_count(c.task_switch_start, "task_switch_start")
-        g = c.task_switch_grace
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < float("inf"):
-            raise ValueError(f"task_switch_grace must be a non-negative finite number of seconds, got {g!r}")
-        if c.task_switch_bootstrap not in SWITCH_BOOTSTRAPS:
-            raise ValueError(f"task_switch_bootstrap must be one of {list(SWITCH_BOOTSTRAPS)}, "
-                             f"got {c.task_switch_bootstrap!r}")
-        if c.start_from is not None:
-            if not isinstance(c.start_from, (str, Path)) or not str(c.start_from):
-                raise ValueError(f"start_from must be a checkpoint file or run directory (a path), "
-                                 f"got {c.start_from!r}")
-            c.start_from = str(c.start_from)
-        if not isinstance(c.physics, dict):
-            raise ValueError(f"physics must be a mapping of physics settings, got {c.physics!r}")
-        if c.ppo.optimizer is None:
-            c.ppo.optimizer = defaults["optimizer"]
-        for name in ("revert_drop_bound", "append_mode", "score_statistic", "split_count"):
-            if getattr(c, name) is None:
-                setattr(c, name, defaults[name])
-        if c.revert_drop_bound is False:
-            c.revert_drop_bound = "off"
-        if c.revert_drop_bound != "off":
-            bound = c.revert_drop_bound
-            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) \
-                    or bound < 0:
-                raise ValueError(f"revert_drop_bound must be a return difference >= 0 or 'off', got {bound!r}")
-            c.revert_drop_bound = float(bound)
-        if isinstance(c.revert_max_streak, bool) or not isinstance(c.revert_max_streak, int) or c.revert_max_streak < 1:
-            raise ValueError(f"revert_max_streak must be an integer >= 1, got {c.revert_max_streak!r}")
-        for name, allowed in (("append_mode", APPEND_MODES), ("score_statistic", SCORE_STATISTICS),
-                              ("split_count", SPLIT_COUNTS)):
-            if getattr(c, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(c, name)!r}")
-        if not isinstance(c.seed, int) or isinstance(c.seed, bool) or not 0 <= c.seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED:,}, got {c.seed!r}")
-        if c.envs_per_task > MAX_ENVS_PER_TASK:
-            raise ValueError(f"envs_per_task must be at most {MAX_ENVS_PER_TASK:,} (every env of every task is "
-                             f"stepped at least once per iteration), got {c.envs_per_task:,}")
+        # the profile's values of the settings left null (TrainConfig fields and ppo.<field>)
+        for name, value in PROFILE_SETTINGS[c.profile].items():
+            owner = c if name in SETTINGS else c.ppo
+            if getattr(owner, name) is None:
+                setattr(owner, name, value)
         return c
+
+
+#: every setting of a run, by field name (``ppo`` and ``task_physics`` are no settings of their own)
+SETTINGS: dict[str, Setting] = settings_of(TrainConfig)
+# the paper's names of settings (Yu, Turk & Liu, Table I: "jt=400k, sp=25%") -> the names here;
+# accepted wherever a setting is given, and the keys of a run's config.yaml
+PAPER_ALIASES = {declared.paper_name: name for name, declared in SETTINGS.items() if declared.paper_name}
+_PAPER_NAME = {name: alias for alias, name in PAPER_ALIASES.items()}
 
 
 def recorded_before(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 NAMES = ("paper", "paper_dart", "mujoco", "none")
+DEFAULT = "mujoco"  # the profile of a run, of the learner and of the simulator when none is given
 
 # -- the authors' numbers the physics half uses ------------------------------------------------------
 PAPER_KNEE_PENALTY = 0.5 * 1.5  # dart-env hopper.py: reward -= 5e-1 * 1.5 near a knee limit

@@ -523,7 +523,7 @@ def test_robots_that_are_not_planar_or_weigh_absurdly_are_refused(tmp_path, sett
 
 
 @pytest.mark.parametrize("flags, needle", [
-    (["--envs-per-task", "200000", "--samples", "24k"], "envs_per_task must be at most 4,096"),
+    (["--envs-per-task", "200000", "--samples", "24k"], "envs_per_task must be an integer from 1 to 4,096"),
     (["--envs-per-task", "200", "--samples", "24k"], "more than the 384 samples of an iteration"),
     (["--samples", "100"], "less than one iteration (384 samples"),
     (["--seeds", "1-100000"], "more than 100 runs"),

@@ -18,6 +18,7 @@ LAYERS = {
     "mt_specialize.paths": 0,
     "mt_specialize.errors": 0,
     "mt_specialize.profiles": 0,
+    "mt_specialize.settings": 0,
     "mt_specialize.yaml_files": 0,
     "mt_specialize.envs": 1,
     "mt_specialize.learning": 2,
@@ -227,10 +228,33 @@ def test_only_the_engine_registry_names_an_engine_module(graph):
     assert all(m in graph for m in engine_modules), "every registered engine is a module of the package"
 
 
-def test_profiles_and_the_cli_parser_load_no_heavy_library():
-    """The profiles' one home is read by the CLI's --help, the ROS launch file and the report: it imports
-    neither torch, MuJoCo nor NumPy."""
-    code = ("import sys, mt_specialize.profiles, mt_specialize.cli; "
-            "print(sorted(m for m in ('torch', 'mujoco', 'numpy') if m in sys.modules))")
+def test_profiles_settings_and_the_cli_parser_load_no_heavy_library():
+    """The profiles' and the training settings' homes are read by the CLI's --help, the ROS nodes, the
+    launch file and the report: neither they nor building the command's parser import torch, MuJoCo,
+    NumPy or rclpy."""
+    code = ("import sys, mt_specialize.profiles, mt_specialize.settings, mt_specialize.config, mt_specialize.cli; "
+            "mt_specialize.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'mujoco', 'numpy', 'rclpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_only_the_learner_node_reads_the_training_config(graph):
+    """A ROS module other than the learner takes what it shares with training (the default profile, the
+    profiles' names) from ``profiles``, not from ``config.TrainConfig``."""
+    bad = [m for m, targets in internal_edges(graph).items() if m.startswith(ROS_PACKAGE + ".")
+           and m != "mt_specialize.ros.learner" and "mt_specialize.config" in targets]
+    assert not bad, f"these ROS modules import mt_specialize.config: {bad}"
+
+
+@pytest.mark.parametrize("node", ["simulator", "policy_server", "foxglove_view"])
+def test_no_ros_node_but_the_learner_loads_torch_to_declare_its_parameters(node):
+    """Importing a node's module loads no torch: its parameters and their defaults come from torch-free
+    modules (the policy server loads torch with its first policy; the learner trains)."""
+    pytest.importorskip("rclpy")
+    code = f"import sys, mt_specialize.ros.{node}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode and "ModuleNotFoundError" in out.stderr:  # an optional dependency of that node
+        pytest.skip(out.stderr.strip().splitlines()[-1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False", f"importing mt_specialize.ros.{node} loads torch"

@@ -307,7 +307,7 @@ def test_profile_settings_and_bad_values():
     explicit = TrainConfig(profile="paper", revert_drop_bound="off", append_mode="raw").resolved(3_000_000, 4000)
     assert (explicit.revert_drop_bound, explicit.append_mode) == ("off", "raw")
     assert TrainConfig.from_run_config({"method": "joint"}).profile == "none"  # a run from before profiles
-    for kw, message in ((dict(profile="dart"), "allowed profiles"), (dict(revert_drop_bound=-1), "revert_drop_bound"),
+    for kw, message in ((dict(profile="dart"), r"profile must be one of \['paper'"), (dict(revert_drop_bound=-1), "revert_drop_bound"),
                         (dict(revert_drop_bound="sometimes"), "revert_drop_bound"),
                         (dict(append_mode="twice"), "append_mode"), (dict(split_count="ceil"), "split_count"),
                         (dict(score_statistic="mad"), "score_statistic")):
@@ -317,10 +317,14 @@ def test_profile_settings_and_bad_values():
         TrainConfig.from_dict({"ppo": {"optimizer": "sgd"}})
 
 
-def test_cli_profiles_are_the_configs():
+def test_cli_profiles_are_the_configs(capsys):
     from mt_specialize import cli, config
 
-    assert cli.PROFILES == config.PROFILES
+    parser = cli.build_parser()
+    assert [parser.parse_args(["train", "--profile", p]).profile for p in config.PROFILES] == list(config.PROFILES)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["train", "--profile", "dart"])
+    assert exit_.value.code == 2 and "invalid choice: 'dart'" in capsys.readouterr().err
 
 
 def test_run_records_its_resolved_physics_and_profile_reaches_the_robots(tiny_experiment, tmp_path):

@@ -242,8 +242,8 @@ def test_kill_9_between_checkpoints_then_resume(tiny_experiment, tmp_path):
 
 @pytest.mark.parametrize("kw, message", [
     (dict(method="magic"), "unknown method 'magic'"),
-    (dict(sp=1.5), r"split_fraction \(sp\) must be in \[0, 1\]"),
-    (dict(split_fraction=-0.1), r"split_fraction \(sp\) must be in \[0, 1\]"),
+    (dict(sp=1.5), r"split_fraction \(sp\) must be a number in \[0, 1\], got 1.5"),
+    (dict(split_fraction=-0.1), r"split_fraction \(sp\) must be a number in \[0, 1\]"),
     (dict(joint_samples="10M"), "beyond the budget"),
     (dict(experiment="four_hoppers"), "four_hoppers"),
     (dict(method="separate", sp=0.5), r"fixes split_fraction \(sp\)"),

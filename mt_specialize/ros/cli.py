@@ -43,7 +43,7 @@ def add_ros_subcommands(subparsers) -> None:
     up.add_argument("--no-learner", action="store_true", help="do not start the learner (serve a checkpoint)")
     up.add_argument("--checkpoint", metavar="PATH", help="checkpoint for the policy server to serve")
     up.add_argument("--mode", choices=("realtime", "lockstep"), help="override the simulator's mode")
-    from mt_specialize.config import PROFILES
+    from mt_specialize.profiles import NAMES as PROFILES
 
     up.add_argument("--profile", choices=list(PROFILES),
                     help="robot physics of the simulator and the learner's runs (default: their config files'); "

@@ -120,12 +120,16 @@ class ParameterRules:
         node.add_on_set_parameters_callback(self._on_set)
 
     def declare(self, name: str, default: Any, description: str, *, read_only: bool = False,
-                check: Callable[[Any], str | None] | None = None, dynamic: bool = False) -> Any:
+                check: Callable[[Any], str | None] | None = None, dynamic: bool = False,
+                constraints: str = "") -> Any:
         """Declare ``name`` (``default``: a value, or a ``Parameter.Type`` for a list that may be
-        empty) and return its start-up value; ValueError with the reason if ``check`` refuses it."""
+        empty) and return its start-up value; ValueError with the reason if ``check`` refuses it.
+        ``dynamic``: any type may be set (the node converts it); ``constraints``: the allowed values in
+        words, shown by ``ros2 param describe``."""
         from rcl_interfaces.msg import ParameterDescriptor
 
-        descriptor = ParameterDescriptor(description=description, read_only=read_only, dynamic_typing=dynamic)
+        descriptor = ParameterDescriptor(description=description, read_only=read_only, dynamic_typing=dynamic,
+                                         additional_constraints=constraints)
         self._declaring = name
         try:
             value = self.node.declare_parameter(name, default, descriptor).value

@@ -1,13 +1,14 @@
 """Learner node: runs a training run (the core's ``train.run_training``) in a worker thread.
 
-Parameters: ``experiment`` (built-in name or YAML path), ``method`` (gradient_guided | joint | separate
-| random | append; the paper's ``ours`` = gradient_guided), ``joint_samples`` and ``samples`` (sample
-counts: 400000, "400k", "3M"; empty = the method's / experiment's default), ``split_fraction``
-(fraction in [0, 1]; negative = default), ``jt`` and ``sp`` (the paper's names of the two: either
-name, one value), ``seed``, ``out_dir`` (run directory; empty =
-``runs/<experiment>_<method>_seed<seed>``, the method by its paper name: ``..._ours_seed1``),
-``resume`` (continue the run in ``out_dir`` if there is one, else start it), ``stop_timeout``
-(seconds ``close`` waits for the trainer's final checkpoint), ``autostart`` (read-only).
+Parameters: every training setting of ``mt-specialize train`` under its own name (``config.SETTINGS``:
+``experiment``, ``method``, ``joint_samples``, ``split_fraction``, ``seed``, ``samples``, ``profile``,
+``task_switch_prob``, ...; ``ros2 param describe /learner NAME`` gives its help, allowed values and
+default), and the paper's names ``jt`` and ``sp`` (either name, one value). A setting that may be null
+(the method's, the experiment's or the profile's value) is null when its parameter is ``''`` (or -1).
+Besides: ``out_dir`` (run directory; empty = ``runs/<experiment>_<method>_seed<seed>``, the method by
+its paper name: ``..._ours_seed1``), ``resume`` (continue the run in ``out_dir`` if there is one, else
+start it), ``stop_timeout`` (seconds ``close`` waits for the trainer's final checkpoint), ``autostart``
+(read-only).
 
 The training parameters are read when training starts; ``out_dir`` is resolved against the node's
 working directory and logged as an absolute path. A set of training parameters is refused while
@@ -40,37 +41,43 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
-from mt_specialize.config import TrainConfig
+from mt_specialize.config import SETTINGS, TrainConfig, canonical_settings
 from mt_specialize.ros import topics
 from mt_specialize.ros.common import ParameterRules, number_at_least, run_node, steady_timer
 from mt_specialize.run_dir import latest_checkpoint
 
 OK, ERROR = DiagnosticStatus.OK, DiagnosticStatus.ERROR
-PARAMS = ("experiment", "method", "joint_samples", "split_fraction", "jt", "sp", "seed", "samples", "profile", "out_dir",
-          "resume")
+#: the training settings the node takes as parameters: every one but the mappings (YAML only)
+TRAINING_SETTINGS = {name: declared for name, declared in SETTINGS.items() if declared.scalar}
+#: the parameters read when training starts: the settings, the paper's names of some, out_dir, resume
+PARAMS = (*TRAINING_SETTINGS, *(d.paper_name for d in TRAINING_SETTINGS.values() if d.paper_name),
+          "out_dir", "resume")
+#: the parameter value of a null setting; -1 too (parameter files that gave a negative number for it)
+UNSET = ""
+
+
+def is_unset(value) -> bool:
+    """Whether a parameter value leaves its setting null: ``''`` or -1."""
+    if isinstance(value, str):
+        return value.strip() in (UNSET, "-1")
+    return value is None or (not isinstance(value, bool) and value == -1)
 
 
 # ---------------------------------------------------------------------------------------------
 # Adapter to the core trainer: the only place that knows its API.
 # ---------------------------------------------------------------------------------------------
 def make_config(params: dict):
-    """Node parameters -> a validated ``TrainConfig`` (ValueError with the reason if bad)."""
-    from mt_specialize.config import canonical_settings
+    """Node parameters -> a ``TrainConfig`` checked against its experiment, and the experiment
+    (ValueError with the reason if bad). A setting whose parameter is missing from ``params``, or unset
+    (``is_unset``) where the setting may be null, takes the setting's default."""
     from mt_specialize.experiments import get_experiment
 
-    kwargs = {"experiment": str(params["experiment"]), "method": str(params["method"]),
-              "seed": int(params["seed"]), "profile": str(params.get("profile") or TrainConfig.profile)}
-    if not kwargs["experiment"]:
-        raise ValueError("parameter experiment is empty")
-    for key in ("joint_samples", "jt", "samples"):
-        v = params.get(key)
-        if v is not None and str(v).strip() not in ("", "-1"):
-            kwargs[key] = v if isinstance(v, int) else str(v).strip()
-    for key in ("split_fraction", "sp"):
-        v = params.get(key)
-        if v is not None and str(v).strip() != "" and float(v) >= 0:
-            kwargs[key] = float(v)
-    config = TrainConfig(**canonical_settings(kwargs, source="parameters"))
+    given = {}
+    for name, declared in TRAINING_SETTINGS.items():
+        for key in (name, declared.paper_name):
+            if key and key in params and not (declared.nullable and is_unset(params[key])):
+                given[key] = params[key]
+    config = TrainConfig(**canonical_settings(given, source="parameters"))
     try:
         experiment = get_experiment(config.experiment)
     except Exception as exc:
@@ -104,8 +111,7 @@ def settings_errors(params: dict) -> list[str]:
     except ValueError as exc:
         errors.append(str(exc))
         # a method that accepts the split settings given (joint refuses any, gradient_guided needs them in budget)
-        split = any(str(params.get(k, "")).strip() not in ("", "-1", "-1.0") for k in
-                    ("joint_samples", "jt", "split_fraction", "sp"))
+        split = any(not is_unset(params.get(k)) for k in ("joint_samples", "jt", "split_fraction", "sp"))
         stand_ins["method"] = "gradient_guided" if split else "joint"
     try:
         make_config({**params, **stand_ins})
@@ -146,16 +152,13 @@ class LearnerNode(Node):
         from std_msgs.msg import String
 
         rules = ParameterRules(self)
-        rules.declare("experiment", "three_hoppers", "built-in experiment name or experiment YAML path")
-        rules.declare("method", "gradient_guided", "gradient_guided (ours) | joint | separate | random | append")
-        rules.declare("joint_samples", "", "joint-training samples before the split, e.g. 400k ('' = default)",
-                      dynamic=True)
-        rules.declare("split_fraction", -1.0, "fraction of policy entries split per task (< 0 = default)", dynamic=True)
-        rules.declare("jt", "", "the paper's name of joint_samples", dynamic=True)
-        rules.declare("sp", -1.0, "the paper's name of split_fraction", dynamic=True)
-        rules.declare("seed", 1, "run seed")
-        rules.declare("samples", "", "total budget, e.g. 3M ('' = the experiment's)", dynamic=True)
-        rules.declare("profile", TrainConfig.profile, "robots and training rules; the simulator's must match")
+        for name, declared in TRAINING_SETTINGS.items():  # read when training starts; checked when set
+            default = UNSET if declared.default is None else declared.default
+            description = declared.describe() + (f"; {UNSET!r} = the default" if declared.nullable else "")
+            rules.declare(name, default, description, dynamic=True, constraints=declared.allowed())
+            if declared.paper_name:
+                rules.declare(declared.paper_name, default, f"the paper's name of {name}", dynamic=True,
+                              constraints=declared.allowed())
         rules.declare("out_dir", "", "run directory ('' = runs/<experiment>_<method>_seed<seed>), relative to the "
                       "node's working directory")
         rules.declare("resume", False, "continue the run in out_dir if there is one")

@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
+from mt_specialize import profiles
 from mt_specialize.envs.physics import PROFILE_NAMES
 from mt_specialize.learning.policy_file import PolicyFileError, policy_file_info
 
-#: The profile of the learner and ``mt-specialize train`` by default (``config.TrainConfig.profile``;
-#: not imported from there, which would import torch; test_preflight keeps them equal).
-DEFAULT_PROFILE = "mujoco"
+#: The profile of the simulator, the learner and ``mt-specialize train`` when none is given.
+DEFAULT_PROFILE = profiles.DEFAULT
 MODES = ("realtime", "lockstep")
 #: Units of ``/<robot>/commands``: ``normalized`` (-1..1 per actuator) or ``effort`` (N*m, the
 #: actuator's gear times the normalized command, as ros2_control's effort interface).

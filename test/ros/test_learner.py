@@ -9,7 +9,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import GetParameters, SetParameters
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from std_msgs.msg import Float64MultiArray, String
 
 from mt_specialize.learning.inference import InferencePolicy
@@ -37,8 +37,53 @@ def test_parameters_take_the_papers_names_too_and_two_values_of_one_setting_are_
         make_config({**params, "joint_samples": "400k"})
     # the robots: the profile parameter (default mujoco, as the simulator's), a bad one refused
     assert config.profile == "mujoco" and make_config({**params, "profile": "paper"})[0].profile == "paper"
-    with pytest.raises(ValueError, match="unknown profile 'dart'"):
+    with pytest.raises(ValueError, match=r"profile must be one of \['paper', .*\], got 'dart'"):
         make_config({**params, "profile": "dart"})
+
+
+def _example(declared) -> str:
+    """A value the setting takes other than its default, as text (test/test_settings.py has the same)."""
+    if declared.kind == "choice":
+        return [c for c in declared.choice_summaries() if c != declared.default][-1]
+    if declared.kind in ("integer", "number"):
+        return str(declared.high if declared.high is not None else declared.low + 1)
+    return {"count": "1M", "path": "runs/elsewhere", "text": "biped_fwd_bwd"}[declared.kind]
+
+
+def _resolved(config):
+    from mt_specialize.experiments import get_experiment
+
+    experiment = get_experiment(config.experiment)
+    return config.resolved(experiment.budget, experiment.batch_size)
+
+
+def test_every_training_setting_is_a_parameter_read_as_the_command_line_reads_it():
+    """Each setting's parameter (and its paper's name) makes the config the flag makes; '' and -1 leave a
+    setting that may be null at its default; a bad value is refused naming the setting and what it takes."""
+    from mt_specialize import cli
+    from mt_specialize.config import SETTINGS
+    from mt_specialize.ros.learner import PARAMS, TRAINING_SETTINGS, make_config
+
+    assert set(PARAMS) == {*TRAINING_SETTINGS, "jt", "sp", "out_dir", "resume"}
+    assert set(TRAINING_SETTINGS) == {name for name, declared in SETTINGS.items() if declared.kind != "mapping"}
+    for name, declared in TRAINING_SETTINGS.items():
+        value = "true" if declared.kind == "boolean" else _example(declared)
+        if declared.kind == "number" and declared.below_high:
+            value = str(declared.low)
+        flags = [value] if declared.positional else [cli.setting_flag(name), value]
+        if declared.kind == "boolean":
+            flags, value = [cli.setting_flag(name)], True  # a ROS bool parameter
+        from_flag = cli._train_config(cli.build_parser().parse_args(["train", *flags]))
+        for key in (name, declared.paper_name) if declared.paper_name else (name,):
+            config, _ = make_config({key: value})
+            assert getattr(_resolved(config), name) == getattr(_resolved(from_flag), name), (key, value)
+        if declared.nullable:
+            for unset in ("", -1, -1.0):
+                assert getattr(make_config({name: unset})[0], name) is None
+    with pytest.raises(ValueError, match=r"task_switch_prob must be a number in \[0, 1\), got 1.5"):
+        make_config({"task_switch_prob": 1.5})
+    with pytest.raises(ValueError, match=r"split_fraction \(sp\) must be a number in \[0, 1\], got -0.5"):
+        make_config({"sp": -0.5})
 
 
 def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
@@ -79,6 +124,20 @@ def test_bad_parameters_then_a_tiny_run(probe, start_node, tmp_path):
     # a parameter that does not exist
     unknown = set_param("sampels", "4000")
     assert not unknown.successful and "no parameter 'sampels'; parameters: [" in unknown.reason
+    # every training setting is a parameter, described as --help describes its flag (ros2 param describe)
+    from mt_specialize.ros.learner import PARAMS, TRAINING_SETTINGS
+
+    describer = probe.node.create_client(DescribeParameters, "/learner/describe_parameters")
+    assert describer.wait_for_service(timeout_sec=10.0)
+    described = probe.call(describer, DescribeParameters.Request(names=list(PARAMS))).descriptors
+    assert [d.name for d in described] == list(PARAMS)
+    for d in described:
+        if d.name in TRAINING_SETTINGS:
+            declared = TRAINING_SETTINGS[d.name]
+            assert d.description.startswith(declared.describe()) and d.additional_constraints == declared.allowed()
+            assert d.dynamic_typing and not d.read_only
+    refused = set_param("task_switch_prob", "2")
+    assert not refused.successful and refused.reason == "task_switch_prob must be a number in [0, 1), got '2'"
     assert learner.alive()
 
     # fix it: the run starts, reports progress and publishes its checkpoint
