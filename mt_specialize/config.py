@@ -151,7 +151,7 @@ def _accepts_paper_names(cls):
 @_accepts_paper_names
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (SPEC §5). Each field is one setting, declared once: its
+    """Everything that defines a training run (docs/method.md#the-algorithm). Each field is one setting, declared once: its
     help, kind, default, allowed values and what null means (``SETTINGS``; ``mt-specialize train --help``
     lists them). ``None`` fields take the method's, the experiment's or the profile's value
     (``resolved``). The paper's names are accepted as keywords and YAML keys, and read as attributes:
