@@ -1437,8 +1437,9 @@ def write_figures(runs, out: Path, root: Path | None = None, suffix: str = "") -
 
 
 def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
-    """A GIF of each task's final policy (ours jt=400k sp=25%, seed 1, newest checkpoint)."""
-    from mt_specialize.experiments import get_experiment
+    """A GIF of each task's final policy (ours jt=400k sp=25%, seed 1, newest checkpoint), on the robot
+    as its run trained it (``experiments.task_as_trained``: the run's profile and physics)."""
+    from mt_specialize.experiments import get_experiment, task_as_trained
     from mt_specialize.envs.gait import play, write_animation
     from mt_specialize.learning.inference import InferencePolicy
     from mt_specialize.train import latest_checkpoint
@@ -1451,7 +1452,7 @@ def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
         policy = InferencePolicy.from_checkpoint(path)
         experiment = run_dir.parent.parent.name
         for task in get_experiment(experiment).tasks:
-            episode = play(policy, task.name, [(0, task.name)], steps)
+            episode = play(policy, task_as_trained(task.name, policy.run_config), [(0, task.name)], steps)
             written.append(write_animation(task.name, episode.qpos, out / "gaits" / f"{experiment}_{task.name}.gif",
                                            width=180, height=135))
     return written

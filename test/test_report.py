@@ -647,3 +647,31 @@ def test_engines_table_puts_each_dart_cell_beside_mujoco_and_the_paper(tmp_path)
     assert (tmp_path / "o" / "engines.md").read_text().endswith(text + "\n")
     assert main(["engines", "--mujoco-root", str(mujoco), "--dart-root", str(tmp_path / "none"),
                  "--out", str(tmp_path / "o")]) == 2
+
+
+def test_gaits_play_each_task_on_the_robot_its_run_trained(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import mt_specialize.envs.gait as gait
+    from mt_specialize.experiments import task_as_trained
+    from mt_specialize.learning.inference import InferencePolicy
+    from paper.report import write_gaits
+
+    archived = Path(__file__).resolve().parent.parent / "results/grid_paper/three_hoppers/ours_jt400k_sp25/seed1"
+    run = tmp_path / "grid/three_hoppers/ours_jt400k_sp25/seed1"
+    run.mkdir(parents=True)
+    shutil.copy(archived / "policy.safetensors", run / "policy.safetensors")
+    played = []
+    monkeypatch.setattr(gait, "play", lambda policy, task, schedule, steps: played.append(task) or
+                        SimpleNamespace(qpos=np.zeros((steps + 1, 6))))
+    monkeypatch.setattr(gait, "write_animation", lambda name, qpos, path, **kw: path)
+    written = write_gaits(tmp_path / "grid", tmp_path / "out")
+    assert [p.name for p in written] == [f"three_hoppers_{t}.gif" for t in
+                                         ("hopper_capsule", "hopper_box", "hopper_ellipsoid")]
+    config = InferencePolicy.from_checkpoint(run / "policy.safetensors").run_config
+    assert config["profile"] == "paper"
+    for task in played:  # the run's robots (the paper profile's), not the built-in tasks' defaults
+        assert task.resolved_physics == task_as_trained(task.name, config).resolved_physics
+        assert task.resolved_physics["inertia"] == "dart"
