@@ -1452,8 +1452,9 @@ def write_gaits(root: Path, out: Path, steps: int = 250) -> list[Path]:
         policy = InferencePolicy.from_checkpoint(path)
         experiment = run_dir.parent.parent.name
         for task in get_experiment(experiment).tasks:
-            episode = play(policy, task_as_trained(task.name, policy.run_config), [(0, task.name)], steps)
-            written.append(write_animation(task.name, episode.qpos, out / "gaits" / f"{experiment}_{task.name}.gif",
+            trained = task_as_trained(task.name, policy.run_config)
+            episode = play(policy, trained, [(0, task.name)], steps)
+            written.append(write_animation(trained, episode.qpos, out / "gaits" / f"{experiment}_{task.name}.gif",
                                            width=180, height=135))
     return written
 

@@ -44,3 +44,23 @@ def test_animation_plays_at_the_tasks_control_period(tmp_path):
     poses[:, planar.PITCH] = np.linspace(0.0, 1.0, 6)  # distinct frames (a GIF merges repeated ones)
     path = write_animation(slow, poses, tmp_path / "slow.gif", every=2, width=32, height=24)
     assert iio.immeta(path, index=0)["duration"] == pytest.approx(1000 * slow.dt * 2) == 40  # ms per frame
+
+
+@pytest.mark.parametrize("dt, step, delay_ms", [(0.008, 5, 40), (0.002, 10, 20), (0.02, 1, 20), (0.05, 1, 50),
+                                                (0.003, 10, 30)])
+def test_gif_frames_last_whole_centiseconds_of_at_least_two(dt, step, delay_ms):
+    from mt_specialize.envs.gait import gif_frame_step
+
+    assert gif_frame_step(dt) == step and round(1000 * dt * step) == delay_ms
+
+
+def test_a_gif_by_default_plays_at_real_time_in_whole_centiseconds(tmp_path):
+    from mt_specialize.envs.gait import gif_frame_step
+
+    task = TaskSpec("hopper_capsule", "hopper_capsule")  # 0.008 s per control step: a frame every 5, 40 ms
+    poses = np.tile(task.build_model().qpos0, (11, 1))
+    poses[:, planar.PITCH] = np.linspace(0.0, 1.0, 11)  # distinct frames
+    path = write_animation(task, poses, tmp_path / "g.gif", width=32, height=24)
+    step = gif_frame_step(task.dt)
+    assert step == 5 and iio.immeta(path, index=0)["duration"] == pytest.approx(1000 * task.dt * step) == 40
+    assert len(iio.imread(path, index=None)) == len(range(0, 11, step))

@@ -666,7 +666,7 @@ def test_gaits_play_each_task_on_the_robot_its_run_trained(tmp_path, monkeypatch
     played = []
     monkeypatch.setattr(gait, "play", lambda policy, task, schedule, steps: played.append(task) or
                         SimpleNamespace(qpos=np.zeros((steps + 1, 6))))
-    monkeypatch.setattr(gait, "write_animation", lambda name, qpos, path, **kw: path)
+    monkeypatch.setattr(gait, "write_animation", lambda task, qpos, path, **kw: path)
     written = write_gaits(tmp_path / "grid", tmp_path / "out")
     assert [p.name for p in written] == [f"three_hoppers_{t}.gif" for t in
                                          ("hopper_capsule", "hopper_box", "hopper_ellipsoid")]

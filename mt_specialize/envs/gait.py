@@ -6,6 +6,8 @@ weights drive the robot mid-episode (what the policy server's switch service doe
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -67,10 +69,26 @@ def play(policy: PerTaskPolicy, env_task: str | TaskSpec, schedule: list[tuple[i
     return Episode(np.array(qpos), np.array(used), total, ended_by)
 
 
-def write_animation(task: str | TaskSpec, qpos: np.ndarray, path: str | Path, *, every: int = 2, width: int = 320,
-                    height: int = 240) -> Path:
+GIF_MIN_DELAY = 0.02  # s: browsers play a GIF frame delay under 2 centiseconds as 10 cs (slow motion)
+
+
+def gif_frame_step(dt: float) -> int:
+    """Control steps per GIF frame for a control period ``dt`` (s): the smallest k whose frame period
+    k * dt is a whole number of centiseconds (a GIF's delay unit) of at least ``GIF_MIN_DELAY``, so the
+    GIF plays at real time in browsers (dt 0.008 s -> 5, 40 ms); else the smallest k reaching the minimum."""
+    first = max(1, math.ceil(GIF_MIN_DELAY / dt - 1e-9))
+    for k in range(first, first + 50):
+        centiseconds = k * dt * 100
+        if abs(centiseconds - round(centiseconds)) < 1e-6:
+            return k
+    return first
+
+
+def write_animation(task: str | TaskSpec, qpos: np.ndarray, path: str | Path, *, every: int | None = None,
+                    width: int = 320, height: int = 240) -> Path:
     """Render every ``every``-th pose qpos (S, nq), one per control step of ``task``, to a GIF or MP4
-    (by suffix) playing at real time (the task's control period, ``TaskSpec.dt``)."""
+    (by suffix) playing at real time (the task's control period, ``TaskSpec.dt``). ``every`` None: a
+    GIF takes :func:`gif_frame_step` (its delays are whole centiseconds), an MP4 every second pose."""
     import imageio.v3 as iio
 
     from .render import render_frames
@@ -79,6 +97,8 @@ def write_animation(task: str | TaskSpec, qpos: np.ndarray, path: str | Path, *,
     if path.suffix.lower() not in (".gif", ".mp4"):
         raise ValueError(f"{path}: choose a .gif or .mp4 file name")
     task = get_task(task)
+    if every is None:
+        every = gif_frame_step(task.dt) if path.suffix.lower() == ".gif" else 2
     frames = np.stack(render_frames(task, qpos[::every], width=width, height=height))
     frame_period = task.dt * every  # s of robot time between two frames
     path.parent.mkdir(parents=True, exist_ok=True)
