@@ -47,6 +47,16 @@ def wait_until(predicate, timeout: float, what: str, nodes=()) -> None:
         time.sleep(0.1)
 
 
+def ran_its_first_lines(node) -> bool:
+    """Whether the node's process has run its module's first lines (``STOP.install()``, which comes before
+    the node imports numpy): numpy's extension is mapped. A signal before that point reaches CPython's
+    start-up (the ``site`` import), before any program code, and ends the interpreter with exit code 1."""
+    try:
+        return "_multiarray_umath" in Path(f"/proc/{node.proc.pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def learner_params(out: Path) -> dict:
     return {"experiment": str(tiny_experiment(out.parent)), "method": "joint", "out_dir": str(out), "resume": True}
 
@@ -125,7 +135,8 @@ def test_two_sigints_while_starting_up(start_node, checkpoint_factory, tmp_path)
     nodes = [start_node("simulator", {"tasks": ["biped_forward"], "namespaces": ["biped"]}),
              start_node("policy_server", {"robots": ["biped"], "tasks": ["biped_forward"], "checkpoint": str(ckpt)}),
              start_node("learner", learner_params(tmp_path / "run"))]
-    time.sleep(0.3)
+    for node in nodes:  # each has run its first lines: a signal before them hits CPython's own start-up
+        wait_until(lambda: ran_its_first_lines(node), 60, f"{node.name} to start its own code", [node])
     send(nodes, signal.SIGINT)
     time.sleep(0.3)
     send(nodes, signal.SIGINT)
